@@ -1,0 +1,130 @@
+"""Validated, serialisable configuration records (peft-style dataclasses).
+
+Every field carries a `help`; `__post_init__` raises `ConfigError` on a contradiction, naming the
+bad value and the fix. `to_dict()` / `from_dict()` round-trip through JSON so a record can be stored
+in the workspace and hashed into a cache key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of range or contradicts another one."""
+
+
+class WeightsError(ValueError):
+    """A weight vector is the wrong length, non-finite or outside the search space [0, C]."""
+
+
+class _Record:
+    """JSON round-trip and a stable content hash, shared by the config dataclasses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[T], d: dict[str, Any]) -> T:
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}; valid fields are {sorted(known)}")
+        return cls(**d)
+
+    def fingerprint(self) -> str:
+        """Short sha256 of the canonical JSON: the record's identity in cache keys."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass
+class DecodingConfig(_Record):
+    """How responses are generated for scoring. Greedy by default so a candidate's score is deterministic."""
+
+    max_new_tokens: int = field(default=48, metadata={"help": "Tokens generated per response."})
+    do_sample: bool = field(default=False, metadata={"help": "False = greedy decoding (deterministic scores)."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature; ignored when greedy."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass; ignored when greedy."})
+    seed: int = field(default=0, metadata={"help": "Torch seed set before sampling."})
+    batch_size: int = field(default=16, metadata={"help": "Rows (candidate x prompt) per generate call."})
+    # SmolLM2's own template adds a system prompt; we keep the template as shipped with the tokenizer.
+    system_prompt: str | None = field(default=None, metadata={"help": "Optional system message; None = template default."})
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1:
+            raise ConfigError(f"max_new_tokens={self.max_new_tokens}: must be >= 1")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size={self.batch_size}: must be >= 1")
+        if self.do_sample and not (self.temperature > 0):
+            raise ConfigError(f"temperature={self.temperature}: must be > 0 when do_sample=True")
+        if not (0 < self.top_p <= 1):
+            raise ConfigError(f"top_p={self.top_p}: must be in (0, 1]")
+
+
+@dataclass
+class SearchSpace(_Record):
+    """The weight space S of MVA Eq.15: extrapolation `[0, C]^n` on a uniform grid, or the simplex (SOUP)."""
+
+    n_values: int = field(default=2, metadata={"help": "Number of value vectors composed."})
+    C: float = field(default=1.0, metadata={"help": "Upper bound of every weight (paper: C = 1). Weights > 1 allowed."})
+    step: float = field(default=0.25, metadata={"help": "Grid step of the sweep."})
+    kind: Literal["extrapolation", "simplex"] = field(
+        default="extrapolation", metadata={"help": "'extrapolation': [0,C]^n grid (MVA); 'simplex': sum w = 1 (SOUP)."}
+    )
+
+    def __post_init__(self) -> None:
+        if self.n_values < 1:
+            raise ConfigError(f"n_values={self.n_values}: need at least one value vector")
+        if not (math.isfinite(self.C) and self.C > 0):
+            raise ConfigError(f"C={self.C}: the weight bound must be a positive finite number (paper: 1)")
+        if not (math.isfinite(self.step) and 0 < self.step <= self.C):
+            raise ConfigError(f"step={self.step}: must be in (0, C={self.C}]; e.g. 0.1")
+        if self.kind not in ("extrapolation", "simplex"):
+            raise ConfigError(f"kind={self.kind!r}: choose 'extrapolation' or 'simplex'")
+
+    def check(self, weights: Any) -> np.ndarray:
+        """Validate one weight vector against S; returns it as float64. Raises WeightsError naming the fix."""
+        w = np.asarray(weights, dtype=np.float64).reshape(-1)
+        if w.shape[0] != self.n_values:
+            raise WeightsError(
+                f"weights {w.tolist()} have {w.shape[0]} entries but there are {self.n_values} value vectors; "
+                f"give one weight per value"
+            )
+        if not np.all(np.isfinite(w)):
+            raise WeightsError(f"weights {w.tolist()} contain NaN or inf; every weight must be a number in [0, {self.C}]")
+        bad = [(i, float(x)) for i, x in enumerate(w) if x < 0 or x > self.C + 1e-12]
+        if bad:
+            i, x = bad[0]
+            raise WeightsError(f"weight {i} = {x} is outside [0, C={self.C}]; choose a value in range or raise C")
+        if self.kind == "simplex" and abs(w.sum() - 1.0) > 1e-6:
+            raise WeightsError(f"weights {w.tolist()} sum to {w.sum():.6g}; simplex weights must sum to 1")
+        return w
+
+    def grid(self) -> np.ndarray:
+        """All grid points of S, shape (K, n): uniform steps of `step` from 0 to C (C included)."""
+        ticks = np.round(np.arange(0.0, self.C + self.step / 2, self.step), 10)
+        ticks = ticks[ticks <= self.C + 1e-9]
+        mesh = np.stack(np.meshgrid(*([ticks] * self.n_values), indexing="ij"), axis=-1).reshape(-1, self.n_values)
+        if self.kind == "simplex":
+            mesh = mesh[np.abs(mesh.sum(axis=1) - 1.0) < 1e-9]
+        return mesh
+
+
+def parse_weights(text: str) -> list[float]:
+    """'1.2,0.4' -> [1.2, 0.4]; a non-number raises WeightsError naming it."""
+    out = []
+    for part in text.split(","):
+        try:
+            out.append(float(part))
+        except ValueError:
+            raise WeightsError(f"weight {part!r} in {text!r} is not a number; write e.g. --weights 1.2,0.4") from None
+    return out

