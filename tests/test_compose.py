@@ -119,7 +119,7 @@ def test_shape_mismatch_names_the_tensor(tiny, tmp_path):
                       num_attention_heads=4, num_key_value_heads=2)
     LlamaForCausalLM(cfg).save_pretrained(tmp_path / "wide")
     odd = make_value_vector(tmp_path / "wide", tmp_path / "odd", "odd", seed=4)
-    with pytest.raises(VectorError, match=r"tensor model\.layers\.0\.self_attn\.q_proj"):
+    with pytest.raises(VectorError, match=r"tensor model\.layers\.0\.mlp\.down_proj: .*\(48, 64\)"):
         load_value_vectors([dirs[0], odd])
     base = AutoModelForCausalLM.from_pretrained(root / "base")
     with pytest.raises(VectorError, match="tensor model.layers.0.self_attn.q_proj"):
