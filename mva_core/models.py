@@ -53,13 +53,13 @@ def packaged_gguf() -> Path:
 
 
 def model_cache_dir(workspace: Path | None = None) -> Path:
-    """Where converted base models live: $MVA_MODEL_CACHE, else `<workspace>/models`."""
+    """Where converted base models live: $MVA_MODEL_CACHE, else ~/.cache/mva_explorer/models.
+
+    One cache per machine rather than per workspace: every workspace (and every test run) on the
+    embedded default then shares one ~540 MB conversion instead of paying ~25 s and the disk each time.
+    """
     env = os.environ.get("MVA_MODEL_CACHE")
-    if env:
-        return Path(env)
-    if workspace is None:
-        raise ModelLoadError("no model cache directory: pass a workspace or set MVA_MODEL_CACHE")
-    return Path(workspace) / "models"
+    return Path(env) if env else Path.home() / ".cache" / "mva_explorer" / "models"
 
 
 def convert_gguf(gguf: Path, out_dir: Path) -> Path:

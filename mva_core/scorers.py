@@ -209,18 +209,17 @@ class HFRewardModel(Scorer):
         texts = self.texts(prompts, responses)
         # A chat template already writes its special tokens; plain text gets the tokenizer's own.
         add_special = not getattr(self.tokenizer, "chat_template", None)
+        enc = self.tokenizer(texts, add_special_tokens=add_special, truncation=True, max_length=self.max_length)
         out = np.full(len(texts), np.nan, dtype=np.float64)
-        for start in range(0, len(texts), self.batch_size):
-            enc = self.tokenizer(texts[start:start + self.batch_size], add_special_tokens=add_special,
-                                 truncation=True, max_length=self.max_length)
-            rows = [i for i, ids in enumerate(enc["input_ids"]) if len(ids) > 0]
-            if not rows:
-                continue
+        # Similar lengths share a batch (less padding); empty rows stay NaN.
+        order = sorted((i for i, ids in enumerate(enc["input_ids"]) if ids), key=lambda i: len(enc["input_ids"][i]))
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
             batch = self.tokenizer.pad({k: [enc[k][i] for i in rows] for k in ("input_ids", "attention_mask")},
                                        return_tensors="pt").to(self.device)
             with torch.no_grad():
                 logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            out[[start + i for i in rows]] = self.sign * logits[:, 0].double().cpu().numpy()  # (b,)
+            out[rows] = self.sign * logits[:, 0].double().cpu().numpy()  # (b,)
         return out
 
 
@@ -324,16 +323,18 @@ class Relevance(Scorer):
 
         if self._model is None:
             self._load()
-        chunks = []
+        out = np.zeros((len(texts), self._model.config.hidden_size), dtype=np.float64)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # similar lengths share a batch: less padding
         for start in range(0, len(texts), self.batch_size):
-            enc = self._tokenizer(texts[start:start + self.batch_size], padding=True, truncation=True,
+            rows = order[start:start + self.batch_size]
+            enc = self._tokenizer([texts[i] for i in rows], padding=True, truncation=True,
                                   max_length=self.max_length, return_tensors="pt")
             with torch.no_grad():
                 hidden = self._model(**enc).last_hidden_state  # (B, T, 384)
             mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
             mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)  # (B, 384)
-            chunks.append(torch.nn.functional.normalize(mean, dim=-1).double().numpy())
-        return np.concatenate(chunks) if chunks else np.zeros((0, 384))
+            out[rows] = torch.nn.functional.normalize(mean, dim=-1).double().numpy()
+        return out
 
     def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
         _check_pairs(prompts, responses)

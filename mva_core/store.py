@@ -106,6 +106,12 @@ class Store:
         with self._connect() as con:
             return pd.read_sql_query("SELECT * FROM runs ORDER BY id", con)
 
+    def version(self) -> int:
+        """Changes whenever a candidate or a score is added: a cheap cache key for derived tables."""
+        with self._connect() as con:
+            a, b = con.execute("SELECT (SELECT COUNT(*) FROM candidates), (SELECT COUNT(*) FROM scores)").fetchone()
+        return int(a) * 1_000_003 + int(b)
+
     # ---- candidates ----
     def find(self, keys: Sequence[str]) -> dict[str, int]:
         """key -> candidate id for the keys already stored."""

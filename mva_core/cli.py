@@ -1,0 +1,240 @@
+"""`python -m mva_core <command>`: compose, score, pareto, sweep, export, demo (DESIGN.md §3).
+
+Every command takes --workspace, shows a progress bar on long work, and on bad input exits non-zero
+with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .workspace import default_workspace
+
+
+class CliError(ValueError):
+    """A command-line argument is malformed."""
+
+
+def _bar() -> Callable[[str, int, int], None]:
+    """A tqdm bar per stage name, driven by (stage, done, total) callbacks."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def update(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None or bar.total != total or done < bar.n:
+            if bar is not None:
+                bar.close()
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit="row" if stage == "generate" else "step",
+                                     file=sys.stderr, leave=False)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def _named_paths(items: Sequence[str], flag: str) -> list[tuple[str, str]]:
+    out = []
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise CliError(f"{flag} {item!r}: write it as NAME=PATH, e.g. {flag} help=vectors/help")
+        out.append((name, path))
+    return out
+
+
+# ---- commands ----
+def cmd_compose(args: argparse.Namespace) -> int:
+    from .config import SearchSpace, parse_weights
+    from .export import export_merged, export_mergekit, export_peft
+    from .models import load_base
+    from .vectors import check_compatible, load_value_vector
+
+    adapters = _named_paths(args.adapter, "--adapter")
+    weights = parse_weights(args.weights)
+    SearchSpace(n_values=len(adapters), C=args.C, step=args.C).check(weights)
+    base = load_base(args.base, workspace=args.workspace, allow_pickle=args.allow_pickle)
+    vectors = []
+    for name, path in adapters:
+        v = load_value_vector(path, allow_pickle=args.allow_pickle)
+        v.value = name
+        vectors.append(v)
+    check_compatible(vectors, base.model, base.fingerprint)
+    writer = {"merged": export_merged, "peft": export_peft, "mergekit": export_mergekit}[args.format]
+    out = writer(base, vectors, weights, args.out, force=args.force)
+    print(out)
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .config import DecodingConfig
+    from .data import load_prompts
+    from .generate import generate_responses
+    from .models import load_base
+    from .scorers import get_scorer
+
+    prompts = load_prompts(args.prompts)
+    scorers = [get_scorer(s) for s in args.scorer]
+    base = load_base(args.model, workspace=args.workspace, allow_pickle=args.allow_pickle)
+    decoding = DecodingConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
+    bar = _bar()
+    responses = generate_responses(base.model, base.tokenizer, prompts, None, decoding,
+                                   progress=lambda d, t: bar("generate", d, t))[0]
+    per = {s.name if not args.scorer[i].startswith("hf:") else args.scorer[i]: s.score(prompts, responses)
+           for i, s in enumerate(scorers)}
+    result = {
+        "model": args.model,
+        "mean": {k: float(np.mean(v)) for k, v in per.items()},
+        "responses": [{"prompt": p, "response": r, **{k: float(v[j]) for k, v in per.items()}}
+                      for j, (p, r) in enumerate(zip(prompts, responses))],
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        for k, v in result["mean"].items():
+            print(f"{k}\t{v:.4f}")
+    return 0
+
+
+def cmd_pareto(args: argparse.Namespace) -> int:
+    from . import pareto
+
+    objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
+    if not objectives:
+        raise CliError("--objectives is empty; name the CSV columns to maximise, e.g. --objectives help,harm")
+    F = pareto.load_objectives_csv(args.csv, objectives)
+    ref = None
+    if args.ref is not None:
+        try:
+            ref = np.array([float(x) for x in args.ref.split(",")])
+        except ValueError:
+            raise CliError(f"--ref {args.ref!r} is not a list of numbers; write e.g. --ref 0,0") from None
+        if ref.shape[0] != len(objectives):
+            raise CliError(f"--ref has {ref.shape[0]} numbers for {len(objectives)} objectives; give one per objective")
+    result = pareto.analyse(F, ref=ref)
+    if result.excluded:
+        print(f"warning: {len(result.excluded)} row(s) with a non-finite objective excluded from front and "
+              f"hypervolume: {result.excluded}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.to_json_dict()))
+    else:
+        print(f"front rows: {result.pareto}\nhypervolume: {result.hypervolume:.6g} (ref {result.ref})")
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .config import SearchSpace
+    from .sweep import Evaluator, evaluate_base, sweep
+    from .workspace import open_workspace
+
+    ws = open_workspace(args.workspace)
+    lo, hi, step = _grid(args.grid)
+    space = SearchSpace(n_values=len(ws.value_names), C=hi, step=step, kind=args.kind)
+    grid = space.grid()
+    grid = grid[(grid >= lo - 1e-12).all(axis=1)]
+    bar = _bar()
+    ev = Evaluator(ws, args.method)
+    evaluate_base(ws, ev.base, progress=bar)
+    ids = sweep(ev, grid, chunk=args.chunk, progress=bar)
+    print(f"{len(ids)} candidates of {args.method} in {ws.root} (stored ones were not recomputed)")
+    return 0
+
+
+def _grid(text: str) -> tuple[float, float, float]:
+    try:
+        lo, hi, step = (float(x) for x in text.split(":"))
+    except ValueError:
+        raise CliError(f"--grid {text!r}: write START:STOP:STEP, e.g. 0:1:0.25") from None
+    if not (0 <= lo < hi and step > 0):
+        raise CliError(f"--grid {text!r}: need 0 <= START < STOP and STEP > 0, e.g. 0:1:0.25")
+    return lo, hi, step
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_candidate
+    from .workspace import open_workspace
+
+    ws = open_workspace(args.workspace)
+    print(export_candidate(ws, args.candidate, args.format, args.out, force=args.force))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import build_demo
+
+    build_demo(Path(args.workspace) if args.workspace else None, seed=args.seed, progress=_bar())
+    return 0
+
+
+# ---- parser ----
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m mva_core", description="MVA Explorer: multi-value alignment workbench")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name: str, fn: Callable, help: str) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument("--workspace", default=None, help="workspace dir (default $MVA_WORKSPACE or data/workspace)")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    c = add("compose", cmd_compose, "compose base + Σ w_i θ_i and write it out")
+    c.add_argument("--base", required=True, help="hub id, model dir, .gguf file, or smollm2-135m-instruct")
+    c.add_argument("--adapter", action="append", required=True, help="VALUE=DIR, once per value vector")
+    c.add_argument("--weights", required=True, help="comma-separated, one per adapter, each in [0, C]")
+    c.add_argument("--C", type=float, default=1.0, help="weight bound C (default 1)")
+    c.add_argument("--out", required=True)
+    c.add_argument("--format", choices=["merged", "peft", "mergekit"], default="merged")
+    c.add_argument("--force", action="store_true", help="replace an existing --out")
+    c.add_argument("--allow-pickle", action="store_true", help="allow pickle checkpoints (can run code)")
+
+    s = add("score", cmd_score, "generate on prompts and score with scorers")
+    s.add_argument("--model", required=True)
+    s.add_argument("--scorer", nargs="+", required=True, help="registry names, or hf:PATH[@sign=-1]")
+    s.add_argument("--prompts", required=True, help="JSONL with a 'prompt' field per line")
+    s.add_argument("--max-new-tokens", type=int, default=48)
+    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--allow-pickle", action="store_true")
+
+    pa = add("pareto", cmd_pareto, "front, ranks and hypervolume of a CSV (objectives maximised)")
+    pa.add_argument("csv")
+    pa.add_argument("--objectives", required=True)
+    pa.add_argument("--ref", default=None, help="reference point, comma-separated (default: per-objective min)")
+    pa.add_argument("--json", action="store_true")
+
+    sw = add("sweep", cmd_sweep, "evaluate a method's weight grid (resumable)")
+    sw.add_argument("--method", required=True)
+    sw.add_argument("--grid", default="0:1:0.25", help="START:STOP:STEP per weight")
+    sw.add_argument("--kind", choices=["extrapolation", "simplex"], default="extrapolation")
+    sw.add_argument("--chunk", type=int, default=8, help="candidates per weight-batched generate call")
+
+    e = add("export", cmd_export, "export a stored candidate")
+    e.add_argument("--candidate", type=int, required=True)
+    e.add_argument("--format", choices=["merged", "peft", "mergekit", "card", "csv"], default="merged")
+    e.add_argument("--out", required=True)
+    e.add_argument("--force", action="store_true")
+
+    d = add("demo", cmd_demo, "demo workspace commands")
+    d.add_argument("action", choices=["build"])
+    d.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.workspace is None:
+        args.workspace = default_workspace()
+    try:
+        return int(args.fn(args))
+    except (ValueError, KeyError, RuntimeError, OSError) as exc:  # our error types subclass these
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        return 2

@@ -1,0 +1,188 @@
+"""Writers for a composed candidate: merged model, one PEFT adapter, mergekit recipe, model card, CSV.
+
+Every writer builds its output in a temp dir beside the target and renames it into place, so a
+half-written export never appears at the target path; an existing target is refused unless `force`.
+The merged model is checked on write: reloaded with plain transformers, its logits must match the
+weight-batched composition.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
+
+import numpy as np
+import torch
+import yaml
+
+from .compose import WeightBatchedModel, delta_weight, merge
+from .models import BaseModel
+
+if TYPE_CHECKING:
+    from .workspace import Workspace
+from .vectors import LoraLayer, ValueVector, save_value_vector
+
+FORMATS = ("merged", "peft", "mergekit", "card", "csv")
+
+
+class ExportError(ValueError):
+    """The export target is unusable, or the written export does not reproduce the composition."""
+
+
+@contextlib.contextmanager
+def atomic_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
+    """Yield a temp dir; on success it replaces `out` in one rename. Refuses an existing `out` unless force."""
+    out = Path(out).resolve()
+    if out.exists() and not force:
+        raise ExportError(f"{out} already exists; choose another --out or pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        yield tmp
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{os.getpid()}")
+            os.replace(out, old)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def model_card(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequence[float],
+               extra: dict[str, Any] | None = None) -> str:
+    """README.md with YAML metadata: base, method, weights, scores, vector hashes."""
+    meta = {
+        "base_model": base.spec, "base_fingerprint": base.fingerprint, "library_name": "transformers",
+        "tags": ["mva-explorer", "multi-value-alignment"],
+        "mva": {
+            "method": vectors[0].method if vectors else "",
+            "weights": {v.value: float(w) for v, w in zip(vectors, weights)},
+            "value_vectors": {v.value: {"hash": v.hash, "method": v.method} for v in vectors},
+            **(extra or {}),
+        },
+    }
+    formula = " + ".join(f"{float(w):g}·θ_{v.value}" for v, w in zip(vectors, weights))
+    return (f"---\n{yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)}---\n\n"
+            f"# MVA Explorer candidate\n\nComposed as `π_base + {formula}` (MVA Eq.15) on `{base.spec}`.\n"
+            f"Exported by MVA Explorer; scores are the workspace's scorers' mean rewards on its validation prompts.\n")
+
+
+def _probe_ids(vocab: int) -> torch.Tensor:
+    return torch.randint(0, vocab, (2, 16), generator=torch.Generator().manual_seed(0))
+
+
+def export_merged(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequence[float], out: str | Path,
+                  force: bool = False, card: dict[str, Any] | None = None, atol: float = 1e-4) -> Path:
+    """A full model dir (safetensors + tokenizer + model card) of W + Σ w_i ΔW_i, verified after writing."""
+    from transformers import AutoModelForCausalLM
+
+    merged = merge(base.model, vectors, weights)
+    with atomic_dir(out, force) as tmp:
+        merged.save_pretrained(tmp, safe_serialization=True)
+        base.tokenizer.save_pretrained(tmp)  # type: ignore[attr-defined]
+        (tmp / "README.md").write_text(model_card(base, vectors, weights, card))
+        reloaded = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32).eval()
+        ids = _probe_ids(reloaded.config.vocab_size)
+        want = WeightBatchedModel(base.model, vectors).logits(ids, np.tile(np.asarray(weights, dtype=np.float32), (2, 1)))
+        with torch.no_grad():
+            got = reloaded(ids).logits
+        err = (got - want).abs().max().item()
+        if err > atol * max(1.0, want.abs().max().item()):
+            raise ExportError(f"merged export does not reproduce the composed logits (max abs diff {err:.3g}); not written")
+    return Path(out).resolve()
+
+
+def combined_vector(vectors: Sequence[ValueVector], weights: Sequence[float]) -> ValueVector:
+    """Σ_i w_i θ_i as ONE LoRA: ranks concatenated, each w_i·scaling_i folded into its B block (exact)."""
+    modules = sorted({m for v in vectors for m in v.layers})
+    layers = {}
+    for module in modules:
+        parts = [(float(w), v.layers[module]) for v, w in zip(vectors, weights) if module in v.layers]
+        A = torch.cat([layer.A for _, layer in parts], dim=0)  # (Σr, d_in)
+        B = torch.cat([w * layer.scaling * layer.B for w, layer in parts], dim=1)  # (d_out, Σr)
+        layers[module] = LoraLayer(A, B, 1.0)
+    return ValueVector(value="+".join(v.value for v in vectors), layers=layers, method=vectors[0].method,
+                       base_model=vectors[0].base_model, base_fingerprint=vectors[0].base_fingerprint)
+
+
+def export_peft(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequence[float], out: str | Path,
+                force: bool = False) -> Path:
+    """One PEFT LoRA adapter dir equal to Σ_i w_i θ_i (checked: its ΔW equals the composed ΔW)."""
+    combo = combined_vector(vectors, weights)
+    for module, layer in combo.layers.items():
+        want = sum(float(w) * delta_weight(v.layers[module]) for v, w in zip(vectors, weights) if module in v.layers)
+        if not torch.allclose(delta_weight(layer), want, atol=1e-6, rtol=1e-5):
+            raise ExportError(f"tensor {module}: combined adapter does not reproduce Σ w_i ΔW_i; not written")
+    with atomic_dir(out, force) as tmp:
+        save_value_vector(tmp, combo, base.path, {"weights": {v.value: float(w) for v, w in zip(vectors, weights)},
+                                                  "components": {v.value: v.hash for v in vectors}})
+        (tmp / "README.md").write_text(model_card(base, vectors, weights))
+    return Path(out).resolve()
+
+
+def mergekit_recipe(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequence[float]) -> dict[str, Any]:
+    """mergekit `task_arithmetic`: each θ_i as `base+adapter_dir` with weight w_i, normalize off."""
+    models = [{"model": f"{base.path}+{v.path}", "parameters": {"weight": float(w)}}
+              for v, w in zip(vectors, weights)]
+    return {"merge_method": "task_arithmetic", "base_model": base.path, "models": models,
+            "parameters": {"normalize": False}, "dtype": "float32"}
+
+
+def export_mergekit(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequence[float], out: str | Path,
+                    force: bool = False) -> Path:
+    with atomic_dir(out, force) as tmp:
+        (tmp / "mergekit.yaml").write_text(yaml.safe_dump(mergekit_recipe(base, vectors, weights), sort_keys=False))
+        (tmp / "README.md").write_text(model_card(base, vectors, weights))
+    return Path(out).resolve()
+
+
+def export_card(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequence[float], out: str | Path,
+                force: bool = False, card: dict[str, Any] | None = None) -> Path:
+    with atomic_dir(out, force) as tmp:
+        (tmp / "README.md").write_text(model_card(base, vectors, weights, card))
+    return Path(out).resolve()
+
+
+def export_candidate(ws: "Workspace", candidate_id: int, fmt: str, out: str | Path, force: bool = False) -> Path:
+    """Export a stored candidate with the same writers as `compose` (plus its scores in card/csv)."""
+    from .models import load_base
+    from .results import candidate_table
+    from .vectors import load_value_vector
+
+    if fmt not in FORMATS:
+        raise ExportError(f"format {fmt!r} is unknown; choose one of {list(FORMATS)}")
+    table = candidate_table(ws)
+    row = table[table["id"] == candidate_id]
+    if row.empty:
+        raise ExportError(f"candidate {candidate_id} is not in {ws.root}; list them on the Explore page or in mva.sqlite")
+    row = row.iloc[0]
+    scores = {v: {"raw": float(row[f"raw_{v}"]), "z": float(row[f"z_{v}"])} for v in ws.value_names}
+    card = {"candidate_id": int(candidate_id), "scores": scores, "front_rank": None if row["rank"] != row["rank"] else int(row["rank"])}
+    if fmt == "csv":
+        with atomic_dir(out, force) as tmp:
+            table.drop(columns=["key"]).to_csv(tmp / "candidates.csv", index=False)
+            (tmp / "candidates.json").write_text(table.drop(columns=["key"]).to_json(orient="records", indent=2))
+        return Path(out).resolve()
+    if row["method"] == "base" or not row["weights"]:
+        raise ExportError(f"candidate {candidate_id} is the base model itself; nothing to compose")
+    base = load_base(ws.manifest.base, workspace=ws.root)
+    vectors = []
+    for d, h in zip(ws.vector_dirs(row["method"]), json.loads(row["vector_hashes"])):
+        v = load_value_vector(d)
+        if v.hash != h:
+            raise ExportError(f"value vector {d} changed since candidate {candidate_id} was scored "
+                              f"(hash {v.hash} != {h}); re-run the sweep before exporting")
+        vectors.append(v)
+    weights = list(row["weights"])
+    if fmt == "merged":
+        return export_merged(base, vectors, weights, out, force, card)
+    if fmt == "card":
+        return export_card(base, vectors, weights, out, force, card)
+    return {"peft": export_peft, "mergekit": export_mergekit}[fmt](base, vectors, weights, out, force)

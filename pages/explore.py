@@ -1,0 +1,134 @@
+"""Explore: drag one weight per value, evaluate the composed model live, see where it lands."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from mva_core import pareto
+from mva_core.export import ExportError, export_candidate
+from mva_core.results import summarise
+from mva_core.sweep import BASE_METHOD
+from pages.shared import current_workspace, get_evaluator, get_table, table_version
+
+ws = current_workspace()
+if ws is None:
+    st.stop()
+values = ws.value_names
+methods = ws.methods()
+
+st.title("Explore the value trade-off")
+st.caption(
+    f"Candidate model = base + Σ wᵢ·θᵢ (MVA Eq.15), each wᵢ in [0, {ws.manifest.C:g}]. Scores are mean rewards on "
+    f"{len(ws.prompts())} validation prompts, z-normalised against the base model. "
+    + (ws.manifest.description or "")
+)
+if not methods:
+    st.warning(f"No value vectors in {ws.root}/vectors yet. Build the demo: `python -m mva_core demo build`.")
+    st.stop()
+
+# ---- Controls ----
+with st.sidebar:
+    method = st.selectbox("Method (vector set)", methods, key="explore_method")
+    for v in values:
+        if f"w_{v}" not in st.session_state:
+            st.session_state[f"w_{v}"] = 0.5
+        st.slider(f"weight: {v}", 0.0, float(ws.manifest.C), step=0.05, key=f"w_{v}")
+    evaluate = st.button("Evaluate", type="primary", use_container_width=True)
+
+weights = [float(st.session_state[f"w_{v}"]) for v in values]
+
+# ---- Evaluate ----
+if evaluate:
+    with st.status(f"Evaluating weights {dict(zip(values, weights))}…", expanded=True) as status:
+        bar = st.progress(0.0, text="loading model")
+        ev = get_evaluator(str(ws.root), method)
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            bar.progress(min(done / max(total, 1), 1.0), text=f"{stage}: {done}/{total}")
+
+        try:
+            result = ev.evaluate([weights], source="live", progress=on_progress)
+        except ValueError as exc:
+            status.update(label="Evaluation failed", state="error")
+            st.error(str(exc))
+            st.stop()
+        st.session_state["explore_candidate"] = result.candidate_ids[0]
+        cached = "answered from the store" if result.generated == 0 else "generated and scored"
+        status.update(label=f"Candidate {result.candidate_ids[0]} {cached}", state="complete", expanded=False)
+
+table = get_table(str(ws.root), table_version(ws))
+if table.empty:
+    st.info("No candidates yet: press Evaluate or run a sweep.")
+    st.stop()
+shown = table[table["method"].isin([method, BASE_METHOD])]
+zc = [f"z_{v}" for v in values]
+mine = st.session_state.get("explore_candidate")
+
+# ---- Metrics ----
+summary, ref = summarise(shown, values)
+s = next((m for m in summary if m.method == method), None)
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Candidates", 0 if s is None else s.candidates)
+c2.metric("Front size", 0 if s is None else s.front_size)
+c3.metric("Hypervolume", "—" if s is None else f"{s.hypervolume:.3f}")
+c4.metric("Excluded (non-finite)", 0 if s is None else s.excluded)
+st.caption(f"Reference point (per-value minimum over all shown candidates): {np.round(ref, 3).tolist()}")
+
+# ---- Plot ----
+x_name, y_name = (values + values)[:2] if len(values) < 2 else values[:2]
+if len(values) > 2:
+    x_name = st.selectbox("x axis", values, index=0)
+    y_name = st.selectbox("y axis", values, index=1)
+
+
+def hover(df) -> list[str]:
+    return [
+        f"candidate {r.id}<br>" + "<br>".join(f"w_{v} = {r[f'w_{v}']:.2f}" for v in values if f"w_{v}" in r and r[f'w_{v}'] == r[f'w_{v}'])
+        + "<br>" + "<br>".join(f"{v}: z={r[f'z_{v}']:.2f} raw={r[f'raw_{v}']:.3f}" for v in values)
+        + f"<br>rank {int(r['rank']) if r['rank'] == r['rank'] else '—'}"
+        for _, r in df.iterrows()
+    ]
+
+
+fig = go.Figure()
+cands = shown[(shown["method"] == method) & shown["finite"]]
+for on_front, name, style in [(False, "dominated", dict(color="#9aa5b1", size=8)),
+                              (True, "Pareto front", dict(color="#d62728", size=11))]:
+    part = cands[cands["on_front"] == on_front]
+    fig.add_trace(go.Scatter(x=part[f"z_{x_name}"], y=part[f"z_{y_name}"], mode="markers", name=name,
+                             marker=style, hovertext=hover(part), hoverinfo="text", customdata=part["id"]))
+front = cands[cands["on_front"]].sort_values(f"z_{x_name}")
+fig.add_trace(go.Scatter(x=front[f"z_{x_name}"], y=front[f"z_{y_name}"], mode="lines", name="front line",
+                         line=dict(color="#d62728", dash="dot"), hoverinfo="skip"))
+base = shown[shown["method"] == BASE_METHOD]
+fig.add_trace(go.Scatter(x=base[f"z_{x_name}"], y=base[f"z_{y_name}"], mode="markers", name="base model",
+                         marker=dict(symbol="square", size=12, color="#1f77b4"), hovertext=hover(base), hoverinfo="text"))
+if mine is not None and (table["id"] == mine).any():
+    me = table[table["id"] == mine]
+    fig.add_trace(go.Scatter(x=me[f"z_{x_name}"], y=me[f"z_{y_name}"], mode="markers", name="your point",
+                             marker=dict(symbol="star", size=20, color="#ff7f0e", line=dict(width=1, color="black")),
+                             hovertext=hover(me), hoverinfo="text"))
+fig.update_layout(xaxis_title=f"{x_name} (z vs base)", yaxis_title=f"{y_name} (z vs base)", height=520,
+                  legend=dict(orientation="h", y=1.08), margin=dict(l=10, r=10, t=40, b=10))
+st.plotly_chart(fig, use_container_width=True, key="explore_plot")
+
+# ---- Your candidate ----
+if mine is not None and (table["id"] == mine).any():
+    row = table[table["id"] == mine].iloc[0]
+    st.subheader(f"Your candidate #{mine}")
+    cols = st.columns(len(values) + 1)
+    for col, v in zip(cols, values):
+        col.metric(v, f"{row[f'raw_{v}']:.3f}", f"{row[f'z_{v}']:+.2f} z vs base")
+    cols[-1].metric("Front rank", "—" if row["rank"] != row["rank"] else int(row["rank"]))
+    resp = ws.store.responses([int(mine)])
+    st.dataframe(resp.drop(columns=["candidate_id", "prompt_idx"]), use_container_width=True, hide_index=True)
+    if st.button("Export merged model", key="explore_export"):
+        out = ws.inside("exports", f"candidate-{int(mine)}-merged")
+        with st.spinner("Merging, writing safetensors, reloading to verify…"):
+            try:
+                path = export_candidate(ws, int(mine), "merged", out, force=True)
+                st.success(f"Exported to {path} (loads with AutoModelForCausalLM.from_pretrained).")
+            except (ExportError, ValueError) as exc:
+                st.error(str(exc))
