@@ -195,7 +195,7 @@ class Store:
         for names in cand["value_names"].drop_duplicates():
             for i, name in enumerate(names):
                 mask = cand["value_names"].map(lambda v, names=names: v == names)
-                cand.loc[mask, f"w_{name}"] = cand.loc[mask, "weights"].map(lambda w, i=i: w[i])
+                cand.loc[mask, f"w_{name}"] = cand.loc[mask, "weights"].map(lambda w, i=i: w[i] if i < len(w) else np.nan)
         cand["n_nonfinite"] = 0
         if len(agg):
             agg.loc[agg["bad"] > 0, "mean"] = np.nan  # a non-finite prompt score makes the mean non-finite

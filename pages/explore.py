@@ -6,7 +6,6 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from mva_core import pareto
 from mva_core.export import ExportError, export_candidate
 from mva_core.results import summarise
 from mva_core.sweep import BASE_METHOD

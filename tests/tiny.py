@@ -71,3 +71,20 @@ def make_value_vector(base_dir: Path, out: Path, value: str, seed: int, r: int =
         "value": value, "method": method, "base_model": str(base_dir),
         "base_fingerprint": weights_fingerprint(str(base_dir))}))
     return out
+
+
+def make_tiny_workspace(root: Path, method: str = "mva-no-hsic", n_prompts: int = 3):
+    """A workspace over the tiny Llama: two values measured by cheap packaged scorers, one vector set."""
+    from mva_core.config import DecodingConfig
+    from mva_core.data import write_jsonl
+    from mva_core.workspace import Manifest, ValueSpec, Workspace
+
+    make_tiny_llama(root / "base")
+    for i, value in enumerate(["warmth", "brevity"]):
+        make_value_vector(root / "base", root / "vectors" / method / value, value, seed=10 + i, method=method)
+    prompts = ["How do I bake bread?", "Tell me a joke about cats.", "Explain photosynthesis briefly.",
+               "You are kind and helpful, thank you!"][:n_prompts]
+    write_jsonl(root / "prompts" / "validation.jsonl", [{"prompt": p} for p in prompts])
+    return Workspace.create(root, Manifest(
+        base=str(root / "base"), values=[ValueSpec("warmth", "warmth"), ValueSpec("brevity", "brevity")], C=1.0,
+        decoding=DecodingConfig(max_new_tokens=8, batch_size=8), description="tiny test workspace"))

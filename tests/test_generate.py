@@ -1,0 +1,46 @@
+"""Batched generation: one weight-batched call == each candidate merged and decoded alone."""
+
+import numpy as np
+import pytest
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from mva_core.compose import WeightBatchedModel, merge
+from mva_core.config import DecodingConfig
+from mva_core.generate import generate_responses
+from mva_core.vectors import load_value_vectors
+from tests.tiny import make_tiny_llama, make_value_vector
+
+PROMPTS = ["How do I bake bread?", "Tell me a joke about cats, please, a long one with a dog in it.", "Hi"]
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gen")
+    make_tiny_llama(root / "base")
+    dirs = [make_value_vector(root / "base", root / n, n, seed=s) for n, s in [("a", 1), ("b", 2)]]
+    base = AutoModelForCausalLM.from_pretrained(root / "base").eval()
+    tok = AutoTokenizer.from_pretrained(root / "base")
+    return base, tok, load_value_vectors(dirs)
+
+
+def test_weight_batched_generation_equals_merged_per_candidate(setup):
+    base, tok, vectors = setup
+    W = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, 1.5]])
+    dec = DecodingConfig(max_new_tokens=10, batch_size=4)  # rows of different candidates share a batch
+    batched = generate_responses(WeightBatchedModel(base, vectors), tok, PROMPTS, W, dec)
+    assert len(batched) == 3 and all(len(r) == len(PROMPTS) for r in batched)
+    for k, w in enumerate(W):
+        alone = generate_responses(merge(base, vectors, w), tok, PROMPTS, None, DecodingConfig(max_new_tokens=10, batch_size=1))[0]
+        assert batched[k] == alone, f"candidate {w}"
+    assert batched[0] != batched[2]  # the vectors change what is generated
+
+
+def test_responses_exclude_the_prompt_and_padding_is_left(setup):
+    base, tok, _ = setup
+    dec1 = DecodingConfig(max_new_tokens=8, batch_size=1)
+    dec3 = DecodingConfig(max_new_tokens=8, batch_size=3)
+    one = generate_responses(base, tok, PROMPTS, None, dec1)[0]
+    three = generate_responses(base, tok, PROMPTS, None, dec3)[0]
+    assert one == three  # left padding: batching prompts of different length changes nothing
+    for p, r in zip(PROMPTS, one):
+        assert "<|im_start|>" not in r and not r.startswith(p)

@@ -1,0 +1,75 @@
+"""SQLite store + evaluator: cache hits, per-scorer scores, non-finite flags, a resumable grid."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mva_core.config import WeightsError
+from mva_core.store import CandidateSpec, Store
+from mva_core.sweep import Evaluator, evaluate_base, sweep
+from tests.tiny import make_tiny_workspace
+
+
+def spec(w, method="m"):
+    return CandidateSpec(method, "sweep", ("a", "b"), tuple(w), ("h1", "h2"), "base", "p", "d")
+
+
+def test_store_roundtrip_and_nonfinite_flags(tmp_path):
+    st = Store(tmp_path / "mva.sqlite")
+    cid = st.add_candidate(spec((0.5, 1.0)), ["p0", "p1"], ["r0", "r1"])
+    assert st.add_candidate(spec((0.5, 1.0)), ["p0", "p1"], ["x", "y"]) == cid  # same key: no duplicate
+    assert st.find([spec((0.5, 1.0)).key, spec((0.1, 0.2)).key]) == {spec((0.5, 1.0)).key: cid}
+    st.add_scores(cid, "s1", [1.0, 3.0])
+    st.add_scores(cid, "s2", [float("nan"), 2.0])
+    st.add_scores(cid, "s3", [float("inf"), 2.0])
+    table = st.candidates()
+    row = table.iloc[0]
+    assert row["s_s1"] == 2.0 and math.isnan(row["s_s2"]) and math.isnan(row["s_s3"])
+    assert row["n_nonfinite"] == 2 and row["weights"] == [0.5, 1.0] and row["w_a"] == 0.5
+    resp = st.responses([cid])
+    assert resp["response"].tolist() == ["r0", "r1"] and resp["s1"].tolist() == [1.0, 3.0]
+    assert math.isinf(resp["s3"].iloc[0])
+    assert st.scored([cid], "s1") == {cid} and st.scored([cid], "other") == set()
+
+
+def test_weights_key_is_rounding_stable(tmp_path):
+    assert spec((0.1 + 0.2, 1.0)).key == spec((0.3, 1.0)).key
+    assert spec((0.3, 1.0)).key != spec((0.3, 1.0), method="m").key.upper()
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    return make_tiny_workspace(tmp_path_factory.mktemp("ws"))
+
+
+def test_evaluate_caches_and_scores(ws):
+    ev = Evaluator(ws, "mva-no-hsic")
+    first = ev.evaluate([[0.5, 1.0], [0.0, 0.25]])
+    assert first.generated == 2
+    again = ev.evaluate([[0.5, 1.0], [0.0, 0.25]])
+    assert again.generated == 0 and again.candidate_ids == first.candidate_ids
+    table = ws.store.candidates()
+    row = table[table["id"] == first.candidate_ids[0]].iloc[0]
+    resp = ws.store.responses([first.candidate_ids[0]])
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+    vader = SentimentIntensityAnalyzer()
+    expect = np.mean([vader.polarity_scores(r)["compound"] for r in resp["response"]])
+    assert row["s_warmth"] == pytest.approx(expect)
+    with pytest.raises(WeightsError, match="outside"):
+        ev.evaluate([[1.5, 0.0]])
+    with pytest.raises(WeightsError, match="2 value vectors"):
+        ev.evaluate([[0.5]])
+
+
+def test_sweep_resumes_without_duplicates(ws):
+    ev = Evaluator(ws, "mva-no-hsic")
+    evaluate_base(ws, ev.base)
+    grid = ws.space(step=0.5).grid()
+    sweep(ev, grid[:4], chunk=2)  # an "interrupted" sweep
+    before = len(ws.store.candidates())
+    ids = sweep(ev, grid, chunk=2)
+    after = ws.store.candidates()
+    assert len(set(ids)) == len(grid) == 9
+    assert len(after) == before + (len(grid) - 4)
+    assert after["key"].is_unique
