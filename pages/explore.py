@@ -34,7 +34,7 @@ with st.sidebar:
         if f"w_{v}" not in st.session_state:
             st.session_state[f"w_{v}"] = 0.5
         st.slider(f"weight: {v}", 0.0, float(ws.manifest.C), step=0.05, key=f"w_{v}")
-    evaluate = st.button("Evaluate", type="primary", use_container_width=True)
+    evaluate = st.button("Evaluate", type="primary", use_container_width=True, key="explore_evaluate")
 
 weights = [float(st.session_state[f"w_{v}"]) for v in values]
 

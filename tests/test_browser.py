@@ -1,0 +1,92 @@
+"""One real-browser test: `streamlit run app.py` on the shipped demo workspace, driven in headless Chromium.
+
+Moves a slider, clicks Evaluate, asserts a new point is plotted, saves a screenshot under the test's tmp dir.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def server(tmp_path):
+    from mva_core.workspace import DEMO_WORKSPACE
+
+    assert (DEMO_WORKSPACE / "workspace.json").is_file(), "the shipped demo workspace is missing: run `python -m mva_core demo build`"
+    ws = tmp_path / "ws"
+    shutil.copytree(DEMO_WORKSPACE, ws)
+    port = free_port()
+    env = {**os.environ, "MVA_WORKSPACE": str(ws), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, env=env, stdout=open(tmp_path / "server.log", "w"), stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.5)
+    yield f"http://127.0.0.1:{port}", ws
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
+def your_point_count(page) -> int:
+    """Number of 'your point' markers in the rendered Plotly figure (read from the live DOM)."""
+    return page.evaluate("""() => {
+        const plot = document.querySelector('.js-plotly-plot');
+        if (!plot || !plot.data) return -1;
+        const t = plot.data.find(d => d.name === 'your point');
+        return t ? t.x.length : 0;
+    }""")
+
+
+def test_slider_evaluate_in_real_browser(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url, ws = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(url, timeout=60_000)
+        page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+        assert your_point_count(page) == 0
+        # Move the first weight slider with the keyboard: focus the thumb, press Right 3 times (+0.15).
+        thumb = page.locator('[data-testid="stSlider"] [role="slider"]').first
+        before = float(thumb.get_attribute("aria-valuenow"))
+        thumb.focus()
+        for _ in range(3):
+            page.keyboard.press("ArrowRight")
+        page.wait_for_function(
+            f"() => Math.abs(parseFloat(document.querySelector('[data-testid=\"stSlider\"] [role=\"slider\"]')"
+            f".getAttribute('aria-valuenow')) - {before}) > 0.1", timeout=20_000)
+        page.get_by_role("button", name="Evaluate").click()
+        # A live evaluation of the 135M model on CPU: model load + generation + scoring.
+        page.wait_for_function(
+            """() => { const p = document.querySelector('.js-plotly-plot');
+                       return p && p.data && p.data.some(d => d.name === 'your point'); }""", timeout=300_000)
+        assert your_point_count(page) == 1
+        page.wait_for_timeout(1000)
+        page.screenshot(path=str(tmp_path / "explore.png"), full_page=True)
+        print(f"screenshot: {tmp_path / 'explore.png'}")
+        browser.close()
+    assert (tmp_path / "explore.png").stat().st_size > 10_000
