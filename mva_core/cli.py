@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     pa = add("pareto", cmd_pareto, "front, ranks and hypervolume of a CSV (objectives maximised)")
     pa.add_argument("csv")
     pa.add_argument("--objectives", required=True)
-    pa.add_argument("--ref", default=None, help="reference point, comma-separated (default: per-objective min)")
+    pa.add_argument("--ref", default=None, help="reference point, comma-separated (default: per-objective min); for negatives write --ref=-1,-1")
     pa.add_argument("--json", action="store_true")
 
     sw = add("sweep", cmd_sweep, "evaluate a method's weight grid (resumable)")

@@ -1,0 +1,60 @@
+"""Training methods by name (DESIGN §1 table), mergekit-style: `@register_method("dpo")` on a class
+(instantiated once) or a callable; each carries the `paper` it implements.
+
+A method object has `name`, `paper`, `description` and `train(base_dir, pairs, value, out_dir, config,
+base_fingerprint, ...)` returning a summary dict; methods built on DPO reuse `dpo.train_dpo_vector` and add
+their loss term in a `DPOTrainer` subclass.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
+
+_REGISTRY: dict[str, Any] = {}
+
+
+class UnknownMethodError(ValueError):
+    """No training method is registered under the requested name."""
+
+
+def register_method(name: str) -> Callable[[T], T]:
+    """Class/callable decorator: register it under `name`. It must carry a `paper` URL."""
+
+    def register(obj: T) -> T:
+        if not getattr(obj, "paper", None):
+            raise TypeError(f"method {name!r} ({obj!r}) needs a `paper` attribute with the URL of what it implements")
+        instance = obj() if isinstance(obj, type) else obj
+        previous = _REGISTRY.get(name)
+        if previous is not None and type(previous).__qualname__ != type(instance).__qualname__:
+            raise ValueError(f"method name {name!r} is already registered to {previous!r}; pick another name")
+        instance.name = name  # type: ignore[attr-defined]
+        _REGISTRY[name] = instance
+        return obj
+
+    return register
+
+
+def get_method(name: str) -> Any:
+    """The registered method `name`; an unknown name raises listing the valid ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownMethodError(
+            f"unknown training method {name!r}; valid methods: {', '.join(sorted(_REGISTRY)) or '(none)'}"
+        ) from None
+
+
+def available_methods() -> dict[str, str]:
+    """name -> one-line description, sorted by name."""
+    return {name: _describe(_REGISTRY[name]) for name in sorted(_REGISTRY)}
+
+
+def _describe(method: Any) -> str:
+    text = getattr(method, "description", None) or (method.__doc__ or "").strip()
+    return text.splitlines()[0] if text else ""
+
+
+# Importing a method module registers it; keep these at the bottom (they import register_method from here).
+from . import dpo  # noqa: E402,F401
