@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -89,8 +90,8 @@ def build_demo(root: Path | None = None, seed: int = 0, progress: Progress | Non
         if (out / "adapter_config.json").is_file():
             continue
         pairs = load_preference_jsonl(pair_files[v.name])
-        cfg = CPU_SMALL.__class__(**{**CPU_SMALL.to_dict(), "seed": seed + i}) if hasattr(CPU_SMALL, "to_dict") else CPU_SMALL
-        train_dpo_vector(base.path, pairs, v.name, out, cfg, base.fingerprint, method=DEMO_METHOD)
+        train_dpo_vector(base.path, pairs, v.name, out, replace(CPU_SMALL, seed=seed + i), base.fingerprint,
+                         method=DEMO_METHOD)
         if progress:
             progress("train vectors", i + 1, len(ws.manifest.values))
 
