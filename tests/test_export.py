@@ -1,0 +1,58 @@
+"""Exports reproduce the composition when loaded with plain peft / transformers; writes are atomic."""
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from transformers import AutoModelForCausalLM
+
+from mva_core.compose import WeightBatchedModel
+from mva_core.export import ExportError, atomic_dir, export_mergekit, export_peft
+from mva_core.models import load_base
+from mva_core.vectors import load_value_vectors
+from tests.tiny import make_tiny_llama, make_value_vector
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("exp")
+    make_tiny_llama(root / "base")
+    dirs = [make_value_vector(root / "base", root / "a", "a", seed=1, r=4, alpha=8),
+            make_value_vector(root / "base", root / "b", "b", seed=2, r=2, alpha=16, targets=("q_proj", "o_proj"))]
+    return load_base(str(root / "base")), load_value_vectors(dirs), root
+
+
+def test_peft_export_equals_composition(setup, tmp_path):
+    from peft import PeftModel
+
+    base, vectors, root = setup
+    w = [1.3, 0.6]
+    out = export_peft(base, vectors, w, tmp_path / "adapter")
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(root / "base"), out).eval()
+    ids = torch.randint(3, 400, (2, 10), generator=torch.Generator().manual_seed(0))
+    want = WeightBatchedModel(base.model, vectors).logits(ids, np.array([w, w]))
+    torch.testing.assert_close(model(ids).logits, want, atol=2e-5, rtol=1e-4)
+
+
+def test_mergekit_recipe(setup, tmp_path):
+    base, vectors, _ = setup
+    recipe = yaml.safe_load((export_mergekit(base, vectors, [0.7, 1.0], tmp_path / "mk") / "mergekit.yaml").read_text())
+    assert recipe["merge_method"] == "task_arithmetic" and recipe["parameters"] == {"normalize": False}
+    assert [m["parameters"]["weight"] for m in recipe["models"]] == [0.7, 1.0]
+    assert recipe["models"][0]["model"] == f"{base.path}+{vectors[0].path}"
+
+
+def test_atomic_dir_never_leaves_partial_output(tmp_path):
+    target = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "half.bin").write_text("x")
+            raise RuntimeError("killed mid-write")
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+    target.mkdir()
+    with pytest.raises(ExportError, match="--force"):
+        with atomic_dir(target):
+            pass
+    with atomic_dir(target, force=True) as tmp:
+        (tmp / "new.txt").write_text("y")
+    assert [p.name for p in target.iterdir()] == ["new.txt"]
