@@ -30,13 +30,9 @@ if not methods:
 # ---- Controls ----
 with st.sidebar:
     method = st.selectbox("Method (vector set)", methods, key="explore_method")
-    for v in values:
-        if f"w_{v}" not in st.session_state:
-            st.session_state[f"w_{v}"] = 0.5
-        st.slider(f"weight: {v}", 0.0, float(ws.manifest.C), step=0.05, key=f"w_{v}")
-    evaluate = st.button("Evaluate", type="primary", use_container_width=True, key="explore_evaluate")
-
-weights = [float(st.session_state[f"w_{v}"]) for v in values]
+    weights = [float(st.slider(f"weight: {v}", 0.0, float(ws.manifest.C), value=min(0.5, ws.manifest.C), step=0.05,
+                               key=f"w_{v}")) for v in values]
+    evaluate = st.button("Evaluate", type="primary", width="stretch", key="explore_evaluate")
 
 # ---- Evaluate ----
 if evaluate:
@@ -111,7 +107,7 @@ if mine is not None and (table["id"] == mine).any():
                              hovertext=hover(me), hoverinfo="text"))
 fig.update_layout(xaxis_title=f"{x_name} (z vs base)", yaxis_title=f"{y_name} (z vs base)", height=520,
                   legend=dict(orientation="h", y=1.08), margin=dict(l=10, r=10, t=40, b=10))
-st.plotly_chart(fig, use_container_width=True, key="explore_plot")
+st.plotly_chart(fig, width="stretch", key="explore_plot")
 
 # ---- Your candidate ----
 if mine is not None and (table["id"] == mine).any():
@@ -122,7 +118,7 @@ if mine is not None and (table["id"] == mine).any():
         col.metric(v, f"{row[f'raw_{v}']:.3f}", f"{row[f'z_{v}']:+.2f} z vs base")
     cols[-1].metric("Front rank", "—" if row["rank"] != row["rank"] else int(row["rank"]))
     resp = ws.store.responses([int(mine)])
-    st.dataframe(resp.drop(columns=["candidate_id", "prompt_idx"]), use_container_width=True, hide_index=True)
+    st.dataframe(resp.drop(columns=["candidate_id", "prompt_idx"]), width="stretch", hide_index=True)
     if st.button("Export merged model", key="explore_export"):
         out = ws.inside("exports", f"candidate-{int(mine)}-merged")
         with st.spinner("Merging, writing safetensors, reloading to verify…"):

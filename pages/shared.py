@@ -31,15 +31,17 @@ def table_version(ws: Workspace) -> int:
 
 
 def sidebar() -> None:
-    if "workspace" not in st.session_state:
-        st.session_state["workspace"] = str(default_workspace())
+    default = str(default_workspace())
     with st.sidebar:
-        st.text_input("Workspace", key="workspace", help="A directory with workspace.json (override: MVA_WORKSPACE).")
+        path = st.text_input("Workspace", value=default, key="workspace",
+                             help="A directory with workspace.json (default: $MVA_WORKSPACE or data/workspace).")
+    # An emptied box means "the default", never the current directory.
+    st.session_state["workspace_path"] = path.strip() or default
 
 
 def current_workspace() -> Workspace | None:
     try:
-        return get_workspace(st.session_state["workspace"])
+        return get_workspace(st.session_state["workspace_path"])
     except WorkspaceError as exc:
         st.error(str(exc))
         return None

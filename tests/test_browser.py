@@ -52,8 +52,8 @@ def your_point_count(page) -> int:
     """Number of 'your point' markers in the rendered Plotly figure (read from the live DOM)."""
     return page.evaluate("""() => {
         const plot = document.querySelector('.js-plotly-plot');
-        if (!plot || !plot.data) return -1;
-        const t = plot.data.find(d => d.name === 'your point');
+        if (!plot || !plot._fullData) return -1;
+        const t = plot._fullData.find(d => d.name === 'your point');  // _fullData: arrays decoded
         return t ? t.x.length : 0;
     }""")
 
@@ -71,15 +71,20 @@ def test_slider_evaluate_in_real_browser(server, tmp_path):
         page.wait_for_selector(".js-plotly-plot", timeout=60_000)
         assert your_point_count(page) == 0
         # Move the first weight slider with the keyboard: focus the thumb, press Right 3 times (+0.15).
-        thumb = page.locator('[data-testid="stSlider"] [role="slider"]').first
-        before = float(thumb.get_attribute("aria-valuenow"))
+        thumb = page.locator('[data-testid="stSlider"] input[type="range"]').first
+        before = float(thumb.input_value())
         thumb.focus()
         for _ in range(3):
             page.keyboard.press("ArrowRight")
         page.wait_for_function(
-            f"() => Math.abs(parseFloat(document.querySelector('[data-testid=\"stSlider\"] [role=\"slider\"]')"
-            f".getAttribute('aria-valuenow')) - {before}) > 0.1", timeout=20_000)
-        page.get_by_role("button", name="Evaluate").click()
+            f"() => Math.abs(parseFloat(document.querySelector('[data-testid=\"stSlider\"] input[type=\"range\"]')"
+            f".value) - {before}) > 0.1", timeout=20_000)
+        page.wait_for_timeout(1500)  # let the rerun triggered by the slider settle before clicking
+        try:
+            page.get_by_role("button", name="Evaluate").click()
+        except Exception:
+            page.screenshot(path="/tmp/browser_fail.png", full_page=True)
+            raise
         # A live evaluation of the 135M model on CPU: model load + generation + scoring.
         page.wait_for_function(
             """() => { const p = document.querySelector('.js-plotly-plot');
