@@ -40,9 +40,14 @@ class _Record:
             raise ConfigError(f"{cls.__name__}: unknown field(s) {sorted(unknown)}; valid fields are {sorted(known)}")
         return cls(**d)
 
+    # Fields added after records were stored: left out of the fingerprint while at their default, so
+    # existing cache keys stay valid.
+    _added_fields: dict[str, Any] = {}
+
     def fingerprint(self) -> str:
         """Short sha256 of the canonical JSON: the record's identity in cache keys."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        d = {k: v for k, v in self.to_dict().items() if k not in self._added_fields or v != self._added_fields[k]}
+        blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -50,7 +55,11 @@ class _Record:
 class DecodingConfig(_Record):
     """How responses are generated for scoring. Greedy by default so a candidate's score is deterministic."""
 
+    _added_fields = {"min_new_tokens": 0}
+
     max_new_tokens: int = field(default=48, metadata={"help": "Tokens generated per response."})
+    min_new_tokens: int = field(default=0, metadata={
+        "help": "Suppress EOS before this many tokens; benchmarks set it = max_new_tokens so every run decodes the same count."})
     do_sample: bool = field(default=False, metadata={"help": "False = greedy decoding (deterministic scores)."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature; ignored when greedy."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass; ignored when greedy."})
@@ -62,6 +71,8 @@ class DecodingConfig(_Record):
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens={self.max_new_tokens}: must be >= 1")
+        if not (0 <= self.min_new_tokens <= self.max_new_tokens):
+            raise ConfigError(f"min_new_tokens={self.min_new_tokens}: must be in [0, max_new_tokens={self.max_new_tokens}]")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size={self.batch_size}: must be >= 1")
         if self.do_sample and not (self.temperature > 0):

@@ -50,6 +50,8 @@ def generate_responses(
         if decoding.do_sample
         else dict(do_sample=False, temperature=None, top_p=None, top_k=None)
     )
+    lengths = dict(max_new_tokens=decoding.max_new_tokens, min_new_tokens=decoding.min_new_tokens or None,
+                   pad_token_id=pad_id)
     done = 0
     for start in range(0, len(rows), decoding.batch_size):
         chunk = rows[start:start + decoding.batch_size]
@@ -60,9 +62,9 @@ def generate_responses(
         with torch.no_grad():
             if batched:
                 with row_weights(weights[[k for k, _ in chunk]]):
-                    gen = net.generate(**enc, max_new_tokens=decoding.max_new_tokens, pad_token_id=pad_id, **sampling)
+                    gen = net.generate(**enc, **lengths, **sampling)
             else:
-                gen = net.generate(**enc, max_new_tokens=decoding.max_new_tokens, pad_token_id=pad_id, **sampling)
+                gen = net.generate(**enc, **lengths, **sampling)
         new_tokens = gen[:, enc["input_ids"].shape[1]:]  # (rows, new) — left padding keeps prompts aligned
         for (k, j), seq in zip(chunk, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):  # type: ignore[attr-defined]
             out[k][j] = seq.strip()
@@ -70,3 +72,47 @@ def generate_responses(
         if progress is not None:
             progress(done, len(rows))
     return out
+
+
+def greedy_agreement(
+    reference: nn.Module,
+    model: WeightBatchedModel,
+    tokenizer: object,
+    prompts: Sequence[str],
+    weights: Sequence[float],
+    decoding: DecodingConfig | None = None,
+    atol: float = 1e-3,
+) -> dict[str, float | int]:
+    """Step-by-step check that the weight-batched model decodes like `reference` (the merged model).
+
+    Both decode greedily; at every step the logits of the two must agree within `atol`, and the chosen
+    tokens must be identical except where the reference's top-two logits are closer than `atol` (a
+    near-tie, where float rounding may pick either). A row is compared up to its first divergence.
+    """
+    decoding = decoding or DecodingConfig()
+    texts = [chat_prompt(tokenizer, p, decoding.system_prompt) for p in prompts]
+    enc = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)  # type: ignore[operator]
+    kw = dict(max_new_tokens=decoding.max_new_tokens, min_new_tokens=decoding.min_new_tokens or None, do_sample=False,
+              temperature=None, top_p=None, top_k=None, output_logits=True, return_dict_in_generate=True,
+              pad_token_id=tokenizer.pad_token_id)  # type: ignore[attr-defined]
+    with torch.no_grad():
+        ref = reference.generate(**enc, **kw)
+        with row_weights(np.tile(np.asarray(weights, dtype=np.float32), (len(prompts), 1))):
+            got = model.model.generate(**enc, **kw)
+    ref_logits = torch.stack(ref.logits, dim=1)  # (rows, steps, vocab)
+    got_logits = torch.stack(got.logits, dim=1)
+    n_prompt = enc["input_ids"].shape[1]
+    ref_tok, got_tok = ref.sequences[:, n_prompt:], got.sequences[:, n_prompt:]  # (rows, steps)
+    max_diff, steps, near_ties, mismatches = 0.0, 0, 0, 0
+    for r in range(len(prompts)):
+        for t in range(min(ref_logits.shape[1], got_logits.shape[1])):
+            max_diff = max(max_diff, (ref_logits[r, t] - got_logits[r, t]).abs().max().item())
+            steps += 1
+            if ref_tok[r, t] != got_tok[r, t]:
+                top2 = ref_logits[r, t].topk(2).values
+                if (top2[0] - top2[1]).item() < atol:
+                    near_ties += 1
+                else:
+                    mismatches += 1
+                break  # later steps continue from different prefixes
+    return {"max_abs_logit_diff": max_diff, "steps": steps, "near_ties": near_ties, "mismatches": mismatches}

@@ -44,3 +44,19 @@ def test_responses_exclude_the_prompt_and_padding_is_left(setup):
     assert one == three  # left padding: batching prompts of different length changes nothing
     for p, r in zip(PROMPTS, one):
         assert "<|im_start|>" not in r and not r.startswith(p)
+
+
+def test_greedy_agreement_step_by_step(setup):
+    from mva_core.generate import greedy_agreement
+
+    base, tok, vectors = setup
+    wb = WeightBatchedModel(base, vectors)
+    for w in ([0.0, 0.0], [1.0, 0.35], [2.0, 1.5]):
+        res = greedy_agreement(merge(base, vectors, w), wb, tok, PROMPTS, w,
+                               DecodingConfig(max_new_tokens=12, min_new_tokens=12), atol=1e-4)
+        assert res["steps"] >= len(PROMPTS) * 12 - 2
+        assert res["mismatches"] == 0 and res["max_abs_logit_diff"] < 1e-4, res
+    # A different weight vector is caught: the check can fail.
+    res = greedy_agreement(merge(base, vectors, [1.0, 0.0]), wb, tok, PROMPTS, [0.0, 1.0],
+                           DecodingConfig(max_new_tokens=12), atol=1e-4)
+    assert res["max_abs_logit_diff"] > 1e-2
