@@ -94,11 +94,13 @@ class WeightBatchedLinear(nn.Module):
         w = _ROW_WEIGHTS.get()
         if w is None:
             raise RuntimeError("WeightBatchedModel called outside `with row_weights(W):`; pass weights per batch row")
-        B = x.shape[0]  # x: (B, T, d_in)
+        B, T, _ = x.shape  # x: (B, T, d_in)
         assert w.shape[0] == B, f"{w.shape[0]} weight rows for a batch of {B}"
-        coef = (w[:, self.value_index] * self.rank_scaling).to(x.dtype)  # (B, R)
-        h = x @ self.A.T  # (B, T, R)
-        return self.base(x) + (h * coef[:, None, :]) @ self.B.T  # (B, T, d_out)
+        coef = (w[:, self.value_index] * self.rank_scaling).to(x.dtype)  # (B, R): w[b, i(k)] * α_i/r_i
+        h = (x @ self.A.T) * coef[:, None, :]  # (B, T, R)
+        y = self.base(x)  # (B, T, d_out), a fresh tensor: safe to accumulate into
+        y.view(B * T, -1).addmm_(h.view(B * T, -1), self.B.T)  # += (B*T, R) @ (R, d_out)
+        return y
 
 
 @contextlib.contextmanager
