@@ -1,0 +1,116 @@
+"""Responses: what chosen candidates actually said to the same prompt, side by side, with each value's score."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from mva_core.sweep import BASE_METHOD
+from pages.shared import current_workspace, get_table, get_workspace, table_version
+
+PER_ROW = 4  # side-by-side columns per row; more candidates wrap onto the next row
+
+
+@st.cache_data(show_spinner=False)
+def get_responses(root: str, ids: tuple[int, ...], version: int) -> pd.DataFrame:
+    """Long table (candidate, prompt, response, raw score per scorer); `version` invalidates it."""
+    return get_workspace(root).store.responses(list(ids))
+
+
+ws = current_workspace()
+if ws is None:
+    st.stop()
+values = ws.value_names
+scorer_of = {v.name: v.scorer for v in ws.manifest.values}
+
+st.title("Read the responses")
+st.caption("Pick candidates and a prompt: their responses appear side by side with each value's score on that "
+           "prompt (raw scorer output, and in colour the difference to the base model's response to the same prompt).")
+table = get_table(str(ws.root), table_version(ws))
+methods = sorted(set(table["method"]) - {BASE_METHOD}) if not table.empty else []
+if not methods:
+    st.info("No candidates stored yet: evaluate one on the Explore page or run a sweep.")
+    st.stop()
+
+# ---- Candidates ----
+if st.session_state.get("responses_method") not in methods:  # e.g. after switching workspace
+    st.session_state.pop("responses_method", None)
+method = st.selectbox("Method", methods, key="responses_method")
+shown = table[table["method"].isin([method, BASE_METHOD])]
+rows = {int(r["id"]): r for _, r in shown.iterrows()}
+base_ids = shown.loc[shown["method"] == BASE_METHOD, "id"].astype(int).tolist()
+base_id = base_ids[-1] if base_ids else None  # the one candidate_table normalises against
+
+
+def weights_text(r) -> str:
+    return "base model (no vectors)" if r["method"] == BASE_METHOD else \
+        "w = (" + ", ".join(f"{w:g}" for w in np.round(r["weights"], 3)) + ")"
+
+
+def label(cid: int) -> str:
+    r = rows[cid]
+    if r["method"] == BASE_METHOD:
+        return f"#{cid} · base model"
+    scores = " · ".join(f"{v} {r[f'z_{v}']:+.2f}" for v in values)
+    return f"#{cid} · {weights_text(r)} · {scores}" + (" · front" if r["on_front"] else "")
+
+
+pick_key = f"responses_pick_{method}"  # one selection per method: switching methods keeps each
+if pick_key not in st.session_state:
+    front = shown[(shown["method"] == method) & shown["on_front"] & shown["finite"]]
+    extremes = [int(front.loc[front[f"z_{v}"].idxmax(), "id"]) for v in values] if not front.empty else []
+    st.session_state[pick_key] = list(dict.fromkeys(([base_id] if base_id is not None else []) + extremes))
+st.session_state[pick_key] = [c for c in st.session_state[pick_key] if c in rows]  # another workspace's ids
+picked = st.multiselect("Candidates", list(rows), format_func=label, key=pick_key,
+                        help="Labelled by weights and z-scores vs the base model. Default: the base model and, "
+                             "for each value, the front candidate that scores highest on it.")
+if not picked:
+    st.info("Pick at least one candidate.")
+    st.stop()
+
+# ---- Prompt ----
+wanted = tuple(sorted(set(picked) | ({base_id} if base_id is not None else set())))
+resp = get_responses(str(ws.root), wanted, table_version(ws))
+prompts = list(dict.fromkeys(resp["prompt"]))
+c1, c2 = st.columns([1, 2])
+needle = c1.text_input("Filter prompts", key="responses_filter", placeholder="words in the prompt")
+matching = [p for p in prompts if needle.strip().lower() in p.lower()]
+if not matching:
+    st.warning(f"No prompt contains {needle!r}; clear the filter to see all {len(prompts)}.")
+    st.stop()
+if st.session_state.get("responses_prompt") not in matching:  # the filter removed the old choice
+    st.session_state["responses_prompt"] = matching[0]
+prompt = c2.selectbox(f"Prompt ({len(matching)} of {len(prompts)})", matching, key="responses_prompt")
+
+# ---- Side by side ----
+at_prompt = resp[resp["prompt"] == prompt].drop_duplicates("candidate_id").set_index("candidate_id")
+base_row = at_prompt.loc[base_id] if base_id in at_prompt.index else None
+st.markdown(f"**Prompt:** {prompt}")
+for start in range(0, len(picked), PER_ROW):
+    part = picked[start:start + PER_ROW]
+    for col, cid in zip(st.columns(PER_ROW), part):
+        r = rows[cid]
+        with col.container(border=True):
+            st.markdown(f"**#{cid}**" + (" · on the front" if r["on_front"] and r["method"] != BASE_METHOD else ""))
+            st.caption(weights_text(r))
+            if cid not in at_prompt.index:
+                st.warning("Not evaluated on this prompt (another prompt set).")
+                continue
+            here = at_prompt.loc[cid]
+            lines = []
+            for v in values:
+                s = float(here.get(scorer_of[v], np.nan))
+                delta = np.nan if base_row is None or cid == base_id else s - float(base_row.get(scorer_of[v], np.nan))
+                color = "green" if delta > 0 else "red" if delta < 0 else "gray"
+                lines.append(f"**{v}** {s:.3f}" + ("" if delta != delta else f" · :{color}[{delta:+.3f} vs base]"))
+            st.markdown("  \n".join(lines))
+            st.text(here["response"])
+
+# ---- All responses ----
+st.subheader("All responses of the chosen candidates")
+full = resp[resp["candidate_id"].isin(picked) & resp["prompt"].isin(matching)]
+full = full.assign(weights=full["candidate_id"].map(lambda c: weights_text(rows[c])))
+full = full.rename(columns={scorer_of[v]: v for v in values})
+cols = ["candidate_id", "weights", "prompt", "response"] + [v for v in values if v in full]
+st.dataframe(full[cols].rename(columns={"candidate_id": "candidate"}), width="stretch", hide_index=True)

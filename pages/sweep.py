@@ -1,0 +1,184 @@
+"""Sweep: evaluate a method's whole weight grid chunk by chunk, watching the front grow; resumable."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from mva_core.config import ConfigError
+from mva_core.sweep import BASE_METHOD, evaluate_base, sweep
+from pages.shared import current_workspace, get_evaluator, get_table, table_version
+
+MAX_GRID = 10_000  # beyond this, keying the grid on every rerun makes the page sluggish: use the CLI
+
+ws = current_workspace()
+if ws is None:
+    st.stop()
+values = ws.value_names
+methods = ws.methods()
+C = float(ws.manifest.C)
+
+st.title("Sweep a weight grid")
+st.caption(
+    f"Evaluates every weight vector of a grid: each candidate = base + Σ wᵢ·θᵢ (MVA Eq.15), generated on "
+    f"{len(ws.prompts())} prompts and scored for {', '.join(values)}. Candidates already in the store are never "
+    "recomputed, so a stopped sweep resumes where it left off."
+)
+if not methods:
+    st.warning(f"No value vectors in {ws.root}/vectors yet. Build the demo: `python -m mva_core demo build`.")
+    st.stop()
+
+# ---- Grid ----
+for key, default in [("sweep_kind", "extrapolation"), ("sweep_step", 0.25), ("sweep_chunk", 8)]:
+    if key not in st.session_state:
+        st.session_state[key] = default
+if st.session_state.get("sweep_method") not in methods:  # e.g. after switching workspace
+    st.session_state.pop("sweep_method", None)
+c1, c2, c3, c4 = st.columns(4)
+method = c1.selectbox("Method (vector set)", methods, key="sweep_method")
+kind = c2.selectbox("Grid", ["extrapolation", "simplex"], key="sweep_kind",
+                    format_func=lambda k: f"extrapolation [0, {C:g}]^{len(values)}" if k == "extrapolation"
+                    else "simplex (Σ w = 1, SOUP)")
+step = c3.number_input("Step", min_value=0.0, step=0.05, format="%.3f", key="sweep_step",
+                       help=f"Spacing of the grid ticks 0, step, 2·step, … ≤ C = {C:g} (C comes from workspace.json).")
+chunk = int(c4.number_input("Candidates per generate call", min_value=1, max_value=256, step=1, key="sweep_chunk",
+                            help="Each chunk is one weight-batched generation and is stored before the next starts."))
+
+try:
+    grid = ws.space(kind=kind, step=float(step)).grid()
+except ConfigError as exc:
+    st.error(f"Bad grid: {exc}")
+    st.stop()
+if len(grid) == 0:
+    st.error(f"No grid point has weights summing to 1 with step {step:g}; choose a step that divides 1 (0.1, 0.25, 0.5).")
+    st.stop()
+if len(grid) > MAX_GRID:
+    st.error(f"The grid has {len(grid):,} candidates (more than {MAX_GRID:,}): raise the step, or run it from a "
+             f"terminal: `python -m mva_core sweep --method {method} --grid 0:{C:g}:{step:g} --kind {kind}`.")
+    st.stop()
+
+try:
+    ev = get_evaluator(str(ws.root), method)
+except ValueError as exc:  # vectors that do not fit the base model, a missing vector dir, ...
+    st.error(str(exc))
+    st.stop()
+# The same content keys Evaluator.evaluate looks up: a candidate stored by Explore counts too.
+keys = [ev.spec(w, "sweep").key for w in grid]
+stored = len(ws.store.find(keys))
+
+# ---- What is stored ----
+m1, m2, m3, m4 = st.columns(4)
+m1.metric("Grid candidates", len(grid))
+m2.metric("Already stored", stored)
+m3.metric("To generate", len(grid) - stored)
+m4.metric("Weight bound C", f"{C:g}")
+st.caption("Each weight takes the values " + ", ".join(f"{t:g}" for t in np.unique(grid))
+           + (" (rows summing to 1)." if kind == "simplex" else "."))
+
+# ---- Run ----
+label = "Start sweep" if stored == 0 else f"Resume sweep ({len(grid) - stored} missing)" if stored < len(grid) \
+    else "Run again (all stored: nothing to generate)"
+start = st.button(label, type="primary" if stored < len(grid) else "secondary", key="sweep_start")
+last = st.session_state.get("sweep_last")
+if last and not start:
+    st.success(f"Last sweep ({last['method']}, {last['candidates']} candidates): {last['generated']} generated, "
+               f"{last['candidates'] - last['generated']} answered from the store, in {last['seconds']:.1f} s.")
+progress_slot = st.empty()
+
+# ---- Front ----
+x_name, y_name = (values * 2)[:2]
+if len(values) > 2:
+    ax1, ax2 = st.columns(2)
+    x_name = ax1.selectbox("x axis", values, index=0, key="sweep_x")
+    y_name = ax2.selectbox("y axis", values, index=1, key="sweep_y")
+chart_slot = st.empty()
+st.caption("Touching any control while a sweep runs stops it; every finished chunk is kept, press Resume to go on.")
+
+
+def draw_front(n: int) -> None:
+    """The method's stored candidates in z-score space (vs the base model), the front in red, this grid's ringed."""
+    table = get_table(str(ws.root), table_version(ws))
+    fig = go.Figure()
+    if not table.empty:
+        cands = table[(table["method"] == method) & table["finite"]]
+        for on_front, name, style in [(False, "dominated", dict(color="#9aa5b1", size=8)),
+                                      (True, "Pareto front", dict(color="#d62728", size=11))]:
+            part = cands[cands["on_front"] == on_front]
+            text = [f"candidate {r.id}<br>weights {np.round(r.weights, 3).tolist()}" for r in part.itertuples()]
+            fig.add_trace(go.Scatter(x=part[f"z_{x_name}"], y=part[f"z_{y_name}"], mode="markers", name=name,
+                                     marker=style, hovertext=text, hoverinfo="text+x+y"))
+        mine = cands[cands["id"].isin(ws.store.find(keys).values())]
+        fig.add_trace(go.Scatter(x=mine[f"z_{x_name}"], y=mine[f"z_{y_name}"], mode="markers", name="in this grid",
+                                 marker=dict(symbol="circle-open", size=16, color="#333", line=dict(width=1.5)),
+                                 hoverinfo="skip"))
+        base = table[table["method"] == BASE_METHOD]
+        fig.add_trace(go.Scatter(x=base[f"z_{x_name}"], y=base[f"z_{y_name}"], mode="markers", name="base model",
+                                 marker=dict(symbol="square", size=12, color="#1f77b4")))
+    fig.update_layout(xaxis_title=f"{x_name} (z vs base)", yaxis_title=f"{y_name} (z vs base)", height=420,
+                      legend=dict(orientation="h", y=1.1), margin=dict(l=10, r=10, t=40, b=10))
+    # A fresh key per redraw: the chart is replaced several times within one script run.
+    chart_slot.plotly_chart(fig, width="stretch", key=f"sweep_plot_{n}")
+
+
+def duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m {s:02d}s" if m else f"{s}s"
+
+
+draw_front(0)
+
+# ---- Sweep ----
+if start:
+    missing, n_chunks = len(grid) - stored, -(-len(grid) // chunk)
+    bar = progress_slot.progress(0.0, text="Scoring the base model (the reference for z-scores)…")
+    try:
+        evaluate_base(ws, ev.base)
+        t0 = time.monotonic()
+        now = dict(done=0, chunk=1)  # candidates finished, chunk in flight
+        bar.progress(0.0, text=f"0/{len(grid)} candidates · chunk 1 of {n_chunks}: generating…")
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if stage != "candidates":  # a stage inside the current chunk (generate / score)
+                bar.progress(now["done"] / len(grid), text=f"{now['done']}/{len(grid)} candidates · chunk "
+                                                            f"{now['chunk']} of {n_chunks}: {stage} {done}/{total}")
+                return
+            generated = len(ws.store.find(keys)) - stored
+            elapsed = time.monotonic() - t0
+            eta = "—" if generated == 0 and missing else duration(elapsed / max(generated, 1) * (missing - generated))
+            bar.progress(done / total, text=f"{done}/{total} candidates · {generated} generated, "
+                                            f"{max(done - generated, 0)} from the store · "
+                                            f"elapsed {duration(elapsed)} · ETA {eta}")
+            now.update(done=done, chunk=now["chunk"] + 1)
+            draw_front(now["chunk"])
+
+        ids = sweep(ev, grid, chunk=chunk, progress=on_progress)
+    except ValueError as exc:
+        st.error(f"The sweep stopped: {exc}. Finished chunks are stored; press Resume to continue.")
+        st.stop()
+    st.session_state["sweep_last"] = dict(method=method, candidates=len(ids), generated=len(ws.store.find(keys)) - stored,
+                                          seconds=time.monotonic() - t0)
+    st.rerun()  # refresh the counts, the button label and the runs table
+
+# ---- Past sweeps ----
+st.subheader("Past runs")
+runs = ws.store.runs()
+if runs.empty:
+    st.info("No sweeps run in this workspace yet.")
+else:
+    cands = ws.store.candidates()
+    made = cands["run_id"].value_counts() if not cands.empty else pd.Series(dtype=int)
+    runs = runs.assign(
+        started=pd.to_datetime(runs["started"], unit="s").dt.strftime("%Y-%m-%d %H:%M:%S"),
+        seconds=(runs["finished"] - runs["started"]).round(1),
+        grid_points=runs["config"].map(lambda c: len(json.loads(c).get("grid", []))),
+        new_candidates=runs["id"].map(made).fillna(0).astype(int),
+    )
+    st.dataframe(runs[["id", "kind", "method", "status", "started", "seconds", "grid_points", "new_candidates"]]
+                 .sort_values("id", ascending=False), width="stretch", hide_index=True,
+                 column_config={"new_candidates": st.column_config.NumberColumn(
+                     "new candidates", help="Generated by this run; the rest of its grid came from the store.")})
