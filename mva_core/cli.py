@@ -143,8 +143,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     bar = _bar()
     ev = Evaluator(ws, args.method)
     evaluate_base(ws, ev.base, progress=bar)
-    ids = sweep(ev, grid, chunk=args.chunk, progress=bar)
-    print(f"{len(ids)} candidates of {args.method} in {ws.root} (stored ones were not recomputed)")
+    res = sweep(ev, grid, chunk=args.chunk, progress=bar, space=space)
+    print(f"{len(res.candidate_ids)} candidates of {args.method} in {ws.root}: {res.generated} generated, "
+          f"{len(res.candidate_ids) - res.generated} answered from the store")
     return 0
 
 

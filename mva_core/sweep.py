@@ -14,6 +14,7 @@ import numpy as np
 
 from .compose import WeightBatchedModel
 from .generate import generate_responses
+from .config import SearchSpace
 from .models import BaseModel, load_base
 from .scorers import get_scorer
 from .store import CandidateSpec, prompts_hash
@@ -54,22 +55,28 @@ class Evaluator:
             decoding=self.decoding.fingerprint(),
         )
 
+    def stored(self, weights: np.ndarray | Sequence[Sequence[float]]) -> dict[int, int]:
+        """Row index -> candidate id for the rows of `weights` already in the store (any source)."""
+        W = np.atleast_2d(np.asarray(weights, dtype=np.float64))
+        keys = [self.spec(w, "").key for w in W]  # the key ignores `source`
+        found = self.ws.store.find(keys)
+        return {i: found[k] for i, k in enumerate(keys) if k in found}
+
     def evaluate(self, weights: np.ndarray | Sequence[Sequence[float]], source: str = "sweep",
                  progress: StageProgress | None = None, run_id: int | None = None) -> Evaluation:
         """Candidate ids for each row of `weights` (K, n), generating and scoring only what is missing."""
         W = np.atleast_2d(np.asarray(weights, dtype=np.float64))
         W = np.stack([self.space.check(w) for w in W])  # raises WeightsError naming the bad weight
-        specs = [self.spec(w, source) for w in W]
-        stored = self.ws.store.find([s.key for s in specs])
-        todo = [i for i, s in enumerate(specs) if s.key not in stored]
+        ids = self.stored(W)
+        todo = [i for i in range(len(W)) if i not in ids]
         if todo:
             responses = generate_responses(
                 self.model, self.base.tokenizer, self.prompts, W[todo], self.decoding,
                 progress=(lambda d, t: progress("generate", d, t)) if progress else None,
             )
             for i, resp in zip(todo, responses):
-                stored[specs[i].key] = self.ws.store.add_candidate(specs[i], self.prompts, resp, run_id=run_id)
-        ids = [stored[s.key] for s in specs]
+                ids[i] = self.ws.store.add_candidate(self.spec(W[i], source), self.prompts, resp, run_id=run_id)
+        ids = [ids[i] for i in range(len(W))]
         score_missing(self.ws, ids, progress)
         return Evaluation(candidate_ids=ids, generated=len(todo))
 
@@ -106,14 +113,26 @@ def evaluate_base(ws: Workspace, base: BaseModel | None = None, progress: StageP
     return cid
 
 
-def sweep(evaluator: Evaluator, grid: np.ndarray, chunk: int = 8, progress: StageProgress | None = None) -> list[int]:
+def sweep(evaluator: Evaluator, grid: np.ndarray, chunk: int = 8, progress: StageProgress | None = None,
+          space: SearchSpace | None = None) -> Evaluation:
     """Evaluate a whole grid in chunks (each chunk is stored before the next starts, so a killed sweep
-    resumes where it stopped)."""
-    run_id = evaluator.ws.store.start_run("sweep", {"grid": grid.tolist(), "method": evaluator.method}, evaluator.method)
+    resumes where it stopped). Progress reports the stages inside a chunk and then ("candidates", done, total).
+    A run that is interrupted (also by Streamlit stopping the script) is recorded as "stopped"."""
+    config = {"method": evaluator.method, "grid": np.asarray(grid).tolist(), "chunk": chunk,
+              **({"space": space.to_dict()} if space is not None else {})}
+    run_id = evaluator.ws.store.start_run("sweep", config, evaluator.method)
     ids: list[int] = []
-    for start in range(0, len(grid), chunk):
-        ids += evaluator.evaluate(grid[start:start + chunk], "sweep", run_id=run_id).candidate_ids
-        if progress:
-            progress("candidates", min(start + chunk, len(grid)), len(grid))
-    evaluator.ws.store.finish_run(run_id, "done", {"candidates": len(ids)})
-    return ids
+    generated = 0
+    try:
+        for start in range(0, len(grid), chunk):
+            res = evaluator.evaluate(grid[start:start + chunk], "sweep", progress=progress, run_id=run_id)
+            ids += res.candidate_ids
+            generated += res.generated
+            if progress:
+                progress("candidates", min(start + chunk, len(grid)), len(grid))
+    except BaseException as exc:
+        evaluator.ws.store.finish_run(run_id, "stopped", {"candidates": len(ids), "generated": generated,
+                                                          "error": repr(exc)})
+        raise
+    evaluator.ws.store.finish_run(run_id, "done", {"candidates": len(ids), "generated": generated})
+    return Evaluation(candidate_ids=ids, generated=generated)

@@ -7,20 +7,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from mva_core.workspace import Workspace
+from tests.apptest import APP, plotly_array
 from tests.tiny import make_tiny_workspace
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-
-
-def plotly_array(a):
-    """Plotly serialises numeric arrays as {'bdata': base64, 'dtype': ...}."""
-    import base64
-
-    import numpy as np
-
-    if isinstance(a, dict):
-        return np.frombuffer(base64.b64decode(a["bdata"]), dtype=a["dtype"])
-    return np.asarray(a)
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,9 @@ from streamlit.testing.v1 import AppTest
 
 from mva_core.sweep import Evaluator
 from mva_core.workspace import Workspace
-from tests.test_app_explore import plotly_array
+from tests.apptest import open_page, plotly_array
 from tests.tiny import make_tiny_workspace
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 METHOD = "mva-no-hsic"
 
 
@@ -23,15 +22,6 @@ def ws_root(tmp_path_factory):
     return root
 
 
-def open_page(monkeypatch, root, page: str) -> AppTest:
-    """Open the app on workspace `root` (default page first: it sets the workspace), then switch to `page`."""
-    monkeypatch.setenv("MVA_WORKSPACE", str(root))
-    at = AppTest.from_file(APP, default_timeout=180).run()
-    at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
-
-
 def metric(at, label):
     return next(m.value for m in at.metric if m.label == label)
 
@@ -39,7 +29,7 @@ def metric(at, label):
 def test_sweep_stores_grid_once_and_resumes_from_store(ws_root, monkeypatch):
     # One grid point evaluated beforehand (as Explore would): the sweep must reuse it, not regenerate it.
     live = Evaluator(Workspace(ws_root), METHOD).evaluate([[0.5, 0.5]], source="live").candidate_ids[0]
-    at = open_page(monkeypatch, ws_root, "pages/sweep.py")
+    at = open_page(monkeypatch, ws_root, "views/sweep.py")
     at.number_input(key="sweep_step").set_value(0.5).run()
     assert metric(at, "Grid candidates") == "9" and metric(at, "Already stored") == "1"
     assert at.button(key="sweep_start").label.startswith("Resume")
@@ -73,7 +63,7 @@ def test_sweep_stores_grid_once_and_resumes_from_store(ws_root, monkeypatch):
 
 
 def test_sweep_rejects_step_larger_than_C(ws_root, monkeypatch):
-    at = open_page(monkeypatch, ws_root, "pages/sweep.py")
+    at = open_page(monkeypatch, ws_root, "views/sweep.py")
     at.number_input(key="sweep_step").set_value(2.0).run()
     assert not at.exception, at.exception
     assert any("step=2.0" in e.value and "C=1.0" in e.value for e in at.error)

@@ -70,7 +70,9 @@ def test_sweep_resumes_without_duplicates(ws):
     before = ws.store.candidates()
     already = {ev.spec(w, "sweep").key for w in grid} & set(before["key"])
     assert len(already) >= 4
-    ids = sweep(ev, grid, chunk=2)
+    res = sweep(ev, grid, chunk=2)
+    ids = res.candidate_ids
+    assert res.generated == len(grid) - len(already)
     after = ws.store.candidates()
     assert len(set(ids)) == len(grid) == 9
     assert len(after) == len(before) + len(grid) - len(already)

@@ -9,7 +9,7 @@ import streamlit as st
 from mva_core.export import ExportError, export_candidate
 from mva_core.results import summarise
 from mva_core.sweep import BASE_METHOD
-from pages.shared import current_workspace, get_evaluator, get_table, table_version
+from views.shared import current_workspace, get_evaluator, get_table, table_version
 
 ws = current_workspace()
 if ws is None:

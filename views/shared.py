@@ -41,7 +41,7 @@ def sidebar() -> None:
 
 def current_workspace() -> Workspace | None:
     try:
-        return get_workspace(st.session_state["workspace_path"])
+        return get_workspace(st.session_state.get("workspace_path", str(default_workspace())))
     except WorkspaceError as exc:
         st.error(str(exc))
         return None

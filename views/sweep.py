@@ -12,7 +12,7 @@ import streamlit as st
 
 from mva_core.config import ConfigError
 from mva_core.sweep import BASE_METHOD, evaluate_base, sweep
-from pages.shared import current_workspace, get_evaluator, get_table, table_version
+from views.shared import current_workspace, get_evaluator, get_table, table_version
 
 MAX_GRID = 10_000  # beyond this, keying the grid on every rerun makes the page sluggish: use the CLI
 
@@ -67,9 +67,7 @@ try:
 except ValueError as exc:  # vectors that do not fit the base model, a missing vector dir, ...
     st.error(str(exc))
     st.stop()
-# The same content keys Evaluator.evaluate looks up: a candidate stored by Explore counts too.
-keys = [ev.spec(w, "sweep").key for w in grid]
-stored = len(ws.store.find(keys))
+stored = len(ev.stored(grid))  # content keys: a candidate stored by Explore counts too
 
 # ---- What is stored ----
 m1, m2, m3, m4 = st.columns(4)
@@ -112,7 +110,7 @@ def draw_front(n: int) -> None:
             text = [f"candidate {r.id}<br>weights {np.round(r.weights, 3).tolist()}" for r in part.itertuples()]
             fig.add_trace(go.Scatter(x=part[f"z_{x_name}"], y=part[f"z_{y_name}"], mode="markers", name=name,
                                      marker=style, hovertext=text, hoverinfo="text+x+y"))
-        mine = cands[cands["id"].isin(ws.store.find(keys).values())]
+        mine = cands[cands["id"].isin(ev.stored(grid).values())]
         fig.add_trace(go.Scatter(x=mine[f"z_{x_name}"], y=mine[f"z_{y_name}"], mode="markers", name="in this grid",
                                  marker=dict(symbol="circle-open", size=16, color="#333", line=dict(width=1.5)),
                                  hoverinfo="skip"))
@@ -147,7 +145,7 @@ if start:
                 bar.progress(now["done"] / len(grid), text=f"{now['done']}/{len(grid)} candidates · chunk "
                                                             f"{now['chunk']} of {n_chunks}: {stage} {done}/{total}")
                 return
-            generated = len(ws.store.find(keys)) - stored
+            generated = len(ev.stored(grid)) - stored
             elapsed = time.monotonic() - t0
             eta = "—" if generated == 0 and missing else duration(elapsed / max(generated, 1) * (missing - generated))
             bar.progress(done / total, text=f"{done}/{total} candidates · {generated} generated, "
@@ -156,11 +154,11 @@ if start:
             now.update(done=done, chunk=now["chunk"] + 1)
             draw_front(now["chunk"])
 
-        ids = sweep(ev, grid, chunk=chunk, progress=on_progress)
+        res = sweep(ev, grid, chunk=chunk, progress=on_progress, space=ws.space(kind, step))
     except ValueError as exc:
         st.error(f"The sweep stopped: {exc}. Finished chunks are stored; press Resume to continue.")
         st.stop()
-    st.session_state["sweep_last"] = dict(method=method, candidates=len(ids), generated=len(ws.store.find(keys)) - stored,
+    st.session_state["sweep_last"] = dict(method=method, candidates=len(res.candidate_ids), generated=res.generated,
                                           seconds=time.monotonic() - t0)
     st.rerun()  # refresh the counts, the button label and the runs table
 

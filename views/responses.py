@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from mva_core.sweep import BASE_METHOD
-from pages.shared import current_workspace, get_table, get_workspace, table_version
+from views.shared import current_workspace, get_table, get_workspace, table_version
 
 PER_ROW = 4  # side-by-side columns per row; more candidates wrap onto the next row
 
