@@ -58,3 +58,4 @@ def _describe(method: Any) -> str:
 
 # Importing a method module registers it; keep these at the bottom (they import register_method from here).
 from . import dpo  # noqa: E402,F401
+from . import mva  # noqa: E402,F401

@@ -1,0 +1,181 @@
+"""HSIC (MVA Eq.6) against a numpy version written here with explicit loops, and against known facts:
+independent samples give ≈ 0 (shrinking with m), Y = f(X) gives clearly more, symmetry, invariance to a
+shared row permutation; the median rule for an even pair count; gradients (gradcheck)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mva_core.hsic import hsic, layer_kernels, layer_samples, median_heuristic, vector_hsic
+from mva_core.vectors import LoraLayer, VectorError
+
+
+# ---- Independent reference: numpy, double loops ----
+
+def np_median_distance(Z: np.ndarray) -> float:
+    d = sorted(float(np.sqrt(np.sum((Z[a] - Z[b]) ** 2))) for a in range(len(Z)) for b in range(a + 1, len(Z)))
+    n = len(d)
+    med = d[n // 2] if n % 2 else (d[n // 2 - 1] + d[n // 2]) / 2
+    return med if med > 0 else 1.0
+
+
+def np_kernel(Z: np.ndarray, kernel: str, sigma: float | None) -> np.ndarray:
+    m = len(Z)
+    s = np_median_distance(Z) if sigma is None else sigma
+    K = np.zeros((m, m))
+    for a in range(m):
+        for b in range(m):
+            if kernel == "linear":
+                K[a, b] = float(np.dot(Z[a], Z[b]))
+            else:
+                K[a, b] = np.exp(-np.sum((Z[a] - Z[b]) ** 2) / (2 * s * s))
+    return K
+
+
+def np_hsic(X: np.ndarray, Y: np.ndarray, kernel: str = "gaussian", sigma: float | None = None) -> float:
+    m = len(X)
+    H = np.eye(m) - np.ones((m, m)) / m
+    K, L = np_kernel(X, kernel, sigma), np_kernel(Y, kernel, sigma)
+    return float(np.trace(K @ H @ L @ H)) / (m - 1) ** 2
+
+
+def rand(*shape, seed=0, dtype=torch.float64):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+# ---- Against numpy ----
+
+@pytest.mark.parametrize("m, dx, dy", [(4, 7, 7), (5, 3, 9), (12, 16, 5), (30, 8, 8)])
+@pytest.mark.parametrize("kernel, sigma", [("gaussian", None), ("gaussian", 1.7), ("linear", None)])
+def test_matches_numpy_loops(m, dx, dy, kernel, sigma):
+    X, Y = rand(m, dx, seed=m), rand(m, dy, seed=100 + m)
+    Y = Y + 0.5 * X[:, :1]  # some dependence, so the value is not ≈ 0
+    want = np_hsic(X.numpy(), Y.numpy(), kernel, sigma)
+    got = hsic(X, Y, kernel=kernel, sigma=sigma)
+    assert got.dtype == torch.float64 and got.dim() == 0
+    assert got.item() == pytest.approx(want, rel=1e-9, abs=1e-12)
+    got32 = hsic(X.float(), Y.float(), kernel=kernel, sigma=sigma)
+    assert got32.item() == pytest.approx(want, rel=1e-4, abs=1e-6)
+
+
+def test_sigma_is_per_matrix_under_the_median_rule():
+    """X and Y on very different scales: each gets its own σ (one shared σ would give another value)."""
+    X, Y = rand(10, 4, seed=1), 100.0 * rand(10, 4, seed=2) + rand(10, 4, seed=1)
+    assert hsic(X, Y).item() == pytest.approx(np_hsic(X.numpy(), Y.numpy()), rel=1e-9)
+    shared = np_median_distance(X.numpy())
+    assert hsic(X, Y).item() != pytest.approx(np_hsic(X.numpy(), Y.numpy(), sigma=shared), rel=1e-3)
+
+
+def test_median_even_count_is_mean_of_middle_values():
+    # m = 4 rows -> 6 pairs (even): the median is the mean of the 3rd and 4th smallest distances.
+    X = torch.tensor([[0.0], [1.0], [3.0], [7.0]], dtype=torch.float64)  # distances 1,2,3,4,6,7
+    assert median_heuristic(X) == pytest.approx(3.5)
+    Z = rand(8, 5, seed=3)  # 28 pairs, even
+    dists = [np.linalg.norm(Z[a].numpy() - Z[b].numpy()) for a in range(8) for b in range(a + 1, 8)]
+    assert median_heuristic(Z) == pytest.approx(float(np.median(dists)), rel=1e-12)
+    assert torch.median(torch.tensor(dists)).item() < float(np.median(dists))  # why torch.median is not used
+    odd = rand(3, 2, seed=4)  # 3 pairs, odd: the middle one
+    assert median_heuristic(odd) == pytest.approx(float(np.median(torch.pdist(odd).numpy())), rel=1e-12)
+
+
+def test_median_zero_gives_sigma_one_and_hsic_zero():
+    X = torch.ones(5, 3, dtype=torch.float64)  # all rows equal: every distance 0
+    assert median_heuristic(X) == 1.0
+    assert hsic(X, rand(5, 3)).item() == pytest.approx(0.0, abs=1e-15)
+
+
+# ---- Known facts ----
+
+def test_independent_near_zero_and_shrinks_with_m():
+    def mean_hsic(m):
+        return np.mean([hsic(rand(m, 3, seed=s), rand(m, 3, seed=1000 + s)).item() for s in range(8)])
+
+    small, large = mean_hsic(16), mean_hsic(256)
+    # Under independence E[HSIC] = O(1/m): 16x more samples should shrink it well past 4x.
+    assert large < small / 4, (small, large)
+    assert large < 0.01
+    X = rand(256, 3, seed=7)
+    dependent = hsic(X, torch.sin(2 * X) + X ** 2).item()
+    assert dependent > 5 * large, (dependent, large)  # measured 14x
+    assert hsic(X, X).item() > 10 * large
+
+
+def test_symmetric_and_row_permutation_invariant():
+    X, Y = rand(20, 6, seed=11), rand(20, 4, seed=12)
+    Y = Y + torch.tanh(X[:, :4])
+    h = hsic(X, Y).item()
+    assert hsic(Y, X).item() == pytest.approx(h, rel=1e-12)
+    perm = torch.randperm(20, generator=torch.Generator().manual_seed(0))
+    assert hsic(X[perm], Y[perm]).item() == pytest.approx(h, rel=1e-12)
+    # Permuting only one side breaks the pairing, and with it the dependence.
+    assert hsic(X[perm], Y).item() < h
+    assert hsic(X, Y, kernel="linear").item() == pytest.approx(hsic(Y, X, kernel="linear").item(), rel=1e-12)
+
+
+def test_shape_assertions():
+    with pytest.raises(AssertionError, match="paired rows"):
+        hsic(rand(4, 3), rand(5, 3))
+    with pytest.raises(AssertionError, match="at least 2"):
+        hsic(rand(1, 3), rand(1, 3))
+    with pytest.raises(AssertionError, match="kernel"):
+        hsic(rand(4, 3), rand(4, 3), kernel="rbf")
+
+
+# ---- Gradients ----
+
+@pytest.mark.parametrize("kernel, sigma", [("gaussian", 1.3), ("linear", None)])
+def test_gradcheck(kernel, sigma):
+    X = rand(6, 4, seed=21).requires_grad_()
+    Y = rand(6, 3, seed=22).requires_grad_()
+    assert torch.autograd.gradcheck(lambda x, y: hsic(x, y, kernel=kernel, sigma=sigma), (X, Y))
+
+
+def test_gradient_finite_where_rows_coincide():
+    """ΔW = 0 before the first update: every distance is 0; the gradient must be 0, not NaN (cdist's would be)."""
+    X = torch.zeros(5, 4, dtype=torch.float64, requires_grad=True)
+    hsic(X, rand(5, 4, seed=3)).backward()
+    assert torch.isfinite(X.grad).all() and X.grad.abs().max() == 0
+
+
+# ---- Samples per layer and the sum over layers ----
+
+def lora(r, d_out, d_in, seed, scaling=2.0, grad=False):
+    A, B = rand(r, d_in, seed=seed), rand(d_out, r, seed=seed + 1)
+    return LoraLayer(A.requires_grad_(grad), B.requires_grad_(grad), scaling)
+
+
+def test_layer_samples_modes():
+    li, lj = lora(4, 6, 5, seed=1, grad=True), lora(4, 6, 5, seed=3, scaling=0.5)
+    X, Y = layer_samples(li, lj, "lora_A")
+    assert torch.equal(X, li.A) and torch.equal(Y, lj.A)
+    X, Y = layer_samples(li, lj, "delta")
+    assert X.shape == (6, 5)
+    np.testing.assert_allclose(X.detach().numpy(), 2.0 * li.B.detach().numpy() @ li.A.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(Y.numpy(), 0.5 * lj.B.numpy() @ lj.A.numpy(), rtol=1e-12)
+    hsic(X, Y).backward()  # gradient reaches both factors of the trainable layer
+    assert li.A.grad.abs().sum() > 0 and li.B.grad.abs().sum() > 0
+    with pytest.raises(VectorError, match="ranks differ.*mode='delta'"):
+        layer_samples(lora(4, 6, 5, seed=1), lora(2, 6, 5, seed=3), "lora_A")
+    assert layer_samples(lora(4, 6, 5, seed=1), lora(2, 6, 5, seed=3), "delta")[1].shape == (6, 5)
+    with pytest.raises(VectorError, match="different layers"):
+        layer_samples(lora(4, 6, 5, seed=1), lora(4, 7, 5, seed=3), "delta")
+
+
+@pytest.mark.parametrize("mode", ["lora_A", "delta"])
+def test_vector_hsic_sums_over_shared_layers(mode):
+    theta_i = {"q": lora(3, 6, 5, seed=1), "v": lora(3, 4, 5, seed=5), "only_i": lora(3, 4, 5, seed=9)}
+    theta_j = {"q": lora(3, 6, 5, seed=13), "v": lora(3, 4, 5, seed=17), "only_j": lora(3, 4, 5, seed=19)}
+
+    def samples(layer):
+        A, B = layer.A.numpy(), layer.B.numpy()
+        return A if mode == "lora_A" else layer.scaling * B @ A
+
+    want = sum(np_hsic(samples(theta_i[k]), samples(theta_j[k])) for k in ("q", "v"))
+    assert vector_hsic(theta_i, theta_j, mode).item() == pytest.approx(want, rel=1e-9)
+    # θ_j's kernel matrices computed once (as training does for a frozen vector): the same value.
+    cached = vector_hsic(theta_i, theta_j, mode, kernels_j=layer_kernels(theta_j, mode))
+    assert cached.item() == pytest.approx(want, rel=1e-9)
+    with pytest.raises(VectorError, match="share no target layer"):
+        vector_hsic({"a": theta_i["q"]}, {"b": theta_j["q"]}, mode)
