@@ -40,7 +40,11 @@ def generate_responses(
     else:
         n_candidates, net = 1, model
     texts = [chat_prompt(tokenizer, p, decoding.system_prompt) for p in prompts]
-    rows = [(k, j) for k in range(n_candidates) for j in range(len(prompts))]  # (candidate, prompt)
+    # Rows sorted by prompt length (longest first): chunks then hold prompts of one length, so left
+    # padding wastes almost no prefill compute; with many candidates a chunk is often one prompt.
+    n_tokens = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]  # type: ignore[operator]
+    rows = sorted(((k, j) for k in range(n_candidates) for j in range(len(prompts))),
+                  key=lambda kj: (-n_tokens[kj[1]], kj[1], kj[0]))  # (candidate, prompt)
     out: list[list[str]] = [[""] * len(prompts) for _ in range(n_candidates)]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id  # type: ignore[attr-defined]
     if decoding.do_sample:
