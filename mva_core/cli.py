@@ -168,6 +168,57 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train one value vector per value with a registered method; vectors land in <out>/<value>/ and the run
+    (config, data hashes, per-step losses and penalty terms) is recorded in the workspace store."""
+    from dataclasses import replace
+
+    from .methods import get_method
+    from .methods.dpo import CPU_SMALL, PAPER, load_preference_jsonl, pairs_sha256
+    from .models import load_base
+    from .store import Store
+    from .vectors import META_FILE
+
+    method = get_method(args.method)
+    values = [v.strip() for v in args.values.split(",") if v.strip()]
+    data = dict(_named_paths(args.data, "--data"))
+    if not values or set(data) != set(values):
+        raise CliError(f"--values {values} and --data {sorted(data)} must name the same values, one --data VALUE=FILE each")
+    config = {"cpu-small": CPU_SMALL, "paper": PAPER}[args.preset]
+    overrides = {k: v for k, v in [("max_steps", args.steps), ("learning_rate", args.lr), ("seed", args.seed)] if v is not None}
+    config = replace(config, **overrides)
+    datasets = {v: load_preference_jsonl(data[v]) for v in values}  # in --values order: the training order
+    base = load_base(args.base, allow_pickle=args.allow_pickle)
+    out_root = Path(args.out) if args.out else Path(args.workspace) / "vectors" / args.method
+    store = Store(Path(args.workspace) / "mva.sqlite")
+    run_id = store.start_run("train", {
+        "method": args.method, "values": values, "base": args.base, "base_fingerprint": base.fingerprint,
+        "alpha": args.alpha, "mode": args.mode, "train_config": config.to_dict(), "out": str(out_root),
+        "data": {v: {"file": str(data[v]), "sha256": pairs_sha256(datasets[v]), "pairs": len(datasets[v])} for v in values},
+    }, args.method)
+    try:
+        if getattr(method, "sequential", False):
+            method.train_sequence(base.path, datasets, out_root, config, base.fingerprint, alpha=args.alpha, mode=args.mode)
+        else:
+            for v in values:
+                if (out_root / v / "adapter_config.json").is_file():
+                    print(f"{out_root / v} exists: skipped (delete it to retrain)", file=sys.stderr)
+                    continue
+                method.train(base.path, datasets[v], v, out_root / v, config, base.fingerprint)
+    except BaseException as exc:
+        store.finish_run(run_id, "stopped", {"error": repr(exc)})
+        raise
+    log = {}
+    for v in values:
+        meta = json.loads((out_root / v / META_FILE).read_text())
+        log[v] = {k: meta.get(k) for k in ("losses", "reward_accuracies", "hsic_terms", "ortho_terms", "seconds_per_step")}
+    store.finish_run(run_id, "done", log)
+    for v in values:
+        losses = log[v]["losses"] or [float("nan")]
+        print(f"{v}: {out_root / v}  loss {losses[0]:.3f} -> {losses[-1]:.3f}  ({log[v]['seconds_per_step'] or 0:.2f} s/step)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import build_demo
 
@@ -222,6 +273,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--format", choices=["merged", "peft", "mergekit", "card", "csv"], default="merged")
     e.add_argument("--out", required=True)
     e.add_argument("--force", action="store_true")
+
+    t = add("train", cmd_train, "train value vectors (dpo, mva, mva-no-hsic, ortho)")
+    t.add_argument("--method", required=True, help="registered method name, e.g. mva")
+    t.add_argument("--values", required=True, help="comma-separated, in training order, e.g. help,harm")
+    t.add_argument("--data", action="append", required=True, help="VALUE=FILE.jsonl (prompt/chosen/rejected), once per value")
+    t.add_argument("--base", required=True, help="hub id, model dir, .gguf file, or smollm2-135m-instruct")
+    t.add_argument("--alpha", type=float, default=None, help="penalty weight α (mva default 10; paper: 1, 10, 50)")
+    t.add_argument("--mode", choices=["lora_A", "delta"], default="lora_A", help="HSIC samples: rows of A, or of ΔW")
+    t.add_argument("--preset", choices=["cpu-small", "paper"], default="cpu-small")
+    t.add_argument("--steps", type=int, default=None, help="override the preset's max_steps")
+    t.add_argument("--lr", type=float, default=None, help="override the preset's learning rate")
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--out", default=None, help="default: <workspace>/vectors/<method>")
+    t.add_argument("--allow-pickle", action="store_true")
 
     d = add("demo", cmd_demo, "demo workspace commands")
     d.add_argument("action", choices=["build"])
