@@ -61,7 +61,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
     adapters = _named_paths(args.adapter, "--adapter")
     weights = parse_weights(args.weights)
     SearchSpace(n_values=len(adapters), C=args.C, step=args.C).check(weights)
-    base = load_base(args.base, workspace=args.workspace, allow_pickle=args.allow_pickle)
+    base = load_base(args.base, allow_pickle=args.allow_pickle)
     vectors = []
     for name, path in adapters:
         v = load_value_vector(path, allow_pickle=args.allow_pickle)
@@ -83,7 +83,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     prompts = load_prompts(args.prompts)
     scorers = [get_scorer(s) for s in args.scorer]
-    base = load_base(args.model, workspace=args.workspace, allow_pickle=args.allow_pickle)
+    base = load_base(args.model, allow_pickle=args.allow_pickle)
     decoding = DecodingConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     bar = _bar()
     responses = generate_responses(base.model, base.tokenizer, prompts, None, decoding,

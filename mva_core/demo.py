@@ -74,7 +74,7 @@ def build_demo(root: Path | None = None, seed: int = 0, progress: Progress | Non
                          "pairs scored by offline proxy scorers (warmth = VADER sentiment, brevity = response length)."),
         ))
     ws = Workspace(root)
-    base = load_base(ws.manifest.base, workspace=root)
+    base = load_base(ws.manifest.base)
 
     # 1. on-policy preference pairs
     pair_files = {v.name: root / "pairs" / f"{v.name}.jsonl" for v in ws.manifest.values}

@@ -172,7 +172,7 @@ def export_candidate(ws: "Workspace", candidate_id: int, fmt: str, out: str | Pa
         return Path(out).resolve()
     if row["method"] == "base" or not row["weights"]:
         raise ExportError(f"candidate {candidate_id} is the base model itself; nothing to compose")
-    base = load_base(ws.manifest.base, workspace=ws.root)
+    base = load_base(ws.manifest.base)
     vectors = []
     for d, h in zip(ws.vector_dirs(row["method"]), json.loads(row["vector_hashes"])):
         v = load_value_vector(d)

@@ -52,7 +52,7 @@ def packaged_gguf() -> Path:
     return path
 
 
-def model_cache_dir(workspace: Path | None = None) -> Path:
+def model_cache_dir() -> Path:
     """Where converted base models live: $MVA_MODEL_CACHE, else ~/.cache/mva_explorer/models.
 
     One cache per machine rather than per workspace: every workspace (and every test run) on the
@@ -85,15 +85,15 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
     return out_dir
 
 
-def resolve_base(spec: str, workspace: Path | None = None) -> str:
+def resolve_base(spec: str) -> str:
     """Turn a base spec into something `from_pretrained` loads: a local dir or a hub id."""
     if spec == DEFAULT_BASE:
-        return str(convert_gguf(packaged_gguf(), model_cache_dir(workspace) / DEFAULT_BASE))
+        return str(convert_gguf(packaged_gguf(), model_cache_dir() / DEFAULT_BASE))
     path = Path(spec)
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelLoadError(f"GGUF file {spec} does not exist; check the path")
-        return str(convert_gguf(path, model_cache_dir(workspace) / path.stem))
+        return str(convert_gguf(path, model_cache_dir() / path.stem))
     if path.exists() and not (path / "config.json").is_file():
         raise ModelLoadError(f"{spec} is not a model directory (no config.json); pass a model dir, a .gguf or a hub id")
     return spec
@@ -124,11 +124,11 @@ def weights_fingerprint(model_dir: str) -> str:
     return digest
 
 
-def load_base(spec: str = DEFAULT_BASE, workspace: Path | None = None, allow_pickle: bool = False) -> BaseModel:
+def load_base(spec: str = DEFAULT_BASE, allow_pickle: bool = False) -> BaseModel:
     """Load base model (fp32, eval mode, frozen) and tokenizer. Pickle checkpoints need `allow_pickle=True`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = resolve_base(spec, workspace)
+    path = resolve_base(spec)
     local = Path(path)
     if local.is_dir() and not list(local.glob("*.safetensors")) and not allow_pickle:
         raise ModelLoadError(

@@ -39,7 +39,7 @@ class Evaluator:
                  vectors: Sequence[ValueVector] | None = None):
         self.ws = workspace
         self.method = method
-        self.base = base or load_base(workspace.manifest.base, workspace=workspace.root)
+        self.base = base or load_base(workspace.manifest.base)
         self.vectors = list(vectors) if vectors is not None else [load_value_vector(d) for d in workspace.vector_dirs(method)]
         check_compatible(self.vectors, self.base.model, self.base.fingerprint)
         self.model = WeightBatchedModel(self.base.model, self.vectors)
@@ -97,7 +97,7 @@ def score_missing(ws: Workspace, candidate_ids: Sequence[int], progress: StagePr
 
 def evaluate_base(ws: Workspace, base: BaseModel | None = None, progress: StageProgress | None = None) -> int:
     """The base model's own candidate (no vectors): the reference for z-normalisation and plots."""
-    base = base or load_base(ws.manifest.base, workspace=ws.root)
+    base = base or load_base(ws.manifest.base)
     prompts = ws.prompts()
     spec = CandidateSpec(method=BASE_METHOD, source="base", value_names=tuple(ws.value_names), weights=(),
                          vector_hashes=(), base_fingerprint=base.fingerprint, prompts_hash=prompts_hash(prompts),
