@@ -16,7 +16,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -154,11 +154,14 @@ class Store:
             return {int(r[0]) for r in con.execute(q, [scorer, *candidate_ids])}
 
     def add_scores(self, candidate_id: int, scorer: str, values: Sequence[float]) -> None:
-        """Per-prompt raw scores. Non-finite values are kept (NaN as NULL) and flagged finite=0."""
-        rows = []
-        for j, v in enumerate(values):
-            v = float(v)
-            rows.append((candidate_id, j, scorer, None if math.isnan(v) else v, int(math.isfinite(v))))
+        """Per-prompt raw scores of one candidate (see `add_scores_batch`)."""
+        self.add_scores_batch(scorer, {candidate_id: values})
+
+    def add_scores_batch(self, scorer: str, per_candidate: Mapping[int, Sequence[float]]) -> None:
+        """Per-prompt raw scores of many candidates in one transaction. Non-finite values are kept
+        (NaN as NULL) and flagged finite=0."""
+        rows = [(cid, j, scorer, None if math.isnan(float(v)) else float(v), int(math.isfinite(float(v))))
+                for cid, values in per_candidate.items() for j, v in enumerate(values)]
         with self._connect() as con:
             con.executemany("INSERT OR REPLACE INTO scores(candidate_id, prompt_idx, scorer, value, finite)"
                             " VALUES (?,?,?,?,?)", rows)
@@ -193,8 +196,8 @@ class Store:
         cand["weights"] = cand["weights"].map(json.loads)
         cand["value_names"] = cand["value_names"].map(json.loads)
         for names in cand["value_names"].drop_duplicates():
+            mask = cand["value_names"].map(lambda v, names=names: v == names)
             for i, name in enumerate(names):
-                mask = cand["value_names"].map(lambda v, names=names: v == names)
                 cand.loc[mask, f"w_{name}"] = cand.loc[mask, "weights"].map(lambda w, i=i: w[i] if i < len(w) else np.nan)
         cand["n_nonfinite"] = 0
         if len(agg):

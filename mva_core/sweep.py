@@ -89,8 +89,8 @@ def score_missing(ws: Workspace, candidate_ids: Sequence[int], progress: StagePr
         if missing:
             rows = ws.store.responses(missing)
             scores = get_scorer(value.scorer).score(rows["prompt"].tolist(), rows["response"].tolist())
-            for cid, grp in rows.groupby("candidate_id", sort=False):
-                ws.store.add_scores(int(cid), value.scorer, scores[grp.index.to_numpy()])
+            ws.store.add_scores_batch(value.scorer, {int(cid): scores[grp.index.to_numpy()]
+                                                     for cid, grp in rows.groupby("candidate_id", sort=False)})
         if progress:
             progress("score", n + 1, len(ws.manifest.values))
 
