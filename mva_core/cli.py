@@ -131,19 +131,20 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .config import SearchSpace
-    from .sweep import Evaluator, evaluate_base, sweep
+    from .sweep import evaluate_base, method_groups, sweep_groups
     from .workspace import open_workspace
 
     ws = open_workspace(args.workspace)
     lo, hi, step = _grid(args.grid)
-    space = SearchSpace(n_values=len(ws.value_names), C=hi, step=step, kind=args.kind)
-    grid = space.grid()
-    grid = grid[(grid >= lo - 1e-12).all(axis=1)]
+    if hi > ws.manifest.C + 1e-9:
+        raise CliError(f"--grid {args.grid!r} goes to {hi:g}, above this workspace's C = {ws.manifest.C:g} "
+                       f"(workspace.json); use STOP <= {ws.manifest.C:g}")
+    groups = method_groups(ws, args.method, step, kind=args.kind)
+    groups = [(ev, W[((W >= lo - 1e-12) & (W <= hi + 1e-12)).all(axis=1)]) for ev, W in groups]
+    groups = [(ev, W) for ev, W in groups if len(W)]
     bar = _bar()
-    ev = Evaluator(ws, args.method)
-    evaluate_base(ws, ev.base, progress=bar)
-    res = sweep(ev, grid, chunk=args.chunk, progress=bar, space=space)
+    evaluate_base(ws, groups[0][0].base if groups else None, progress=bar)
+    res = sweep_groups(args.method, groups, chunk=args.chunk, progress=bar)
     print(f"{len(res.candidate_ids)} candidates of {args.method} in {ws.root}: {res.generated} generated, "
           f"{len(res.candidate_ids) - res.generated} answered from the store")
     return 0
@@ -265,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw = add("sweep", cmd_sweep, "evaluate a method's weight grid (resumable)")
     sw.add_argument("--method", required=True)
     sw.add_argument("--grid", default="0:1:0.25", help="START:STOP:STEP per weight")
-    sw.add_argument("--kind", choices=["extrapolation", "simplex"], default="extrapolation")
+    sw.add_argument("--kind", choices=["extrapolation", "simplex"], default=None,
+                    help="override the method's own grid (mva: extrapolation, soup: simplex)")
     sw.add_argument("--chunk", type=int, default=8, help="candidates per weight-batched generate call")
 
     e = add("export", cmd_export, "export a stored candidate")

@@ -173,13 +173,14 @@ def export_candidate(ws: "Workspace", candidate_id: int, fmt: str, out: str | Pa
     if row["method"] == "base" or not row["weights"]:
         raise ExportError(f"candidate {candidate_id} is the base model itself; nothing to compose")
     base = load_base(ws.manifest.base)
+    by_hash = ws.vector_index()
     vectors = []
-    for d, h in zip(ws.vector_dirs(row["method"]), json.loads(row["vector_hashes"])):
-        v = load_value_vector(d)
-        if v.hash != h:
-            raise ExportError(f"value vector {d} changed since candidate {candidate_id} was scored "
-                              f"(hash {v.hash} != {h}); re-run the sweep before exporting")
-        vectors.append(v)
+    for h in json.loads(row["vector_hashes"]):
+        if h not in by_hash:
+            raise ExportError(f"candidate {candidate_id} was composed from a value vector (hash {h}) that is no longer "
+                              f"under {ws.root / 'vectors'} (retrained or deleted); re-run the sweep and export a "
+                              "candidate of the current vectors")
+        vectors.append(load_value_vector(by_hash[h]))
     weights = list(row["weights"])
     if fmt == "merged":
         return export_merged(base, vectors, weights, out, force, card)

@@ -6,6 +6,7 @@ Rewards are z-normalised per value against the base model's responses on the sam
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,15 +15,24 @@ import pandas as pd
 from . import pareto
 from .scorers import ScoreNormaliser
 from .sweep import BASE_METHOD
+from .vectors import META_FILE
 from .workspace import Workspace
 
 
 def candidate_table(ws: Workspace, methods: list[str] | None = None) -> pd.DataFrame:
-    """One row per stored candidate (plus the base model): weights `w_<value>`, raw means `raw_<value>`,
-    z-scores `z_<value>`, `rank` and `on_front` within its method, `finite`."""
+    """One row per (compared method, stored candidate), plus the base model: weights `w_<value>`, raw means
+    `raw_<value>`, z-scores `z_<value>`, `rank` and `on_front` within its method, `finite`.
+
+    `method` is the comparison row (Workspace.compared_methods) the candidate belongs to by content (its
+    vectors and weights), so one candidate can be a point of several methods (an `mva-no-hsic` grid point on
+    the simplex is also a `soup` point); `generated_by` is the method that generated it. A candidate whose
+    vectors no method reads any more (retrained or deleted) stays, under the name it was generated with.
+    For `each` methods (one model per preference) `w_<value>` is the preference the vector was trained for.
+    """
     cand = ws.store.candidates()
     if cand.empty:
         return cand
+    cand = _by_compared_method(ws, cand)
     if methods is not None:
         cand = cand[cand["method"].isin([*methods, BASE_METHOD])]
     values = ws.manifest.values
@@ -46,6 +56,37 @@ def candidate_table(ws: Workspace, methods: list[str] | None = None) -> pd.DataF
         cand.loc[idx, "rank"] = rank
         cand.loc[idx, "on_front"] = rank == 0
     return cand.reset_index(drop=True)
+
+
+def _by_compared_method(ws: Workspace, cand: pd.DataFrame) -> pd.DataFrame:
+    rows = ws.compared_methods()
+    keys = [(tuple(json.loads(h)), tuple(w)) for h, w in zip(cand["vector_hashes"], cand["weights"])]
+    preference = {}
+    for m in rows:
+        if m.composition == "each":
+            for d, h in zip(m.vector_dirs, m.vector_hashes):
+                meta = d / META_FILE
+                pref = json.loads(meta.read_text()).get("preference") if meta.is_file() else None
+                if isinstance(pref, list) and len(pref) == len(ws.value_names):
+                    preference[h] = pref
+    parts, claimed = [], np.zeros(len(cand), dtype=bool)
+    for m in rows:
+        mask = np.array([m.contains(h, w) for h, w in keys], dtype=bool)
+        if mask.any():
+            part = cand[mask].assign(method=m.name)
+            if m.composition == "each":
+                for i, v in enumerate(ws.value_names):
+                    part[f"w_{v}"] = [preference.get(json.loads(h)[0], [np.nan] * len(ws.value_names))[i]
+                                      for h in part["vector_hashes"]]
+            parts.append(part)
+            claimed |= mask
+    stale = cand[~claimed]
+    stale = stale.assign(method=[m if m == BASE_METHOD else f"{m} (old vectors)" for m in stale["method"]])
+    out = pd.concat([stale, *parts], ignore_index=True)
+    out["generated_by"] = out["id"].map(dict(zip(cand["id"], cand["method"])))
+    # weights named after vectors (one model per preference) are not value weights: keep only w_<value>
+    keep = {f"w_{v}" for v in ws.value_names}
+    return out.drop(columns=[c for c in out.columns if c.startswith("w_") and c not in keep])
 
 
 @dataclass

@@ -7,7 +7,8 @@ ones in one weight-batched generation (each row its own weights), then scores on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -19,7 +20,7 @@ from .models import BaseModel, load_base
 from .scorers import get_scorer
 from .store import CandidateSpec, prompts_hash
 from .vectors import ValueVector, check_compatible, load_value_vector
-from .workspace import Workspace
+from .workspace import Workspace, WorkspaceError
 
 StageProgress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -40,16 +41,27 @@ class Evaluator:
         self.ws = workspace
         self.method = method
         self.base = base or load_base(workspace.manifest.base)
-        self.vectors = list(vectors) if vectors is not None else [load_value_vector(d) for d in workspace.vector_dirs(method)]
+        if vectors is None:
+            compared = workspace.compared_method(method)
+            if compared.composition == "each":
+                raise WorkspaceError(f"method {method!r} has one model per vector; evaluate them with sweep_method, "
+                                     "or pass vectors=[one value vector]")
+            vectors = [load_value_vector(d) for d in compared.vector_dirs]
+        self.vectors = list(vectors)
         check_compatible(self.vectors, self.base.model, self.base.fingerprint)
         self.model = WeightBatchedModel(self.base.model, self.vectors)
         self.prompts = workspace.prompts()
         self.decoding = workspace.manifest.decoding
-        self.space = workspace.space()
+        n = len(workspace.value_names)
+        # One vector per value: weights are per value. Otherwise (a vector trained for a preference, or on all
+        # values in turn) the weights are per vector and named after them.
+        self.value_names = tuple(workspace.value_names) if len(self.vectors) == n else tuple(v.value for v in self.vectors)
+        self.space = workspace.space() if len(self.vectors) == n else SearchSpace(
+            n_values=len(self.vectors), C=max(1.0, float(workspace.manifest.C)), step=1.0)
 
     def spec(self, weights: Sequence[float], source: str) -> CandidateSpec:
         return CandidateSpec(
-            method=self.method, source=source, value_names=tuple(self.ws.value_names),
+            method=self.method, source=source, value_names=self.value_names,
             weights=tuple(float(w) for w in weights), vector_hashes=tuple(v.hash for v in self.vectors),
             base_fingerprint=self.base.fingerprint, prompts_hash=prompts_hash(self.prompts),
             decoding=self.decoding.fingerprint(),
@@ -118,21 +130,49 @@ def sweep(evaluator: Evaluator, grid: np.ndarray, chunk: int = 8, progress: Stag
     """Evaluate a whole grid in chunks (each chunk is stored before the next starts, so a killed sweep
     resumes where it stopped). Progress reports the stages inside a chunk and then ("candidates", done, total).
     A run that is interrupted (also by Streamlit stopping the script) is recorded as "stopped"."""
-    config = {"method": evaluator.method, "grid": np.asarray(grid).tolist(), "chunk": chunk,
+    return sweep_groups(evaluator.method, [(evaluator, np.asarray(grid))], chunk, progress, space)
+
+
+def method_groups(ws: Workspace, method: str, step: float, kind: str | None = None, base: BaseModel | None = None,
+                  evaluator: Callable[[str, tuple[Path, ...]], Evaluator] | None = None) -> list[tuple[Evaluator, np.ndarray]]:
+    """(evaluator, weights) groups that make up `method`'s candidates (Workspace.compared_methods): its grid
+    with `step` (`kind` overrides extrapolation/simplex for a per-value vector set), a vertex, or each of its
+    vectors alone. `evaluator(method, vector_dirs)` lets the app reuse cached evaluators."""
+    compared = ws.compared_method(method)
+    if kind is not None and compared.composition in ("extrapolation", "simplex"):
+        compared = replace(compared, composition=kind)
+    base = base or (None if evaluator else load_base(ws.manifest.base))
+
+    def make(dirs: tuple[Path, ...]) -> Evaluator:
+        if evaluator is not None:
+            return evaluator(method, dirs)
+        return Evaluator(ws, method, base=base, vectors=[load_value_vector(d) for d in dirs])
+
+    return [(make(dirs), W) for dirs, W in compared.weight_sets(float(ws.manifest.C), step)]
+
+
+def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], chunk: int = 8,
+                 progress: StageProgress | None = None, space: SearchSpace | None = None) -> Evaluation:
+    """`sweep` over several (evaluator, grid) groups as one run (a method with one model per vector)."""
+    if not groups:
+        raise WorkspaceError(f"method {method!r} has no candidates to evaluate")
+    ws = groups[0][0].ws
+    total = sum(len(W) for _, W in groups)
+    config = {"method": method, "grid": [w for _, W in groups for w in np.asarray(W).tolist()], "chunk": chunk,
               **({"space": space.to_dict()} if space is not None else {})}
-    run_id = evaluator.ws.store.start_run("sweep", config, evaluator.method)
+    run_id = ws.store.start_run("sweep", config, method)
     ids: list[int] = []
     generated = 0
     try:
-        for start in range(0, len(grid), chunk):
-            res = evaluator.evaluate(grid[start:start + chunk], "sweep", progress=progress, run_id=run_id)
-            ids += res.candidate_ids
-            generated += res.generated
-            if progress:
-                progress("candidates", min(start + chunk, len(grid)), len(grid))
+        for ev, W in groups:
+            for start in range(0, len(W), chunk):
+                res = ev.evaluate(W[start:start + chunk], "sweep", progress=progress, run_id=run_id)
+                ids += res.candidate_ids
+                generated += res.generated
+                if progress:
+                    progress("candidates", len(ids), total)
     except BaseException as exc:
-        evaluator.ws.store.finish_run(run_id, "stopped", {"candidates": len(ids), "generated": generated,
-                                                          "error": repr(exc)})
+        ws.store.finish_run(run_id, "stopped", {"candidates": len(ids), "generated": generated, "error": repr(exc)})
         raise
-    evaluator.ws.store.finish_run(run_id, "done", {"candidates": len(ids), "generated": generated})
+    ws.store.finish_run(run_id, "done", {"candidates": len(ids), "generated": generated})
     return Evaluation(candidate_ids=ids, generated=generated)

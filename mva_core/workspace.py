@@ -3,6 +3,9 @@
 `workspace.json` says what the workspace is about: the base model, the values (each with the scorer
 that measures it), the weight bound C, the prompt set and the decoding config. Paths a user names
 (exports, candidate names) are confined to the workspace.
+
+`compared_methods()` lists the rows of a comparison the workspace's vectors give (DESIGN §1 method table):
+each registered method's vector set and how its candidates are composed from it.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from .config import DecodingConfig, SearchSpace
 from .models import DEFAULT_BASE
@@ -53,6 +56,44 @@ class Manifest:
                    decoding=DecodingConfig.from_dict(d.get("decoding", {})), description=d.get("description", ""))
 
 
+@dataclass(frozen=True)
+class ComparedMethod:
+    """One row of a comparison: a method's value vectors and the region of weights its candidates live in."""
+
+    name: str  # as shown: "mva", "soup", "dpo-warmth", "dpo-lw"
+    method: str  # registry name ("dpo" for the rows "dpo-<value>")
+    composition: str  # mva_core.methods.COMPOSITIONS
+    vector_dirs: tuple[Path, ...]
+    vector_hashes: tuple[str, ...]
+    vertex: int | None = None  # `vertices` rows: the value whose vector is used alone
+
+    def weight_sets(self, C: float, step: float) -> Iterator[tuple[tuple[Path, ...], "np.ndarray"]]:
+        """(vector dirs, weights (K, n)) groups that make up this method's candidates; `step` for the grids."""
+        import numpy as np
+
+        n = len(self.vector_dirs)
+        if self.composition in ("extrapolation", "simplex"):
+            yield self.vector_dirs, SearchSpace(n_values=n, C=C if self.composition == "extrapolation" else 1.0,
+                                                step=step, kind=self.composition).grid()  # type: ignore[arg-type]
+        elif self.composition == "vertices":
+            yield self.vector_dirs, np.eye(n)[[self.vertex]]
+        else:  # each: every vector alone at weight 1
+            for d in self.vector_dirs:
+                yield (d,), np.ones((1, 1))
+
+    def contains(self, vector_hashes: tuple[str, ...], weights: tuple[float, ...]) -> bool:
+        """Is a stored candidate (its vectors and weights) a point of this method?"""
+        if self.composition == "each":
+            return len(vector_hashes) == 1 and vector_hashes[0] in self.vector_hashes and tuple(weights) == (1.0,)
+        if tuple(vector_hashes) != self.vector_hashes:
+            return False
+        if self.composition == "simplex":
+            return abs(sum(weights) - 1.0) <= 1e-6
+        if self.composition == "vertices":
+            return all(w == (1.0 if i == self.vertex else 0.0) for i, w in enumerate(weights))
+        return True
+
+
 class Workspace:
     def __init__(self, root: str | Path):
         self.root = Path(root).resolve()
@@ -85,6 +126,58 @@ class Workspace:
             return []
         return sorted(m.name for m in vec.iterdir()
                       if m.is_dir() and all((m / v / "adapter_config.json").is_file() for v in self.value_names))
+
+    def adapter_dirs(self, name: str) -> list[Path]:
+        """Every value-vector dir under vectors/<name>/ (sorted by name)."""
+        d = self.root / "vectors" / name
+        return sorted(p for p in d.iterdir() if (p / "adapter_config.json").is_file()) if d.is_dir() else []
+
+    def compared_methods(self) -> list[ComparedMethod]:
+        """The comparison rows this workspace's vectors give (DESIGN §1 table), grid methods first.
+
+        A registered method reads vectors/<its name>/ if present, else vectors/<vectors_from>/ (soup and dpo
+        read mva-no-hsic's); `vertices` gives one row per value ("dpo-<value>"); a vector dir of an unknown
+        method name is shown as an extrapolation grid.
+        """
+        from .methods import available_methods, get_method
+        from .vectors import ADAPTER_FILE, file_hash
+
+        vec = self.root / "vectors"
+        on_disk = sorted(p.name for p in vec.iterdir() if p.is_dir()) if vec.is_dir() else []
+        grid_sets = set(self.methods())
+        rows: list[ComparedMethod] = []
+        for name in [*available_methods(), *[m for m in on_disk if m not in available_methods()]]:
+            method = get_method(name) if name in available_methods() else None
+            composition = method.composition if method else "extrapolation"
+            source = name if name in on_disk or method is None else method.vectors_from
+            if composition == "each":
+                dirs = tuple(self.adapter_dirs(source))
+            elif source in grid_sets:
+                dirs = tuple(self.vector_dirs(source))
+            else:
+                continue
+            if not dirs:
+                continue
+            hashes = tuple(file_hash(d / ADAPTER_FILE if (d / ADAPTER_FILE).is_file() else d / "adapter_model.bin")
+                           for d in dirs)
+            if composition == "vertices":
+                rows += [ComparedMethod(f"{name}-{v}", name, composition, dirs, hashes, vertex=i)
+                         for i, v in enumerate(self.value_names)]
+            else:
+                rows.append(ComparedMethod(name, name, composition, dirs, hashes))
+        order = ["extrapolation", "simplex", "each", "vertices"]  # the grids a user explores first
+        return sorted(rows, key=lambda m: (order.index(m.composition), m.name))
+
+    def vector_index(self) -> dict[str, Path]:
+        """hash -> dir of every value vector under vectors/ (how a stored candidate finds its vectors)."""
+        return {h: d for m in self.compared_methods() for d, h in zip(m.vector_dirs, m.vector_hashes)}
+
+    def compared_method(self, name: str) -> ComparedMethod:
+        rows = {m.name: m for m in self.compared_methods()}
+        if name not in rows:
+            raise WorkspaceError(f"method {name!r} has no value vectors in {self.root}; methods here: {sorted(rows)}; "
+                                 f"train it with `python -m mva_core train --method {name} ...`")
+        return rows[name]
 
     def vector_dirs(self, method: str) -> list[Path]:
         dirs = [self.root / "vectors" / method / v for v in self.value_names]

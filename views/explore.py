@@ -15,7 +15,8 @@ ws = current_workspace()
 if ws is None:
     st.stop()
 values = ws.value_names
-methods = ws.methods()
+# Sliders compose one vector per value: the methods whose candidates are weight grids over such a set.
+methods = [m.name for m in ws.compared_methods() if m.composition in ("extrapolation", "simplex")]
 
 st.title("Explore the value trade-off")
 st.caption(
@@ -29,6 +30,8 @@ if not methods:
 
 # ---- Controls ----
 with st.sidebar:
+    if st.session_state.get("explore_method") not in methods:  # e.g. after switching workspace
+        st.session_state.pop("explore_method", None)
     method = st.selectbox("Method (vector set)", methods, key="explore_method")
     weights = [float(st.slider(f"weight: {v}", 0.0, float(ws.manifest.C), value=min(0.5, ws.manifest.C), step=0.05,
                                key=f"w_{v}")) for v in values]

@@ -28,7 +28,9 @@ st.title("Read the responses")
 st.caption("Pick candidates and a prompt: their responses appear side by side with each value's score on that "
            "prompt (raw scorer output, and in colour the difference to the base model's response to the same prompt).")
 table = get_table(str(ws.root), table_version(ws))
-methods = sorted(set(table["method"]) - {BASE_METHOD}) if not table.empty else []
+present = set(table["method"]) - {BASE_METHOD} if not table.empty else set()
+methods = [m.name for m in ws.compared_methods() if m.name in present] + sorted(
+    present - {m.name for m in ws.compared_methods()})  # grid methods first, then candidates of old vectors
 if not methods:
     st.info("No candidates stored yet: evaluate one on the Explore page or run a sweep.")
     st.stop()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from mva_core.results import candidate_table
+from mva_core.models import BaseModel, load_base
 from mva_core.sweep import Evaluator
+from mva_core.vectors import load_value_vector
 from mva_core.workspace import Workspace, WorkspaceError, default_workspace, open_workspace
 
 
@@ -14,10 +16,18 @@ def get_workspace(root: str) -> Workspace:
     return open_workspace(root)
 
 
-@st.cache_resource(show_spinner="Loading the base model and value vectors…")
-def get_evaluator(root: str, method: str) -> Evaluator:
-    """One per (workspace, method), shared by all sessions: weights travel with each call, not in the model."""
-    return Evaluator(get_workspace(root), method)
+@st.cache_resource(show_spinner="Loading the base model…")
+def get_base(root: str) -> BaseModel:
+    """The workspace's base model, loaded once and shared by every evaluator and session (never mutated)."""
+    return load_base(get_workspace(root).manifest.base)
+
+
+@st.cache_resource(show_spinner="Loading the value vectors…")
+def get_evaluator(root: str, method: str, vector_dirs: tuple[str, ...] | None = None) -> Evaluator:
+    """One per (workspace, method, vectors), shared by all sessions: weights travel with each call, not in the
+    model. `vector_dirs` picks one model of a method that has one per preference (dpo-lw, modpo, dpo-seqt)."""
+    vectors = [load_value_vector(d) for d in vector_dirs] if vector_dirs is not None else None
+    return Evaluator(get_workspace(root), method, base=get_base(root), vectors=vectors)
 
 
 @st.cache_data(show_spinner=False)

@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mva_core.config import ConfigError
-from mva_core.sweep import BASE_METHOD, evaluate_base, sweep
+from mva_core.sweep import BASE_METHOD, evaluate_base, method_groups, sweep_groups
 from views.shared import current_workspace, get_evaluator, get_table, table_version
 
 MAX_GRID = 10_000  # beyond this, keying the grid on every rerun makes the page sluggish: use the CLI
@@ -20,7 +20,8 @@ ws = current_workspace()
 if ws is None:
     st.stop()
 values = ws.value_names
-methods = ws.methods()
+compared = {m.name: m for m in ws.compared_methods()}
+methods = list(compared)
 C = float(ws.manifest.C)
 
 st.title("Sweep a weight grid")
@@ -34,26 +35,36 @@ if not methods:
     st.stop()
 
 # ---- Grid ----
-for key, default in [("sweep_kind", "extrapolation"), ("sweep_step", 0.25), ("sweep_chunk", 8)]:
+for key, default in [("sweep_step", 0.25), ("sweep_chunk", 8)]:
     if key not in st.session_state:
         st.session_state[key] = default
 if st.session_state.get("sweep_method") not in methods:  # e.g. after switching workspace
     st.session_state.pop("sweep_method", None)
 c1, c2, c3, c4 = st.columns(4)
-method = c1.selectbox("Method (vector set)", methods, key="sweep_method")
-kind = c2.selectbox("Grid", ["extrapolation", "simplex"], key="sweep_kind",
-                    format_func=lambda k: f"extrapolation [0, {C:g}]^{len(values)}" if k == "extrapolation"
-                    else "simplex (Σ w = 1, SOUP)")
+method = c1.selectbox("Method", methods, key="sweep_method",
+                      format_func=lambda m: f"{m} ({compared[m].composition})")
+composition = compared[method].composition
+KINDS = {"extrapolation": f"extrapolation [0, {C:g}]^{len(values)}", "simplex": "simplex (Σ w = 1, SOUP)",
+         "vertices": "its value's vector alone (w = 1)", "each": f"each of its {len(compared[method].vector_dirs)} "
+         "models alone (w = 1)"}
+kinds = ["extrapolation", "simplex"] if composition in ("extrapolation", "simplex") else [composition]
+kind = c2.selectbox("Grid", kinds, index=kinds.index(composition), key=f"sweep_kind_{method}", format_func=KINDS.get)
 step = c3.number_input("Step", min_value=0.0, step=0.05, format="%.3f", key="sweep_step",
+                       disabled=composition not in ("extrapolation", "simplex"),
                        help=f"Spacing of the grid ticks 0, step, 2·step, … ≤ C = {C:g} (C comes from workspace.json).")
 chunk = int(c4.number_input("Candidates per generate call", min_value=1, max_value=256, step=1, key="sweep_chunk",
                             help="Each chunk is one weight-batched generation and is stored before the next starts."))
 
 try:
-    grid = ws.space(kind=kind, step=float(step)).grid()
+    groups = method_groups(ws, method, float(step), kind=kind if kind in ("extrapolation", "simplex") else None,
+                           evaluator=lambda m, dirs: get_evaluator(str(ws.root), m, tuple(str(d) for d in dirs)))
 except ConfigError as exc:
     st.error(f"Bad grid: {exc}")
     st.stop()
+except ValueError as exc:  # vectors that do not fit the base model, a missing vector dir, ...
+    st.error(str(exc))
+    st.stop()
+grid = np.concatenate([W for _, W in groups]) if groups else np.zeros((0, len(values)))
 if len(grid) == 0:
     st.error(f"No grid point has weights summing to 1 with step {step:g}; choose a step that divides 1 (0.1, 0.25, 0.5).")
     st.stop()
@@ -62,12 +73,14 @@ if len(grid) > MAX_GRID:
              f"terminal: `python -m mva_core sweep --method {method} --grid 0:{C:g}:{step:g} --kind {kind}`.")
     st.stop()
 
-try:
-    ev = get_evaluator(str(ws.root), method)
-except ValueError as exc:  # vectors that do not fit the base model, a missing vector dir, ...
-    st.error(str(exc))
-    st.stop()
-stored = len(ev.stored(grid))  # content keys: a candidate stored by Explore counts too
+
+
+def stored_ids() -> list[int]:
+    """Ids of this grid's candidates already in the store (content keys: a candidate stored by Explore counts)."""
+    return [cid for ev, W in groups for cid in ev.stored(W).values()]
+
+
+stored = len(stored_ids())
 
 # ---- What is stored ----
 m1, m2, m3, m4 = st.columns(4)
@@ -75,8 +88,9 @@ m1.metric("Grid candidates", len(grid))
 m2.metric("Already stored", stored)
 m3.metric("To generate", len(grid) - stored)
 m4.metric("Weight bound C", f"{C:g}")
-st.caption("Each weight takes the values " + ", ".join(f"{t:g}" for t in np.unique(grid))
-           + (" (rows summing to 1)." if kind == "simplex" else "."))
+if kind in ("extrapolation", "simplex"):
+    st.caption("Each weight takes the values " + ", ".join(f"{t:g}" for t in np.unique(grid))
+               + (" (rows summing to 1)." if kind == "simplex" else "."))
 
 # ---- Run ----
 label = "Start sweep" if stored == 0 else f"Resume sweep ({len(grid) - stored} missing)" if stored < len(grid) \
@@ -110,7 +124,7 @@ def draw_front(n: int) -> None:
             text = [f"candidate {r.id}<br>weights {np.round(r.weights, 3).tolist()}" for r in part.itertuples()]
             fig.add_trace(go.Scatter(x=part[f"z_{x_name}"], y=part[f"z_{y_name}"], mode="markers", name=name,
                                      marker=style, hovertext=text, hoverinfo="text+x+y"))
-        mine = cands[cands["id"].isin(ev.stored(grid).values())]
+        mine = cands[cands["id"].isin(stored_ids())]
         fig.add_trace(go.Scatter(x=mine[f"z_{x_name}"], y=mine[f"z_{y_name}"], mode="markers", name="in this grid",
                                  marker=dict(symbol="circle-open", size=16, color="#333", line=dict(width=1.5)),
                                  hoverinfo="skip"))
@@ -135,7 +149,7 @@ if start:
     missing, n_chunks = len(grid) - stored, -(-len(grid) // chunk)
     bar = progress_slot.progress(0.0, text="Scoring the base model (the reference for z-scores)…")
     try:
-        evaluate_base(ws, ev.base)
+        evaluate_base(ws, groups[0][0].base)
         t0 = time.monotonic()
         now = dict(done=0, chunk=1)  # candidates finished, chunk in flight
         bar.progress(0.0, text=f"0/{len(grid)} candidates · chunk 1 of {n_chunks}: generating…")
@@ -145,7 +159,7 @@ if start:
                 bar.progress(now["done"] / len(grid), text=f"{now['done']}/{len(grid)} candidates · chunk "
                                                             f"{now['chunk']} of {n_chunks}: {stage} {done}/{total}")
                 return
-            generated = len(ev.stored(grid)) - stored
+            generated = len(stored_ids()) - stored
             elapsed = time.monotonic() - t0
             eta = "—" if generated == 0 and missing else duration(elapsed / max(generated, 1) * (missing - generated))
             bar.progress(done / total, text=f"{done}/{total} candidates · {generated} generated, "
@@ -154,7 +168,8 @@ if start:
             now.update(done=done, chunk=now["chunk"] + 1)
             draw_front(now["chunk"])
 
-        res = sweep(ev, grid, chunk=chunk, progress=on_progress, space=ws.space(kind, step))
+        res = sweep_groups(method, groups, chunk=chunk, progress=on_progress,
+                           space=ws.space(kind, step) if kind in ("extrapolation", "simplex") else None)
     except ValueError as exc:
         st.error(f"The sweep stopped: {exc}. Finished chunks are stored; press Resume to continue.")
         st.stop()

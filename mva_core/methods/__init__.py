@@ -4,13 +4,26 @@
 A method object has `name`, `paper`, `description` and `train(base_dir, pairs, value, out_dir, config,
 base_fingerprint, ...)` returning a summary dict; methods built on DPO reuse `dpo.train_dpo_vector` and add
 their loss term in a `DPOTrainer` subclass.
+
+It also says how its candidates are composed from the vectors in `vectors/<vectors_from or name>/`:
+`composition` is one of COMPOSITIONS. A method without vectors of its own (`soup`, `dpo-<value>`) reads
+another method's (`vectors_from`): a candidate is identified by its content, so one stored candidate can be a
+point of several methods (the `soup` point w = (0.5, 0.5) is also an `mva-no-hsic` point).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Literal, TypeVar
 
 T = TypeVar("T")
+
+Composition = Literal["extrapolation", "simplex", "vertices", "each"]
+COMPOSITIONS: dict[str, str] = {
+    "extrapolation": "w in [0, C]^n over one vector per value (MVA Eq.15)",
+    "simplex": "w on the simplex, sum w = 1, over one vector per value (Rewarded Soups)",
+    "vertices": "each value's vector alone at weight 1 (paper rows DPO-<value>)",
+    "each": "every trained vector alone at weight 1 (one model per preference, or one model)",
+}
 
 _REGISTRY: dict[str, Any] = {}
 
@@ -25,11 +38,16 @@ def register_method(name: str) -> Callable[[T], T]:
     def register(obj: T) -> T:
         if not getattr(obj, "paper", None):
             raise TypeError(f"method {name!r} ({obj!r}) needs a `paper` attribute with the URL of what it implements")
+        composition = getattr(obj, "composition", "extrapolation")
+        if composition not in COMPOSITIONS:
+            raise TypeError(f"method {name!r}: composition={composition!r}; choose one of {sorted(COMPOSITIONS)}")
         instance = obj() if isinstance(obj, type) else obj
         previous = _REGISTRY.get(name)
         if previous is not None and type(previous).__qualname__ != type(instance).__qualname__:
             raise ValueError(f"method name {name!r} is already registered to {previous!r}; pick another name")
         instance.name = name  # type: ignore[attr-defined]
+        instance.composition = composition  # type: ignore[attr-defined]
+        instance.vectors_from = getattr(obj, "vectors_from", None) or name  # type: ignore[attr-defined]
         _REGISTRY[name] = instance
         return obj
 
@@ -59,3 +77,4 @@ def _describe(method: Any) -> str:
 # Importing a method module registers it; keep these at the bottom (they import register_method from here).
 from . import dpo  # noqa: E402,F401
 from . import mva  # noqa: E402,F401
+from . import soup  # noqa: E402,F401

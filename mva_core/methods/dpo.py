@@ -318,6 +318,8 @@ class DPO:
     paper = "https://arxiv.org/abs/2305.18290"
     description = "DPO with LoRA: one value vector per value, reference = base model (paper rows DPO-<value>)"
     config_class = TrainConfig
+    composition = "vertices"
+    vectors_from = "mva-no-hsic"  # its vectors are these same per-value DPO vectors when vectors/dpo is absent
 
     def train(self, base_dir: str, pairs: list[dict[str, Any]], value: str, out_dir: Path, config: TrainConfig,
               base_fingerprint: str, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
