@@ -10,5 +10,7 @@ nav = st.navigation([
     st.Page("views/explore.py", title="Explore", icon="🎚️", default=True),
     st.Page("views/sweep.py", title="Sweep", icon="🧮"),
     st.Page("views/responses.py", title="Responses", icon="💬"),
+    st.Page("views/diagnostics.py", title="Diagnostics", icon="🔬"),
+    st.Page("views/export.py", title="Export", icon="📦"),
 ])
 nav.run()

@@ -1,0 +1,119 @@
+"""AppTest of the Diagnostics page on a tiny workspace: the heatmaps show cosines and HSIC computed here from the
+adapter files, the interference matrix appears on button press and matches a second implementation, training
+curves show a stored run (and a hint to train when there is none)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mva_core.data import write_jsonl
+from mva_core.hsic import hsic
+from tests.apptest import open_page
+from tests.test_diagnostics import PAIRS, Reference, np_deltas, one_thread  # noqa: F401 (autouse fixture)
+from tests.tiny import make_tiny_workspace
+
+METHOD = "mva-no-hsic"
+PAGE = "views/diagnostics.py"
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    root = tmp_path_factory.mktemp("diagws")
+    ws = make_tiny_workspace(root, method=METHOD)
+    for v, pairs in PAIRS.items():
+        write_jsonl(root / "pairs" / f"{v}.jsonl", pairs)
+    return ws
+
+
+def chart(at, key: str) -> dict:
+    found = [c for c in at.get("plotly_chart") if c.proto.id.endswith(f"-{key}")]
+    assert len(found) == 1, [c.proto.id for c in at.get("plotly_chart")]
+    return json.loads(found[0].proto.spec)
+
+
+def z_of(trace: dict) -> np.ndarray:
+    z = trace["z"]
+    if isinstance(z, dict):  # plotly's base64 encoding of a numpy array
+        import base64
+        flat = np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"])
+        return flat.reshape([int(s) for s in str(z["shape"]).split(",")]) if "shape" in z else flat
+    return np.array(z, dtype=float)
+
+
+def test_cosine_and_hsic_heatmaps(ws, monkeypatch):
+    at = open_page(monkeypatch, ws.root, PAGE)
+    dirs = ws.vector_dirs(METHOD)
+    dense = [np_deltas(d) for d in dirs]
+    # cosine heatmap: rows = blocks, columns = "warmth · brevity · <module>"
+    trace = chart(at, "diag_cosine_plot")["data"][0]
+    z = z_of(trace)
+    for r, block in enumerate(trace["y"]):
+        for c, col in enumerate(trace["x"]):
+            module = next(m for m in dense[0] if m.split(".")[2] == block and m.endswith("." + col.split(" · ")[-1]))
+            X, Y = dense[0][module], dense[1][module]
+            assert z[r, c] == pytest.approx(float((X * Y).sum() / np.linalg.norm(X) / np.linalg.norm(Y)), abs=1e-9)
+    assert len(trace["x"]) == 3 and len(trace["y"]) == 2  # q/v/down_proj × 2 blocks
+    # HSIC heatmap, both sample modes, vs hsic() per layer on samples read from the files
+    raw = [load_file(str(d / "adapter_model.safetensors")) for d in dirs]
+    for mode in ("lora_A", "delta"):
+        at.radio(key="diag_hsic_mode").set_value(mode).run()
+        assert not at.exception, at.exception
+        trace = chart(at, "diag_hsic_plot")["data"][0]
+        assert trace["x"] == ["warmth", "brevity"] == trace["y"]
+
+        def samples(i, m):
+            if mode == "lora_A":
+                return raw[i][f"base_model.model.{m}.lora_A.weight"]
+            return torch.tensor(dense[i][m], dtype=torch.float32)
+
+        want = [[sum(float(hsic(samples(i, m), samples(j, m))) for m in dense[0]) for j in range(2)] for i in range(2)]
+        np.testing.assert_allclose(z_of(trace), want, rtol=1e-5)
+
+
+def test_interference_on_button(ws, monkeypatch):
+    at = open_page(monkeypatch, ws.root, PAGE)
+    assert not [c for c in at.get("plotly_chart") if c.proto.id.endswith("diag_interference_plot")]
+    at.slider(key="diag_n_pairs").set_value(3).run()  # every pair of both values is used
+    at.button(key="diag_interference_go").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    z = z_of(chart(at, "diag_interference_plot")["data"][0])
+    ref = Reference(str(ws.root / "base"), ws.vector_dirs(METHOD))
+    g = [ref.grad([1.0 if k == i else 0.0 for k in range(2)], PAIRS[v])[0] for i, v in enumerate(["warmth", "brevity"])]
+    cos = float(g[0] @ g[1] / g[0].norm() / g[1].norm())
+    np.testing.assert_allclose(z, [[1.0, cos], [cos, 1.0]], atol=2e-5)
+    # a composed point at w = 0 is the base model: every DPO loss is log 2
+    at.radio(key="diag_interference_at").set_value("composed").run()
+    at.button(key="diag_interference_go").click().run()
+    losses = at.dataframe[0].value["DPO loss"].to_numpy()
+    np.testing.assert_allclose(losses, [np.log(2)] * 2, rtol=1e-6)
+
+
+def test_training_curves_hint_then_stored_run(ws, monkeypatch):
+    at = open_page(monkeypatch, ws.root, PAGE)
+    assert any("python -m mva_core train" in i.value for i in at.info)
+    run = ws.store.start_run("train", {"method": "mva", "alpha": 10.0}, "mva")
+    ws.store.finish_run(run, "done", {
+        "warmth": {"losses": [0.69, 0.5], "reward_accuracies": [0.0, 1.0], "hsic_terms": [], "ortho_terms": None,
+                   "seconds_per_step": 1.0},
+        "brevity": {"losses": [0.7, 0.6], "reward_accuracies": [0.5, 0.5], "hsic_terms": [0.4, 0.1],
+                    "ortho_terms": None, "seconds_per_step": 1.0}})
+    at = open_page(monkeypatch, ws.root, PAGE)
+    assert not any("python -m mva_core train" in i.value for i in at.info)
+    assert at.selectbox(key="diag_run").value == run
+    data = chart(at, "diag_curves_plot")["data"]
+    by = {(t["name"], t["yaxis"]): z_of({"z": t["y"]}) for t in data}
+    np.testing.assert_allclose(by[("warmth", "y")], [0.69, 0.5])
+    np.testing.assert_allclose(by[("brevity", "y")], [0.7, 0.6])
+    np.testing.assert_allclose(by[("brevity", "y3")], [0.4, 0.1])  # the HSIC term
+    assert ("warmth", "y3") not in by  # the first value has no earlier vector, so no term
+
+
+def test_no_vectors_says_how_to_train(tmp_path, monkeypatch):
+    from mva_core.workspace import Manifest, ValueSpec, Workspace
+
+    Workspace.create(tmp_path, Manifest(base="x", values=[ValueSpec("warmth", "warmth")]))
+    at = open_page(monkeypatch, tmp_path, PAGE)
+    assert any("python -m mva_core train" in w.value for w in at.warning)

@@ -1,0 +1,235 @@
+"""Diagnostics: how much do a method's value vectors overlap? Layer cosines (paper Fig.6), HSIC (MVA Eq.6),
+gradient interference (MVA Eq.10) and the training curves with their HSIC term (Eq.14)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+from mva_core.diagnostics import (
+    DiagnosticsError, hsic_matrix, interference, layer_cosines, load_method_vectors, load_preference_pairs,
+    preference_pair_files, training_curves, vector_cosines, vector_set_stamp, vector_training_curves,
+)
+from mva_core.hsic import KERNELS, SAMPLE_MODES
+from mva_core.models import ModelLoadError
+from mva_core.vectors import ValueVector, VectorError
+from views.shared import current_workspace, get_base, get_workspace
+
+TRAIN_HINT = ("train with `python -m mva_core train --method mva --values a,b --data a=A.jsonl --data b=B.jsonl "
+              "--workspace <this workspace>`")
+
+
+@st.cache_resource(show_spinner="Loading the value vectors…")
+def get_vectors(root: str, method: str, stamp: tuple) -> list[ValueVector]:
+    """The method's vectors, shared by all sessions and never modified; `stamp` reloads them after retraining."""
+    return load_method_vectors(get_workspace(root), method)
+
+
+@st.cache_data(show_spinner="Cosines per layer…")
+def get_cosines(root: str, method: str, stamp: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
+    vectors = get_vectors(root, method, stamp)
+    return layer_cosines(vectors), vector_cosines(vectors)
+
+
+@st.cache_data(show_spinner="HSIC between the vectors…")
+def get_hsic(root: str, method: str, stamp: tuple, mode: str, kernel: str) -> pd.DataFrame:
+    return hsic_matrix(get_vectors(root, method, stamp), mode=mode, kernel=kernel)  # type: ignore[arg-type]
+
+
+def heatmap(z: pd.DataFrame, title_x: str, title_y: str, zrange: tuple[float, float], text: bool,
+            colorbar: str, height: int) -> go.Figure:
+    """Rows top to bottom as in `z`; a range below 0 gets a diverging scale centred on 0 (white)."""
+    diverging = zrange[0] < 0
+    Z = z.to_numpy(dtype=float)
+    fig = go.Figure(go.Heatmap(
+        z=Z, x=[str(c) for c in z.columns], y=[str(i) for i in z.index],
+        colorscale="RdBu" if diverging else "Viridis", reversescale=diverging, zmin=zrange[0], zmax=zrange[1],
+        zmid=0.0 if diverging else None, colorbar=dict(title=colorbar),
+        text=np.vectorize(lambda x: "—" if x != x else f"{x:.3g}", otypes=[str])(Z) if text else None,
+        texttemplate="%{text}" if text else None, hoverongaps=False,
+        hovertemplate=f"{title_y} %{{y}}<br>{title_x} %{{x}}<br>{colorbar} = %{{z:.4g}}<extra></extra>"))
+    fig.update_layout(xaxis_title=title_x, yaxis_title=title_y, height=height, margin=dict(l=10, r=10, t=30, b=10))
+    fig.update_yaxes(autorange="reversed")  # first block / first value at the top
+    return fig
+
+
+def curves_figure(df: pd.DataFrame) -> go.Figure:
+    """Loss, reward accuracy and (when recorded) the penalty term per step, one colour per value."""
+    panels = {"loss": "DPO loss", "reward_accuracy": "reward accuracy"}
+    if df["penalty_term"].notna().any():
+        penalty = next(p for p in df.loc[df["penalty_term"].notna(), "penalty"].dropna())
+        panels["penalty_term"] = f"{penalty.upper()} term Σⱼ P(θᵢ, θⱼ), earlier vectors j"
+    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.07,
+                        subplot_titles=list(panels.values()))
+    for k, (value, part) in enumerate(df.groupby("value", sort=False)):
+        color = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"][k % 5]
+        for row, col in enumerate(panels, start=1):
+            if part[col].notna().any():
+                fig.add_trace(go.Scatter(x=part["step"], y=part[col], mode="lines", name=value, legendgroup=value,
+                                         showlegend=row == 1, line=dict(color=color)), row=row, col=1)
+    fig.update_xaxes(title_text="step", row=len(panels), col=1)
+    fig.update_layout(height=220 * len(panels) + 60, margin=dict(l=10, r=10, t=50, b=10),
+                      legend=dict(orientation="h", y=1.1))
+    return fig
+
+
+ws = current_workspace()
+if ws is None:
+    st.stop()
+root = str(ws.root)
+
+st.title("Diagnose the value vectors")
+st.caption("MVA composes base + Σ wᵢ·θᵢ (Eq.15); that works best when the value vectors θᵢ do not overlap, which "
+           "is what Value Decorrelation Training (Eq.14, an HSIC penalty) aims for. This page measures the overlap "
+           "of one method's vectors four ways: their weight changes layer by layer, their statistical dependence "
+           "(HSIC), whether their training gradients pull against each other, and how training went.")
+methods = ws.methods()
+if not methods:
+    st.warning(f"No value vectors in {ws.root / 'vectors'} yet: {TRAIN_HINT}, or build the demo with "
+               "`python -m mva_core demo build`.")
+    st.stop()
+if st.session_state.get("diag_method") not in methods:  # e.g. after switching workspace
+    st.session_state.pop("diag_method", None)
+method = st.selectbox("Method (vector set)", methods, key="diag_method",
+                      help="The methods with one value vector per value under vectors/<method>/.")
+try:
+    stamp = vector_set_stamp(ws, method)
+    vectors = get_vectors(root, method, stamp)
+except (DiagnosticsError, VectorError) as exc:
+    st.error(str(exc))
+    st.stop()
+values = [v.value for v in vectors]
+
+# ---- Layer-wise cosine similarity ----
+st.header("Layer-wise cosine similarity")
+st.caption("For every target layer both vectors adapt, the cosine between their weight changes ΔW = (α/r)·B·A, "
+           "flattened (paper Fig.6). 0 (white): the two values change that layer in unrelated directions; "
+           "+1 (red): the same direction, so composing them double-counts; −1 (blue): opposite directions, so "
+           "they cancel. Rows are transformer blocks, columns a pair of values and a layer type.")
+if len(vectors) < 2:
+    st.info("One value vector only: similarities need at least two values.")
+else:
+    cos, whole = get_cosines(root, method, stamp)
+    cos = cos.assign(column=cos["pair"] + " · " + cos["module"])
+    grid = cos.pivot_table(index="block", columns="column", values="cosine", aggfunc="first", dropna=False)
+    grid = grid.reindex(index=list(dict.fromkeys(cos["block"])), columns=list(dict.fromkeys(cos["column"])))
+    fixed = st.toggle("Colour scale −1 … +1", key="diag_cosine_fixed",
+                      help="Off: the scale is ± the largest |cosine| shown, so small overlaps stay visible. "
+                           "On: the same scale for every method, to compare them.")
+    top = 1.0 if fixed else float(np.nanmax(np.abs(grid.to_numpy(dtype=float)), initial=0.0)) or 1.0
+    st.plotly_chart(heatmap(grid, "pair · layer type", "block", (-top, top), False, "cosine",
+                            max(260, 22 * len(grid) + 120)), width="stretch", key="diag_cosine_plot")
+    pairs = [(a, b) for i, a in enumerate(values) for b in values[i + 1:]]
+    cols = st.columns(min(len(pairs), 4))
+    for k, (a, b) in enumerate(pairs):
+        cols[k % len(cols)].metric(f"whole-vector cosine {a} · {b}", f"{whole.loc[a, b]:+.3f}",
+                                   help="All shared layers' ΔW concatenated into one vector each.")
+
+# ---- HSIC ----
+st.header("HSIC between the vectors (MVA Eq.6)")
+st.caption("HSIC measures statistical dependence, linear or not, between two sets of paired samples; summed over "
+           "the target layers, it is the term MVA's training penalises (Eq.14). Samples per layer: rows of LoRA A "
+           "(`lora_A`, what the paper's code uses) or rows of ΔW (`delta`, the full version). The diagonal "
+           "HSIC(θᵢ, θᵢ) is each vector's dependence on itself, the scale an off-diagonal entry compares to; "
+           "an off-diagonal value well below it means the vectors are close to independent.")
+c1, c2 = st.columns(2)
+mode = c1.radio("Samples", SAMPLE_MODES, horizontal=True, key="diag_hsic_mode")
+kernel = c2.radio("Kernel", KERNELS, horizontal=True, key="diag_hsic_kernel",
+                  help="Gaussian with the median-heuristic bandwidth (Eq.6); linear for a covariance-like view.")
+try:
+    H = get_hsic(root, method, stamp, mode, kernel)
+    top = float(np.nanmax(H.to_numpy(dtype=float), initial=0.0)) or 1.0
+    st.plotly_chart(heatmap(H, "θⱼ", "θᵢ", (0.0, top), True, "HSIC", 160 + 60 * len(values)), width="stretch",
+                    key="diag_hsic_plot")
+except (DiagnosticsError, VectorError) as exc:
+    st.error(str(exc))
+
+# ---- Interference ----
+st.header("Gradient interference (MVA Eq.10)")
+st.caption("gᵢ is the gradient of value i's DPO loss (β = 0.1, reference = base model) on a few of its preference "
+           "pairs, with respect to the weights of the adapted layers. A training step for value i changes value "
+           "j's loss by about −η·gᵢᵀgⱼ (Eq.10): a positive cosine means the step for i also lowers j's loss "
+           "(aligned), a negative one that it raises it (the values interfere), near 0 that they do not interact.")
+try:
+    pair_files = preference_pair_files(ws, method)
+except DiagnosticsError as exc:
+    pair_files = None
+    st.info(str(exc))
+if pair_files is not None:
+    st.caption("Preference pairs: " + ", ".join(f"{v} ← `{f}`" for v, f in pair_files.items()))
+    at = st.radio("Take the gradients at", ["own", "composed"], horizontal=True, key="diag_interference_at",
+                  format_func=lambda a: {"own": "each value's own model (base + θᵢ)",
+                                         "composed": "one composed model (base + Σ wᵢ·θᵢ)"}[a],
+                  help="Own: where each vector's training ended. Composed: one candidate for all values; all "
+                       "weights 0 is the base model, where every vector's training starts.")
+    weights = None
+    if at == "composed":
+        wcols = st.columns(len(values))
+        weights = [float(col.number_input(f"w: {v}", 0.0, float(max(ws.manifest.C, 1.0)), value=0.0, step=0.1,
+                                          key=f"diag_w_{v}")) for col, v in zip(wcols, values)]
+    n_pairs = st.slider("Preference pairs per value", 1, 32, 4, key="diag_n_pairs",
+                        help="A seeded sample of each value's pairs: more pairs, less noise, longer to compute "
+                             "(each pair costs forward and backward passes of the model: 10–20 s per pair and value for "
+                             "the 135M demo model on 2 CPU cores).")
+    if st.button("Compute interference", type="primary", key="diag_interference_go"):
+        with st.status("Computing the DPO-loss gradients…", expanded=True) as status:
+            bar = st.progress(0.0, text="loading the base model")
+            try:
+                base = get_base(root)
+                pairs = load_preference_pairs(ws, method)
+
+                def on_progress(stage: str, done: int, total: int) -> None:
+                    bar.progress(min(done / max(total, 1), 1.0), text=f"{stage}: {done}/{total} micro-batches")
+
+                result = interference(base, vectors, pairs, weights=weights, n_pairs=n_pairs, progress=on_progress)
+            except (ValueError, ModelLoadError) as exc:  # DiagnosticsError, VectorError, bad pair data
+                status.update(label="Interference failed", state="error")
+                st.error(str(exc))
+            else:
+                st.session_state["diag_interference"] = {"method": method, "stamp": stamp, "result": result}
+                where = "each at its own model" if result.at == "own" else f"at {result.at}"
+                status.update(label=f"Gradients of {len(values)} values, {where}", state="complete", expanded=False)
+    done = st.session_state.get("diag_interference")
+    if done is not None and done["method"] == method and done["stamp"] == stamp:
+        res = done["result"]
+        left, right = st.columns(2)
+        with left:
+            cos_df = pd.DataFrame(res.cosine, index=res.values, columns=res.values)
+            st.plotly_chart(heatmap(cos_df, "gⱼ", "gᵢ", (-1.0, 1.0), True, "cos(gᵢ, gⱼ)", 160 + 60 * len(values)),
+                            width="stretch", key="diag_interference_plot")
+        with right:
+            st.dataframe(pd.DataFrame({"value": res.values, "DPO loss": res.losses, "‖g‖": res.norms,
+                                       "pairs": res.n_pairs}), hide_index=True, width="stretch")
+            st.dataframe(pd.DataFrame(res.dot, index=res.values, columns=res.values).rename_axis("gᵢᵀgⱼ"),
+                         width="stretch")
+        st.caption(f"At {'each value’s own model' if res.at == 'own' else res.at}; each g has "
+                   f"{res.n_parameters:,} entries (the adapted layers' weights).")
+
+# ---- Training curves ----
+st.header("Training curves")
+st.caption("Per optimizer step: the DPO loss (starts at log 2 ≈ 0.693 and should fall), the reward accuracy (share "
+           "of pairs in the batch where the policy prefers the chosen response more than the base does) and the "
+           "penalty term Σⱼ HSIC(θᵢ, θⱼ) against the earlier vectors (Eq.14; none for the first value). For "
+           "mva-no-hsic the term is only recorded, not trained on: compare it with mva's.")
+curves = training_curves(ws.store.runs())
+if curves.empty:
+    st.info(f"No training runs are stored in this workspace: {TRAIN_HINT}; its per-step loss, reward accuracy and "
+            "HSIC term then appear here.")
+    own = vector_training_curves(vectors)
+    if not own.empty:
+        st.caption(f"Meanwhile, the curves saved in the {method} vectors' own metadata (mva_vector.json):")
+        st.plotly_chart(curves_figure(own), width="stretch", key="diag_curves_plot")
+else:
+    runs = curves.drop_duplicates("run_id")
+    alpha = lambda a: "method default" if a != a else f"{a:g}"  # noqa: E731 (NaN: the run used the default)
+    labels = {int(r.run_id): f"run #{int(r.run_id)} · {r.method} · α = {alpha(r.alpha)} · {r.status}"
+              for r in runs.itertuples()}
+    ids = list(labels)[::-1]  # newest first
+    mine = [int(i) for i in runs.loc[runs["method"] == method, "run_id"]][::-1]
+    if st.session_state.get("diag_run") not in ids:
+        st.session_state["diag_run"] = (mine or ids)[0]
+    run_id = st.selectbox("Run", ids, format_func=labels.get, key="diag_run")
+    st.plotly_chart(curves_figure(curves[curves["run_id"] == run_id]), width="stretch", key="diag_curves_plot")
