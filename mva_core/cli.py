@@ -223,6 +223,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import build_demo
 
+    if args.action == "report":
+        from .demo import demo_report
+        from .workspace import open_workspace
+
+        print(demo_report(open_workspace(args.workspace)))
+        return 0
     build_demo(Path(args.workspace) if args.workspace else None, seed=args.seed, progress=_bar())
     return 0
 
@@ -291,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--allow-pickle", action="store_true")
 
     d = add("demo", cmd_demo, "demo workspace commands")
-    d.add_argument("action", choices=["build"])
+    d.add_argument("action", choices=["build", "report"], help="build: (re)build it, resumable; report: its measured numbers")
     d.add_argument("--seed", type=int, default=0)
     return p
 

@@ -69,6 +69,31 @@ def available_methods() -> dict[str, str]:
     return {name: _describe(_REGISTRY[name]) for name in sorted(_REGISTRY)}
 
 
+def train_method(name: str, base: Any, datasets: dict[str, list[dict[str, Any]]], out_root: Any, config: Any, *,
+                 progress: bool = True, **settings: Any) -> None:
+    """Train registered method `name` on `datasets` (value -> preference pairs, in training order) into
+    `out_root`, the way `python -m mva_core train` and `demo build` both do; finished vectors are skipped.
+
+    Three kinds of method: `sequential` ones train all values in order (`train_sequence`, settings alpha/mode);
+    ones with `train_all` train over all values at once (dpo-seqt, or one vector per preference: dpo-lw,
+    modpo; settings such as preferences/scorers); the rest train one vector per value (`train`).
+    `base` is a mva_core.models.BaseModel.
+    """
+    from pathlib import Path
+
+    method = get_method(name)
+    out_root = Path(out_root)
+    if getattr(method, "sequential", False):
+        method.train_sequence(base.path, datasets, out_root, config, base.fingerprint, progress=progress,
+                              **{k: settings[k] for k in ("alpha", "mode") if k in settings})
+    elif hasattr(method, "train_all"):
+        method.train_all(base.path, datasets, out_root, config, base.fingerprint, progress=progress, **settings)
+    else:
+        for value, pairs in datasets.items():
+            if not (out_root / value / "adapter_config.json").is_file():
+                method.train(base.path, pairs, value, out_root / value, config, base.fingerprint, progress=progress)
+
+
 def _describe(method: Any) -> str:
     text = getattr(method, "description", None) or (method.__doc__ or "").strip()
     return text.splitlines()[0] if text else ""
