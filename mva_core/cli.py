@@ -174,11 +174,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     (config, data hashes, per-step losses and penalty terms) is recorded in the workspace store."""
     from dataclasses import replace
 
-    from .methods import get_method
+    from .config import parse_weights
+    from .methods import get_method, train_method
     from .methods.dpo import CPU_SMALL, PAPER, load_preference_jsonl, pairs_sha256
     from .models import load_base
     from .store import Store
-    from .vectors import META_FILE
 
     method = get_method(args.method)
     values = [v.strip() for v in args.values.split(",") if v.strip()]
@@ -191,33 +191,33 @@ def cmd_train(args: argparse.Namespace) -> int:
     datasets = {v: load_preference_jsonl(data[v]) for v in values}  # in --values order: the training order
     base = load_base(args.base, allow_pickle=args.allow_pickle)
     out_root = Path(args.out) if args.out else Path(args.workspace) / "vectors" / args.method
-    store = Store(Path(args.workspace) / "mva.sqlite")
-    run_id = store.start_run("train", {
+    run_config = {
         "method": args.method, "values": values, "base": args.base, "base_fingerprint": base.fingerprint,
         "alpha": args.alpha, "mode": args.mode, "train_config": config.to_dict(), "out": str(out_root),
         "data": {v: {"file": str(data[v]), "sha256": pairs_sha256(datasets[v]), "pairs": len(datasets[v])} for v in values},
-    }, args.method)
-    try:
-        if getattr(method, "sequential", False):
-            method.train_sequence(base.path, datasets, out_root, config, base.fingerprint, alpha=args.alpha, mode=args.mode)
-        else:
-            for v in values:
-                if (out_root / v / "adapter_config.json").is_file():
-                    print(f"{out_root / v} exists: skipped (delete it to retrain)", file=sys.stderr)
-                    continue
-                method.train(base.path, datasets[v], v, out_root / v, config, base.fingerprint)
-    except BaseException as exc:
-        store.finish_run(run_id, "stopped", {"error": repr(exc)})
-        raise
-    log = {}
-    for v in values:
-        meta = json.loads((out_root / v / META_FILE).read_text())
-        log[v] = {k: meta.get(k) for k in ("losses", "reward_accuracies", "hsic_terms", "ortho_terms", "seconds_per_step")}
-    store.finish_run(run_id, "done", log)
-    for v in values:
-        losses = log[v]["losses"] or [float("nan")]
-        print(f"{v}: {out_root / v}  loss {losses[0]:.3f} -> {losses[-1]:.3f}  ({log[v]['seconds_per_step'] or 0:.2f} s/step)")
+    }
+    settings = {"alpha": args.alpha, "mode": args.mode} if getattr(method, "sequential", False) else {}
+    if hasattr(method, "train_all"):  # one vector per preference (dpo-lw, modpo) or one over all values (dpo-seqt)
+        settings = {"scorers": _workspace_scorers(args.workspace, values)}
+        if args.preferences:
+            settings["preferences"] = [parse_weights(p) for p in args.preferences.split(";")]
+    # log: per vector dir (one per value, "seqt", or one per preference "w=0.25,0.75") its curves
+    log = train_method(args.method, base, datasets, out_root, config, store=Store(Path(args.workspace) / "mva.sqlite"),
+                       run_config={**run_config, **({"settings": settings} if settings else {})}, **settings)
+    for name, entry in log.items():
+        losses = entry["losses"] or [float("nan")]
+        print(f"{name}: {out_root / name}  loss {losses[0]:.3f} -> {losses[-1]:.3f}  "
+              f"({entry['seconds_per_step'] or 0:.2f} s/step)")
     return 0
+
+
+def _workspace_scorers(workspace: str | Path, values: list[str]) -> dict[str, str]:
+    """value -> scorer spec from the workspace's manifest (MODPO's margins); a value it lacks scores itself."""
+    from .workspace import MANIFEST, Manifest
+
+    path = Path(workspace) / MANIFEST
+    known = {v.name: v.scorer for v in Manifest.from_dict(json.loads(path.read_text())).values} if path.is_file() else {}
+    return {v: known.get(v, v) for v in values}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -295,6 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=None)
     t.add_argument("--out", default=None, help="default: <workspace>/vectors/<method>")
     t.add_argument("--allow-pickle", action="store_true")
+    t.add_argument("--preferences", default=None,
+                   help="dpo-lw/modpo: simplex preferences, ';'-separated, e.g. '0.25,0.75;0.75,0.25'")
 
     d = add("demo", cmd_demo, "demo workspace commands")
     d.add_argument("action", choices=["build", "report"], help="build: (re)build it, resumable; report: its measured numbers")

@@ -45,6 +45,10 @@ DEMO_METHODS: dict[str, dict] = {
 DEMO_METHOD = "mva-no-hsic"  # the one the app opens on
 
 
+def _expected_vectors(method: str, settings: dict, n_values: int) -> int:
+    return len(settings["preferences"]) if "preferences" in settings else 1 if method == "dpo-seqt" else n_values
+
+
 def demo_train_config(seed: int):
     """CPU_SMALL with 48 steps at lr 1e-3 (40 steps at 5e-4 left the loss at ~0.5 and the warmth vector did not
     raise warmth on the validation prompts)."""
@@ -109,8 +113,17 @@ def build_demo(root: Path | None = None, seed: int = 0, progress: Progress | Non
     for n, (method, settings) in enumerate(DEMO_METHODS.items()):
         if progress:
             progress(f"train {method}", n, len(DEMO_METHODS))
-        train_method(method, base, datasets, root / "vectors" / method, demo_train_config(seed), scorers=scorers,
-                     progress=progress is not None, **settings)
+        out = root / "vectors" / method
+        if out.is_dir() and len(ws.adapter_dirs(method)) >= _expected_vectors(method, settings, len(datasets)):
+            continue  # built: no empty "train" run in the store
+        # recorded as a train run, with the pair files, so Diagnostics shows its curves and interference data
+        train_method(method, base, datasets, out, demo_train_config(seed), scorers=scorers,
+                     progress=progress is not None, store=ws.store, run_config={
+                         "method": method, "values": list(datasets), "base": ws.manifest.base, "seed": seed,
+                         "train_config": demo_train_config(seed).to_dict(), "out": str(out.relative_to(root)),
+                         "settings": settings, "data": {v: {"file": str(pair_files[v].relative_to(root)),
+                                                           "pairs": len(datasets[v])} for v in datasets}},
+                     **settings)
 
     # 3. base candidate + every method's candidates
     evaluate_base(ws, base, progress)

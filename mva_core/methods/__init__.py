@@ -70,19 +70,54 @@ def available_methods() -> dict[str, str]:
 
 
 def train_method(name: str, base: Any, datasets: dict[str, list[dict[str, Any]]], out_root: Any, config: Any, *,
-                 progress: bool = True, **settings: Any) -> None:
+                 progress: bool = True, store: Any = None, run_config: dict[str, Any] | None = None,
+                 **settings: Any) -> dict[str, dict[str, Any]]:
     """Train registered method `name` on `datasets` (value -> preference pairs, in training order) into
     `out_root`, the way `python -m mva_core train` and `demo build` both do; finished vectors are skipped.
 
     Three kinds of method: `sequential` ones train all values in order (`train_sequence`, settings alpha/mode);
     ones with `train_all` train over all values at once (dpo-seqt, or one vector per preference: dpo-lw,
     modpo; settings such as preferences/scorers); the rest train one vector per value (`train`).
-    `base` is a mva_core.models.BaseModel.
+    `base` is a mva_core.models.BaseModel. With a `store` (mva_core.store.Store) the run is recorded (kind
+    "train": `run_config`, then per vector dir its losses, reward accuracies and penalty terms, or "stopped").
+    Returns that per-vector log: {dir name: {losses, reward_accuracies, hsic_terms, ortho_terms, ...}}.
     """
     from pathlib import Path
 
     method = get_method(name)
     out_root = Path(out_root)
+    run_id = store.start_run("train", run_config or {"method": name, "values": list(datasets),
+                                                     "train_config": config.to_dict(), "out": str(out_root)},
+                             name) if store is not None else None
+    try:
+        _dispatch(method, base, datasets, out_root, config, progress, settings)
+    except BaseException as exc:
+        if run_id is not None:
+            store.finish_run(run_id, "stopped", {"error": repr(exc)})
+        raise
+    log = vector_logs(out_root)
+    if run_id is not None:
+        store.finish_run(run_id, "done", log)
+    return log
+
+
+def vector_logs(out_root: Any) -> dict[str, dict[str, Any]]:
+    """Per value-vector dir under `out_root`: the training curves its mva_vector.json holds."""
+    import json
+    from pathlib import Path
+
+    from ..vectors import META_FILE
+
+    out: dict[str, dict[str, Any]] = {}
+    for d in sorted(p for p in Path(out_root).iterdir() if (p / META_FILE).is_file()):
+        meta = json.loads((d / META_FILE).read_text())
+        out[d.name] = {k: meta.get(k) for k in ("losses", "reward_accuracies", "hsic_terms", "ortho_terms",
+                                                 "seconds_per_step", "preference")}
+    return out
+
+
+def _dispatch(method: Any, base: Any, datasets: dict[str, list[dict[str, Any]]], out_root: Any, config: Any,
+              progress: bool, settings: dict[str, Any]) -> None:
     if getattr(method, "sequential", False):
         method.train_sequence(base.path, datasets, out_root, config, base.fingerprint, progress=progress,
                               **{k: settings[k] for k in ("alpha", "mode") if k in settings})
