@@ -138,3 +138,5 @@ def _describe(method: Any) -> str:
 from . import dpo  # noqa: E402,F401
 from . import mva  # noqa: E402,F401
 from . import soup  # noqa: E402,F401
+from . import dpo_seqt  # noqa: E402,F401
+from . import dpo_lw  # noqa: E402,F401

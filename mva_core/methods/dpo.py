@@ -203,6 +203,8 @@ def train_dpo_vector(
     trainer_class: type | None = None,
     trainer_kwargs: dict[str, Any] | None = None,
     extra_meta: dict[str, Any] | None = None,
+    init_adapter: str | Path | None = None,
+    columns: dict[str, Sequence[float]] | None = None,
 ) -> dict[str, Any]:
     """Train one value vector θ_value by DPO with LoRA on `pairs` and save it as a value vector dir at `out_dir`.
 
@@ -238,8 +240,17 @@ def train_dpo_vector(
     prompts = render_prompts(tokenizer, [p["prompt"] for p in pairs], config.system_prompt)
     # Plain-text completions: trl appends the EOS (ChatML's <|im_end|>), which is where generation stops.
     rows = [{"prompt": t, "chosen": p["chosen"], "rejected": p["rejected"]} for t, p in zip(prompts, pairs)]
+    for name, column in (columns or {}).items():  # per-pair numbers a trainer subclass reads (dpo-lw's weights)
+        assert len(column) == len(rows), f"column {name!r} has {len(column)} entries for {len(rows)} pairs"
+        for row, x in zip(rows, column):
+            row[name] = float(x)
 
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+    if init_adapter is not None:
+        from peft import PeftModel
+
+        # trainable copy of the saved adapter; trl adds a frozen copy named "ref" as this stage's reference
+        model = PeftModel.from_pretrained(model, str(init_adapter), is_trainable=True)
+    lora = None if init_adapter is not None else LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
                       target_modules=list(config.target_modules), bias="none", task_type="CAUSAL_LM")
     clock = _step_clock()
     bars_were_off = datasets.are_progress_bars_disabled()
@@ -299,7 +310,7 @@ def train_dpo_vector(
         **(extra_meta or {}),
     }
     with atomic_dir(out_dir, force=overwrite) as tmp:
-        peft_model.save_pretrained(str(tmp), safe_serialization=True)
+        peft_model.save_pretrained(str(tmp), safe_serialization=True, selected_adapters=["default"])  # not "ref"
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
     return {
         "value": value, "method": method, "out_dir": str(out_dir), "losses": losses,
