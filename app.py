@@ -8,6 +8,7 @@ st.set_page_config(page_title="MVA Explorer", page_icon="⚖️", layout="wide")
 sidebar()
 nav = st.navigation([
     st.Page("views/explore.py", title="Explore", icon="🎚️", default=True),
+    st.Page("views/compare.py", title="Compare", icon="📊"),
     st.Page("views/sweep.py", title="Sweep", icon="🧮"),
     st.Page("views/responses.py", title="Responses", icon="💬"),
     st.Page("views/diagnostics.py", title="Diagnostics", icon="🔬"),

@@ -114,3 +114,23 @@ def summarise(table: pd.DataFrame, value_names: list[str], ref: np.ndarray | Non
         res = pareto.analyse(Fm, ref=ref)
         out.append(MethodSummary(method, len(grp), len(res.pareto), res.hypervolume, len(res.excluded)))
     return out, np.asarray(ref, dtype=float)
+
+
+def compare_table(table: pd.DataFrame, value_names: list[str], ref: np.ndarray | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """The Compare page's table: per method its candidates, front size, hypervolume against ONE shared
+    reference point (DESIGN "Metrics"; default per-value minimum over all compared candidates), MIP over the
+    evaluation preference vectors (MI-EPO; the front candidate maximising p·z is chosen for each p), and each
+    value's best z-score (paper Fig.4). Returns the table and the reference point used."""
+    summaries, ref = summarise(table, value_names, ref)
+    cols = [f"z_{v}" for v in value_names]
+    P = pareto.preference_vectors(len(value_names)) if len(value_names) in (2, 3) else None
+    rows = []
+    for s in summaries:
+        F = table.loc[table["method"] == s.method, cols].to_numpy(dtype=float)
+        F = F[np.isfinite(F).all(axis=1)]
+        rows.append({"method": s.method, "candidates": s.candidates, "front size": s.front_size,
+                     "hypervolume": s.hypervolume,
+                     "MIP": pareto.mip(F, P) if P is not None and len(F) else np.nan,
+                     "non-finite": s.excluded,
+                     **{f"best {v}": float(F[:, i].max()) if len(F) else np.nan for i, v in enumerate(value_names)}})
+    return pd.DataFrame(rows), ref

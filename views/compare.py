@@ -1,0 +1,114 @@
+"""Compare methods: their fronts on one chart, hypervolume / MIP with one shared reference point, per-value bests."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from mva_core.results import compare_table
+from mva_core.sweep import BASE_METHOD
+from views.shared import current_workspace, get_table, table_version
+
+ws = current_workspace()
+if ws is None:
+    st.stop()
+values = ws.value_names
+table = get_table(str(ws.root), table_version(ws))
+
+st.title("Compare methods")
+st.caption(
+    "Each method's candidates, z-scored against the base model on the same prompts. A method's front = its "
+    "candidates no other candidate of the same method dominates (MVA Eq.20). Hypervolume is measured from ONE "
+    "reference point shared by every method, so the numbers compare; MIP (MI-EPO) is the mean, over the "
+    "evaluation preference vectors p, of p·z of the front candidate a user with preference p would pick."
+)
+if table.empty or set(table["method"]) <= {BASE_METHOD}:
+    st.info("No candidates yet: run a sweep (Sweep page or `python -m mva_core sweep --method mva`).")
+    st.stop()
+
+# ---- Methods ----
+order = [m.name for m in ws.compared_methods()]
+present = [m for m in order if m in set(table["method"])] + sorted(set(table["method"]) - set(order) - {BASE_METHOD})
+if "compare_methods" not in st.session_state:
+    st.session_state["compare_methods"] = present
+else:  # e.g. after switching workspace: drop names this workspace lacks
+    st.session_state["compare_methods"] = [m for m in st.session_state["compare_methods"] if m in present]
+chosen = st.multiselect("Methods", present, key="compare_methods")
+if not chosen:
+    st.info("Choose at least one method.")
+    st.stop()
+shown = table[table["method"].isin(chosen)]
+zc = [f"z_{v}" for v in values]
+
+# ---- Reference point ----
+default_ref = compare_table(shown, values)[1]
+st.markdown("**Reference point** (z units; default: each value's minimum over all compared candidates)")
+ref_cols = st.columns(len(values))
+ref = np.array([c.number_input(v, value=float(round(default_ref[i], 4)), step=0.05, format="%.4f",
+                               key=f"compare_ref_{v}_{zlib.crc32(','.join(sorted(chosen)).encode())}")
+                for i, (c, v) in enumerate(zip(ref_cols, values))])
+result, ref = compare_table(shown, values, ref)
+
+# ---- Fronts ----
+x_name, y_name = (values * 2)[:2]
+if len(values) > 2:
+    a1, a2 = st.columns(2)
+    x_name = a1.selectbox("x axis", values, index=0, key="compare_x")
+    y_name = a2.selectbox("y axis", values, index=1, key="compare_y")
+fig = go.Figure()
+palette = px.colors.qualitative.D3
+single = {m.name for m in ws.compared_methods() if m.composition in ("vertices", "each")}
+for i, method in enumerate(chosen):
+    part = shown[(shown["method"] == method) & shown["finite"]]
+    color = palette[i % len(palette)]
+    front = part[part["on_front"]].sort_values(f"z_{x_name}")
+    hover = [f"{method} · candidate {r.id}<br>weights {np.round(r.weights, 3).tolist()}<br>rank {r.rank:.0f}"
+             for r in part.itertuples()]
+    if method in single:  # one model per point: markers only, a symbol of their own
+        fig.add_trace(go.Scatter(x=part[f"z_{x_name}"], y=part[f"z_{y_name}"], mode="markers", name=method,
+                                 marker=dict(color=color, size=13, symbol="diamond", line=dict(width=1, color="#222")),
+                                 hovertext=hover, hoverinfo="text+x+y"))
+        continue
+    fig.add_trace(go.Scatter(x=part[f"z_{x_name}"], y=part[f"z_{y_name}"], mode="markers", name=f"{method} (all)",
+                             marker=dict(color=color, size=6, opacity=0.35), hovertext=hover, hoverinfo="text+x+y",
+                             legendgroup=method, showlegend=False))
+    fig.add_trace(go.Scatter(x=front[f"z_{x_name}"], y=front[f"z_{y_name}"], mode="lines+markers", name=method,
+                             line=dict(color=color, width=2, shape="hv" if len(values) == 2 else "linear"),
+                             marker=dict(color=color, size=10), legendgroup=method, hoverinfo="skip"))
+base = table[table["method"] == BASE_METHOD]
+fig.add_trace(go.Scatter(x=base[f"z_{x_name}"], y=base[f"z_{y_name}"], mode="markers", name="base model",
+                         marker=dict(symbol="square", size=12, color="#444")))
+fig.add_trace(go.Scatter(x=[ref[values.index(x_name)]], y=[ref[values.index(y_name)]], mode="markers",
+                         name="reference point", marker=dict(symbol="x", size=12, color="#888")))
+fig.update_layout(xaxis_title=f"{x_name} (z vs base)", yaxis_title=f"{y_name} (z vs base)", height=480,
+                  legend=dict(orientation="h", y=1.12), margin=dict(l=10, r=10, t=40, b=10))
+st.plotly_chart(fig, width="stretch", key="compare_plot")
+
+# ---- Table ----
+st.subheader("Metrics")
+st.dataframe(result, width="stretch", hide_index=True, column_config={
+    "hypervolume": st.column_config.NumberColumn(format="%.4f", help="Volume dominated by the method's front above "
+                                                 "the shared reference point (pymoo HV); larger is better."),
+    "MIP": st.column_config.NumberColumn(format="%.4f", help="Mean over the evaluation preference vectors p of p·z "
+                                         "of the front candidate maximising p·z (MI-EPO)."),
+    **{f"best {v}": st.column_config.NumberColumn(format="%.3f", help=f"The method's highest z-score on {v}.")
+       for v in values},
+})
+st.caption("CRD (MI-EPO: det Cov of sampled rewards) needs several sampled responses per preference; the sweeps "
+           "here decode greedily, so it is not shown.")
+st.download_button("Download table (CSV)", result.assign(**{f"ref {v}": ref[i] for i, v in enumerate(values)})
+                   .to_csv(index=False), file_name="compare.csv", mime="text/csv", key="compare_csv")
+
+# ---- Per-value bests (paper Fig.4) ----
+st.subheader("Each method's best candidate per value")
+bars = result.melt(id_vars="method", value_vars=[f"best {v}" for v in values], var_name="value", value_name="z")
+bars["value"] = bars["value"].str.removeprefix("best ")
+st.plotly_chart(px.bar(bars, x="value", y="z", color="method", barmode="group", height=360,
+                       color_discrete_sequence=palette, labels={"z": "best z-score (vs base)"}),
+                width="stretch", key="compare_bars")
+st.caption("For each value, the highest z-score any candidate of the method reaches (possibly a different "
+           "candidate per value): how far a method can push each value on its own.")
