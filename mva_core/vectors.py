@@ -163,17 +163,6 @@ def check_compatible(vectors: Sequence[ValueVector], base_model: torch.nn.Module
                     f"{shapes[module][1]!r} has {shapes[module][0]}; the vectors were trained on different bases"
                 )
             shapes.setdefault(module, (layer.shape, v.value))
-    prints = {v.base_fingerprint for v in vectors if v.base_fingerprint}
-    if base_fingerprint and prints and prints != {base_fingerprint}:
-        odd = next(v for v in vectors if v.base_fingerprint and v.base_fingerprint != base_fingerprint)
-        raise VectorError(
-            f"value vector {odd.value!r} ({odd.path}) was trained on base {odd.base_model!r} "
-            f"(fingerprint {odd.base_fingerprint}), not on the loaded base (fingerprint {base_fingerprint}); "
-            "load the base it was trained on"
-        )
-    if len(prints) > 1:
-        raise VectorError(f"value vectors were trained on different base models (fingerprints {sorted(prints)}); "
-                          "compose only vectors of one base")
     if base_model is not None:
         for module, (shape, value) in shapes.items():
             try:
@@ -185,6 +174,19 @@ def check_compatible(vectors: Sequence[ValueVector], base_model: torch.nn.Module
                 got = tuple(linear.weight.shape) if hasattr(linear, "weight") else type(linear).__name__
                 raise VectorError(f"tensor {module}: value vector {value!r} expects a linear layer of shape {shape}, "
                                   f"the base model has {got}; the adapter belongs to another base")
+    # shapes first: a shape error names the tensor, the more useful message when both differ
+    prints = {v.base_fingerprint for v in vectors if v.base_fingerprint}
+    if base_fingerprint and prints and prints != {base_fingerprint}:
+        odd = next(v for v in vectors if v.base_fingerprint and v.base_fingerprint != base_fingerprint)
+        raise VectorError(
+            f"value vector {odd.value!r} ({odd.path}) was trained on base {odd.base_model!r} "
+            f"(fingerprint {odd.base_fingerprint}), not on the loaded base (fingerprint {base_fingerprint}); "
+            "load the base it was trained on"
+        )
+    if len(prints) > 1:
+        raise VectorError(f"value vectors were trained on different base models (fingerprints {sorted(prints)}); "
+                          "compose only vectors of one base")
+
 
 
 def load_value_vectors(paths: Sequence[str | Path], allow_pickle: bool = False) -> list[ValueVector]:

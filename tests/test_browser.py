@@ -1,6 +1,8 @@
 """One real-browser test: `streamlit run app.py` on the shipped demo workspace, driven in headless Chromium.
 
-Moves a slider, clicks Evaluate, asserts a new point is plotted, saves a screenshot under the test's tmp dir.
+Moves a slider, clicks Evaluate, asserts a new point is plotted; then opens every page of the navigation,
+asserts none shows an exception, and saves a full-page screenshot of each under the test's tmp dir (also
+copied to $MVA_SCREENSHOTS when set).
 """
 
 import os
@@ -15,6 +17,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+PAGES = {  # URL path -> text the page shows once rendered
+    "compare": "Compare methods", "sweep": "Sweep a weight grid", "responses": "Read the responses",
+    "diagnostics": "Diagnose the value vectors", "export": "Export models",
+}
 
 
 def free_port() -> int:
@@ -91,7 +99,20 @@ def test_slider_evaluate_in_real_browser(server, tmp_path):
                        return p && p.data && p.data.some(d => d.name === 'your point'); }""", timeout=300_000)
         assert your_point_count(page) == 1
         page.wait_for_timeout(1000)
-        page.screenshot(path=str(tmp_path / "explore.png"), full_page=True)
-        print(f"screenshot: {tmp_path / 'explore.png'}")
+        shots = tmp_path / "screenshots"
+        shots.mkdir()
+        page.screenshot(path=str(shots / "explore.png"), full_page=True)
+
+        # Every page of the navigation, each in a fresh session by its URL path.
+        for name, marker in PAGES.items():
+            page.goto(f"{url}/{name}", timeout=60_000)
+            page.get_by_text(marker, exact=False).first.wait_for(timeout=120_000)
+            page.wait_for_timeout(2500)  # charts and tables finish rendering
+            assert page.locator('[data-testid="stException"]').count() == 0, f"exception on page {name}"
+            page.screenshot(path=str(shots / f"{name}.png"), full_page=True)
         browser.close()
-    assert (tmp_path / "explore.png").stat().st_size > 10_000
+    print(f"screenshots: {shots}")
+    if os.environ.get("MVA_SCREENSHOTS"):
+        shutil.copytree(shots, os.environ["MVA_SCREENSHOTS"], dirs_exist_ok=True)
+    for png in ["explore", *PAGES]:
+        assert (shots / f"{png}.png").stat().st_size > 10_000, png
