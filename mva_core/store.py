@@ -128,16 +128,17 @@ class Store:
         """Insert a candidate with its responses in one transaction; an existing key returns its id."""
         assert len(prompts) == len(responses), "one response per prompt"
         with self._connect() as con:
-            row = con.execute("SELECT id FROM candidates WHERE key=?", (spec.key,)).fetchone()
-            if row is not None:
-                return int(row[0])
+            # INSERT OR IGNORE, not SELECT-then-INSERT: two processes adding the same candidate at once (two
+            # sweeps on one workspace) must not both pass the check and fail on the UNIQUE key.
             cur = con.execute(
-                "INSERT INTO candidates(key, method, source, value_names, weights, vector_hashes, base_fingerprint,"
+                "INSERT OR IGNORE INTO candidates(key, method, source, value_names, weights, vector_hashes, base_fingerprint,"
                 " prompts_hash, decoding, run_id, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (spec.key, spec.method, spec.source, json.dumps(list(spec.value_names)),
                  json.dumps([float(w) for w in spec.weights]), json.dumps(list(spec.vector_hashes)),
                  spec.base_fingerprint, spec.prompts_hash, spec.decoding, run_id, time.time()),
             )
+            if cur.rowcount == 0:  # already stored (by us earlier, or by another process just now)
+                return int(con.execute("SELECT id FROM candidates WHERE key=?", (spec.key,)).fetchone()[0])
             cid = int(cur.lastrowid)
             con.executemany("INSERT INTO responses(candidate_id, prompt_idx, prompt, response) VALUES (?,?,?,?)",
                             [(cid, j, p, r) for j, (p, r) in enumerate(zip(prompts, responses))])
