@@ -48,3 +48,38 @@ def test_explore_reports_missing_workspace(tmp_path, monkeypatch):
     at = AppTest.from_file(APP, default_timeout=60).run()
     assert not at.exception
     assert any("not an MVA workspace" in e.value for e in at.error)
+
+
+def test_preference_highlight_single_vectors_and_detail(ws_root, monkeypatch):
+    import numpy as np
+
+    from mva_core.sweep import Evaluator
+
+    Evaluator(Workspace(ws_root), "mva-no-hsic").evaluate([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [1.0, 1.0]])
+    monkeypatch.setenv("MVA_WORKSPACE", str(ws_root))
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    at.selectbox(key="explore_method").set_value("mva-no-hsic").run()
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    singles = next(t for t in spec["data"] if t.get("name") == "single vectors")
+    assert sorted(singles["text"]) == ["brevity", "warmth"]  # (1,0) and (0,1), labelled by their value
+
+    # p = (1, 0): the front candidate with the highest warmth z-score, found here from the store's raw means
+    at.number_input(key="p_warmth").set_value(1.0).run()
+    assert not at.exception, at.exception
+    cands = Workspace(ws_root).store.candidates("mva-no-hsic")
+    F = cands[["s_warmth", "s_brevity"]].to_numpy(dtype=float)
+    front = [i for i in range(len(F)) if not any((F[j] >= F[i]).all() and (F[j] > F[i]).any() for j in range(len(F)))]
+    best = max(front, key=lambda i: (F[i, 0], -i))
+    # z is an increasing affine map of raw per value, so the argmax of p·z over the front is the raw argmax
+    msg = next(i.value for i in at.info if i.value.startswith("Preference p"))
+    assert f"#{int(cands['id'].iloc[best])}," in msg
+
+    # the detail fallback (what a click on the chart opens) shows that candidate's scores and responses
+    cid = int(cands["id"].iloc[best])
+    at.selectbox(key="explore_detail").set_value(cid).run()
+    assert not at.exception, at.exception
+    assert any(e.label.startswith(f"Candidate #{cid} ") for e in at.expander)
+    resp = Workspace(ws_root).store.responses([cid])
+    shown = at.dataframe[0].value
+    assert shown["response"].tolist() == resp["response"].tolist()
+    assert np.isfinite(F).all()

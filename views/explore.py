@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mva_core.export import ExportError, export_candidate
+from mva_core.pareto import best_for_preference
 from mva_core.results import summarise
 from mva_core.sweep import BASE_METHOD
 from views.shared import current_workspace, get_evaluator, get_table, table_version
@@ -36,6 +37,9 @@ with st.sidebar:
     weights = [float(st.slider(f"weight: {v}", 0.0, float(ws.manifest.C), value=min(0.5, ws.manifest.C), step=0.05,
                                key=f"w_{v}")) for v in values]
     evaluate = st.button("Evaluate", type="primary", width="stretch", key="explore_evaluate")
+    with st.expander("Preference p (highlight the front candidate maximising p·z)"):
+        p_raw = [st.number_input(f"p: {v}", min_value=0.0, value=0.0, step=0.1, key=f"p_{v}") for v in values]
+preference = np.asarray(p_raw) / sum(p_raw) if sum(p_raw) > 0 else None
 
 # ---- Evaluate ----
 if evaluate:
@@ -103,6 +107,19 @@ fig.add_trace(go.Scatter(x=front[f"z_{x_name}"], y=front[f"z_{y_name}"], mode="l
 base = shown[shown["method"] == BASE_METHOD]
 fig.add_trace(go.Scatter(x=base[f"z_{x_name}"], y=base[f"z_{y_name}"], mode="markers", name="base model",
                          marker=dict(symbol="square", size=12, color="#1f77b4"), hovertext=hover(base), hoverinfo="text"))
+# Each value's vector alone at weight 1 (paper Fig.5): where one vector takes the model on its own.
+onehot = cands[cands["weights"].map(lambda w: len(w) == len(values) and sorted(w) == [0.0] * (len(w) - 1) + [1.0])]
+fig.add_trace(go.Scatter(x=onehot[f"z_{x_name}"], y=onehot[f"z_{y_name}"], mode="markers+text", name="single vectors",
+                         text=[values[int(np.argmax(w))] for w in onehot["weights"]], textposition="top center",
+                         marker=dict(symbol="diamond-open", size=16, color="#2ca02c", line=dict(width=2)),
+                         hoverinfo="skip"))
+preferred = None
+if preference is not None and cands["on_front"].any():
+    front_rows = cands[cands["on_front"]]
+    preferred = front_rows.iloc[best_for_preference(front_rows[zc].to_numpy(dtype=float), preference)]
+    fig.add_trace(go.Scatter(x=[preferred[f"z_{x_name}"]], y=[preferred[f"z_{y_name}"]], mode="markers",
+                             name="preferred by p", hoverinfo="skip",
+                             marker=dict(symbol="circle-open", size=24, color="#9467bd", line=dict(width=3))))
 if mine is not None and (table["id"] == mine).any():
     me = table[table["id"] == mine]
     fig.add_trace(go.Scatter(x=me[f"z_{x_name}"], y=me[f"z_{y_name}"], mode="markers", name="your point",
@@ -110,7 +127,29 @@ if mine is not None and (table["id"] == mine).any():
                              hovertext=hover(me), hoverinfo="text"))
 fig.update_layout(xaxis_title=f"{x_name} (z vs base)", yaxis_title=f"{y_name} (z vs base)", height=520,
                   legend=dict(orientation="h", y=1.08), margin=dict(l=10, r=10, t=40, b=10))
-st.plotly_chart(fig, width="stretch", key="explore_plot")
+event = st.plotly_chart(fig, width="stretch", key="explore_plot", on_select="rerun",
+                        selection_mode=("points", "box", "lasso"))
+st.caption("Click a point, or drag a box / lasso (chart toolbar), to open those candidates below.")
+if preferred is not None:
+    st.info(f"Preference p = {np.round(preference, 3).tolist()}: the front candidate maximising p·z is "
+            f"#{int(preferred['id'])}, weights {np.round(preferred['weights'], 3).tolist()}.")
+
+# ---- Selected candidates ----
+selected = sorted({int(p["customdata"][0] if isinstance(p.get("customdata"), list) else p["customdata"])
+                   for p in (event.selection.points if event else []) if p.get("customdata") is not None})
+ids = cands["id"].astype(int).tolist()
+pick = st.selectbox("Candidate details", [None, *ids], key="explore_detail",
+                    format_func=lambda i: "choose a candidate (or select points on the chart)" if i is None
+                    else f"#{i} · weights {np.round(cands.loc[cands['id'] == i, 'weights'].iloc[0], 3).tolist()}")
+for cid in [c for c in (selected or ([pick] if pick is not None else [])) if c in ids]:
+    r = cands[cands["id"] == cid].iloc[0]
+    with st.expander(f"Candidate #{cid} · weights {np.round(r['weights'], 3).tolist()} · "
+                     f"rank {'—' if r['rank'] != r['rank'] else int(r['rank'])}", expanded=True):
+        cols = st.columns(len(values))
+        for col, v in zip(cols, values):
+            col.metric(v, f"{r[f'raw_{v}']:.3f}", f"{r[f'z_{v}']:+.2f} z vs base")
+        st.dataframe(ws.store.responses([cid]).drop(columns=["candidate_id", "prompt_idx"]), width="stretch",
+                     hide_index=True)
 
 # ---- Your candidate ----
 if mine is not None and (table["id"] == mine).any():
