@@ -1,0 +1,51 @@
+"""Seconds per DPO training step with and without the HSIC penalty (MVA Eq.14), on the demo model.
+
+Trains the demo's second value (brevity) against its first vector (warmth) for a few steps, three ways:
+plain DPO (α = 0: the penalty is computed for the log only, without gradient), α·HSIC with `lora_A` samples,
+and α·HSIC with `delta` samples; reports the median step time of each. Target: the `lora_A` penalty costs
+≤ 10 % of a step; `delta` is reported as measured.
+
+Usage: python bench/train_step.py [--steps 6] [--workspace data/demo]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from mva_core.methods.dpo import CPU_SMALL, load_preference_jsonl  # noqa: E402
+from mva_core.methods.mva import train_value  # noqa: E402
+from mva_core.models import load_base  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workspace", default="data/demo")
+    ap.add_argument("--steps", type=int, default=6)
+    args = ap.parse_args()
+    ws = Path(args.workspace)
+    base = load_base("smollm2-135m-instruct")
+    pairs = load_preference_jsonl(ws / "pairs" / "brevity.jsonl")
+    earlier = [ws / "vectors" / "mva-no-hsic" / "warmth"]
+    config = replace(CPU_SMALL, max_steps=args.steps)
+    times = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, alpha, mode in [("plain DPO (alpha=0)", 0.0, "lora_A"), ("DPO + HSIC lora_A", 10.0, "lora_A"),
+                                  ("DPO + HSIC delta", 10.0, "delta")]:
+            summary = train_value(base.path, pairs, "brevity", Path(tmp) / name.replace(" ", "_"), config,
+                                  base.fingerprint, earlier=earlier, alpha=alpha, mode=mode, progress=False)
+            times[name] = statistics.median(summary["step_seconds"][1:])  # step 1 includes warm-up
+    plain = times["plain DPO (alpha=0)"]
+    print(f"{'name':<28}{'ours (s/step)':>15}{'baseline':>12}{'ratio':>9}")
+    for name, t in times.items():
+        print(f"{name:<28}{t:>15.3f}{plain:>12.3f}{t / plain:>9.3f}")
+
+
+if __name__ == "__main__":
+    main()
