@@ -120,3 +120,30 @@ def test_seqt_is_dpo_on_d1_continued_on_d2(base, tmp_path):
     # (not trl's frozen "ref" copy) was saved
     assert meta["losses"][0] == pytest.approx(math.log(2), abs=1e-5)
     assert not (tmp_path / "seqt" / "seqt" / "ref").exists()
+
+
+def brevity(text: str) -> float:
+    return 1.0 / (1.0 + len(text.split()) / 20)  # the brevity scorer's formula, written out
+
+
+def test_modpo_first_loss_is_the_margin_term_and_loss_falls(base, tmp_path):
+    """At step 0 LoRA's B = 0, so every Δ log-ratio is 0 and MODPO's loss is mean log(1 + exp(m_i / w_k)) with
+    m_i = Σ_{j≠k} w_j (r_j(y_w) − r_j(y_l)); here k = help (w = 0.75) and r_warm = brevity, computed by hand."""
+    model, root = base
+    w = [0.75, 0.25]
+    get_method("modpo").train_all(model.path, {"help": HELP, "warm": WARM}, tmp_path / "modpo", cfg(10, 2),
+                                  model.fingerprint, progress=False, preferences=[w],
+                                  scorers={"help": "warmth", "warm": "brevity"})
+    meta = load_value_vector(tmp_path / "modpo" / "w=0.75,0.25").meta
+    m = [w[1] * (brevity(p["chosen"]) - brevity(p["rejected"])) for p in HELP]
+    assert meta["primary"] == "help" and meta["margins"] == pytest.approx(m)
+    want = sum(math.log1p(math.exp(x / w[0])) for x in m) / len(m)  # one batch of both pairs
+    assert meta["losses"][0] == pytest.approx(want, abs=1e-5)
+    assert sum(meta["losses"][-3:]) / 3 < meta["losses"][0] - 0.02
+
+
+def test_modpo_needs_the_other_values_scorers(base, tmp_path):
+    model, root = base
+    with pytest.raises(ConfigError, match="reward model for value 'warm'"):
+        get_method("modpo").train_all(model.path, {"help": HELP, "warm": WARM}, tmp_path / "m", cfg(1, 2),
+                                      model.fingerprint, progress=False, preferences=[[0.75, 0.25]], scorers={})

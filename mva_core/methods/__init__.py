@@ -140,3 +140,4 @@ from . import mva  # noqa: E402,F401
 from . import soup  # noqa: E402,F401
 from . import dpo_seqt  # noqa: E402,F401
 from . import dpo_lw  # noqa: E402,F401
+from . import modpo  # noqa: E402,F401

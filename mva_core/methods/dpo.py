@@ -320,6 +320,31 @@ def train_dpo_vector(
     }
 
 
+def with_pair_columns(trainer_class: type, names: Sequence[str]) -> type:
+    """`trainer_class` (a trl.DPOTrainer) keeping the per-pair number columns `names` (from train_dpo_vector's
+    `columns`) through trl's column filter and collator: each batch then holds `names` as (B,) tensors."""
+    import torch
+
+    class PairColumns(trainer_class):
+        def __init__(self, *args: Any, **kwargs: Any):
+            super().__init__(*args, **kwargs)
+            collate = self.data_collator
+
+            def with_columns(examples: list[dict[str, Any]]) -> dict[str, Any]:
+                batch = collate(examples)
+                for name in names:
+                    batch[name] = torch.tensor([float(e[name]) for e in examples])
+                return batch
+
+            self.data_collator = with_columns
+
+        def _set_signature_columns_if_needed(self) -> None:
+            super()._set_signature_columns_if_needed()
+            self._signature_columns = [*self._signature_columns, *(n for n in names if n not in self._signature_columns)]
+
+    return PairColumns
+
+
 # ---- Registry entry ----
 
 @register_method("dpo")

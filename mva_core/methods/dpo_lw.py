@@ -18,7 +18,7 @@ import torch
 
 from ..config import ConfigError
 from . import register_method
-from .dpo import TrainConfig, check_pairs, train_dpo_vector
+from .dpo import TrainConfig, check_pairs, train_dpo_vector, with_pair_columns
 
 WEIGHT = "pair_weight"
 
@@ -54,23 +54,7 @@ def weighted_trainer() -> type:
     """A `trl.DPOTrainer` whose loss is the per-pair-weighted mean Σ_i c_i ℓ_i / B."""
     from trl import DPOTrainer
 
-    class WeightedDPOTrainer(DPOTrainer):
-        def __init__(self, *args: Any, **kwargs: Any):
-            super().__init__(*args, **kwargs)
-            collate = self.data_collator
-
-            def with_weights(examples: list[dict[str, Any]]) -> dict[str, Any]:
-                batch = collate(examples)
-                batch[WEIGHT] = torch.tensor([float(e[WEIGHT]) for e in examples])
-                return batch
-
-            self.data_collator = with_weights
-
-        def _set_signature_columns_if_needed(self) -> None:
-            super()._set_signature_columns_if_needed()
-            if WEIGHT not in self._signature_columns:  # keep the weight column through remove_unused_columns
-                self._signature_columns = [*self._signature_columns, WEIGHT]
-
+    class WeightedDPOTrainer(with_pair_columns(DPOTrainer, (WEIGHT,))):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             inputs = dict(inputs)
             c = inputs.pop(WEIGHT)
