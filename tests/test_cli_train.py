@@ -55,3 +55,32 @@ def test_train_rejects_mismatched_data(setup):
     proc = run("train", "--method", "nope", "--values", "warm", "--data", f"warm={root / 'warm.jsonl'}",
                "--base", root / "base", "--workspace", root / "ws2", check=False)
     assert proc.returncode != 0 and "valid methods" in proc.stderr
+
+
+def test_train_modpo_then_sweep_each_model_from_the_cli(setup):
+    """One model per preference through the CLI: modpo's margins come from the workspace's scorers, the run is
+    recorded per vector dir, and `sweep` evaluates each model alone (weight 1), labelled with its preference."""
+    from mva_core.config import DecodingConfig
+    from mva_core.data import write_jsonl
+    from mva_core.results import candidate_table
+    from mva_core.workspace import Manifest, ValueSpec, Workspace
+
+    root = setup
+    ws = root / "wsm"
+    write_jsonl(ws / "prompts" / "validation.jsonl", [{"prompt": p} for p in ("Say hi", "Any advice?")])
+    Workspace.create(ws, Manifest(base=str(root / "base"), values=[ValueSpec("warm", "warmth"), ValueSpec("short", "brevity")],
+                                  decoding=DecodingConfig(max_new_tokens=4, batch_size=8)))
+    run("train", "--method", "modpo", "--values", "warm,short", "--data", f"warm={root / 'warm.jsonl'}",
+        "--data", f"short={root / 'short.jsonl'}", "--base", root / "base", "--steps", "2",
+        "--preferences", "0.25,0.75;0.75,0.25", "--workspace", ws)
+    dirs = sorted(p.name for p in (ws / "vectors" / "modpo").iterdir())
+    assert dirs == ["w=0.25,0.75", "w=0.75,0.25"]
+    meta = json.loads((ws / "vectors" / "modpo" / "w=0.25,0.75" / "mva_vector.json").read_text())
+    assert meta["primary"] == "short" and meta["margin_scorers"] == {"warm": "warmth"}
+    log = json.loads(Store(ws / "mva.sqlite").runs().iloc[-1]["log"])
+    assert sorted(log) == dirs and all(len(e["losses"]) == 2 for e in log.values())
+    out = run("sweep", "--method", "modpo", "--workspace", ws)
+    assert "2 candidates of modpo" in out.stdout
+    t = candidate_table(Workspace(ws))
+    got = sorted(t.loc[t["method"] == "modpo", ["w_warm", "w_short"]].to_numpy().tolist())
+    assert got == [[0.25, 0.75], [0.75, 0.25]]
