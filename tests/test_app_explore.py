@@ -83,3 +83,38 @@ def test_preference_highlight_single_vectors_and_detail(ws_root, monkeypatch):
     shown = at.dataframe[0].value
     assert shown["response"].tolist() == resp["response"].tolist()
     assert np.isfinite(F).all()
+
+
+def test_three_values_get_3d_and_parallel_coordinates(tmp_path, monkeypatch):
+    import numpy as np
+
+    from mva_core.sweep import Evaluator, evaluate_base
+    from mva_core.workspace import MANIFEST
+    from tests.tiny import make_value_vector
+
+    root = tmp_path / "ws3"
+    make_tiny_workspace(root)
+    make_value_vector(root / "base", root / "vectors" / "mva-no-hsic" / "civility", "civility", seed=13,
+                      method="mva-no-hsic")
+    manifest = json.loads((root / MANIFEST).read_text())
+    manifest["values"].append({"name": "civility", "scorer": "civility"})
+    (root / MANIFEST).write_text(json.dumps(manifest))
+    ws = Workspace(root)
+    ev = Evaluator(ws, "mva-no-hsic")
+    evaluate_base(ws, ev.base)
+    ev.evaluate([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0.5, 0.5, 0.5], [1, 1, 1]])
+    monkeypatch.setenv("MVA_WORKSPACE", str(root))
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    assert not at.exception, at.exception
+    assert len([s for s in at.slider]) == 3
+    specs = {json.loads(c.proto.spec)["data"][0]["type"]: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    assert "scatter3d" in specs and "parcoords" in specs
+    par = specs["parcoords"]["data"][0]
+    assert [d["label"] for d in par["dimensions"]] == ["warmth (z)", "brevity (z)", "civility (z)"]
+    # red lines = the front, checked by brute force on the stored raw means (z is increasing in raw per value)
+    cands = ws.store.candidates("mva-no-hsic")
+    F = cands[["s_warmth", "s_brevity", "s_civility"]].to_numpy(dtype=float)
+    front = [int(not any((F[j] >= F[i]).all() and (F[j] > F[i]).any() for j in range(len(F)))) for i in range(len(F))]
+    assert sorted(plotly_array(par["line"]["color"]).tolist()) == sorted(front)
+    assert len(plotly_array(par["dimensions"][0]["values"])) == len(F)
+    assert np.isfinite(F).all()

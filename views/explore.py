@@ -81,8 +81,8 @@ st.caption(f"Reference point (per-value minimum over all shown candidates): {np.
 # ---- Plot ----
 x_name, y_name = (values + values)[:2] if len(values) < 2 else values[:2]
 if len(values) > 2:
-    x_name = st.selectbox("x axis", values, index=0)
-    y_name = st.selectbox("y axis", values, index=1)
+    x_name = st.selectbox("x axis", values, index=0, key="explore_x")
+    y_name = st.selectbox("y axis", values, index=1, key="explore_y")
 
 
 def hover(df) -> list[str]:
@@ -133,6 +133,31 @@ st.caption("Click a point, or drag a box / lasso (chart toolbar), to open those 
 if preferred is not None:
     st.info(f"Preference p = {np.round(preference, 3).tolist()}: the front candidate maximising p·z is "
             f"#{int(preferred['id'])}, weights {np.round(preferred['weights'], 3).tolist()}.")
+
+# ---- Three or more values ----
+if len(values) >= 3:
+    st.subheader("All values at once")
+    axes = st.multiselect("3-D axes", values, default=values[:3], max_selections=3, key="explore_axes3d")
+    if len(axes) == 3:
+        fig3 = go.Figure()
+        for on_front, name, color in [(False, "dominated", "#9aa5b1"), (True, "Pareto front", "#d62728")]:
+            part = cands[cands["on_front"] == on_front]
+            fig3.add_trace(go.Scatter3d(x=part[f"z_{axes[0]}"], y=part[f"z_{axes[1]}"], z=part[f"z_{axes[2]}"],
+                                        mode="markers", name=name, marker=dict(color=color, size=4 if not on_front else 6),
+                                        hovertext=hover(part), hoverinfo="text"))
+        fig3.add_trace(go.Scatter3d(x=base[f"z_{axes[0]}"], y=base[f"z_{axes[1]}"], z=base[f"z_{axes[2]}"],
+                                    mode="markers", name="base model", marker=dict(symbol="square", size=6, color="#1f77b4")))
+        fig3.update_layout(height=520, margin=dict(l=0, r=0, t=10, b=0), scene=dict(
+            xaxis_title=f"{axes[0]} (z)", yaxis_title=f"{axes[1]} (z)", zaxis_title=f"{axes[2]} (z)"))
+        st.plotly_chart(fig3, width="stretch", key="explore_3d")
+    # one line per candidate across every value's z-score; front candidates in red
+    dims = [dict(label=f"{v} (z)", values=cands[f"z_{v}"]) for v in values]
+    st.plotly_chart(go.Figure(go.Parcoords(
+        line=dict(color=cands["on_front"].astype(int), colorscale=[[0, "#c5ccd3"], [1, "#d62728"]]),
+        dimensions=dims)).update_layout(height=380, margin=dict(l=40, r=40, t=40, b=10)),
+        width="stretch", key="explore_parcoords")
+    st.caption("Parallel coordinates: one line per candidate through its z-score on every value; red = on the front. "
+               "Drag along an axis to filter.")
 
 # ---- Selected candidates ----
 selected = sorted({int(p["customdata"][0] if isinstance(p.get("customdata"), list) else p["customdata"])
