@@ -73,3 +73,17 @@ def test_compare_one_method_and_empty_choice(ws, monkeypatch):
     assert list(at.dataframe[0].value["method"]) == ["soup"]
     at.multiselect(key="compare_methods").set_value([]).run()
     assert any("Choose at least one method" in i.value for i in at.info)
+
+
+def test_compare_across_workspaces(ws, tmp_path, monkeypatch):
+    other = make_tiny_workspace(tmp_path / "second")
+    groups = method_groups(other, "mva-no-hsic", step=1.0)
+    evaluate_base(other, groups[0][0].base)
+    sweep_groups("mva-no-hsic", groups)
+    at = open_page(monkeypatch, ws.root, "views/compare.py")
+    at.text_area(key="compare_other_ws").set_value(f"{other.root}\n{tmp_path / 'missing'}").run()
+    assert not at.exception, at.exception
+    got = at.dataframe[0].value.set_index("method")
+    assert got.loc["mva-no-hsic @ second", "candidates"] == 4  # the 2 x 2 grid of step 1, written out: 4 points
+    assert got.loc["mva-no-hsic", "candidates"] == 9 and "soup @ second" in got.index
+    assert any("missing" in e.value and "not an MVA workspace" in e.value for e in at.error)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import zlib
 
 import numpy as np
+import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
 from mva_core.results import compare_table
 from mva_core.sweep import BASE_METHOD
-from views.shared import current_workspace, get_table, table_version
+from views.shared import current_workspace, get_table, get_workspace, table_version
 
 ws = current_workspace()
 if ws is None:
@@ -30,10 +31,29 @@ if table.empty or set(table["method"]) <= {BASE_METHOD}:
     st.info("No candidates yet: run a sweep (Sweep page or `python -m mva_core sweep --method mva`).")
     st.stop()
 
-# ---- Methods ----
+# ---- Other workspaces ----
+others = st.text_area("Other workspaces to compare (one path per line)", key="compare_other_ws",
+                      help="Workspaces with the same values; their methods appear as '<method> @ <folder>'. "
+                           "z-scores stay per workspace, each against its own base model.")
 order = [m.name for m in ws.compared_methods()]
+for line in [ln.strip() for ln in others.splitlines() if ln.strip()]:
+    try:
+        other = get_workspace(line)
+    except ValueError as exc:
+        st.error(f"{line}: {exc}")
+        continue
+    if other.value_names != values:
+        st.error(f"{line} measures {other.value_names}, this workspace {values}; compare workspaces with the same values")
+        continue
+    extra = get_table(str(other.root), table_version(other))
+    extra = extra[extra["method"] != BASE_METHOD].assign(method=lambda d: d["method"] + f" @ {other.root.name}")
+    order += [f"{m.name} @ {other.root.name}" for m in other.compared_methods()]
+    table = pd.concat([table, extra], ignore_index=True)
+
+# ---- Methods ----
 present = [m for m in order if m in set(table["method"])] + sorted(set(table["method"]) - set(order) - {BASE_METHOD})
-if "compare_methods" not in st.session_state:
+if "compare_methods" not in st.session_state or st.session_state.get("compare_present") != present:
+    st.session_state["compare_present"] = present  # a workspace was added or removed: show all again
     st.session_state["compare_methods"] = present
 else:  # e.g. after switching workspace: drop names this workspace lacks
     st.session_state["compare_methods"] = [m for m in st.session_state["compare_methods"] if m in present]
@@ -68,7 +88,7 @@ for i, method in enumerate(chosen):
     front = part[part["on_front"]].sort_values(f"z_{x_name}")
     hover = [f"{method} · candidate {r.id}<br>weights {np.round(r.weights, 3).tolist()}<br>rank {r.rank:.0f}"
              for r in part.itertuples()]
-    if method in single:  # one model per point: markers only, a symbol of their own
+    if method.split(" @ ")[0] in single:  # one model per point: markers only, a symbol of their own
         fig.add_trace(go.Scatter(x=part[f"z_{x_name}"], y=part[f"z_{y_name}"], mode="markers", name=method,
                                  marker=dict(color=color, size=13, symbol="diamond", line=dict(width=1, color="#222")),
                                  hovertext=hover, hoverinfo="text+x+y"))
