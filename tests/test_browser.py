@@ -1,6 +1,7 @@
 """One real-browser test: `streamlit run app.py` on the shipped demo workspace, driven in headless Chromium.
 
-Moves a slider, clicks Evaluate, asserts a new point is plotted; then opens every page of the navigation,
+Moves a slider, clicks Evaluate, asserts a new point is plotted; clicks a front point and box-selects all points
+on the chart and checks their detail views open; then opens every page of the navigation,
 asserts none shows an exception, and saves a full-page screenshot of each under the test's tmp dir (also
 copied to $MVA_SCREENSHOTS when set).
 """
@@ -99,6 +100,31 @@ def test_slider_evaluate_in_real_browser(server, tmp_path):
                        return p && p.data && p.data.some(d => d.name === 'your point'); }""", timeout=300_000)
         assert your_point_count(page) == 1
         page.wait_for_timeout(1000)
+
+        # Click one Pareto-front point: Streamlit's selection event opens that candidate's details.
+        target = page.evaluate("""() => {
+            const p = document.querySelector('.js-plotly-plot');
+            const i = p._fullData.findIndex(d => d.name === 'Pareto front');
+            const t = p._fullData[i], xa = p._fullLayout.xaxis, ya = p._fullLayout.yaxis;
+            const box = p.querySelector('.nsewdrag').getBoundingClientRect();
+            return {id: t.customdata[0], x: box.left + xa.l2p(t.x[0]), y: box.top + ya.l2p(t.y[0])};
+        }""")
+        page.mouse.click(target["x"], target["y"])
+        page.get_by_text(f"Candidate #{target['id']} ", exact=False).first.wait_for(timeout=60_000)
+
+        # Box-select the whole plot area: every candidate of the method opens.
+        page.locator('.js-plotly-plot [data-title="Box Select"]').first.click()
+        box = page.locator(".js-plotly-plot .nsewdrag").first.bounding_box()
+        page.mouse.move(box["x"] + 3, box["y"] + 3)
+        page.mouse.down()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2, steps=5)
+        page.mouse.move(box["x"] + box["width"] - 3, box["y"] + box["height"] - 3, steps=5)
+        page.mouse.up()
+        n_points = page.evaluate("""() => { const p = document.querySelector('.js-plotly-plot');
+            return p._fullData.filter(d => d.name === 'dominated' || d.name === 'Pareto front')
+                              .reduce((n, d) => n + d.x.length, 0); }""")
+        page.wait_for_function(f"() => [...document.querySelectorAll('[data-testid=\"stExpander\"] summary')]"
+                               f".filter(e => e.innerText.includes('Candidate #')).length === {n_points}", timeout=60_000)
         shots = tmp_path / "screenshots"
         shots.mkdir()
         page.screenshot(path=str(shots / "explore.png"), full_page=True)
