@@ -9,9 +9,8 @@ import streamlit as st
 
 from mva_core.export import FORMATS, export_candidate
 from mva_core.models import ModelLoadError
-from mva_core.sweep import BASE_METHOD
 from mva_core.workspace import WorkspaceError
-from views.shared import current_workspace, get_table, table_version
+from views.shared import current_workspace, get_table, methods_with_candidates, table_version
 
 FORMAT_HELP = {
     "merged": "a full model dir: W + Σ wᵢ·ΔWᵢ in safetensors + tokenizer + model card (checked by reloading it)",
@@ -31,8 +30,7 @@ st.caption("Pick candidates (by default the Pareto front of a method: no other c
            "well on every value and better on one), a format, and a folder name under the workspace's exports/. "
            "Each candidate is written to a temp dir and renamed into place, so a failed export leaves nothing.")
 table = get_table(str(ws.root), table_version(ws))
-present = set(table["method"]) - {BASE_METHOD} if not table.empty else set()
-methods = [m for m in ws.methods() if m in present] + sorted(present - set(ws.methods()))  # vector sets first
+methods = methods_with_candidates(ws, table)
 if not methods:
     st.info("No candidates stored yet: evaluate one on the Explore page or run a sweep.")
     st.stop()

@@ -7,7 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from mva_core.sweep import BASE_METHOD
-from views.shared import current_workspace, get_table, get_workspace, table_version
+from views.shared import current_workspace, get_table, get_workspace, methods_with_candidates, table_version
 
 PER_ROW = 4  # side-by-side columns per row; more candidates wrap onto the next row
 
@@ -28,9 +28,7 @@ st.title("Read the responses")
 st.caption("Pick candidates and a prompt: their responses appear side by side with each value's score on that "
            "prompt (raw scorer output, and in colour the difference to the base model's response to the same prompt).")
 table = get_table(str(ws.root), table_version(ws))
-present = set(table["method"]) - {BASE_METHOD} if not table.empty else set()
-methods = [m.name for m in ws.compared_methods() if m.name in present] + sorted(
-    present - {m.name for m in ws.compared_methods()})  # grid methods first, then candidates of old vectors
+methods = methods_with_candidates(ws, table)
 if not methods:
     st.info("No candidates stored yet: evaluate one on the Explore page or run a sweep.")
     st.stop()

@@ -6,7 +6,7 @@ import streamlit as st
 
 from mva_core.results import candidate_table
 from mva_core.models import BaseModel, load_base
-from mva_core.sweep import Evaluator
+from mva_core.sweep import BASE_METHOD, Evaluator
 from mva_core.vectors import load_value_vector
 from mva_core.workspace import Workspace, WorkspaceError, default_workspace, open_workspace
 
@@ -38,6 +38,14 @@ def get_table(root: str, version: int):
 
 def table_version(ws: Workspace) -> int:
     return ws.store.version()
+
+
+def methods_with_candidates(ws: Workspace, table) -> list[str]:
+    """Methods that have stored candidates: the workspace's comparison rows first (grid methods first), then
+    candidates of vectors no method reads any more."""
+    present = set(table["method"]) - {BASE_METHOD} if not table.empty else set()
+    rows = [m.name for m in ws.compared_methods()]
+    return [m for m in rows if m in present] + sorted(present - set(rows))
 
 
 def sidebar() -> None:

@@ -41,6 +41,18 @@ def check_preferences(preferences: Sequence[Sequence[float]], n_values: int) -> 
     return out
 
 
+def pending_preferences(datasets: Mapping[str, list[dict[str, Any]]], out_root: str | Path,
+                        preferences: Sequence[Sequence[float]] | None,
+                        defaults: Mapping[int, list[list[float]]]) -> list[tuple[list[float], Path]]:
+    """(preference, its vector dir) still to train for a one-vector-per-preference method: the pairs are checked,
+    the preferences validated (default by number of values), dirs that hold a finished vector skipped."""
+    for value, pairs in datasets.items():
+        check_pairs(pairs, source=f"value {value!r}")
+    prefs = check_preferences(preferences or defaults.get(len(datasets), []), len(datasets))
+    dirs = [(p, Path(out_root) / preference_dir(p)) for p in prefs]
+    return [(p, d) for p, d in dirs if not (d / "adapter_config.json").is_file()]
+
+
 def weighted_pairs(datasets: Mapping[str, list[dict[str, Any]]], preference: Sequence[float]) -> tuple[list[dict[str, Any]], list[float]]:
     """The concatenated pairs of the values with w_k > 0 and each pair's weight c = w_k · N / n_k."""
     used = [(pairs, w) for pairs, w in zip(datasets.values(), preference) if w > 0]
@@ -87,14 +99,8 @@ class DPOLW:
                   config: TrainConfig, base_fingerprint: str, *, progress: bool = True,
                   preferences: Sequence[Sequence[float]] | None = None, **_: Any) -> list[dict[str, Any]]:
         """One vector per preference into out_root/'w=…'/; finished dirs are skipped (a rerun resumes)."""
-        for value, pairs in datasets.items():
-            check_pairs(pairs, source=f"value {value!r}")
-        prefs = check_preferences(preferences or self.default_preferences.get(len(datasets), []), len(datasets))
-        out_root, summaries = Path(out_root), []
-        for p in prefs:
-            out = out_root / preference_dir(p)
-            if (out / "adapter_config.json").is_file():
-                continue
+        summaries = []
+        for p, out in pending_preferences(datasets, out_root, preferences, self.default_preferences):
             pairs, c = weighted_pairs(datasets, p)
             summaries.append(train_dpo_vector(
                 base_dir, pairs, "+".join(datasets), out, config, base_fingerprint, method=self.name,  # type: ignore[attr-defined]

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from ..config import ConfigError
 from . import register_method
-from .dpo import TrainConfig, check_pairs, train_dpo_vector, with_pair_columns
-from .dpo_lw import check_preferences, preference_dir
+from .dpo import TrainConfig, train_dpo_vector, with_pair_columns
+from .dpo_lw import pending_preferences
 
 MARGIN = "modpo_margin"
 
@@ -108,14 +108,8 @@ class MODPO:
                   preferences: Sequence[Sequence[float]] | None = None, scorers: Mapping[str, str] | None = None,
                   **_: Any) -> list[dict[str, Any]]:
         """One vector per preference into out_root/'w=…'/; finished dirs are skipped (a rerun resumes)."""
-        for value, pairs in datasets.items():
-            check_pairs(pairs, source=f"value {value!r}")
-        prefs = check_preferences(preferences or self.default_preferences.get(len(datasets), []), len(datasets))
-        values, out_root, summaries = list(datasets), Path(out_root), []
-        for p in prefs:
-            out = out_root / preference_dir(p)
-            if (out / "adapter_config.json").is_file():
-                continue
+        values, summaries = list(datasets), []
+        for p, out in pending_preferences(datasets, out_root, preferences, self.default_preferences):
             k = primary_value(p)
             m = margins(datasets, p, scorers or {})
             summaries.append(train_dpo_vector(
