@@ -1,4 +1,4 @@
-"""`python -m mva_core <command>`: compose, score, pareto, sweep, export, demo (DESIGN.md §3).
+"""`python -m mva_core <command>`: compose, score, pareto, sweep, export, train, data, demo (DESIGN.md §3).
 
 Every command takes --workspace, shows a progress bar on long work, and on bad input exits non-zero
 with a one-line reason.
@@ -186,7 +186,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not values or set(data) != set(values):
         raise CliError(f"--values {values} and --data {sorted(data)} must name the same values, one --data VALUE=FILE each")
     config = {"cpu-small": CPU_SMALL, "paper": PAPER}[args.preset]
-    overrides = {k: v for k, v in [("max_steps", args.steps), ("learning_rate", args.lr), ("seed", args.seed)] if v is not None}
+    overrides = {k: v for k, v in [("max_steps", args.steps), ("learning_rate", args.lr), ("seed", args.seed),
+                                   ("checkpoint_every", args.checkpoint_every)] if v is not None}
     config = replace(config, **overrides)
     datasets = {v: load_preference_jsonl(data[v]) for v in values}  # in --values order: the training order
     base = load_base(args.base, allow_pickle=args.allow_pickle)
@@ -208,6 +209,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         losses = entry["losses"] or [float("nan")]
         print(f"{name}: {out_root / name}  loss {losses[0]:.3f} -> {losses[-1]:.3f}  "
               f"({entry['seconds_per_step'] or 0:.2f} s/step)")
+    return 0
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    """Preference pairs from the paper's datasets (or a JSONL of their records) into <out>/{train,validation,test}.jsonl."""
+    from .preference_data import load_source, write_splits
+
+    parsed = load_source(args.source, args.format, args.objective)
+    counts = write_splits(parsed, args.out, seed=args.seed, force=args.force)
+    skipped = ", ".join(f"{n} {reason}" for reason, n in parsed.skipped.items()) or "none"
+    print(f"{parsed.source}: {parsed.n_records} records -> {len(parsed.pairs)} pairs (skipped: {skipped})")
+    for name, n in counts.items():
+        print(f"{Path(args.out) / (name + '.jsonl')}  {n} lines")
     return 0
 
 
@@ -293,10 +307,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=int, default=None, help="override the preset's max_steps")
     t.add_argument("--lr", type=float, default=None, help="override the preset's learning rate")
     t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--checkpoint-every", type=int, default=None,
+                   help="steps between checkpoints in <out>/<value>.partial/; a rerun resumes from the latest (default 10)")
     t.add_argument("--out", default=None, help="default: <workspace>/vectors/<method>")
     t.add_argument("--allow-pickle", action="store_true")
     t.add_argument("--preferences", default=None,
                    help="dpo-lw/modpo: simplex preferences, ';'-separated, e.g. '0.25,0.75;0.75,0.25'")
+
+    da = add("data", cmd_data, "preference pairs from hh-rlhf / PKU-SafeRLHF, split 94/1/5 into train/validation/test")
+    da.add_argument("--from", dest="source", required=True,
+                    help="hh-rlhf:helpful-base | hh-rlhf:harmless-base | saferlhf:helpful | saferlhf:harmless | FILE.jsonl")
+    da.add_argument("--format", choices=["hh", "saferlhf"], default=None, help="schema of a FILE.jsonl's records")
+    da.add_argument("--objective", choices=["helpful", "harmless"], default=None,
+                    help="saferlhf FILE.jsonl: prefer better_response_id (helpful) or safer_response_id (harmless)")
+    da.add_argument("--out", required=True, help="dir for train.jsonl, validation.jsonl, test.jsonl")
+    da.add_argument("--seed", type=int, default=0, help="seed of the split's permutation")
+    da.add_argument("--force", action="store_true", help="replace an existing --out")
 
     d = add("demo", cmd_demo, "demo workspace commands")
     d.add_argument("action", choices=["build", "report"], help="build: (re)build it, resumable; report: its measured numbers")

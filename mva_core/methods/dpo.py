@@ -16,7 +16,7 @@ import json
 import math
 import shutil
 import statistics
-import tempfile
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -44,6 +44,10 @@ class OutputExistsError(FileExistsError):
     """The value vector dir already exists and `overwrite` was not given."""
 
 
+class ResumeMismatchError(TrainingError):
+    """`<out_dir>.partial/` holds checkpoints of another run (other data, config, base, method or init adapter)."""
+
+
 @dataclass
 class TrainConfig(_Record):
     """Settings for training one value vector by DPO with LoRA. Defaults are the CPU_SMALL preset."""
@@ -67,6 +71,9 @@ class TrainConfig(_Record):
         default=None, metadata={"help": "System message for the chat template; must match DecodingConfig.system_prompt."}
     )
     use_cpu: bool = field(default=True, metadata={"help": "Train on CPU even if a GPU is visible (the embedded default is CPU-sized)."})
+    checkpoint_every: int = field(
+        default=10, metadata={"help": "Optimizer steps between resumable checkpoints in <out_dir>.partial/ "
+                                      "(an interrupted run resumes from the latest one)."})
 
     def __post_init__(self) -> None:
         if isinstance(self.target_modules, str) or not all(isinstance(m, str) for m in self.target_modules):
@@ -81,7 +88,7 @@ class TrainConfig(_Record):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
                 raise ConfigError(f"{name}={v!r}: must be a positive finite number")
-        for name in ("lora_r", "per_device_batch_size", "gradient_accumulation_steps"):
+        for name in ("lora_r", "per_device_batch_size", "gradient_accumulation_steps", "checkpoint_every"):
             if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
                 raise ConfigError(f"{name}={getattr(self, name)!r}: must be an integer >= 1")
         if not (0.0 <= self.lora_dropout < 1.0):
@@ -95,6 +102,14 @@ class TrainConfig(_Record):
         if self.max_steps != -1 and self.num_train_epochs != 1.0:
             warnings.warn(f"num_train_epochs={self.num_train_epochs} is ignored because max_steps={self.max_steps}; "
                           "set max_steps=-1 to train by epochs", stacklevel=3)
+
+    # Added after vectors were stored, and it does not change what is trained: left out of the record at its
+    # default, so stored vectors' `train_config` (compared on resume, e.g. by mva) still matches.
+    _added_fields = {"checkpoint_every": 10}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in super().to_dict().items()
+                if k not in self._added_fields or v != self._added_fields[k]}
 
 
 # From the released MVA code (github.com/HeFei-X/MVA, config.py/dpo.py): r=64, α=128, q/k/v/o, dropout 0.05,
@@ -189,6 +204,109 @@ def _no_checkpointing(config_class: type) -> dict[str, bool]:
     return {"activation_checkpointing": False} if "activation_checkpointing" in names else {"gradient_checkpointing": False}
 
 
+# ---- Resumable checkpoints ----
+
+PARTIAL_SUFFIX = ".partial"
+RUN_FILE = "mva_run.json"  # the run identity inside <out_dir>.partial/
+
+
+def partial_dir(out_dir: str | Path) -> Path:
+    """Where an unfinished vector's trainer checkpoints live: `<out_dir>.partial/`, beside the vector dir."""
+    out_dir = Path(out_dir)
+    return out_dir.with_name(out_dir.name + PARTIAL_SUFFIX)
+
+
+def _adapter_sha256(adapter_dir: str | Path) -> str:
+    """sha256 over a PEFT adapter dir's config and weight files (names and bytes)."""
+    h = hashlib.sha256()
+    for f in sorted(Path(adapter_dir).glob("adapter_*")):
+        if f.is_file():
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def run_identity(value: str, method: str, config: TrainConfig, pairs: Sequence[dict[str, Any]], base_fingerprint: str,
+                 trainer_class: type | None = None, extra_meta: dict[str, Any] | None = None,
+                 init_adapter: str | Path | None = None,
+                 columns: dict[str, Sequence[float]] | None = None) -> dict[str, Any]:
+    """What a checkpoint must have been trained on to be resumed (everything but the checkpoint cadence)."""
+    train_config = {k: v for k, v in config.to_dict().items() if k != "checkpoint_every"}
+    return json.loads(json.dumps({
+        "value": value, "method": method, "base_fingerprint": base_fingerprint, "data_sha256": pairs_sha256(pairs),
+        "n_pairs": len(pairs), "train_config": train_config,
+        "trainer": None if trainer_class is None else f"{trainer_class.__module__}.{trainer_class.__qualname__}",
+        "extra_meta": extra_meta or {},  # e.g. mva's alpha, HSIC mode and earlier vectors' hashes
+        "init_adapter_sha256": None if init_adapter is None else _adapter_sha256(init_adapter),
+        "columns": {k: [float(x) for x in v] for k, v in (columns or {}).items()},
+    }, sort_keys=True, default=str))
+
+
+def _checkpoint_step(path: Path) -> int:
+    return int(path.name.rsplit("-", 1)[1])
+
+
+def _checkpoints(partial: Path) -> list[Path]:
+    """transformers' `checkpoint-<step>` dirs in `partial`, by step."""
+    found = [p for p in partial.glob("checkpoint-*") if p.is_dir() and p.name.rsplit("-", 1)[1].isdigit()]
+    return sorted(found, key=_checkpoint_step)
+
+
+def open_partial(partial: Path, identity: dict[str, Any]) -> Path | None:
+    """Create `partial` with `identity`, or check the stored one; the latest complete checkpoint, if any.
+
+    Checkpoints of another run are refused (ResumeMismatchError); a dir without checkpoints holds nothing to
+    lose and is taken over. A checkpoint is complete once its trainer_state.json (written last by
+    transformers) parses; newer, incomplete ones (a kill mid-save) are removed so that checkpoint rotation
+    cannot keep them over the good one.
+    """
+    run_file = partial / RUN_FILE
+    has_checkpoints = partial.is_dir() and bool(_checkpoints(partial))
+    if has_checkpoints:
+        if not run_file.is_file():
+            raise ResumeMismatchError(f"{partial} holds checkpoints but no {RUN_FILE}, so they cannot be checked "
+                                      "against this run; delete that dir to train from the start")
+        try:
+            stored = json.loads(run_file.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ResumeMismatchError(f"{run_file} is unreadable ({exc}); delete {partial} to train from the start") from None
+        diff = sorted(k for k in set(stored) | set(identity) if stored.get(k) != identity.get(k))
+        if diff:
+            raise ResumeMismatchError(
+                f"{partial} holds checkpoints of another run (differs in {', '.join(diff)}); delete that dir to "
+                "train this run from the start, or rerun with the original data and settings to resume it")
+    else:
+        partial.mkdir(parents=True, exist_ok=True)
+        tmp = run_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(identity, indent=2, sort_keys=True, ensure_ascii=False))
+        tmp.replace(run_file)
+        return None
+    complete: list[Path] = []
+    for ckpt in _checkpoints(partial):
+        try:
+            json.loads((ckpt / "trainer_state.json").read_text())
+            complete.append(ckpt)
+        except (OSError, ValueError):
+            pass
+    latest = complete[-1] if complete else None
+    for ckpt in _checkpoints(partial):
+        if ckpt not in complete and (latest is None or _checkpoint_step(ckpt) > _checkpoint_step(latest)):
+            shutil.rmtree(ckpt, ignore_errors=True)
+    return latest
+
+
+def _restore_terms(extra_meta: dict[str, Any], log_history: Sequence[dict[str, Any]]) -> None:
+    """After a resume, refill extra_meta's `<name>_terms` lists (a trainer's per-step penalty log, e.g. mva's
+    hsic_terms) from the log history, which holds the steps before the checkpoint too; in place, so the
+    caller's list sees them."""
+    for key, terms in extra_meta.items():
+        name = key[: -len("_terms")]
+        if key.endswith("_terms") and isinstance(terms, list):
+            restored = [float(h[name]) for h in log_history if name in h and "loss" in h]
+            if len(restored) >= len(terms):
+                terms[:] = restored
+
+
 def train_dpo_vector(
     base_dir: str,
     pairs: list[dict[str, Any]],
@@ -205,6 +323,7 @@ def train_dpo_vector(
     extra_meta: dict[str, Any] | None = None,
     init_adapter: str | Path | None = None,
     columns: dict[str, Sequence[float]] | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Train one value vector θ_value by DPO with LoRA on `pairs` and save it as a value vector dir at `out_dir`.
 
@@ -212,6 +331,10 @@ def train_dpo_vector(
     subclass) and `trainer_kwargs` let other methods add a loss term. Writes into a temp dir beside `out_dir`
     and renames it into place; an existing `out_dir` is refused unless `overwrite`. The base is loaded afresh
     from `base_dir` (trl and peft wrap and patch the model they train; a caller's loaded base stays untouched).
+    Every `config.checkpoint_every` steps a checkpoint goes to `<out_dir>.partial/` with the run's identity
+    (`run_identity`); rerunning the same run resumes from the latest one, another run's checkpoints are refused
+    (ResumeMismatchError), and the dir is removed once the vector is written. `callbacks` are extra
+    `TrainerCallback`s (tests use one to cut a run).
     Returns a summary: per-step losses (losses[k] is the batch loss before update k, so losses[0] = log 2 as
     LoRA's B starts at zero) and reward accuracies, seconds per step, pair counts, the written path.
     """
@@ -256,22 +379,26 @@ def train_dpo_vector(
     bars_were_off = datasets.are_progress_bars_disabled()
     if not progress:
         datasets.disable_progress_bars()
-    scratch = Path(tempfile.mkdtemp(prefix="mva-dpo-"))  # trainer output: outside the repo and the workspace
+    # Trainer checkpoints go beside the vector and outlive a crash: a rerun of the same run resumes from them.
+    partial = partial_dir(out_dir)
+    resume_from = open_partial(partial, run_identity(value, method, config, pairs, base_fingerprint, trainer_class,
+                                                     extra_meta, init_adapter, columns))
     try:
         args = DPOConfig(
-            output_dir=str(scratch), beta=config.beta, loss_type=["sigmoid"],  # sigmoid = the DPO loss above
+            output_dir=str(partial), beta=config.beta, loss_type=["sigmoid"],  # sigmoid = the DPO loss above
             learning_rate=config.learning_rate, max_steps=config.max_steps, num_train_epochs=config.num_train_epochs,
             per_device_train_batch_size=config.per_device_batch_size,
             gradient_accumulation_steps=config.gradient_accumulation_steps,
             max_length=config.max_length, truncation_mode="keep_start", seed=config.seed, data_seed=config.seed,
             # fp32 on CPU: trl defaults to bf16 and gradient checkpointing, both slower or unsupported here.
             bf16=False, fp16=False, use_cpu=config.use_cpu, **_no_checkpointing(DPOConfig),
-            report_to=[], save_strategy="no", eval_strategy="no", dataloader_num_workers=0,
+            report_to=[], save_strategy="steps", save_steps=config.checkpoint_every, save_total_limit=1,
+            eval_strategy="no", dataloader_num_workers=0,
             logging_steps=1, disable_tqdm=not progress, precompute_ref_log_probs=False,
         )
         trainer = (trainer_class or DPOTrainer)(
             model=model, ref_model=None, args=args, train_dataset=datasets.Dataset.from_list(rows),
-            processing_class=tokenizer, peft_config=lora, callbacks=[clock], **(trainer_kwargs or {}),
+            processing_class=tokenizer, peft_config=lora, callbacks=[clock, *callbacks], **(trainer_kwargs or {}),
         )
         if not progress:  # with tqdm off, transformers prints every log dict instead
             trainer.remove_callback(transformers.PrinterCallback)
@@ -279,20 +406,27 @@ def train_dpo_vector(
         if n_used == 0:
             raise PreferenceDataError(f"every prompt is at least max_length={config.max_length} tokens long, so no "
                                       "pair has a response left to train on; raise max_length or shorten the prompts")
+        resumed_step = None
+        if resume_from is not None:
+            resumed_step = _checkpoint_step(resume_from)
+            print(f"resuming {value} from step {resumed_step} ({resume_from})", file=sys.stderr, flush=True)
         start = time.perf_counter()
-        trainer.train()
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
         train_seconds = time.perf_counter() - start
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
         if not progress and not bars_were_off:
             datasets.enable_progress_bars()
 
+    # log_history is restored from a resumed checkpoint, so it covers every step of the run.
     steps = [h for h in trainer.state.log_history if "loss" in h and "step" in h]
+    if resumed_step is not None and extra_meta:
+        _restore_terms(extra_meta, steps)
     losses = [float(h["loss"]) for h in steps]
     accuracies = [float(h["rewards/accuracies"]) for h in steps if "rewards/accuracies" in h]
     peft_model = trainer.model
     lora_finite = all(torch.isfinite(p).all() for n, p in peft_model.named_parameters() if "lora_" in n)
     if not losses or not all(math.isfinite(x) for x in losses) or not lora_finite:
+        shutil.rmtree(partial, ignore_errors=True)  # resuming would only replay the divergence
         raise TrainingError(f"training of {value!r} diverged (losses {losses[:5]}…); nothing was written; "
                             "lower learning_rate")
 
@@ -303,7 +437,7 @@ def train_dpo_vector(
         "steps": len(losses), "losses": losses, "reward_accuracies": accuracies,
         "final_reward_accuracy": accuracies[-1] if accuracies else None,
         "seconds_per_step": statistics.fmean(clock.seconds) if clock.seconds else None,
-        "train_seconds": train_seconds,
+        "train_seconds": train_seconds, "resumed_from_step": resumed_step,
         "versions": {"trl": trl.__version__, "peft": peft.__version__, "transformers": transformers.__version__,
                      "torch": torch.__version__},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -312,6 +446,7 @@ def train_dpo_vector(
     with atomic_dir(out_dir, force=overwrite) as tmp:
         peft_model.save_pretrained(str(tmp), safe_serialization=True, selected_adapters=["default"])  # not "ref"
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+    shutil.rmtree(partial, ignore_errors=True)  # the vector is in place: its checkpoints are done with
     return {
         "value": value, "method": method, "out_dir": str(out_dir), "losses": losses,
         "reward_accuracies": accuracies, "final_reward_accuracy": meta["final_reward_accuracy"],
