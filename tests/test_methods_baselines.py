@@ -147,3 +147,62 @@ def test_modpo_needs_the_other_values_scorers(base, tmp_path):
     with pytest.raises(ConfigError, match="reward model for value 'warm'"):
         get_method("modpo").train_all(model.path, {"help": HELP, "warm": WARM}, tmp_path / "m", cfg(1, 2),
                                       model.fingerprint, progress=False, preferences=[[0.75, 0.25]], scorers={})
+
+
+def test_modpo_at_a_vertex_is_dpo(base, tmp_path):
+    """At w = (1, 0) the margin is 0 and w_k = 1, so MODPO's loss is −log σ(β Δ): plain DPO on D_1. MODPO computes
+    its own log-ratios (trl's fused LM head, adapter disabled for the reference), so this checks them against trl's
+    DPO over steps where Δ ≠ 0 — bit for bit, as both take the same forwards in the same order."""
+    model, root = base
+    c = cfg(steps=3, batch=2)
+    get_method("modpo").train_all(model.path, {"help": HELP, "warm": WARM}, tmp_path / "modpo", c, model.fingerprint,
+                                  progress=False, preferences=[[1.0, 0.0]])  # no scorer needed: w_warm = 0
+    train_dpo_vector(model.path, HELP, "help", tmp_path / "dpo", c, model.fingerprint, progress=False)
+    mo, dpo = tensors(tmp_path / "modpo" / "w=1,0"), tensors(tmp_path / "dpo")
+    assert any(dpo[m][1].abs().max() > 1e-3 for m in dpo)  # the adapter moved, so Δ ≠ 0 after step 0
+    for m in dpo:
+        assert torch.equal(mo[m][0], dpo[m][0]) and torch.equal(mo[m][1], dpo[m][1]), m
+    a, b = load_value_vector(tmp_path / "modpo" / "w=1,0").meta, load_value_vector(tmp_path / "dpo").meta
+    assert a["losses"] == b["losses"] and a["primary"] == "help" and a["margins"] == [0.0, 0.0]
+
+
+def test_modpo_margins_three_values_by_hand():
+    """k = argmax w = 1 (warm, w = 0.5); m_i = 0.2 (r_help(y_w) − r_help(y_l)) + 0.3 (r_third(y_w) − r_third(y_l))."""
+    from mva_core.methods.modpo import margins, primary_value
+
+    w = [0.2, 0.5, 0.3]
+    got = margins({"help": HELP, "warm": WARM, "third": HELP}, w, {"help": "brevity", "third": "brevity"})
+    want = [(w[0] + w[2]) * (brevity(p["chosen"]) - brevity(p["rejected"])) for p in WARM]
+    assert primary_value(w) == 1 and primary_value([0.5, 0.5]) == 0  # ties: the first value
+    assert got.tolist() == pytest.approx(want)
+
+
+def test_train_method_modpo_and_seqt_resume(base, tmp_path):
+    """Through train_method (as the CLI calls it): modpo with scorers and preferences, dpo-seqt; the second call
+    finds every dir finished and rewrites nothing."""
+    model, root = base
+    datasets = {"help": HELP, "warm": WARM}
+    kw = {"scorers": {"help": "brevity", "warm": "brevity"}, "preferences": [[0.25, 0.75], [0.75, 0.25]]}
+    log = train_method("modpo", model, datasets, tmp_path / "modpo", cfg(2, 2), progress=False, **kw)
+    assert sorted(log) == ["w=0.25,0.75", "w=0.75,0.25"]
+    assert log["w=0.25,0.75"]["preference"] == [0.25, 0.75]
+    assert load_value_vector(tmp_path / "modpo" / "w=0.25,0.75").meta["primary"] == "warm"
+    train_method("dpo-seqt", model, datasets, tmp_path / "seqt", cfg(2, 2), progress=False)
+    files = sorted((tmp_path).glob("*/*/adapter_model.safetensors"))
+    assert len(files) == 3
+    stamps = [f.stat().st_mtime_ns for f in files]
+    assert get_method("modpo").train_all(model.path, datasets, tmp_path / "modpo", cfg(2, 2), model.fingerprint,
+                                         progress=False, **kw) == []
+    assert get_method("dpo-seqt").train_all(model.path, datasets, tmp_path / "seqt", cfg(2, 2), model.fingerprint,
+                                            progress=False) == []
+    assert [f.stat().st_mtime_ns for f in files] == stamps
+
+
+def test_seqt_loss_falls_in_each_stage(base, tmp_path):
+    model, root = base
+    get_method("dpo-seqt").train_all(model.path, {"help": HELP, "warm": WARM}, tmp_path / "s", cfg(8, 2),
+                                     model.fingerprint, progress=False)
+    meta = load_value_vector(tmp_path / "s" / "seqt").meta
+    for losses in (meta["stage_losses"][0], meta["losses"]):
+        assert losses[0] == pytest.approx(math.log(2), abs=1e-5)  # each stage starts at its own reference
+        assert sum(losses[-3:]) / 3 < losses[0] - 0.02, losses

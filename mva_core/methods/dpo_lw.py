@@ -18,6 +18,7 @@ import torch
 
 from ..config import ConfigError
 from . import register_method
+from .mva import MVA_PAPER
 from .dpo import TrainConfig, check_pairs, train_dpo_vector, with_pair_columns
 
 WEIGHT = "pair_weight"
@@ -90,7 +91,7 @@ def weighted_trainer() -> type:
 class DPOLW:
     """DPO-LW: one vector per simplex preference w, loss Σ_k w_k L_DPO(D_k)."""
 
-    paper = "https://arxiv.org/abs/2511.17579"
+    paper = MVA_PAPER  # a baseline row of the MVA paper
     description = "DPO-LW: one vector per simplex preference w, trained on Σ_k w_k L_DPO(D_k); each used alone"
     composition = "each"
     default_preferences = {2: [[0.25, 0.75], [0.5, 0.5], [0.75, 0.25]]}

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import register_method
+from .mva import MVA_PAPER
 from .dpo import TrainConfig, check_pairs, train_dpo_vector
 
 SEQT_DIR = "seqt"
@@ -21,7 +22,7 @@ SEQT_DIR = "seqt"
 class DPOSeqT:
     """DPO-SeqT: one vector trained on each value's data in turn."""
 
-    paper = "https://arxiv.org/abs/2511.17579"
+    paper = MVA_PAPER  # a baseline row of the MVA paper
     description = "DPO-SeqT: one vector trained by DPO on D_1, then on D_2, …; used alone"
     composition = "each"
 

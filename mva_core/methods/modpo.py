@@ -5,9 +5,11 @@ reward models:
     L = −log σ( (β / w_k) [Δ log-ratio] − (1 / w_k) Σ_{j≠k} w_j (r_j(x, y_w) − r_j(x, y_l)) )      (MODPO Eq.7)
 
 Δ log-ratio = [log π(y_w|x) − log π_ref(y_w|x)] − [log π(y_l|x) − log π_ref(y_l|x)], π_ref = the base model
-(LoRA disabled). The reward models r_j are the workspace's scorers for the other values, applied to each pair's
-chosen and rejected response before training, on their raw scale (no normalisation: a scorer with a larger range
-weighs more in the margin — the price of using proxies as reward models).
+(LoRA disabled); both log-probs come from trl's fused LM head, the way trl's DPO loss takes them, so at w = e_k
+(margin 0, w_k = 1) MODPO is `dpo` on D_k bit for bit. The reward models r_j are the workspace's scorers for the
+other values, applied to each pair's chosen and rejected response before training, on their raw scale (no
+normalisation: a scorer with a larger range weighs more in the margin — the price of using proxies as reward
+models).
 """
 
 from __future__ import annotations
@@ -59,16 +61,21 @@ def margins(datasets: Mapping[str, list[dict[str, Any]]], preference: Sequence[f
 
 
 def sequence_logps(model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """log π(completion | prompt) per row of trl's collated batch, summed over completion tokens."""
-    out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False)
-    logp = F.log_softmax(out.logits[:, :-1].float(), dim=-1)  # (2B, T-1, V)
-    tokens = logp.gather(-1, inputs["input_ids"][:, 1:].unsqueeze(-1)).squeeze(-1)  # (2B, T-1)
-    return (tokens * inputs["completion_mask"][:, 1:].float()).sum(dim=1)  # (2B,)
+    """log π(completion | prompt) per row of trl's collated batch, summed over completion tokens.
+
+    Through trl's fused LM head (`fused_lm_head=True`, patched onto the model by `DPOTrainer`), exactly as trl's
+    DPO loss computes its log-probs: no (2B, T, V) logits, and the model's logit scaling/softcapping applied.
+    """
+    labels = inputs["input_ids"].masked_fill(inputs["completion_mask"] == 0, -100)  # (2B, T)
+    out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], use_cache=False,
+                labels=labels, fused_lm_head=True)
+    return out.log_probs.sum(dim=1)  # (2B, T-1) zero where the label is -100 -> (2B,)
 
 
 @functools.cache
 def modpo_trainer() -> type:
     from trl import DPOTrainer
+    from trl.trainer.utils import use_adapter
 
     class MODPOTrainer(with_pair_columns(DPOTrainer, (MARGIN,))):
         """DPOTrainer with MODPO's loss (Eq.7 above) in compute_loss; `w_k` is the primary value's weight."""
@@ -81,7 +88,9 @@ def modpo_trainer() -> type:
             inputs = dict(inputs)
             margin = inputs.pop(MARGIN).to(self.accelerator.device)  # (B,)
             logps = sequence_logps(model, inputs)
-            with torch.no_grad(), self.accelerator.unwrap_model(model).disable_adapter():
+            peft_model = self.accelerator.unwrap_model(model)
+            # the reference as trl's DPO takes it: the base (adapter disabled), or a "ref" copy of a loaded adapter
+            with torch.no_grad(), use_adapter(peft_model, "ref" if "ref" in peft_model.peft_config else None):
                 ref = sequence_logps(model, inputs)
             chosen, rejected = (logps - ref).chunk(2)  # log-ratios, batch is [chosen; rejected]
             logits = (self.beta / self.w_k) * (chosen - rejected) - margin / self.w_k
