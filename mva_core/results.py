@@ -131,6 +131,28 @@ def compare_table(table: pd.DataFrame, value_names: list[str], ref: np.ndarray |
         rows.append({"method": s.method, "candidates": s.candidates, "front size": s.front_size,
                      "hypervolume": s.hypervolume,
                      "MIP": pareto.mip(F, P) if P is not None and len(F) else np.nan,
-                     "non-finite": s.excluded,
-                     **{f"best {v}": float(F[:, i].max()) if len(F) else np.nan for i, v in enumerate(value_names)}})
-    return pd.DataFrame(rows), ref
+                     "non-finite": s.excluded})
+    best = best_per_value(table, value_names).pivot(index="method", columns="value", values="z")
+    out = pd.DataFrame(rows)
+    for v in value_names:
+        out[f"best {v}"] = out["method"].map(best[v]) if len(out) else []
+    return out, ref
+
+
+def best_per_value(table: pd.DataFrame, value_names: list[str]) -> pd.DataFrame:
+    """Each method's highest z-score per value over its finite candidates (paper Fig.4: how far a method can
+    push each value, possibly with a different candidate per value). Long form: `method`, `value`, `z`,
+    `candidate` (the id reaching it; the lowest id on ties). The base model is not a method and is left out."""
+    cols = [f"z_{v}" for v in value_names]
+    rows = []
+    for method, grp in table[table["method"] != BASE_METHOD].groupby("method", sort=False):
+        grp = grp[np.isfinite(grp[cols].to_numpy(dtype=float)).all(axis=1)].sort_values("id")
+        for v in value_names:
+            if grp.empty:
+                rows.append({"method": method, "value": v, "z": np.nan, "candidate": None})
+                continue
+            z = grp[f"z_{v}"].to_numpy(dtype=float)
+            i = int(np.argmax(z))  # first maximum = lowest id
+            rows.append({"method": method, "value": v, "z": float(z[i]), "candidate": int(grp["id"].iloc[i])})
+    return pd.DataFrame(rows, columns=["method", "value", "z", "candidate"])
+

@@ -2,15 +2,17 @@
 dpo-<value> points): the metrics table equals an independent computation (pymoo HV, brute-force fronts),
 and the reference point is shared and editable."""
 
+import io
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from pymoo.indicators.hv import HV
 
 from mva_core.results import candidate_table
 from mva_core.sweep import evaluate_base, method_groups, sweep_groups
-from tests.apptest import open_page
+from tests.apptest import open_page, plotly_array
 from tests.tiny import make_tiny_workspace
 
 
@@ -29,6 +31,7 @@ def brute(F):
 
 
 def test_compare_table_matches_independent_metrics(ws, monkeypatch):
+    served = record_downloads(monkeypatch)
     at = open_page(monkeypatch, ws.root, "views/compare.py")
     assert set(at.multiselect(key="compare_methods").value) == {"mva-no-hsic", "soup", "dpo-warmth", "dpo-brevity"}
     got = at.dataframe[0].value.set_index("method")
@@ -55,6 +58,42 @@ def test_compare_table_matches_independent_metrics(ws, monkeypatch):
         want = HV(ref_point=-ref)(-better) if len(better) else 0.0
         assert got.loc[m, "hypervolume"] == pytest.approx(want, rel=1e-6, abs=1e-9), m
     assert [at.number_input(key=k).value for k in [n.key for n in at.number_input]] == pytest.approx(ref, abs=1e-4)
+    # MIP: mean over the 11 preference vectors of max over the brute-force front of p·z
+    P = np.stack([np.arange(11) / 10, 1 - np.arange(11) / 10], axis=1)
+    for m, ids in members.items():
+        F = np.stack([Z[i] for i in ids])
+        fr = F[brute(F)]
+        assert got.loc[m, "MIP"] == pytest.approx(np.mean([max(p @ f for f in fr) for p in P]), rel=1e-6), m
+        for j, v in enumerate(("warmth", "brevity")):
+            assert got.loc[m, f"best {v}"] == pytest.approx(F[:, j].max(), rel=1e-6)
+    assert (got["CRD"] == "—").all()  # greedy sweeps: one response per prompt, no per-sample rewards
+
+    # the CSV download carries the same table plus the reference point used
+    csv = pd.read_csv(io.StringIO(download_data(at, served))).set_index("method")
+    assert set(csv.index) == set(members)
+    for m in members:
+        assert csv.loc[m, "hypervolume"] == pytest.approx(got.loc[m, "hypervolume"], rel=1e-9)
+        assert csv.loc[m, "front size"] == got.loc[m, "front size"]
+    assert [csv[f"ref {v}"].iloc[0] for v in ("warmth", "brevity")] == pytest.approx(ref, abs=1e-4)
+
+    # the chart: grid methods as front lines, single-model methods as markers with symbols of their own
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    traces = {t.get("name"): t for t in spec["data"]}
+    assert traces["mva-no-hsic"]["mode"] == "lines+markers" and traces["soup"]["mode"] == "lines+markers"
+    assert traces["dpo-warmth"]["mode"] == "markers" and traces["dpo-brevity"]["mode"] == "markers"
+    assert traces["dpo-warmth"]["marker"]["symbol"] != traces["dpo-brevity"]["marker"]["symbol"]
+    assert "base model" in traces and "reference point" in traces
+    front_xy = sorted(zip(plotly_array(traces["mva-no-hsic"]["x"]), plotly_array(traces["mva-no-hsic"]["y"])))
+    F = np.stack([Z[i] for i in members["mva-no-hsic"]])
+    assert np.allclose(front_xy, sorted(map(tuple, F[brute(F)])))
+    # per-value bars (Fig.4): one bar per (method, value) at the method's best z
+    bars = json.loads(at.get("plotly_chart")[1].proto.spec)["data"]
+    assert sorted(t["name"] for t in bars) == sorted(members)
+    for t in bars:
+        ys = dict(zip(t["x"], plotly_array(t["y"])))
+        F = np.stack([Z[i] for i in members[t["name"]]])
+        assert ys["warmth"] == pytest.approx(F[:, 0].max(), rel=1e-6)
+        assert ys["brevity"] == pytest.approx(F[:, 1].max(), rel=1e-6)
 
     # a lower reference point adds volume: for one point f, HV = Π (f − ref)
     for n, v in zip(at.number_input, ref):
@@ -63,6 +102,16 @@ def test_compare_table_matches_independent_metrics(ws, monkeypatch):
     after = at.dataframe[0].value.set_index("method")
     f = Z[members["dpo-warmth"][0]]
     assert after.loc["dpo-warmth", "hypervolume"] == pytest.approx(float(np.prod(f - (ref - 1.0))), rel=1e-5)
+    for m, ids in members.items():
+        F = np.stack([Z[i] for i in ids])
+        want = HV(ref_point=-(ref - 1.0))(-F[brute(F)])
+        assert after.loc[m, "hypervolume"] == pytest.approx(want, rel=1e-5), m
+        assert after.loc[m, "hypervolume"] > got.loc[m, "hypervolume"]
+    # a reference above every candidate: no method dominates any volume
+    for n, v in zip(at.number_input, ref):
+        n.set_value(10.0)
+    at.run()
+    assert (at.dataframe[0].value["hypervolume"] == 0).all()
 
 
 
@@ -85,5 +134,31 @@ def test_compare_across_workspaces(ws, tmp_path, monkeypatch):
     assert not at.exception, at.exception
     got = at.dataframe[0].value.set_index("method")
     assert got.loc["mva-no-hsic @ second", "candidates"] == 4  # the 2 x 2 grid of step 1, written out: 4 points
-    assert got.loc["mva-no-hsic", "candidates"] == 9 and "soup @ second" in got.index
+    here = ws.root.name
+    assert got.loc[f"mva-no-hsic @ {here}", "candidates"] == 9 and "soup @ second" in got.index
+    assert not any(m.startswith("base") for m in got.index)
+    assert any("z-scores are per workspace" in c.value for c in at.caption)
+    names = [t.get("name") for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
+    assert f"base model @ {here}" in names and "base model @ second" in names
     assert any("missing" in e.value and "not an MVA workspace" in e.value for e in at.error)
+
+
+def record_downloads(monkeypatch) -> dict[str, bytes]:
+    """What every st.download_button serves, by file id, captured as AppTest's in-memory media storage stores it."""
+    from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+
+    served: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def load_and_get_id(self, path_or_data, mimetype, kind, filename=None):
+        file_id = original(self, path_or_data, mimetype, kind, filename)
+        served[file_id] = path_or_data if isinstance(path_or_data, bytes) else open(path_or_data, "rb").read()
+        return file_id
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", load_and_get_id)
+    return served
+
+
+def download_data(at, served: dict[str, bytes]) -> str:
+    url = at.get("download_button")[0].proto.url  # /mock/media/<file id>.csv
+    return served[url.rsplit("/", 1)[-1].split(".")[0]].decode()

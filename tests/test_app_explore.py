@@ -118,3 +118,72 @@ def test_three_values_get_3d_and_parallel_coordinates(tmp_path, monkeypatch):
     assert sorted(plotly_array(par["line"]["color"]).tolist()) == sorted(front)
     assert len(plotly_array(par["dimensions"][0]["values"])) == len(F)
     assert np.isfinite(F).all()
+
+
+def test_single_vectors_fall_back_to_dpo_rows(tmp_path, monkeypatch):
+    """A method without its own one-hot candidates (here `mva`, swept only inside the square) gets the workspace's
+    dpo-<value> points (mva-no-hsic's vectors alone at weight 1) as its Fig.5 reference points."""
+    from mva_core.sweep import Evaluator, evaluate_base
+    from tests.tiny import make_value_vector
+
+    root = tmp_path / "wsmva"
+    make_tiny_workspace(root)
+    for i, v in enumerate(["warmth", "brevity"]):
+        make_value_vector(root / "base", root / "vectors" / "mva" / v, v, seed=40 + i, method="mva")
+    ws = Workspace(root)
+    ind = Evaluator(ws, "mva-no-hsic")
+    evaluate_base(ws, ind.base)
+    ind.evaluate([[1.0, 0.0], [0.0, 1.0]])
+    Evaluator(ws, "mva", base=ind.base).evaluate([[0.5, 0.5], [1.0, 0.5], [0.5, 1.0]])
+    monkeypatch.setenv("MVA_WORKSPACE", str(root))
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    at.selectbox(key="explore_method").set_value("mva").run()
+    assert not at.exception, at.exception
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    singles = next(t for t in spec["data"] if t.get("name") == "single vectors")
+    assert sorted(singles["text"]) == ["dpo-brevity", "dpo-warmth"]
+    # their positions are those one-hot candidates' z-scores, computed here from the store: z = (mean − μ) / σ
+    cands = ws.store.candidates()
+    base_rows = ws.store.responses([int(cands.loc[cands["method"] == "base", "id"].iloc[0])])
+    want = {}
+    for r in cands[cands["method"] == "mva-no-hsic"].itertuples():
+        z = []
+        for s in ("warmth", "brevity"):
+            sd = base_rows[s].std(ddof=0)
+            z.append((ws.store.responses([int(r.id)])[s].mean() - base_rows[s].mean()) / (sd if sd > 0 else 1.0))
+        want["dpo-warmth" if list(r.weights) == [1.0, 0.0] else "dpo-brevity"] = z
+    for label, x, y in zip(singles["text"], plotly_array(singles["x"]), plotly_array(singles["y"])):
+        assert [x, y] == pytest.approx(want[label], rel=1e-6, abs=1e-9)
+
+
+def test_mixed_preference_picks_argmax_of_p_dot_z(ws_root, monkeypatch):
+    """p = (0.3, 0.7) mixes the values, so the pick depends on the z scaling: computed here from the store."""
+    import numpy as np
+
+    from mva_core.sweep import Evaluator, evaluate_base
+
+    ws = Workspace(ws_root)
+    ev = Evaluator(ws, "mva-no-hsic")
+    evaluate_base(ws, ev.base)
+    ev.evaluate([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [1.0, 1.0], [0.25, 0.75], [0.75, 0.25]])
+    monkeypatch.setenv("MVA_WORKSPACE", str(ws_root))
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    at.selectbox(key="explore_method").set_value("mva-no-hsic").run()
+    at.number_input(key="p_warmth").set_value(0.3)
+    at.number_input(key="p_brevity").set_value(0.7).run()
+    assert not at.exception, at.exception
+    cands = ws.store.candidates()
+    base_rows = ws.store.responses([int(cands.loc[cands["method"] == "base", "id"].iloc[0])])
+    mine = cands[cands["method"] == "mva-no-hsic"]
+    mu = np.array([base_rows[s].mean() for s in ("warmth", "brevity")])
+    sd = np.array([base_rows[s].std(ddof=0) for s in ("warmth", "brevity")])
+    sd = np.where(sd > 0, sd, 1.0)
+    Z = np.stack([(np.array([ws.store.responses([int(i)])[s].mean() for s in ("warmth", "brevity")]) - mu) / sd
+                  for i in mine["id"]])
+    front = [i for i in range(len(Z)) if not any((Z[j] >= Z[i]).all() and (Z[j] > Z[i]).any() for j in range(len(Z)))]
+    best = max(front, key=lambda i: (Z[i] @ np.array([0.3, 0.7]), -i))
+    msg = next(i.value for i in at.info if i.value.startswith("Preference p"))
+    assert f"#{int(mine['id'].iloc[best])}," in msg
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    ring = next(t for t in spec["data"] if t.get("name") == "preferred by p")
+    assert [plotly_array(ring["x"])[0], plotly_array(ring["y"])[0]] == pytest.approx(Z[best], rel=1e-6, abs=1e-9)

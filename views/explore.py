@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -107,12 +108,18 @@ fig.add_trace(go.Scatter(x=front[f"z_{x_name}"], y=front[f"z_{y_name}"], mode="l
 base = shown[shown["method"] == BASE_METHOD]
 fig.add_trace(go.Scatter(x=base[f"z_{x_name}"], y=base[f"z_{y_name}"], mode="markers", name="base model",
                          marker=dict(symbol="square", size=12, color="#1f77b4"), hovertext=hover(base), hoverinfo="text"))
-# Each value's vector alone at weight 1 (paper Fig.5): where one vector takes the model on its own.
+# Each value's vector alone at weight 1 (paper Fig.5): where one vector takes the model on its own. The method's
+# own one-hot candidates; for a value without one, the workspace's "dpo-<value>" row.
 onehot = cands[cands["weights"].map(lambda w: len(w) == len(values) and sorted(w) == [0.0] * (len(w) - 1) + [1.0])]
-fig.add_trace(go.Scatter(x=onehot[f"z_{x_name}"], y=onehot[f"z_{y_name}"], mode="markers+text", name="single vectors",
-                         text=[values[int(np.argmax(w))] for w in onehot["weights"]], textposition="top center",
+onehot = onehot.assign(label=[values[int(np.argmax(w))] for w in onehot["weights"]])
+missing = [v for v in values if v not in set(onehot["label"])]
+dpo = table[table["method"].isin([f"dpo-{v}" for v in missing]) & table["finite"]]
+singles = pd.concat([onehot, dpo.assign(label=dpo["method"])], ignore_index=True)
+fig.add_trace(go.Scatter(x=singles[f"z_{x_name}"], y=singles[f"z_{y_name}"], mode="markers+text", name="single vectors",
+                         text=singles["label"].tolist(), textposition="top center", customdata=singles["id"],
                          marker=dict(symbol="diamond-open", size=16, color="#2ca02c", line=dict(width=2)),
-                         hoverinfo="skip"))
+                         hovertext=["each value's vector alone at weight 1<br>" + h for h in hover(singles)],
+                         hoverinfo="text"))
 preferred = None
 if preference is not None and cands["on_front"].any():
     front_rows = cands[cands["on_front"]]
@@ -125,8 +132,8 @@ if mine is not None and (table["id"] == mine).any():
     fig.add_trace(go.Scatter(x=me[f"z_{x_name}"], y=me[f"z_{y_name}"], mode="markers", name="your point",
                              marker=dict(symbol="star", size=20, color="#ff7f0e", line=dict(width=1, color="black")),
                              hovertext=hover(me), hoverinfo="text"))
-fig.update_layout(xaxis_title=f"{x_name} (z vs base)", yaxis_title=f"{y_name} (z vs base)", height=520,
-                  legend=dict(orientation="h", y=1.08), margin=dict(l=10, r=10, t=40, b=10))
+fig.update_layout(xaxis_title=f"{x_name} (z vs base)", yaxis_title=f"{y_name} (z vs base)", height=560,
+                  legend=dict(orientation="h", x=0, y=-0.15, yanchor="top"), margin=dict(l=10, r=10, t=30, b=10))
 event = st.plotly_chart(fig, width="stretch", key="explore_plot", on_select="rerun",
                         selection_mode=("points", "box", "lasso"))
 st.caption("Click a point, or drag a box / lasso (chart toolbar), to open those candidates below.")
@@ -166,10 +173,16 @@ ids = cands["id"].astype(int).tolist()
 pick = st.selectbox("Candidate details", [None, *ids], key="explore_detail",
                     format_func=lambda i: "choose a candidate (or select points on the chart)" if i is None
                     else f"#{i} · weights {np.round(cands.loc[cands['id'] == i, 'weights'].iloc[0], 3).tolist()}")
-for cid in [c for c in (selected or ([pick] if pick is not None else [])) if c in ids]:
+detail = [c for c in (selected or ([pick] if pick is not None else [])) if c in ids]
+if len(detail) > 1:  # several selected: one compact row each, the full detail folded below
+    st.markdown(f"**{len(detail)} candidates selected**")
+    rows = cands[cands["id"].isin(detail)].sort_values("id")
+    st.dataframe(rows[["id", *[f"w_{v}" for v in values if f"w_{v}" in rows], *[f"raw_{v}" for v in values], *zc,
+                       "rank", "on_front"]], hide_index=True, width="stretch")
+for cid in detail:
     r = cands[cands["id"] == cid].iloc[0]
     with st.expander(f"Candidate #{cid} · weights {np.round(r['weights'], 3).tolist()} · "
-                     f"rank {'—' if r['rank'] != r['rank'] else int(r['rank'])}", expanded=True):
+                     f"rank {'—' if r['rank'] != r['rank'] else int(r['rank'])}", expanded=len(detail) == 1):
         cols = st.columns(len(values))
         for col, v in zip(cols, values):
             col.metric(v, f"{r[f'raw_{v}']:.3f}", f"{r[f'z_{v}']:+.2f} z vs base")
