@@ -167,6 +167,24 @@ def mip(F: np.ndarray, preferences: np.ndarray) -> float:
     return float(np.mean([p @ F[best_for_preference(F, p)] for p in P]))
 
 
+def mip_conditioned(preferences: np.ndarray, conditioned_on: np.ndarray, F: np.ndarray) -> float:
+    """MIP (MI-EPO) of a preference-conditioned policy: mean over `preferences` p of p · s(p), where s(p) is the
+    row of `F` whose `conditioned_on` row equals p (the policy run with p in its prompt). NaN when some p was
+    not evaluated (the mean would silently be over fewer preferences)."""
+    P = np.asarray(preferences, dtype=float)
+    C = np.atleast_2d(np.asarray(conditioned_on, dtype=float))
+    F = _as_objectives(F)
+    if C.shape[0] != F.shape[0]:
+        raise ParetoError(f"{C.shape[0]} preference rows for {F.shape[0]} reward rows; give one p per candidate")
+    total = 0.0
+    for p in P:
+        hits = np.flatnonzero(np.abs(C - p).max(axis=1) < 1e-9) if len(C) else []
+        if len(hits) == 0:
+            return float("nan")
+        total += float(p @ F[hits[0]])
+    return total / len(P)
+
+
 def crd(reward_samples_per_p: list[np.ndarray]) -> float:
     """CRD (MI-EPO): mean over preference vectors of det Cov(rewards of the sampled responses).
 

@@ -69,6 +69,9 @@ class CandidateSpec:
     base_fingerprint: str
     prompts_hash: str
     decoding: str  # DecodingConfig fingerprint
+    # A conditioned policy's candidate (MO-ODPO, MI-EPO): the preference p its prompt carried. The prompt is in
+    # the decoding config (its system message), so p is already part of the key; stored to plot and score by p.
+    preference: tuple[float, ...] | None = None
 
     @property
     def key(self) -> str:
@@ -83,6 +86,13 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
             con.executescript(SCHEMA)
+            columns = {row[1] for row in con.execute("PRAGMA table_info(candidates)")}
+            if "preference" not in columns:  # stores written before conditioned policies existed
+                try:
+                    con.execute("ALTER TABLE candidates ADD COLUMN preference TEXT")
+                except sqlite3.OperationalError as exc:  # another process added it just now
+                    if "duplicate column" not in str(exc):
+                        raise
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=60.0)
@@ -132,10 +142,11 @@ class Store:
             # sweeps on one workspace) must not both pass the check and fail on the UNIQUE key.
             cur = con.execute(
                 "INSERT OR IGNORE INTO candidates(key, method, source, value_names, weights, vector_hashes, base_fingerprint,"
-                " prompts_hash, decoding, run_id, created) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                " prompts_hash, decoding, run_id, created, preference) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 (spec.key, spec.method, spec.source, json.dumps(list(spec.value_names)),
                  json.dumps([float(w) for w in spec.weights]), json.dumps(list(spec.vector_hashes)),
-                 spec.base_fingerprint, spec.prompts_hash, spec.decoding, run_id, time.time()),
+                 spec.base_fingerprint, spec.prompts_hash, spec.decoding, run_id, time.time(),
+                 None if spec.preference is None else json.dumps([float(x) for x in spec.preference])),
             )
             if cur.rowcount == 0:  # already stored (by us earlier, or by another process just now)
                 return int(con.execute("SELECT id FROM candidates WHERE key=?", (spec.key,)).fetchone()[0])
@@ -195,6 +206,7 @@ class Store:
         if cand.empty:
             return cand
         cand["weights"] = cand["weights"].map(json.loads)
+        cand["preference"] = cand["preference"].map(lambda p: json.loads(p) if isinstance(p, str) else None)
         cand["value_names"] = cand["value_names"].map(json.loads)
         for names in cand["value_names"].drop_duplicates():
             mask = cand["value_names"].map(lambda v, names=names: v == names)

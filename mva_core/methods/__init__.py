@@ -17,12 +17,13 @@ from typing import Any, Callable, Literal, TypeVar
 
 T = TypeVar("T")
 
-Composition = Literal["extrapolation", "simplex", "vertices", "each"]
+Composition = Literal["extrapolation", "simplex", "vertices", "each", "conditioned"]
 COMPOSITIONS: dict[str, str] = {
     "extrapolation": "w in [0, C]^n over one vector per value (MVA Eq.15)",
     "simplex": "w on the simplex, sum w = 1, over one vector per value (Rewarded Soups)",
     "vertices": "each value's vector alone at weight 1 (paper rows DPO-<value>)",
     "each": "every trained vector alone at weight 1 (one model per preference, or one model)",
+    "conditioned": "one policy at weight 1 with the evaluation preference p in its prompt (MO-ODPO, MI-EPO)",
 }
 
 _REGISTRY: dict[str, Any] = {}
@@ -141,3 +142,4 @@ from . import soup  # noqa: E402,F401
 from . import dpo_seqt  # noqa: E402,F401
 from . import dpo_lw  # noqa: E402,F401
 from . import modpo  # noqa: E402,F401
+from . import conditioned  # noqa: E402,F401

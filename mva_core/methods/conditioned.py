@@ -1,0 +1,420 @@
+"""Preference-conditioned policies (DESIGN §1 rows `mo-odpo`, `mi-epo`): ONE LoRA policy whose prompt carries
+the preference vector w, trained online.
+
+MO-ODPO (Gupta et al. 2025, arXiv:2503.00295), per training prompt x:
+  1. draw w ~ Dirichlet(α·1) and write it into the system message (`condition_text`);
+  2. sample two responses y₁, y₂ ~ π(· | x, w) from the current policy;
+  3. score both with every value's reward model r_i and rank them by the scalarised reward
+         R_w(x, y) = Σ_i w_i · (r_i(x, y) − μ_i) / σ_i                                         (scalarisation)
+     (μ_i, σ_i: mean and sd of r_i over the value data's chosen and rejected responses, so that scorers on
+     different scales weigh as w says); chosen y⁺ = the higher, rejected y⁻ = the lower;
+  4. DPO on that on-policy pair, with the conditioned prompt and π_ref = the base model (adapter disabled):
+         L_DPO = −log σ(β [log π(y⁺|x,w)/π_ref(y⁺|x,w) − log π(y⁻|x,w)/π_ref(y⁻|x,w)]).
+Steps 2–4 are trl's `OnlineDPOTrainer`; the scalarised reward is its reward function.
+
+MI-EPO (Xie et al. 2026, arXiv:2607.01392) maximises the mutual information between responses, feedback and
+the preference vector, so that responses under different w are distinguishable. We implement its
+weight-consistency term as DESIGN §1 states it (β_w = 0.01; β_w = 0 is MO-ODPO), in OUR formulation — the
+paper's exact routing loss was not available to us offline:
+         L = L_DPO + β_w · L_wc,
+         L_wc = −log σ(β [log π(y⁺|x,w)/π_ref(y⁺|x,w) − log π(y⁺|x,w̄)/π_ref(y⁺|x,w̄)])            (weight consistency)
+with w̄ = w reversed (the mirrored preference: (0.2, 0.8) → (0.8, 0.2)): the response chosen for w must be
+likelier under w than under the opposite trade-off, a contrastive lower bound on I(y⁺; w | x).
+
+Candidates of a conditioned policy are the policy at weight 1 with the evaluation preference vectors p
+(MI-EPO; `pareto.preference_vectors`) in its prompt: composition "conditioned".
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import json
+import math
+import os
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from ..config import ConfigError
+from . import register_method
+from .dpo import (
+    META_FILE, TrainConfig, TrainingError, _checkpoint_step, _no_checkpointing, _step_clock, check_pairs,
+    open_partial, partial_dir, render_prompts, run_identity,
+)
+
+# trl ships OnlineDPOTrainer under trl.experimental and warns on every import; we use it knowingly (its
+# training_step and reward-function hooks are what MO-ODPO needs) and test it at the pinned trl version.
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+POLICY_DIR = "policy"  # vectors/<method>/policy/: the one conditioned policy
+PREFERENCE = "preference"  # dataset column: the row's w
+QUESTION = "question"  # dataset column: the raw user prompt, for the scorers
+
+
+def quantise(preference: Sequence[float], units: int = 100) -> list[float]:
+    """w on the 1/units grid, still summing to 1 (largest remainders get the leftover units): the numbers the
+    policy reads in its prompt are exactly the ones its reward is scalarised with."""
+    p = np.asarray(preference, dtype=float)
+    if p.ndim != 1 or len(p) == 0 or not np.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
+        raise ConfigError(f"preference {list(preference)}: give non-negative finite weights, one per value, e.g. "
+                          f"{[round(1 / max(len(p), 1), 2)] * max(len(p), 1)}")
+    p = p / p.sum() * units
+    base = np.floor(p + 1e-9)
+    left = int(round(units - base.sum()))
+    for i in np.argsort(-(p - base), kind="stable")[:left]:
+        base[i] += 1
+    return [float(x) / units for x in base]
+
+
+def condition_text(preference: Sequence[float], value_names: Sequence[str], system_prompt: str | None = None) -> str:
+    """The system message that carries w (MO-ODPO's prompt conditioning), after any workspace system prompt."""
+    if len(preference) != len(value_names):
+        raise ConfigError(f"preference {list(preference)} has {len(preference)} weights for values {list(value_names)}; "
+                          "give one weight per value")
+    w = quantise(preference)
+    text = "Preference weights: " + ", ".join(f"{v}={x:.2f}" for v, x in zip(value_names, w)) + "."
+    return f"{system_prompt}\n{text}" if system_prompt else text
+
+
+def mirrored(preference: Sequence[float]) -> list[float]:
+    """w̄: the opposite trade-off (w reversed), the counterfactual condition of the weight-consistency term."""
+    return list(preference)[::-1]
+
+
+# ---- Rewards ----
+
+@dataclass
+class Scalariser:
+    """R_w(x, y) = Σ_i w_i (r_i(x, y) − μ_i) / σ_i over the values' scorers (module docstring, step 3)."""
+
+    scorers: dict[str, str]  # value -> scorer spec, in value order
+    mean: list[float]
+    sd: list[float]
+
+    @classmethod
+    def fit(cls, datasets: Mapping[str, list[dict[str, Any]]], scorers: Mapping[str, str]) -> "Scalariser":
+        """μ_i, σ_i of each value's scorer over every pair's chosen and rejected response (all values' pairs)."""
+        from ..scorers import get_scorer
+
+        missing = [v for v in datasets if v not in scorers]
+        if missing:
+            raise ConfigError(f"no scorer for value(s) {missing}: a conditioned policy is trained online and needs a "
+                              "reward model per value; give scorers={value: SCORER} (the CLI reads workspace.json)")
+        pairs = [p for ps in datasets.values() for p in ps]
+        prompts = [p["prompt"] for p in pairs] * 2
+        responses = [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs]
+        mean, sd = [], []
+        for value in datasets:
+            r = get_scorer(scorers[value]).score(prompts, responses)
+            r = r[np.isfinite(r)]
+            if len(r) < 2:
+                raise ConfigError(f"scorer {scorers[value]!r} gave fewer than 2 finite scores on value {value!r}'s "
+                                  "data; its rewards cannot be normalised")
+            mean.append(float(r.mean()))
+            sd.append(float(r.std()) or 1.0)
+        return cls({v: scorers[v] for v in datasets}, mean, sd)
+
+    def per_value(self, questions: Sequence[str], completions: Sequence[str]) -> np.ndarray:
+        """Normalised rewards (N, n_values); a non-finite score becomes the worst normalised reward of its column."""
+        from ..scorers import get_scorer
+
+        cols = []
+        for (value, spec), mu, s in zip(self.scorers.items(), self.mean, self.sd):
+            z = (np.asarray(get_scorer(spec).score(list(questions), list(completions)), dtype=float) - mu) / s
+            bad = ~np.isfinite(z)
+            if bad.any():
+                z[bad] = np.min(z[~bad]) if (~bad).any() else 0.0
+            cols.append(z)
+        return np.stack(cols, axis=1)
+
+    def __call__(self, prompts: Sequence[Any], completions: Sequence[Any], **kwargs: Any) -> list[float]:
+        """trl reward-function signature: the batch's extra columns arrive as kwargs (repeated for both samples)."""
+        texts = [c if isinstance(c, str) else c[-1]["content"] for c in completions]
+        Z = self.per_value(kwargs[QUESTION], texts)
+        W = np.asarray(kwargs[PREFERENCE], dtype=float)  # (N, n_values)
+        return [float(x) for x in (W * Z).sum(axis=1)]
+
+
+# ---- Trainer ----
+
+def completion_logps(model: Any, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]],
+                     pad_id: int) -> "torch.Tensor":
+    """log π(completion | prompt) per row, summed over the completion tokens (right-padded batch)."""
+    import torch
+    import torch.nn.functional as F
+
+    seqs = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids)]
+    T = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(seqs), T), dtype=torch.long)
+    mask = torch.zeros((len(seqs), T), dtype=torch.bool)  # True at completion tokens
+    for b, (p, s) in enumerate(zip(prompt_ids, seqs)):
+        ids[b, :len(s)] = torch.tensor(s)
+        attn[b, :len(s)] = 1
+        mask[b, len(p):len(s)] = True
+    device = next(model.parameters()).device
+    ids, attn, mask = ids.to(device), attn.to(device), mask.to(device)
+    logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1].float()  # (B, T-1, V)
+    tok = F.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # (B, T-1)
+    return (tok * mask[:, 1:]).sum(dim=1)  # (B,)
+
+
+@functools.cache
+def conditioned_trainer() -> type:
+    """trl's OnlineDPOTrainer (MO-ODPO steps 2–4) plus MI-EPO's weight-consistency term when beta_w > 0."""
+    import torch
+    import torch.nn.functional as F
+    from trl.experimental.online_dpo import OnlineDPOTrainer
+
+    class ConditionedTrainer(OnlineDPOTrainer):
+        def __init__(self, *args: Any, beta_w: float, value_names: Sequence[str], system_prompt: str | None,
+                     **kwargs: Any):
+            self.beta_w = float(beta_w)
+            self.value_names = list(value_names)
+            self.system_prompt = system_prompt
+            self._last: dict[str, Any] | None = None
+            super().__init__(*args, **kwargs)
+            if self.beta_w > 0:  # trl averages every stats list at each log: no empty ones
+                self.stats["weight_consistency"] = []
+
+        def _calculate_rewards_from_functions(self, prompts, completions, completion_ids_list, **reward_kwargs):
+            rewards = super()._calculate_rewards_from_functions(prompts, completions, completion_ids_list, **reward_kwargs)
+            # rows are [sample 1 of every prompt; sample 2 of every prompt]: keep what L_wc needs
+            self._last = {"completion_ids": completion_ids_list, "rewards": rewards.detach().cpu(),
+                          "question": reward_kwargs[QUESTION], PREFERENCE: reward_kwargs[PREFERENCE]}
+            return rewards
+
+        def _chosen(self) -> tuple[list[str], list[list[float]], list[list[int]]]:
+            """(question, w, chosen completion ids) per prompt of the last batch, as trl ranked them."""
+            last = self._last
+            B = len(last["rewards"]) // 2
+            first, second = last["rewards"].split(B)
+            out_q, out_w, out_ids = [], [], []
+            eos = set(self.eos_token_ids)
+            for i in range(B):
+                k = i if bool(first[i] >= second[i]) else i + B  # trl: ties go to the first sample
+                ids = []
+                for t in last["completion_ids"][k]:
+                    if t == self._tokenizer.pad_token_id and t not in eos:
+                        break
+                    ids.append(t)
+                    if t in eos:
+                        break
+                out_q.append(last["question"][k])
+                out_w.append(list(last[PREFERENCE][k]))
+                out_ids.append(ids)
+            return out_q, out_w, out_ids
+
+        def weight_consistency(self, model: Any) -> "torch.Tensor":
+            """L_wc of the module docstring on the last batch's chosen responses."""
+            questions, W, ids = self._chosen()
+            tok = self._tokenizer
+
+            def prompt_ids(ws: list[list[float]]) -> list[list[int]]:
+                texts = [render_prompts(tok, [q], condition_text(w, self.value_names, self.system_prompt))[0]
+                         for q, w in zip(questions, ws)]
+                return tok(texts)["input_ids"]
+
+            own, other = prompt_ids(W), prompt_ids([mirrored(w) for w in W])
+            pad = tok.pad_token_id
+            logp = completion_logps(model, own + other, ids + ids, pad)  # (2B,)
+            with torch.no_grad(), self.accelerator.unwrap_model(model).disable_adapter():
+                ref = completion_logps(model, own + other, ids + ids, pad)
+            ratio_own, ratio_other = (logp - ref).chunk(2)
+            return -F.logsigmoid(self.beta * (ratio_own - ratio_other)).mean()
+
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            loss = super().training_step(model, inputs, num_items_in_batch)  # L_DPO, already backpropagated
+            if self.beta_w > 0:
+                term = self.weight_consistency(model)
+                scaled = self.beta_w * term / self.args.gradient_accumulation_steps
+                self.accelerator.backward(scaled)  # gradients add up with L_DPO's before the optimizer step
+                self.stats["weight_consistency"].append(term.item())
+                loss = loss + scaled.detach()
+            return loss
+
+    ConditionedTrainer.__qualname__ = "ConditionedTrainer"
+    return ConditionedTrainer
+
+
+# ---- Training ----
+
+def training_rows(datasets: Mapping[str, list[dict[str, Any]]], n_rows: int, alpha: float, seed: int) -> list[dict[str, Any]]:
+    """n_rows (prompt, w) rows: the values' distinct prompts in turn, each with its own w ~ Dirichlet(α·1)
+    (quantised to what the prompt shows)."""
+    prompts = list(dict.fromkeys(p["prompt"] for ps in datasets.values() for p in ps))
+    rng = np.random.default_rng(seed)
+    W = rng.dirichlet(np.full(len(datasets), float(alpha)), size=n_rows)
+    return [{QUESTION: prompts[i % len(prompts)], PREFERENCE: quantise(W[i])} for i in range(n_rows)]
+
+
+def train_conditioned_policy(
+    base_dir: str,
+    datasets: Mapping[str, list[dict[str, Any]]],
+    out_dir: Path,
+    config: TrainConfig,
+    base_fingerprint: str,
+    scorers: Mapping[str, str],
+    *,
+    method: str,
+    beta_w: float,
+    dirichlet_alpha: float = 1.0,
+    max_new_tokens: int = 48,
+    temperature: float = 0.7,
+    progress: bool = True,
+    overwrite: bool = False,
+    callbacks: Sequence[Any] = (),
+) -> dict[str, Any]:
+    """Train one preference-conditioned LoRA policy (module docstring) and save it as a value-vector dir.
+
+    The prompts are the distinct prompts of `datasets` (the values' preference data: only their prompts and,
+    for the reward normalisation, their responses are used); `scorers` maps each value to its reward model.
+    `config.max_steps` optimizer steps of `per_device_batch_size` prompts each; checkpoints and resume as
+    `dpo.train_dpo_vector` (`<out_dir>.partial/`). Returns per-step losses, the MI-EPO term, timings.
+    """
+    import datasets as hf_datasets
+    import peft
+    import torch
+    import transformers
+    import trl
+    from peft import LoraConfig
+    from trl.experimental.online_dpo import OnlineDPOConfig
+
+    from ..export import atomic_dir
+    from ..models import load_base
+
+    if not datasets:
+        raise ConfigError("no values given; a conditioned policy needs at least two values' data")
+    for value, pairs in datasets.items():
+        check_pairs(pairs, source=f"value {value!r}")
+    if not (math.isfinite(beta_w) and beta_w >= 0):
+        raise ConfigError(f"beta_w={beta_w!r}: must be a finite number >= 0 (MI-EPO: 0.01; 0 = MO-ODPO)")
+    if not (math.isfinite(dirichlet_alpha) and dirichlet_alpha > 0):
+        raise ConfigError(f"dirichlet_alpha={dirichlet_alpha!r}: must be > 0 (1 = uniform on the simplex)")
+    if config.max_steps < 1:
+        raise ConfigError(f"max_steps={config.max_steps}: an online method needs a step count (it has no epochs "
+                          "over fixed data); set max_steps >= 1")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        raise TrainingError(f"{out_dir} already exists; pick another output dir or pass overwrite=True to replace it")
+    base = load_base(base_dir)
+    if base.fingerprint != base_fingerprint:
+        raise TrainingError(f"base_fingerprint {base_fingerprint!r} does not match the weights in {base_dir} "
+                            f"({base.fingerprint}); pass mva_core.models.weights_fingerprint of the base you train on")
+    values = list(datasets)
+    scalarise = Scalariser.fit(datasets, scorers)
+    n_rows = config.max_steps * config.per_device_batch_size * config.gradient_accumulation_steps
+    rows = training_rows(datasets, n_rows, dirichlet_alpha, config.seed)
+    texts = [render_prompts(base.tokenizer, [r[QUESTION]], condition_text(r[PREFERENCE], values, config.system_prompt))[0]
+             for r in rows]
+    rows = [{"prompt": t, **r} for t, r in zip(texts, rows)]
+
+    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=list(config.target_modules), bias="none", task_type="CAUSAL_LM")
+    settings = {"beta_w": beta_w, "dirichlet_alpha": dirichlet_alpha, "max_new_tokens": max_new_tokens,
+                "temperature": temperature, "scorers": scalarise.scorers, "mean": scalarise.mean, "sd": scalarise.sd}
+    all_pairs = [p for ps in datasets.values() for p in ps]
+    partial = partial_dir(out_dir)
+    resume_from = open_partial(partial, run_identity("+".join(values), method, config, all_pairs, base_fingerprint,
+                                                     conditioned_trainer(), settings))
+    clock = _step_clock()
+    args = OnlineDPOConfig(
+        output_dir=str(partial), beta=config.beta, loss_type="sigmoid", learning_rate=config.learning_rate,
+        max_steps=config.max_steps, per_device_train_batch_size=config.per_device_batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps, max_length=config.max_length,
+        max_new_tokens=max_new_tokens, temperature=temperature, seed=config.seed, data_seed=config.seed,
+        bf16=False, fp16=False, use_cpu=config.use_cpu, **_no_checkpointing(OnlineDPOConfig),
+        report_to=[], save_strategy="steps", save_steps=config.checkpoint_every, save_total_limit=1,
+        logging_steps=1, disable_tqdm=not progress, dataloader_num_workers=0,
+    )
+    trainer = conditioned_trainer()(
+        model=base.model, reward_funcs=[scalarise], args=args, train_dataset=hf_datasets.Dataset.from_list(rows),
+        processing_class=base.tokenizer, peft_config=lora, callbacks=[clock, *callbacks],
+        beta_w=beta_w, value_names=values, system_prompt=config.system_prompt,
+    )
+    if not progress:
+        trainer.remove_callback(transformers.PrinterCallback)
+    resumed_step = None
+    if resume_from is not None:
+        resumed_step = _checkpoint_step(resume_from)
+        print(f"resuming {method} from step {resumed_step} ({resume_from})", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
+    train_seconds = time.perf_counter() - start
+
+    steps = [h for h in trainer.state.log_history if "loss" in h and "step" in h]
+    losses = [float(h["loss"]) for h in steps]
+    terms = [float(h["weight_consistency"]) for h in steps if "weight_consistency" in h]
+    margins = [float(h["objective/scores_margin"]) for h in steps if "objective/scores_margin" in h]
+    lora_finite = all(torch.isfinite(p).all() for n, p in trainer.model.named_parameters() if "lora_" in n)
+    if not losses or not all(math.isfinite(x) for x in losses) or not lora_finite:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise TrainingError(f"training of {method!r} diverged (losses {losses[:5]}…); nothing was written; "
+                            "lower learning_rate")
+    meta = {
+        "value": method, "method": method, "conditioned": True, "values": values,
+        "condition_example": condition_text([1 / len(values)] * len(values), values, config.system_prompt),
+        "base_model": str(base_dir), "base_fingerprint": base_fingerprint, "train_config": config.to_dict(),
+        **settings, "steps": len(losses), "losses": losses, "weight_consistency_terms": terms,
+        "scalarised_reward_margins": margins,
+        "seconds_per_step": statistics.fmean(clock.seconds) if clock.seconds else None,
+        "train_seconds": train_seconds, "resumed_from_step": resumed_step,
+        "paper": get_paper(method),
+        "versions": {"trl": trl.__version__, "peft": peft.__version__, "transformers": transformers.__version__,
+                     "torch": torch.__version__},
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    with atomic_dir(out_dir, force=overwrite) as tmp:
+        trainer.model.save_pretrained(str(tmp), safe_serialization=True, selected_adapters=["default"])
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
+    shutil.rmtree(partial, ignore_errors=True)
+    return {"out_dir": str(out_dir), "losses": losses, "weight_consistency_terms": terms,
+            "scalarised_reward_margins": margins, "step_seconds": list(clock.seconds), "train_seconds": train_seconds}
+
+
+MO_ODPO_PAPER = "https://arxiv.org/abs/2503.00295"
+MI_EPO_PAPER = "https://arxiv.org/abs/2607.01392"
+
+
+def get_paper(method: str) -> str:
+    return MI_EPO_PAPER if method == "mi-epo" else MO_ODPO_PAPER
+
+
+class _Conditioned:
+    composition = "conditioned"
+    beta_w = 0.0
+
+    def train_all(self, base_dir: str, datasets: Mapping[str, list[dict[str, Any]]], out_root: str | Path,
+                  config: TrainConfig, base_fingerprint: str, *, progress: bool = True,
+                  scorers: Mapping[str, str] | None = None, **_: Any) -> list[dict[str, Any]]:
+        """The one policy into out_root/policy/; a finished one is kept (a rerun resumes or skips)."""
+        out = Path(out_root) / POLICY_DIR
+        if (out / "adapter_config.json").is_file():
+            return []
+        return [train_conditioned_policy(base_dir, datasets, out, config, base_fingerprint, scorers or {},
+                                         method=self.name, beta_w=self.beta_w, progress=progress)]  # type: ignore[attr-defined]
+
+
+@register_method("mo-odpo")
+class MOODPO(_Conditioned):
+    """MO-ODPO: one policy conditioned on w in its prompt, online DPO on the w-scalarised reward."""
+
+    paper = MO_ODPO_PAPER
+    description = "MO-ODPO: one policy with w in its prompt, online DPO ranking its own samples by w·r"
+    beta_w = 0.0
+
+
+@register_method("mi-epo")
+class MIEPO(_Conditioned):
+    """MI-EPO: MO-ODPO plus the weight-consistency term β_w·L_wc (our formulation, module docstring)."""
+
+    paper = MI_EPO_PAPER
+    description = "MI-EPO: MO-ODPO + weight-consistency term (β_w = 0.01; our reading of the paper's MI objective)"
+    beta_w = 0.01
