@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
 from . import pareto
 from .scorers import ScoreNormaliser
+from .store import prompts_hash
 from .sweep import BASE_METHOD
 from .vectors import META_FILE
 from .workspace import Workspace
 
 
-def candidate_table(ws: Workspace, methods: list[str] | None = None) -> pd.DataFrame:
+def candidate_table(ws: Workspace, methods: list[str] | None = None,
+                    prompts: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per (compared method, stored candidate), plus the base model: weights `w_<value>`, raw means
     `raw_<value>`, z-scores `z_<value>`, `rank` and `on_front` within its method, `finite`.
 
@@ -28,10 +31,15 @@ def candidate_table(ws: Workspace, methods: list[str] | None = None) -> pd.DataF
     the simplex is also a `soup` point); `generated_by` is the method that generated it. A candidate whose
     vectors no method reads any more (retrained or deleted) stays, under the name it was generated with.
     For `each` methods (one model per preference) `w_<value>` is the preference the vector was trained for.
+    Only candidates generated on `prompts` (default workspace.json's prompt set) are listed, and the base model
+    on those prompts is their z-score reference: rewards on different prompt sets are not comparable.
     """
     cand = ws.store.candidates()
     if cand.empty:
         return cand
+    cand = cand[cand["prompts_hash"] == prompts_hash(ws.prompts() if prompts is None else prompts)]
+    if cand.empty:
+        return cand.reset_index(drop=True)
     cand = _by_compared_method(ws, cand)
     if methods is not None:
         cand = cand[cand["method"].isin([*methods, BASE_METHOD])]

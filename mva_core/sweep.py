@@ -7,6 +7,7 @@ ones in one weight-batched generation (each row its own weights), then scores on
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -15,7 +16,7 @@ import numpy as np
 
 from .compose import WeightBatchedModel
 from .generate import generate_responses
-from .config import SearchSpace
+from .config import ConfigError, SearchSpace
 from .models import BaseModel, load_base
 from .scorers import get_scorer
 from .store import CandidateSpec, prompts_hash
@@ -59,6 +60,13 @@ class Evaluator:
         self.space = workspace.space() if len(self.vectors) == n else SearchSpace(
             n_values=len(self.vectors), C=max(1.0, float(workspace.manifest.C)), step=1.0)
 
+    def on_prompts(self, prompts: Sequence[str]) -> "Evaluator":
+        """This evaluator on another prompt set, sharing the model (the shared one is not changed). Its candidates
+        are keyed by those prompts, so they never answer for, or overwrite, candidates of another set."""
+        other = copy.copy(self)
+        other.prompts = list(prompts)
+        return other
+
     def spec(self, weights: Sequence[float], source: str) -> CandidateSpec:
         return CandidateSpec(
             method=self.method, source=source, value_names=self.value_names,
@@ -75,10 +83,13 @@ class Evaluator:
         return {i: found[k] for i, k in enumerate(keys) if k in found}
 
     def evaluate(self, weights: np.ndarray | Sequence[Sequence[float]], source: str = "sweep",
-                 progress: StageProgress | None = None, run_id: int | None = None) -> Evaluation:
-        """Candidate ids for each row of `weights` (K, n), generating and scoring only what is missing."""
+                 progress: StageProgress | None = None, run_id: int | None = None,
+                 space: SearchSpace | None = None, extra_scorers: Sequence[str] = ()) -> Evaluation:
+        """Candidate ids for each row of `weights` (K, n), generating and scoring only what is missing.
+        `space` (default the workspace's, C from workspace.json) bounds the weights; `extra_scorers` are scored
+        besides the values' scorers."""
         W = np.atleast_2d(np.asarray(weights, dtype=np.float64))
-        W = np.stack([self.space.check(w) for w in W])  # raises WeightsError naming the bad weight
+        W = np.stack([(space or self.space).check(w) for w in W])  # raises WeightsError naming the bad weight
         ids = self.stored(W)
         todo = [i for i in range(len(W)) if i not in ids]
         if todo:
@@ -89,28 +100,33 @@ class Evaluator:
             for i, resp in zip(todo, responses):
                 ids[i] = self.ws.store.add_candidate(self.spec(W[i], source), self.prompts, resp, run_id=run_id)
         ids = [ids[i] for i in range(len(W))]
-        score_missing(self.ws, ids, progress)
+        score_missing(self.ws, ids, progress, extra_scorers)
         return Evaluation(candidate_ids=ids, generated=len(todo))
 
 
-def score_missing(ws: Workspace, candidate_ids: Sequence[int], progress: StageProgress | None = None) -> None:
-    """Score every (candidate, value) pair not yet in the store; each scorer sees all its rows in one call."""
+def score_missing(ws: Workspace, candidate_ids: Sequence[int], progress: StageProgress | None = None,
+                  extra_scorers: Sequence[str] = ()) -> None:
+    """Score every (candidate, scorer) pair not yet in the store, for the values' scorers and `extra_scorers`;
+    each scorer sees all its rows in one call."""
     unique = sorted(set(candidate_ids))
-    for n, value in enumerate(ws.manifest.values):
-        missing = sorted(set(unique) - ws.store.scored(unique, value.scorer))
+    scorers = list(dict.fromkeys([v.scorer for v in ws.manifest.values] + list(extra_scorers)))
+    for n, scorer in enumerate(scorers):
+        missing = sorted(set(unique) - ws.store.scored(unique, scorer))
         if missing:
             rows = ws.store.responses(missing)
-            scores = get_scorer(value.scorer).score(rows["prompt"].tolist(), rows["response"].tolist())
-            ws.store.add_scores_batch(value.scorer, {int(cid): scores[grp.index.to_numpy()]
-                                                     for cid, grp in rows.groupby("candidate_id", sort=False)})
+            scores = get_scorer(scorer).score(rows["prompt"].tolist(), rows["response"].tolist())
+            ws.store.add_scores_batch(scorer, {int(cid): scores[grp.index.to_numpy()]
+                                               for cid, grp in rows.groupby("candidate_id", sort=False)})
         if progress:
-            progress("score", n + 1, len(ws.manifest.values))
+            progress("score", n + 1, len(scorers))
 
 
-def evaluate_base(ws: Workspace, base: BaseModel | None = None, progress: StageProgress | None = None) -> int:
-    """The base model's own candidate (no vectors): the reference for z-normalisation and plots."""
+def evaluate_base(ws: Workspace, base: BaseModel | None = None, progress: StageProgress | None = None,
+                  prompts: Sequence[str] | None = None, extra_scorers: Sequence[str] = ()) -> int:
+    """The base model's own candidate (no vectors) on `prompts` (default the workspace's): the reference for
+    z-normalisation and plots."""
     base = base or load_base(ws.manifest.base)
-    prompts = ws.prompts()
+    prompts = ws.prompts() if prompts is None else list(prompts)
     spec = CandidateSpec(method=BASE_METHOD, source="base", value_names=tuple(ws.value_names), weights=(),
                          vector_hashes=(), base_fingerprint=base.fingerprint, prompts_hash=prompts_hash(prompts),
                          decoding=ws.manifest.decoding.fingerprint())
@@ -121,7 +137,7 @@ def evaluate_base(ws: Workspace, base: BaseModel | None = None, progress: StageP
         resp = generate_responses(base.model, base.tokenizer, prompts, None, ws.manifest.decoding,
                                   progress=(lambda d, t: progress("generate", d, t)) if progress else None)[0]
         cid = ws.store.add_candidate(spec, prompts, resp)
-    score_missing(ws, [cid], progress)
+    score_missing(ws, [cid], progress, extra_scorers)
     return cid
 
 
@@ -134,39 +150,55 @@ def sweep(evaluator: Evaluator, grid: np.ndarray, chunk: int = 8, progress: Stag
 
 
 def method_groups(ws: Workspace, method: str, step: float, kind: str | None = None, base: BaseModel | None = None,
-                  evaluator: Callable[[str, tuple[Path, ...]], Evaluator] | None = None) -> list[tuple[Evaluator, np.ndarray]]:
+                  evaluator: Callable[[str, tuple[Path, ...]], Evaluator] | None = None, C: float | None = None,
+                  values: Sequence[str] | None = None, prompts: Sequence[str] | None = None,
+                  ) -> list[tuple[Evaluator, np.ndarray]]:
     """(evaluator, weights) groups that make up `method`'s candidates (Workspace.compared_methods): its grid
-    with `step` (`kind` overrides extrapolation/simplex for a per-value vector set), a vertex, or each of its
-    vectors alone. `evaluator(method, vector_dirs)` lets the app reuse cached evaluators."""
+    with `step` and bound `C` (default workspace.json's; `kind` overrides extrapolation/simplex for a per-value
+    vector set), a vertex, or each of its vectors alone. `values` (a subset of the workspace's) sweeps only
+    those values' weights, the others fixed at 0; `prompts` evaluates on another prompt set.
+    `evaluator(method, vector_dirs)` lets the app reuse cached evaluators."""
     compared = ws.compared_method(method)
     if kind is not None and compared.composition in ("extrapolation", "simplex"):
         compared = replace(compared, composition=kind)
+    active = None
+    if values is not None and list(values) != ws.value_names:
+        if not values or any(v not in ws.value_names for v in values):
+            raise ConfigError(f"values to sweep {list(values)}: choose one or more of {ws.value_names}")
+        active = [ws.value_names.index(v) for v in values]
     base = base or (None if evaluator else load_base(ws.manifest.base))
 
     def make(dirs: tuple[Path, ...]) -> Evaluator:
-        if evaluator is not None:
-            return evaluator(method, dirs)
-        return Evaluator(ws, method, base=base, vectors=[load_value_vector(d) for d in dirs])
+        ev = evaluator(method, dirs) if evaluator is not None else \
+            Evaluator(ws, method, base=base, vectors=[load_value_vector(d) for d in dirs])
+        return ev if prompts is None else ev.on_prompts(prompts)
 
-    return [(make(dirs), W) for dirs, W in compared.weight_sets(float(ws.manifest.C), step)]
+    C = float(ws.manifest.C) if C is None else float(C)
+    return [(make(dirs), W) for dirs, W in compared.weight_sets(C, step, active)]
 
 
 def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], chunk: int = 8,
-                 progress: StageProgress | None = None, space: SearchSpace | None = None) -> Evaluation:
-    """`sweep` over several (evaluator, grid) groups as one run (a method with one model per vector)."""
+                 progress: StageProgress | None = None, space: SearchSpace | None = None,
+                 extra_scorers: Sequence[str] = ()) -> Evaluation:
+    """`sweep` over several (evaluator, grid) groups as one run (a method with one model per vector).
+    `space` bounds the weights (default each evaluator's: workspace.json's C); `extra_scorers` also score."""
     if not groups:
         raise WorkspaceError(f"method {method!r} has no candidates to evaluate")
     ws = groups[0][0].ws
     total = sum(len(W) for _, W in groups)
+    prompts = groups[0][0].prompts
     config = {"method": method, "grid": [w for _, W in groups for w in np.asarray(W).tolist()], "chunk": chunk,
-              **({"space": space.to_dict()} if space is not None else {})}
+              "n_prompts": len(prompts), "prompts_hash": prompts_hash(prompts),
+              **({"space": space.to_dict()} if space is not None else {}),
+              **({"extra_scorers": list(extra_scorers)} if extra_scorers else {})}
     run_id = ws.store.start_run("sweep", config, method)
     ids: list[int] = []
     generated = 0
     try:
         for ev, W in groups:
             for start in range(0, len(W), chunk):
-                res = ev.evaluate(W[start:start + chunk], "sweep", progress=progress, run_id=run_id)
+                res = ev.evaluate(W[start:start + chunk], "sweep", progress=progress, run_id=run_id, space=space,
+                                  extra_scorers=extra_scorers)
                 ids += res.candidate_ids
                 generated += res.generated
                 if progress:

@@ -14,9 +14,9 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
-from .config import DecodingConfig, SearchSpace
+from .config import ConfigError, DecodingConfig, SearchSpace
 from .models import DEFAULT_BASE
 from .store import Store
 
@@ -67,15 +67,27 @@ class ComparedMethod:
     vector_hashes: tuple[str, ...]
     vertex: int | None = None  # `vertices` rows: the value whose vector is used alone
 
-    def weight_sets(self, C: float, step: float) -> Iterator[tuple[tuple[Path, ...], "np.ndarray"]]:
-        """(vector dirs, weights (K, n)) groups that make up this method's candidates; `step` for the grids."""
+    def weight_sets(self, C: float, step: float, active: Sequence[int] | None = None
+                    ) -> Iterator[tuple[tuple[Path, ...], "np.ndarray"]]:
+        """(vector dirs, weights (K, n)) groups that make up this method's candidates; `step` for the grids.
+        `active` (grids only): sweep just these values' weights, the others fixed at 0."""
         import numpy as np
 
         n = len(self.vector_dirs)
         if self.composition in ("extrapolation", "simplex"):
-            yield self.vector_dirs, SearchSpace(n_values=n, C=C if self.composition == "extrapolation" else 1.0,
-                                                step=step, kind=self.composition).grid()  # type: ignore[arg-type]
-        elif self.composition == "vertices":
+            active = list(range(n)) if active is None else list(active)
+            if not active or any(not 0 <= i < n for i in active) or len(set(active)) != len(active):
+                raise ConfigError(f"values to sweep {active}: choose one or more distinct values of the {n}")
+            sub = SearchSpace(n_values=len(active), C=C if self.composition == "extrapolation" else 1.0,
+                              step=step, kind=self.composition).grid()  # type: ignore[arg-type]  # (K, len(active))
+            W = np.zeros((len(sub), n))
+            W[:, active] = sub
+            yield self.vector_dirs, W
+            return
+        if active is not None:  # a vertex or one model per preference: no grid to restrict
+            raise ConfigError(f"method {self.name!r} has no weight grid ({self.composition}): its candidates use "
+                              "every value; sweep all values")
+        if self.composition == "vertices":
             yield self.vector_dirs, np.eye(n)[[self.vertex]]
         else:  # each: every vector alone at weight 1
             for d in self.vector_dirs:
@@ -116,8 +128,10 @@ class Workspace:
     def value_names(self) -> list[str]:
         return [v.name for v in self.manifest.values]
 
-    def space(self, kind: str = "extrapolation", step: float = 0.25) -> SearchSpace:
-        return SearchSpace(n_values=len(self.manifest.values), C=self.manifest.C, step=step, kind=kind)  # type: ignore[arg-type]
+    def space(self, kind: str = "extrapolation", step: float = 0.25, C: float | None = None) -> SearchSpace:
+        """The weight space S (MVA Eq.15) with bound `C` (default workspace.json's)."""
+        return SearchSpace(n_values=len(self.manifest.values), C=self.manifest.C if C is None else C, step=step,
+                           kind=kind)  # type: ignore[arg-type]
 
     def methods(self) -> list[str]:
         """Methods that have a full set of value vectors (one dir per value) in this workspace."""
@@ -187,10 +201,24 @@ class Workspace:
                                  f"methods with vectors here: {self.methods()}")
         return dirs
 
-    def prompts(self) -> list[str]:
+    def prompts(self, path: str | Path | None = None) -> list[str]:
+        """The prompts of `path` (one of `prompt_sets()`), by default workspace.json's prompt set."""
         from .data import load_prompts
 
-        return load_prompts(self.root / self.manifest.prompts)
+        return load_prompts(self.root / self.manifest.prompts if path is None else path)
+
+    def prompt_sets(self) -> dict[str, Path]:
+        """Label -> file of the prompt sets a sweep can use: workspace.json's first, then the workspace's other
+        prompts/*.jsonl, then the shipped data/prompts/*.jsonl. Candidates are keyed by their prompts' content,
+        so a sweep on another set never answers from, or overwrites, the default set's results."""
+        sets = {f"{self.manifest.prompts} (workspace.json)": self.root / self.manifest.prompts}
+        shipped = REPO_ROOT / "data" / "prompts"
+        for folder, tag in [(self.root / "prompts", "workspace"), (shipped, "shipped")]:
+            for f in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+                if f.resolve() not in {p.resolve() for p in sets.values()}:
+                    rel = f.relative_to(self.root) if tag == "workspace" else f.relative_to(REPO_ROOT)
+                    sets[f"{rel} ({tag})"] = f
+        return sets
 
     def inside(self, *parts: str) -> Path:
         """A path under the workspace; names that would escape it (`../..`, absolute) are refused."""

@@ -77,3 +77,22 @@ def test_sweep_resumes_without_duplicates(ws):
     assert len(set(ids)) == len(grid) == 9
     assert len(after) == len(before) + len(grid) - len(already)
     assert after["key"].is_unique
+
+
+def test_weight_sets_on_a_subset_of_values_fix_the_others_at_zero():
+    from pathlib import Path
+
+    from mva_core.config import ConfigError
+    from mva_core.workspace import ComparedMethod
+
+    m = ComparedMethod("m", "m", "extrapolation", (Path("a"), Path("b"), Path("c")), ("h1", "h2", "h3"))
+    [(_, W)] = m.weight_sets(C=2.0, step=1.0, active=[0, 2])
+    assert sorted(map(tuple, W)) == sorted((a, 0.0, c) for a in (0.0, 1.0, 2.0) for c in (0.0, 1.0, 2.0))
+    [(_, W)] = m.weight_sets(C=2.0, step=0.5)  # all values: (2 / 0.5 + 1)^3 points
+    assert len(W) == 5 ** 3
+    [(_, W)] = ComparedMethod("s", "s", "simplex", m.vector_dirs, m.vector_hashes).weight_sets(1.0, 0.5, active=[1, 2])
+    assert sorted(map(tuple, W)) == [(0.0, 0.0, 1.0), (0.0, 0.5, 0.5), (0.0, 1.0, 0.0)]
+    with pytest.raises(ConfigError, match="choose one or more"):
+        next(m.weight_sets(1.0, 0.5, active=[]))
+    with pytest.raises(ConfigError, match="no weight grid"):
+        next(ComparedMethod("v", "dpo", "vertices", m.vector_dirs, m.vector_hashes, vertex=0).weight_sets(1.0, 1.0, [0]))

@@ -31,9 +31,11 @@ def get_evaluator(root: str, method: str, vector_dirs: tuple[str, ...] | None = 
 
 
 @st.cache_data(show_spinner=False)
-def get_table(root: str, version: int):
-    """Candidate table; `version` (the store's candidate count) invalidates it when results land."""
-    return candidate_table(get_workspace(root))
+def get_table(root: str, version: int, prompts_file: str | None = None):
+    """Candidate table; `version` (the store's candidate count) invalidates it when results land. `prompts_file`:
+    the candidates of that prompt set (default workspace.json's)."""
+    ws = get_workspace(root)
+    return candidate_table(ws, prompts=None if prompts_file is None else ws.prompts(prompts_file))
 
 
 def table_version(ws: Workspace) -> int:

@@ -11,6 +11,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mva_core.config import ConfigError
+from mva_core.data import DataFileError
+from mva_core.scorers import available_scorers
 from mva_core.sweep import BASE_METHOD, evaluate_base, method_groups, sweep_groups
 from views.shared import current_workspace, get_evaluator, get_table, table_version
 
@@ -22,41 +24,83 @@ if ws is None:
 values = ws.value_names
 compared = {m.name: m for m in ws.compared_methods()}
 methods = list(compared)
-C = float(ws.manifest.C)
+prompt_sets = ws.prompt_sets()
 
 st.title("Sweep a weight grid")
 st.caption(
-    f"Evaluates every weight vector of a grid: each candidate = base + Σ wᵢ·θᵢ (MVA Eq.15), generated on "
-    f"{len(ws.prompts())} prompts and scored for {', '.join(values)}. Candidates already in the store are never "
-    "recomputed, so a stopped sweep resumes where it left off."
+    "Evaluates every weight vector of a grid: each candidate = base + Σ wᵢ·θᵢ (MVA Eq.15), generated on a prompt "
+    "set and scored by each value's scorer. Candidates already in the store are never recomputed, so a stopped "
+    "sweep resumes where it left off."
 )
 if not methods:
     st.warning(f"No value vectors in {ws.root}/vectors yet. Build the demo: `python -m mva_core demo build`.")
     st.stop()
 
 # ---- Grid ----
-for key, default in [("sweep_step", 0.25), ("sweep_chunk", 8)]:
+for key, default in [("sweep_step", 0.25), ("sweep_chunk", 8), ("sweep_C", float(ws.manifest.C)),
+                     ("sweep_values", values), ("sweep_extra", [])]:
     if key not in st.session_state:
         st.session_state[key] = default
-if st.session_state.get("sweep_method") not in methods:  # e.g. after switching workspace
+# e.g. after switching workspace: choices that are not this workspace's
+if st.session_state.get("sweep_method") not in methods:
     st.session_state.pop("sweep_method", None)
-c1, c2, c3, c4 = st.columns(4)
+if not set(st.session_state["sweep_values"]) <= set(values):
+    st.session_state["sweep_values"] = values
+if st.session_state.get("sweep_prompts") not in prompt_sets:
+    st.session_state.pop("sweep_prompts", None)
+c1, c2, c3, c4, c5 = st.columns(5)
 method = c1.selectbox("Method", methods, key="sweep_method",
                       format_func=lambda m: f"{m} ({compared[m].composition})")
 composition = compared[method].composition
-KINDS = {"extrapolation": f"extrapolation [0, {C:g}]^{len(values)}", "simplex": "simplex (Σ w = 1, SOUP)",
+has_grid = composition in ("extrapolation", "simplex")
+KINDS = {"extrapolation": "extrapolation [0, C]^n", "simplex": "simplex (Σ w = 1, SOUP)",
          "vertices": "its value's vector alone (w = 1)", "each": f"each of its {len(compared[method].vector_dirs)} "
          "models alone (w = 1)"}
-kinds = ["extrapolation", "simplex"] if composition in ("extrapolation", "simplex") else [composition]
+kinds = ["extrapolation", "simplex"] if has_grid else [composition]
 kind = c2.selectbox("Grid", kinds, index=kinds.index(composition), key=f"sweep_kind_{method}", format_func=KINDS.get)
-step = c3.number_input("Step", min_value=0.0, step=0.05, format="%.3f", key="sweep_step",
-                       disabled=composition not in ("extrapolation", "simplex"),
-                       help=f"Spacing of the grid ticks 0, step, 2·step, … ≤ C = {C:g} (C comes from workspace.json).")
-chunk = int(c4.number_input("Candidates per generate call", min_value=1, max_value=256, step=1, key="sweep_chunk",
+C = float(c3.number_input("C (weight bound)", min_value=0.0, step=0.25, format="%.3f", key="sweep_C",
+                          disabled=kind != "extrapolation",
+                          help=f"Every weight of the extrapolation grid lies in [0, C] (paper: C = 1; workspace.json: "
+                               f"{ws.manifest.C:g}). Weights above 1 are allowed: that is extrapolation."))
+C = C if kind == "extrapolation" else 1.0
+step = c4.number_input("Step", min_value=0.0, step=0.05, format="%.3f", key="sweep_step", disabled=not has_grid,
+                       help="Spacing of the grid ticks 0, step, 2·step, … ≤ C.")
+chunk = int(c5.number_input("Candidates per generate call", min_value=1, max_value=256, step=1, key="sweep_chunk",
                             help="Each chunk is one weight-batched generation and is stored before the next starts."))
+v1, v2 = st.columns(2)
+chosen = v1.multiselect("Values to sweep", values, key="sweep_values", disabled=not has_grid,
+                        help="The weights of values left out stay at 0. Methods without a weight grid (one vector "
+                             "alone, one model per preference) always use all values.")
+prompt_label = v2.selectbox("Prompt set", list(prompt_sets), key="sweep_prompts",
+                            help="Candidates are stored per prompt set (their key includes the prompts), so results "
+                                 "on one set never answer for, or overwrite, another's. Explore and Compare show "
+                                 "workspace.json's set.")
+default_prompts = prompt_label == next(iter(prompt_sets))
+try:
+    prompts = ws.prompts(prompt_sets[prompt_label])
+except DataFileError as exc:
+    st.error(f"Prompt set {prompt_label} cannot be read: {exc}")
+    st.stop()
+if has_grid and not chosen:
+    st.error("Choose at least one value to sweep: the weights of the values left out are fixed at 0, so with none "
+             "selected there is no grid.")
+    st.stop()
+
+# ---- Scorers ----
+registry = available_scorers()
+used = [v.scorer for v in ws.manifest.values]
+with st.expander(f"Scorers: {', '.join(f'{v.name} ← {v.scorer}' for v in ws.manifest.values)}"):
+    st.dataframe(pd.DataFrame([{"value": v.name, "scorer": v.scorer, "measures": registry.get(
+        v.scorer, "Hugging Face reward model" if v.scorer.startswith("hf:") else "?")} for v in ws.manifest.values]),
+        hide_index=True, width="stretch")
+    st.caption("Which scorer measures a value is set in workspace.json (`values`).")
+    extras = st.multiselect("Extra scorers", [s for s in registry if s not in used], key="sweep_extra",
+                            help="Also score this sweep's candidates with these (stored per candidate and prompt, "
+                                 "raw, listed below the chart); the front stays on the values' scores.")
 
 try:
-    groups = method_groups(ws, method, float(step), kind=kind if kind in ("extrapolation", "simplex") else None,
+    groups = method_groups(ws, method, float(step), kind=kind if has_grid else None, C=C,
+                           values=chosen if has_grid else None, prompts=None if default_prompts else prompts,
                            evaluator=lambda m, dirs: get_evaluator(str(ws.root), m, tuple(str(d) for d in dirs)))
 except ConfigError as exc:
     st.error(f"Bad grid: {exc}")
@@ -72,7 +116,7 @@ if len(grid) > MAX_GRID:
     st.error(f"The grid has {len(grid):,} candidates (more than {MAX_GRID:,}): raise the step, or run it from a "
              f"terminal: `python -m mva_core sweep --method {method} --grid 0:{C:g}:{step:g} --kind {kind}`.")
     st.stop()
-
+prompts_file = None if default_prompts else str(prompt_sets[prompt_label])
 
 
 def stored_ids() -> list[int]:
@@ -83,14 +127,22 @@ def stored_ids() -> list[int]:
 stored = len(stored_ids())
 
 # ---- What is stored ----
-m1, m2, m3, m4 = st.columns(4)
+m1, m2, m3, m4, m5 = st.columns(5)
 m1.metric("Grid candidates", len(grid))
 m2.metric("Already stored", stored)
 m3.metric("To generate", len(grid) - stored)
 m4.metric("Weight bound C", f"{C:g}")
-if kind in ("extrapolation", "simplex"):
-    st.caption("Each weight takes the values " + ", ".join(f"{t:g}" for t in np.unique(grid))
-               + (" (rows summing to 1)." if kind == "simplex" else "."))
+m5.metric("Prompts", len(prompts))
+if has_grid:
+    swept = [values.index(v) for v in chosen]
+    fixed = [v for v in values if v not in chosen]
+    st.caption(f"{'Each weight takes' if not fixed else 'The weights of ' + ', '.join(chosen) + ' take'} the values "
+               + ", ".join(f"{t:g}" for t in np.unique(grid[:, swept]))
+               + (" (rows summing to 1)" if kind == "simplex" else "")
+               + (f"; {', '.join(fixed)} stay at 0." if fixed else "."))
+if kind == "extrapolation" and C > ws.manifest.C:
+    st.info(f"C = {C:g} is above workspace.json's C = {ws.manifest.C:g}: these candidates are stored and shown as "
+            f"points of {method} everywhere, but Explore's sliders stop at {ws.manifest.C:g}.")
 
 # ---- Run ----
 label = "Start sweep" if stored == 0 else f"Resume sweep ({len(grid) - stored} missing)" if stored < len(grid) \
@@ -114,7 +166,7 @@ st.caption("Touching any control while a sweep runs stops it; every finished chu
 
 def draw_front(n: int) -> None:
     """The method's stored candidates in z-score space (vs the base model), the front in red, this grid's ringed."""
-    table = get_table(str(ws.root), table_version(ws))
+    table = get_table(str(ws.root), table_version(ws), prompts_file)
     fig = go.Figure()
     if not table.empty:
         cands = table[(table["method"] == method) & table["finite"]]
@@ -144,12 +196,29 @@ def duration(seconds: float) -> str:
 
 draw_front(0)
 
+
+def draw_extra_scores() -> None:
+    """The extra scorers' raw means for this grid's stored candidates."""
+    table = get_table(str(ws.root), table_version(ws), prompts_file)
+    cols = [f"s_{s}" for s in extras]
+    if table.empty or not set(cols) <= set(table.columns):
+        st.caption("Extra scores appear here once this grid's candidates are stored and scored.")
+        return
+    mine = table[(table["method"] == method) & table["id"].isin(stored_ids())]
+    show = mine[["id", *[f"w_{v}" for v in values], *[f"raw_{v}" for v in values], *cols]]
+    st.dataframe(show.rename(columns={f"s_{s}": s for s in extras}), hide_index=True, width="stretch")
+
+
+if extras:
+    st.subheader("Extra scores (raw mean over prompts)")
+    draw_extra_scores()
+
 # ---- Sweep ----
 if start:
     missing, n_chunks = len(grid) - stored, -(-len(grid) // chunk)
     bar = progress_slot.progress(0.0, text="Scoring the base model (the reference for z-scores)…")
     try:
-        evaluate_base(ws, groups[0][0].base)
+        evaluate_base(ws, groups[0][0].base, prompts=prompts, extra_scorers=extras)
         t0 = time.monotonic()
         now = dict(done=0, chunk=1)  # candidates finished, chunk in flight
         bar.progress(0.0, text=f"0/{len(grid)} candidates · chunk 1 of {n_chunks}: generating…")
@@ -168,8 +237,8 @@ if start:
             now.update(done=done, chunk=now["chunk"] + 1)
             draw_front(now["chunk"])
 
-        res = sweep_groups(method, groups, chunk=chunk, progress=on_progress,
-                           space=ws.space(kind, step) if kind in ("extrapolation", "simplex") else None)
+        res = sweep_groups(method, groups, chunk=chunk, progress=on_progress, extra_scorers=extras,
+                           space=ws.space(kind, step, C) if has_grid else None)
     except ValueError as exc:
         st.error(f"The sweep stopped: {exc}. Finished chunks are stored; press Resume to continue.")
         st.stop()
@@ -189,9 +258,10 @@ else:
         started=pd.to_datetime(runs["started"], unit="s").dt.strftime("%Y-%m-%d %H:%M:%S"),
         seconds=(runs["finished"] - runs["started"]).round(1),
         grid_points=runs["config"].map(lambda c: len(json.loads(c).get("grid", []))),
+        prompts=runs["config"].map(lambda c: json.loads(c).get("n_prompts")),
         new_candidates=runs["id"].map(made).fillna(0).astype(int),
     )
-    st.dataframe(runs[["id", "kind", "method", "status", "started", "seconds", "grid_points", "new_candidates"]]
+    st.dataframe(runs[["id", "kind", "method", "status", "started", "seconds", "grid_points", "prompts", "new_candidates"]]
                  .sort_values("id", ascending=False), width="stretch", hide_index=True,
                  column_config={"new_candidates": st.column_config.NumberColumn(
                      "new candidates", help="Generated by this run; the rest of its grid came from the store.")})
