@@ -41,12 +41,18 @@ DEMO_METHODS: dict[str, dict] = {
     "mva": {"alpha": 10.0, "mode": "lora_A"},
     "dpo-seqt": {},
     "dpo-lw": {"preferences": [[0.25, 0.75], [0.75, 0.25]]},
-}  # modpo trains from the CLI; left out here to keep the build within 45 min on 2 cores
+    "mo-odpo": {},  # one conditioned policy each, trained online on its own samples
+    "mi-epo": {},
+}  # modpo trains from the CLI; left out here to keep the build short on 2 cores
 DEMO_METHOD = "mva-no-hsic"  # the one the app opens on
 
 
 def _expected_vectors(method: str, settings: dict, n_values: int) -> int:
-    return len(settings["preferences"]) if "preferences" in settings else 1 if method == "dpo-seqt" else n_values
+    from .methods import get_method
+
+    if "preferences" in settings:
+        return len(settings["preferences"])
+    return 1 if method == "dpo-seqt" or get_method(method).composition == "conditioned" else n_values
 
 
 def demo_train_config(seed: int):

@@ -82,6 +82,10 @@ def _by_compared_method(ws: Workspace, cand: pd.DataFrame) -> pd.DataFrame:
         mask = np.array([m.contains(h, w) for h, w in keys], dtype=bool)
         if mask.any():
             part = cand[mask].assign(method=m.name)
+            if m.composition == "conditioned":  # the preference p its prompt carried
+                for i, v in enumerate(ws.value_names):
+                    part[f"w_{v}"] = [p[i] if isinstance(p, list) and len(p) == len(ws.value_names) else np.nan
+                                      for p in part["preference"]]
             if m.composition == "each":
                 for i, v in enumerate(ws.value_names):
                     part[f"w_{v}"] = [preference.get(json.loads(h)[0], [np.nan] * len(ws.value_names))[i]
@@ -134,17 +138,28 @@ def compare_table(table: pd.DataFrame, value_names: list[str], ref: np.ndarray |
     P = pareto.preference_vectors(len(value_names)) if len(value_names) in (2, 3) else None
     rows = []
     for s in summaries:
-        F = table.loc[table["method"] == s.method, cols].to_numpy(dtype=float)
-        F = F[np.isfinite(F).all(axis=1)]
+        grp = table[table["method"] == s.method]
+        F = grp[cols].to_numpy(dtype=float)
+        finite = np.isfinite(F).all(axis=1)
+        if P is None or not finite.any():
+            mip = np.nan
+        elif _is_conditioned(grp):  # s(p) = the policy run with p in its prompt
+            W = grp[[f"w_{v}" for v in value_names]].to_numpy(dtype=float)
+            mip = pareto.mip_conditioned(P, W[finite], F[finite])
+        else:
+            mip = pareto.mip(F[finite], P)
         rows.append({"method": s.method, "candidates": s.candidates, "front size": s.front_size,
-                     "hypervolume": s.hypervolume,
-                     "MIP": pareto.mip(F, P) if P is not None and len(F) else np.nan,
-                     "non-finite": s.excluded})
+                     "hypervolume": s.hypervolume, "MIP": mip, "non-finite": s.excluded})
     best = best_per_value(table, value_names).pivot(index="method", columns="value", values="z")
     out = pd.DataFrame(rows)
     for v in value_names:
         out[f"best {v}"] = out["method"].map(best[v]) if len(out) else []
     return out, ref
+
+
+def _is_conditioned(group: pd.DataFrame) -> bool:
+    """Are these a conditioned policy's candidates (each carries the preference p of its prompt)?"""
+    return "preference" in group and bool(group["preference"].map(lambda p: isinstance(p, list)).all())
 
 
 def best_per_value(table: pd.DataFrame, value_names: list[str]) -> pd.DataFrame:

@@ -16,7 +16,8 @@ import numpy as np
 
 from .compose import WeightBatchedModel
 from .generate import generate_responses
-from .config import ConfigError, SearchSpace
+from .config import ConfigError, DecodingConfig, SearchSpace
+from .methods.conditioned import condition_text
 from .models import BaseModel, load_base
 from .scorers import get_scorer
 from .store import CandidateSpec, prompts_hash
@@ -49,6 +50,9 @@ class Evaluator:
                                      "or pass vectors=[one value vector]")
             vectors = [load_value_vector(d) for d in compared.vector_dirs]
         self.vectors = list(vectors)
+        # A preference-conditioned policy (MO-ODPO, MI-EPO): one vector at weight 1, and each candidate's
+        # "weights" are the preference p its prompt carries (methods.conditioned).
+        self.conditioned = len(self.vectors) == 1 and bool(self.vectors[0].meta.get("conditioned"))
         check_compatible(self.vectors, self.base.model, self.base.fingerprint)
         self.model = WeightBatchedModel(self.base.model, self.vectors)
         self.prompts = workspace.prompts()
@@ -59,6 +63,16 @@ class Evaluator:
         self.value_names = tuple(workspace.value_names) if len(self.vectors) == n else tuple(v.value for v in self.vectors)
         self.space = workspace.space() if len(self.vectors) == n else SearchSpace(
             n_values=len(self.vectors), C=max(1.0, float(workspace.manifest.C)), step=1.0)
+        if self.conditioned:
+            self.value_names = tuple(workspace.value_names)
+            self.space = SearchSpace(n_values=n, C=1.0, step=1.0, kind="simplex")
+
+    def decoding_for(self, preference: Sequence[float] | None) -> DecodingConfig:
+        """The workspace's decoding; for a conditioned policy with p written into its system message."""
+        if preference is None:
+            return self.decoding
+        return replace(self.decoding, system_prompt=condition_text(preference, self.value_names,
+                                                                   self.decoding.system_prompt))
 
     def on_prompts(self, prompts: Sequence[str]) -> "Evaluator":
         """This evaluator on another prompt set, sharing the model (the shared one is not changed). Its candidates
@@ -68,11 +82,13 @@ class Evaluator:
         return other
 
     def spec(self, weights: Sequence[float], source: str) -> CandidateSpec:
+        """The candidate of one row of weights; for a conditioned policy the row is its preference p."""
+        p = tuple(float(w) for w in weights) if self.conditioned else None
         return CandidateSpec(
-            method=self.method, source=source, value_names=self.value_names,
-            weights=tuple(float(w) for w in weights), vector_hashes=tuple(v.hash for v in self.vectors),
+            method=self.method, source=source, value_names=(self.vectors[0].value,) if p else self.value_names,
+            weights=(1.0,) if p else tuple(float(w) for w in weights), vector_hashes=tuple(v.hash for v in self.vectors),
             base_fingerprint=self.base.fingerprint, prompts_hash=prompts_hash(self.prompts),
-            decoding=self.decoding.fingerprint(),
+            decoding=self.decoding_for(p).fingerprint(), preference=p,
         )
 
     def stored(self, weights: np.ndarray | Sequence[Sequence[float]]) -> dict[int, int]:
@@ -92,12 +108,14 @@ class Evaluator:
         W = np.stack([(space or self.space).check(w) for w in W])  # raises WeightsError naming the bad weight
         ids = self.stored(W)
         todo = [i for i in range(len(W)) if i not in ids]
-        if todo:
+        # one generate call for all missing rows; a conditioned policy needs one per p (its prompt differs)
+        for part in ([[i] for i in todo] if self.conditioned else [todo] if todo else []):
             responses = generate_responses(
-                self.model, self.base.tokenizer, self.prompts, W[todo], self.decoding,
+                self.model, self.base.tokenizer, self.prompts, np.ones((len(part), 1)) if self.conditioned else W[part],
+                self.decoding_for(W[part[0]] if self.conditioned else None),
                 progress=(lambda d, t: progress("generate", d, t)) if progress else None,
             )
-            for i, resp in zip(todo, responses):
+            for i, resp in zip(part, responses):
                 ids[i] = self.ws.store.add_candidate(self.spec(W[i], source), self.prompts, resp, run_id=run_id)
         ids = [ids[i] for i in range(len(W))]
         score_missing(self.ws, ids, progress, extra_scorers)

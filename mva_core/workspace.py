@@ -89,13 +89,18 @@ class ComparedMethod:
                               "every value; sweep all values")
         if self.composition == "vertices":
             yield self.vector_dirs, np.eye(n)[[self.vertex]]
+        elif self.composition == "conditioned":  # the policy with each evaluation preference p in its prompt
+            from .pareto import preference_vectors
+
+            n_values = len(_policy_values(self.vector_dirs[0]))
+            yield self.vector_dirs, preference_vectors(n_values) if n_values else np.zeros((0, 0))
         else:  # each: every vector alone at weight 1
             for d in self.vector_dirs:
                 yield (d,), np.ones((1, 1))
 
     def contains(self, vector_hashes: tuple[str, ...], weights: tuple[float, ...]) -> bool:
         """Is a stored candidate (its vectors and weights) a point of this method?"""
-        if self.composition == "each":
+        if self.composition in ("each", "conditioned"):
             return len(vector_hashes) == 1 and vector_hashes[0] in self.vector_hashes and tuple(weights) == (1.0,)
         if tuple(vector_hashes) != self.vector_hashes:
             return False
@@ -104,6 +109,14 @@ class ComparedMethod:
         if self.composition == "vertices":
             return all(w == (1.0 if i == self.vertex else 0.0) for i, w in enumerate(weights))
         return True
+
+
+def _policy_values(policy_dir: Path) -> list[str]:
+    """The values a conditioned policy was trained for (its mva_vector.json), in its preference order."""
+    from .vectors import META_FILE
+
+    meta = policy_dir / META_FILE
+    return list(json.loads(meta.read_text()).get("values", [])) if meta.is_file() else []
 
 
 class Workspace:
@@ -164,7 +177,7 @@ class Workspace:
             method = get_method(name) if name in available_methods() else None
             composition = method.composition if method else "extrapolation"
             source = name if name in on_disk or method is None else method.vectors_from
-            if composition == "each":
+            if composition in ("each", "conditioned"):
                 dirs = tuple(self.adapter_dirs(source))
             elif source in grid_sets:
                 dirs = tuple(self.vector_dirs(source))
@@ -179,7 +192,7 @@ class Workspace:
                          for i, v in enumerate(self.value_names)]
             else:
                 rows.append(ComparedMethod(name, name, composition, dirs, hashes))
-        order = ["extrapolation", "simplex", "each", "vertices"]  # the grids a user explores first
+        order = ["extrapolation", "simplex", "conditioned", "each", "vertices"]  # the grids a user explores first
         return sorted(rows, key=lambda m: (order.index(m.composition), m.name))
 
     def vector_index(self) -> dict[str, Path]:

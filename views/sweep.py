@@ -55,7 +55,7 @@ composition = compared[method].composition
 has_grid = composition in ("extrapolation", "simplex")
 KINDS = {"extrapolation": "extrapolation [0, C]^n", "simplex": "simplex (Σ w = 1, SOUP)",
          "vertices": "its value's vector alone (w = 1)", "each": f"each of its {len(compared[method].vector_dirs)} "
-         "models alone (w = 1)"}
+         "models alone (w = 1)", "conditioned": "its policy with each evaluation preference p in the prompt"}
 kinds = ["extrapolation", "simplex"] if has_grid else [composition]
 kind = c2.selectbox("Grid", kinds, index=kinds.index(composition), key=f"sweep_kind_{method}", format_func=KINDS.get)
 C = float(c3.number_input("C (weight bound)", min_value=0.0, step=0.25, format="%.3f", key="sweep_C",
