@@ -199,3 +199,41 @@ def test_a_store_written_before_preferences_opens_and_gains_the_column(tmp_path)
     cand = Store(path).candidates()
     assert cand["preference"].tolist() == [None] and cand["weights"].tolist() == [[1.0]]
     Store(path)  # opening again (the column exists now) is fine
+
+
+def test_explore_evaluates_a_conditioned_policy_at_the_slider_preference(tmp_path, monkeypatch):
+    """Explore: a conditioned method's sliders set p (normalised), Evaluate stores the policy at weight 1 with p
+    in its prompt, and the generated responses equal the policy's own generation with that system message."""
+    from streamlit.testing.v1 import AppTest
+
+    from mva_core.generate import generate_responses
+    from mva_core.models import load_base
+    from mva_core.vectors import load_value_vector
+    from mva_core.compose import WeightBatchedModel
+    from mva_core.workspace import Workspace
+    from tests.apptest import APP
+    from tests.tiny import make_tiny_workspace, make_value_vector
+
+    ws = make_tiny_workspace(tmp_path)
+    policy = make_value_vector(tmp_path / "base", tmp_path / "vectors" / "mo-odpo" / "policy", "mo-odpo", seed=7,
+                               method="mo-odpo")
+    meta = json.loads((policy / "mva_vector.json").read_text())
+    (policy / "mva_vector.json").write_text(json.dumps({**meta, "conditioned": True, "values": ["warmth", "brevity"]}))
+    monkeypatch.setenv("MVA_WORKSPACE", str(tmp_path))
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    assert not at.exception, at.exception
+    at.selectbox(key="explore_method").set_value("mo-odpo").run()
+    at.slider(key="cp_warmth").set_value(0.3)
+    at.slider(key="cp_brevity").set_value(0.9)
+    at.button(key="explore_evaluate").click().run()
+    assert not at.exception, at.exception
+    cid = at.session_state["explore_candidate"]
+    row = ws.store.candidates().set_index("id").loc[cid]
+    assert row["weights"] == [1.0] and row["preference"] == pytest.approx([0.25, 0.75])  # 0.3/1.2, 0.9/1.2
+    # independently: the policy alone (weight 1) with the condition as its system message
+    base = load_base(str(tmp_path / "base"))
+    decoding = replace(ws.manifest.decoding, system_prompt=condition_text([0.25, 0.75], ["warmth", "brevity"]))
+    want = generate_responses(WeightBatchedModel(base.model, [load_value_vector(policy)]), base.tokenizer,
+                              ws.prompts(), np.ones((1, 1)), decoding)[0]
+    assert ws.store.responses([int(cid)])["response"].tolist() == want
+    assert any("your point" == t.get("name") for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"])

@@ -17,8 +17,11 @@ ws = current_workspace()
 if ws is None:
     st.stop()
 values = ws.value_names
-# Sliders compose one vector per value: the methods whose candidates are weight grids over such a set.
-methods = [m.name for m in ws.compared_methods() if m.composition in ("extrapolation", "simplex")]
+# Sliders compose one vector per value (weight grids over such a set), or set the preference p a conditioned
+# policy (MO-ODPO, MI-EPO) reads in its prompt.
+compositions = {m.name: m.composition for m in ws.compared_methods()
+                if m.composition in ("extrapolation", "simplex", "conditioned")}
+methods = list(compositions)
 
 st.title("Explore the value trade-off")
 st.caption(
@@ -34,17 +37,27 @@ if not methods:
 with st.sidebar:
     if st.session_state.get("explore_method") not in methods:  # e.g. after switching workspace
         st.session_state.pop("explore_method", None)
-    method = st.selectbox("Method (vector set)", methods, key="explore_method")
-    weights = [float(st.slider(f"weight: {v}", 0.0, float(ws.manifest.C), value=min(0.5, ws.manifest.C), step=0.05,
-                               key=f"w_{v}")) for v in values]
-    evaluate = st.button("Evaluate", type="primary", width="stretch", key="explore_evaluate")
+    method = st.selectbox("Method (vector set)", methods, key="explore_method",
+                          format_func=lambda m: f"{m} (policy conditioned on p)" if compositions[m] == "conditioned" else m)
+    conditioned = compositions[method] == "conditioned"
+    if conditioned:
+        st.caption("One policy; the sliders set the preference p written into its prompt (normalised to sum 1).")
+        raw = [float(st.slider(f"p: {v}", 0.0, 1.0, value=0.5, step=0.05, key=f"cp_{v}")) for v in values]
+        weights = [x / sum(raw) for x in raw] if sum(raw) > 0 else raw
+    else:
+        weights = [float(st.slider(f"weight: {v}", 0.0, float(ws.manifest.C), value=min(0.5, ws.manifest.C),
+                                   step=0.05, key=f"w_{v}")) for v in values]
+    evaluate = st.button("Evaluate", type="primary", width="stretch", key="explore_evaluate",
+                         disabled=conditioned and sum(weights) == 0,
+                         help="Set at least one p above 0." if conditioned and sum(weights) == 0 else None)
     with st.expander("Preference p (highlight the front candidate maximising p·z)"):
         p_raw = [st.number_input(f"p: {v}", min_value=0.0, value=0.0, step=0.1, key=f"p_{v}") for v in values]
 preference = np.asarray(p_raw) / sum(p_raw) if sum(p_raw) > 0 else None
 
 # ---- Evaluate ----
 if evaluate:
-    with st.status(f"Evaluating weights {dict(zip(values, weights))}…", expanded=True) as status:
+    label = "preference p" if conditioned else "weights"
+    with st.status(f"Evaluating {label} {dict(zip(values, np.round(weights, 3).tolist()))}…", expanded=True) as status:
         bar = st.progress(0.0, text="loading model")
         ev = get_evaluator(str(ws.root), method)
 
