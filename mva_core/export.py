@@ -69,9 +69,14 @@ def model_card(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequenc
         },
     }
     formula = " + ".join(f"{float(w):g}·θ_{v.value}" for v, w in zip(vectors, weights))
+    conditioning = (extra or {}).get("conditioning")
+    usage = ("" if not conditioning else
+             "\nThis is a preference-conditioned policy: its scores hold with this system message, which carries "
+             f"the preference p it was evaluated with:\n\n```\n{conditioning['system_prompt']}\n```\n")
     return (f"---\n{yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)}---\n\n"
             f"# MVA Explorer candidate\n\nComposed as `π_base + {formula}` (MVA Eq.15) on `{base.spec}`.\n"
-            f"Exported by MVA Explorer; scores are the workspace's scorers' mean rewards on its validation prompts.\n")
+            f"Exported by MVA Explorer; scores are the workspace's scorers' mean rewards on its validation prompts.\n"
+            + usage)
 
 
 def _probe_ids(vocab: int) -> torch.Tensor:
@@ -113,7 +118,7 @@ def combined_vector(vectors: Sequence[ValueVector], weights: Sequence[float]) ->
 
 
 def export_peft(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequence[float], out: str | Path,
-                force: bool = False) -> Path:
+                force: bool = False, card: dict[str, Any] | None = None) -> Path:
     """One PEFT LoRA adapter dir equal to Σ_i w_i θ_i (checked: its ΔW equals the composed ΔW)."""
     combo = combined_vector(vectors, weights)
     for module, layer in combo.layers.items():
@@ -123,7 +128,7 @@ def export_peft(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequen
     with atomic_dir(out, force) as tmp:
         save_value_vector(tmp, combo, base.path, {"weights": {v.value: float(w) for v, w in zip(vectors, weights)},
                                                   "components": {v.value: v.hash for v in vectors}})
-        (tmp / "README.md").write_text(model_card(base, vectors, weights))
+        (tmp / "README.md").write_text(model_card(base, vectors, weights, card))
     return Path(out).resolve()
 
 
@@ -136,10 +141,10 @@ def mergekit_recipe(base: BaseModel, vectors: Sequence[ValueVector], weights: Se
 
 
 def export_mergekit(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequence[float], out: str | Path,
-                    force: bool = False) -> Path:
+                    force: bool = False, card: dict[str, Any] | None = None) -> Path:
     with atomic_dir(out, force) as tmp:
         (tmp / "mergekit.yaml").write_text(yaml.safe_dump(mergekit_recipe(base, vectors, weights), sort_keys=False))
-        (tmp / "README.md").write_text(model_card(base, vectors, weights))
+        (tmp / "README.md").write_text(model_card(base, vectors, weights, card))
     return Path(out).resolve()
 
 
@@ -158,13 +163,22 @@ def export_candidate(ws: "Workspace", candidate_id: int, fmt: str, out: str | Pa
 
     if fmt not in FORMATS:
         raise ExportError(f"format {fmt!r} is unknown; choose one of {list(FORMATS)}")
-    table = candidate_table(ws)
+    # the table of the candidate's own prompt set (its scores are z-scored against the base on those prompts)
+    prompts = ws.store.responses([int(candidate_id)]).sort_values("prompt_idx")["prompt"].tolist()
+    table = candidate_table(ws, prompts=prompts or None)
     row = table[table["id"] == candidate_id]
     if row.empty:
         raise ExportError(f"candidate {candidate_id} is not in {ws.root}; list them on the Explore page or in mva.sqlite")
     row = row.iloc[0]
     scores = {v: {"raw": float(row[f"raw_{v}"]), "z": float(row[f"z_{v}"])} for v in ws.value_names}
     card = {"candidate_id": int(candidate_id), "scores": scores, "front_rank": None if row["rank"] != row["rank"] else int(row["rank"])}
+    preference = row.get("preference")
+    if isinstance(preference, list):  # a conditioned policy: the model alone is not the candidate, its prompt is part
+        from .methods.conditioned import condition_text
+
+        card["conditioning"] = {"preference": dict(zip(ws.value_names, preference)),
+                                "system_prompt": condition_text(preference, ws.value_names,
+                                                                ws.manifest.decoding.system_prompt)}
     if fmt == "csv":
         with atomic_dir(out, force) as tmp:
             table.drop(columns=["key"]).to_csv(tmp / "candidates.csv", index=False)
@@ -186,4 +200,4 @@ def export_candidate(ws: "Workspace", candidate_id: int, fmt: str, out: str | Pa
         return export_merged(base, vectors, weights, out, force, card)
     if fmt == "card":
         return export_card(base, vectors, weights, out, force, card)
-    return {"peft": export_peft, "mergekit": export_mergekit}[fmt](base, vectors, weights, out, force)
+    return {"peft": export_peft, "mergekit": export_mergekit}[fmt](base, vectors, weights, out, force, card)

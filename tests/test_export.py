@@ -56,3 +56,24 @@ def test_atomic_dir_never_leaves_partial_output(tmp_path):
     with atomic_dir(target, force=True) as tmp:
         (tmp / "new.txt").write_text("y")
     assert [p.name for p in target.iterdir()] == ["new.txt"]
+
+
+def test_export_a_candidate_of_another_prompt_set(tmp_path):
+    """A candidate generated on a prompt set other than workspace.json's exports, with its scores z-scored
+    against the base model on its own prompts (not refused as 'not in the workspace')."""
+    import yaml
+
+    from mva_core.export import export_candidate
+    from mva_core.sweep import Evaluator, evaluate_base
+    from tests.tiny import make_tiny_workspace
+
+    ws = make_tiny_workspace(tmp_path)
+    other = ["Name a color.", "Count to three."]
+    evaluate_base(ws, prompts=other)
+    cid = Evaluator(ws, "mva-no-hsic").on_prompts(other).evaluate([[0.5, 0.5]]).candidate_ids[0]
+    out = export_candidate(ws, cid, "card", tmp_path / "card")
+    card = yaml.safe_load((out / "README.md").read_text().split("---")[1])["mva"]
+    assert card["candidate_id"] == cid and card["weights"] == {"warmth": 0.5, "brevity": 0.5}
+    rows = ws.store.responses([cid])
+    assert rows["prompt"].tolist() == other
+    assert card["scores"]["brevity"]["raw"] == pytest.approx(rows["brevity"].mean())

@@ -237,3 +237,27 @@ def test_explore_evaluates_a_conditioned_policy_at_the_slider_preference(tmp_pat
                               ws.prompts(), np.ones((1, 1)), decoding)[0]
     assert ws.store.responses([int(cid)])["response"].tolist() == want
     assert any("your point" == t.get("name") for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"])
+
+
+def test_export_of_a_conditioned_candidate_says_its_system_prompt(tmp_path):
+    """The exported card of a conditioned policy's candidate carries p and the exact system message; the merged
+    model is the policy at weight 1 (export's own reload check compares the logits)."""
+    import yaml
+
+    from mva_core.export import export_candidate
+    from mva_core.sweep import Evaluator
+    from tests.tiny import make_tiny_workspace, make_value_vector
+
+    ws = make_tiny_workspace(tmp_path)
+    policy = make_value_vector(tmp_path / "base", tmp_path / "vectors" / "mi-epo" / "policy", "mi-epo", seed=3,
+                               method="mi-epo")
+    meta = json.loads((policy / "mva_vector.json").read_text())
+    (policy / "mva_vector.json").write_text(json.dumps({**meta, "conditioned": True, "values": ["warmth", "brevity"]}))
+    cid = Evaluator(ws, "mi-epo").evaluate([[0.3, 0.7]]).candidate_ids[0]
+    out = export_candidate(ws, cid, "merged", tmp_path / "out")
+    text = (out / "README.md").read_text()
+    card = yaml.safe_load(text.split("---")[1])["mva"]
+    assert card["weights"] == {"mi-epo": 1.0}
+    assert card["conditioning"] == {"preference": {"warmth": 0.3, "brevity": 0.7},
+                                    "system_prompt": "Preference weights: warmth=0.30, brevity=0.70."}
+    assert "Preference weights: warmth=0.30, brevity=0.70." in text.split("---", 2)[2]
