@@ -139,11 +139,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if hi > ws.manifest.C + 1e-9:
         raise CliError(f"--grid {args.grid!r} goes to {hi:g}, above this workspace's C = {ws.manifest.C:g} "
                        f"(workspace.json); use STOP <= {ws.manifest.C:g}")
-    groups = method_groups(ws, args.method, step, kind=args.kind)
+    prompts = None
+    if args.prompts:
+        from .data import load_prompts
+
+        prompts = load_prompts(args.prompts)  # a bad file raises DataFileError naming the line
+    values = [v.strip() for v in args.values.split(",") if v.strip()] if args.values else None
+    groups = method_groups(ws, args.method, step, kind=args.kind, values=values, prompts=prompts)
     groups = [(ev, W[((W >= lo - 1e-12) & (W <= hi + 1e-12)).all(axis=1)]) for ev, W in groups]
     groups = [(ev, W) for ev, W in groups if len(W)]
     bar = _bar()
-    evaluate_base(ws, groups[0][0].base if groups else None, progress=bar)
+    evaluate_base(ws, groups[0][0].base if groups else None, progress=bar, prompts=prompts)
     res = sweep_groups(args.method, groups, chunk=args.chunk, progress=bar)
     print(f"{len(res.candidate_ids)} candidates of {args.method} in {ws.root}: {res.generated} generated, "
           f"{len(res.candidate_ids) - res.generated} answered from the store")
@@ -289,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--kind", choices=["extrapolation", "simplex"], default=None,
                     help="override the method's own grid (mva: extrapolation, soup: simplex)")
     sw.add_argument("--chunk", type=int, default=8, help="candidates per weight-batched generate call")
+    sw.add_argument("--prompts", default=None, help="prompts JSONL to evaluate on (default: workspace.json's set); "
+                                                    "candidates are keyed by their prompts, so sets never mix")
+    sw.add_argument("--values", default=None, help="comma-separated subset of values to sweep; the others stay at 0")
 
     e = add("export", cmd_export, "export a stored candidate")
     e.add_argument("--candidate", type=int, required=True)

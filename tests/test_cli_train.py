@@ -84,3 +84,26 @@ def test_train_modpo_then_sweep_each_model_from_the_cli(setup):
     t = candidate_table(Workspace(ws))
     got = sorted(t.loc[t["method"] == "modpo", ["w_warm", "w_short"]].to_numpy().tolist())
     assert got == [[0.25, 0.75], [0.75, 0.25]]
+
+
+def test_cli_sweep_on_another_prompt_set_and_a_subset_of_values(tmp_path):
+    """sweep --prompts FILE --values warmth: exactly the grid (0..1 step .5) on warmth with brevity at 0, generated
+    on that file's prompts (plus the base model on them), the default set untouched."""
+    from mva_core.data import write_jsonl
+    from mva_core.workspace import Workspace
+    from tests.tiny import make_tiny_workspace
+
+    ws = make_tiny_workspace(tmp_path / "ws")
+    other = tmp_path / "other.jsonl"
+    write_jsonl(other, [{"prompt": "Name a color."}, {"prompt": "Count to three."}])
+    out = run("sweep", "--method", "mva-no-hsic", "--grid", "0:1:0.5", "--values", "warmth", "--prompts", other,
+              "--workspace", tmp_path / "ws")
+    assert "3 candidates" in out.stdout
+    cand = Workspace(tmp_path / "ws").store.candidates()
+    swept = cand[cand["method"] == "mva-no-hsic"]
+    assert sorted(map(tuple, swept["weights"])) == [(0.0, 0.0), (0.5, 0.0), (1.0, 0.0)]
+    assert len(cand[cand["method"] == "base"]) == 1
+    for cid in cand["id"]:
+        assert ws.store.responses([int(cid)])["prompt"].tolist() == ["Name a color.", "Count to three."]
+    bad = run("sweep", "--method", "mva-no-hsic", "--values", "nope", "--workspace", tmp_path / "ws", check=False)
+    assert bad.returncode != 0 and "choose one or more of ['warmth', 'brevity']" in bad.stderr.strip().splitlines()[-1]
