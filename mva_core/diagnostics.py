@@ -421,7 +421,7 @@ def _curve_rows(base: dict[str, Any], entry: Mapping[str, Any], default_penalty:
     losses = list(entry.get("losses") or [])
     acc = list(entry.get("reward_accuracies") or [])
     terms, penalty = [], default_penalty
-    for name in ("hsic", "ortho"):
+    for name in ("hsic", "ortho", "weight_consistency"):  # MVA Eq.14's penalties; MI-EPO's L_wc
         if entry.get(f"{name}_terms"):
             terms, penalty = list(entry[f"{name}_terms"]), name
     n = max(len(losses), len(acc), len(terms))

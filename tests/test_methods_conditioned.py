@@ -261,3 +261,16 @@ def test_export_of_a_conditioned_candidate_says_its_system_prompt(tmp_path):
     assert card["conditioning"] == {"preference": {"warmth": 0.3, "brevity": 0.7},
                                     "system_prompt": "Preference weights: warmth=0.30, brevity=0.70."}
     assert "Preference weights: warmth=0.30, brevity=0.70." in text.split("---", 2)[2]
+
+
+def test_training_curves_show_the_weight_consistency_term():
+    from mva_core.diagnostics import training_curves
+    import pandas as pd
+
+    log = {"policy": {"losses": [0.70, 0.69], "reward_accuracies": [0.0, 0.5],
+                      "weight_consistency_terms": [0.693, 0.690]}}
+    runs = pd.DataFrame([{"id": 1, "kind": "train", "method": "mi-epo", "status": "done", "config": "{}",
+                          "log": json.dumps(log)}])
+    curves = training_curves(runs)
+    assert curves["penalty"].tolist() == ["weight_consistency"] * 2
+    assert curves["penalty_term"].tolist() == [0.693, 0.690] and curves["loss"].tolist() == [0.70, 0.69]

@@ -61,7 +61,8 @@ def curves_figure(df: pd.DataFrame) -> go.Figure:
     panels = {"loss": "DPO loss", "reward_accuracy": "reward accuracy"}
     if df["penalty_term"].notna().any():
         penalty = next(p for p in df.loc[df["penalty_term"].notna(), "penalty"].dropna())
-        panels["penalty_term"] = f"{penalty.upper()} term Σⱼ P(θᵢ, θⱼ), earlier vectors j"
+        panels["penalty_term"] = ("weight-consistency term L_wc (MI-EPO, our formulation)" if penalty == "weight_consistency"
+                                  else f"{penalty.upper()} term Σⱼ P(θᵢ, θⱼ), earlier vectors j")
     fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.07,
                         subplot_titles=list(panels.values()))
     for k, (value, part) in enumerate(df.groupby("value", sort=False)):

@@ -113,6 +113,7 @@ def vector_logs(out_root: Any) -> dict[str, dict[str, Any]]:
     for d in sorted(p for p in Path(out_root).iterdir() if (p / META_FILE).is_file()):
         meta = json.loads((d / META_FILE).read_text())
         out[d.name] = {k: meta.get(k) for k in ("losses", "reward_accuracies", "hsic_terms", "ortho_terms",
+                                                 "weight_consistency_terms", "scalarised_reward_margins",
                                                  "seconds_per_step", "preference")}
     return out
 

@@ -353,6 +353,7 @@ def train_conditioned_policy(
     losses = [float(h["loss"]) for h in steps]
     terms = [float(h["weight_consistency"]) for h in steps if "weight_consistency" in h]
     margins = [float(h["objective/scores_margin"]) for h in steps if "objective/scores_margin" in h]
+    accuracies = [float(h["rewards/accuracies"]) for h in steps if "rewards/accuracies" in h]
     lora_finite = all(torch.isfinite(p).all() for n, p in trainer.model.named_parameters() if "lora_" in n)
     if not losses or not all(math.isfinite(x) for x in losses) or not lora_finite:
         shutil.rmtree(partial, ignore_errors=True)
@@ -362,7 +363,8 @@ def train_conditioned_policy(
         "value": method, "method": method, "conditioned": True, "values": values,
         "condition_example": condition_text([1 / len(values)] * len(values), values, config.system_prompt),
         "base_model": str(base_dir), "base_fingerprint": base_fingerprint, "train_config": config.to_dict(),
-        **settings, "steps": len(losses), "losses": losses, "weight_consistency_terms": terms,
+        **settings, "steps": len(losses), "losses": losses, "reward_accuracies": accuracies,
+        "weight_consistency_terms": terms,
         "scalarised_reward_margins": margins,
         "seconds_per_step": statistics.fmean(clock.seconds) if clock.seconds else None,
         "train_seconds": train_seconds, "resumed_from_step": resumed_step,
