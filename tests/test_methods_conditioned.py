@@ -274,3 +274,29 @@ def test_training_curves_show_the_weight_consistency_term():
     curves = training_curves(runs)
     assert curves["penalty"].tolist() == ["weight_consistency"] * 2
     assert curves["penalty_term"].tolist() == [0.693, 0.690] and curves["loss"].tolist() == [0.70, 0.69]
+
+
+def test_compare_draws_a_conditioned_policy_in_order_of_p_with_its_mip(tmp_path, monkeypatch):
+    from mva_core.results import candidate_table
+    from mva_core.sweep import Evaluator, evaluate_base
+    from tests.apptest import open_page, plotly_array
+    from tests.tiny import make_tiny_workspace, make_value_vector
+
+    ws = make_tiny_workspace(tmp_path)
+    policy = make_value_vector(tmp_path / "base", tmp_path / "vectors" / "mo-odpo" / "policy", "mo-odpo", seed=5,
+                               method="mo-odpo")
+    meta = json.loads((policy / "mva_vector.json").read_text())
+    (policy / "mva_vector.json").write_text(json.dumps({**meta, "conditioned": True, "values": ["warmth", "brevity"]}))
+    evaluate_base(ws)
+    P = pareto.preference_vectors(2)
+    Evaluator(ws, "mo-odpo").evaluate(P[::-1])  # stored in another order than p's
+    at = open_page(monkeypatch, tmp_path, "views/compare.py")
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    trace = next(t for t in spec["data"] if str(t.get("name", "")).startswith("mo-odpo"))
+    assert trace["line"]["dash"] == "dash" and "p = 0→1 on warmth" in trace["name"]
+    table = candidate_table(ws)
+    rows = table[table["method"] == "mo-odpo"].sort_values("w_warmth")
+    assert np.allclose(plotly_array(trace["x"]), rows["z_warmth"]) and len(rows) == 11
+    shown = at.dataframe[0].value.set_index("method")
+    want = np.mean([w @ z for w, z in zip(rows[["w_warmth", "w_brevity"]].to_numpy(), rows[["z_warmth", "z_brevity"]].to_numpy())])
+    assert shown.loc["mo-odpo", "MIP"] == pytest.approx(want, abs=1e-3)

@@ -110,6 +110,17 @@ for i, method in enumerate(chosen):
     hover = [f"{method} · candidate {r.id}<br>weights {np.round(r.weights, 3).tolist()}<br>"
              + "<br>".join(f"{v}: z={getattr(r, f'z_{v}'):.2f} raw={getattr(r, f'raw_{v}'):.3f}" for v in values)
              + f"<br>rank {r.rank:.0f}" for r in part.itertuples()]
+    if composition.get(method) == "conditioned":  # one policy steered by p: its runs in order of p, dashed
+        steer = part.sort_values(f"w_{values[0]}")
+        hover = [f"{method} · candidate {r.id}<br>p in the prompt "
+                 + ", ".join(f"{v}={getattr(r, f'w_{v}'):.2f}" for v in values) + "<br>"
+                 + "<br>".join(f"{v}: z={getattr(r, f'z_{v}'):.2f} raw={getattr(r, f'raw_{v}'):.3f}" for v in values)
+                 for r in steer.itertuples()]
+        fig.add_trace(go.Scatter(x=steer[f"z_{x_name}"], y=steer[f"z_{y_name}"], mode="lines+markers",
+                                 name=f"{method} (p = 0→1 on {values[0]})", hovertext=hover, hoverinfo="text",
+                                 line=dict(color=color, width=2, dash="dash"),
+                                 marker=dict(color=color, size=9, symbol="circle-open", line=dict(width=2))))
+        continue
     if composition.get(method) in ("vertices", "each"):  # one model per point: markers only, a symbol of their own
         fig.add_trace(go.Scatter(x=part[f"z_{x_name}"], y=part[f"z_{y_name}"], mode="markers", name=method,
                                  marker=dict(color=color, size=14, symbol=next(symbols, "diamond"),
@@ -133,7 +144,9 @@ fig.update_layout(xaxis_title=f"{x_name} (z vs base)", yaxis_title=f"{y_name} (z
                   legend=dict(orientation="h", x=0, y=-0.15, yanchor="top"), margin=dict(l=10, r=10, t=30, b=10))
 st.plotly_chart(fig, width="stretch", key="compare_plot")
 st.caption("Lines: the front of a grid method (its non-dominated candidates); faint dots: its other candidates. "
-           "Large symbols: methods that are one model per point (dpo-<value>, dpo-seqt, dpo-lw, …).")
+           "Large symbols: methods that are one model per point (dpo-<value>, dpo-seqt, dpo-lw, …). Dashed: one "
+           "preference-conditioned policy (mo-odpo, mi-epo) run with each evaluation preference p in its prompt, in "
+           "order of p; a policy that follows p sweeps across the trade-off.")
 
 # ---- Table ----
 st.subheader("Metrics")
