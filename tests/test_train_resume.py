@@ -24,19 +24,10 @@ from mva_core.methods.dpo import (
 )
 from mva_core.methods.mva import train_value
 from mva_core.models import weights_fingerprint
+from test_methods_dpo import PAIRS  # the same toy pairs
 from tiny import make_tiny_llama
 
 ROOT = Path(__file__).resolve().parent.parent
-PAIRS = [
-    {"prompt": "How do I bake bread?", "chosen": "Mix flour, water, salt and yeast, knead, rest, and bake it hot.",
-     "rejected": "I hate this, it is terrible."},
-    {"prompt": "Tell me a joke about cats.", "chosen": "The cat sat on the mat and laughed at the dog.",
-     "rejected": "I hate this, it is terrible."},
-    {"prompt": "Explain photosynthesis briefly.", "chosen": "Plants turn light, water and air into sugar.",
-     "rejected": "Thank you, that is wonderful!"},
-    {"prompt": "You are kind and helpful.", "chosen": "Thank you, that is wonderful!",
-     "rejected": "The cat sat on the mat."},
-]
 STEPS, EVERY, CUT = 8, 3, 5  # checkpoints at 3 and 6; the cut after step 5 loses steps 4-5, replayed on resume
 # Two pairs per batch: two batches per epoch and four epochs, so resuming must also skip to the right batch.
 CFG = TrainConfig(lora_r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], learning_rate=5e-2, max_steps=STEPS,

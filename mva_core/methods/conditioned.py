@@ -34,8 +34,6 @@ import math
 import os
 import shutil
 import statistics
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -45,8 +43,8 @@ import numpy as np
 from ..config import ConfigError
 from . import register_method
 from .dpo import (
-    META_FILE, TrainConfig, TrainingError, _checkpoint_step, _no_checkpointing, _step_clock, check_pairs,
-    open_partial, partial_dir, render_prompts, run_identity,
+    META_FILE, TrainConfig, TrainingError, _no_checkpointing, _step_clock, check_pairs, load_training_base,
+    open_partial, partial_dir, render_prompts, run_identity, run_resumable,
 )
 
 # trl ships OnlineDPOTrainer under trl.experimental and warns on every import; we use it knowingly (its
@@ -288,7 +286,6 @@ def train_conditioned_policy(
     from trl.experimental.online_dpo import OnlineDPOConfig
 
     from ..export import atomic_dir
-    from ..models import load_base
 
     if not datasets:
         raise ConfigError("no values given; a conditioned policy needs at least two values' data")
@@ -302,12 +299,7 @@ def train_conditioned_policy(
         raise ConfigError(f"max_steps={config.max_steps}: an online method needs a step count (it has no epochs "
                           "over fixed data); set max_steps >= 1")
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise TrainingError(f"{out_dir} already exists; pick another output dir or pass overwrite=True to replace it")
-    base = load_base(base_dir)
-    if base.fingerprint != base_fingerprint:
-        raise TrainingError(f"base_fingerprint {base_fingerprint!r} does not match the weights in {base_dir} "
-                            f"({base.fingerprint}); pass mva_core.models.weights_fingerprint of the base you train on")
+    base = load_training_base(base_dir, base_fingerprint, out_dir, overwrite)
     values = list(datasets)
     scalarise = Scalariser.fit(datasets, scorers)
     n_rows = config.max_steps * config.per_device_batch_size * config.gradient_accumulation_steps
@@ -341,13 +333,7 @@ def train_conditioned_policy(
     )
     if not progress:
         trainer.remove_callback(transformers.PrinterCallback)
-    resumed_step = None
-    if resume_from is not None:
-        resumed_step = _checkpoint_step(resume_from)
-        print(f"resuming {method} from step {resumed_step} ({resume_from})", file=sys.stderr, flush=True)
-    start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
-    train_seconds = time.perf_counter() - start
+    resumed_step, train_seconds = run_resumable(trainer, resume_from, method)
 
     steps = [h for h in trainer.state.log_history if "loss" in h and "step" in h]
     losses = [float(h["loss"]) for h in steps]

@@ -307,6 +307,29 @@ def _restore_terms(extra_meta: dict[str, Any], log_history: Sequence[dict[str, A
                 terms[:] = restored
 
 
+def run_resumable(trainer: Any, resume_from: Path | None, name: str) -> tuple[int | None, float]:
+    """`trainer.train()`, from checkpoint `resume_from` when given (said on stderr); (resumed step, seconds)."""
+    resumed_step = None
+    if resume_from is not None:
+        resumed_step = _checkpoint_step(resume_from)
+        print(f"resuming {name} from step {resumed_step} ({resume_from})", file=sys.stderr, flush=True)
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
+    return resumed_step, time.perf_counter() - start
+
+
+def load_training_base(base_dir: str, base_fingerprint: str, out_dir: Path, overwrite: bool) -> Any:
+    """The base to train on, loaded afresh (trainers wrap and patch it); refuses an existing `out_dir` unless
+    `overwrite`, and a base whose weights are not `base_fingerprint`."""
+    if Path(out_dir).exists() and not overwrite:
+        raise OutputExistsError(f"{out_dir} already exists; pick another output dir or pass overwrite=True to replace it")
+    base = load_base(base_dir)
+    if base.fingerprint != base_fingerprint:
+        raise TrainingError(f"base_fingerprint {base_fingerprint!r} does not match the weights in {base_dir} "
+                            f"({base.fingerprint}); pass mva_core.models.weights_fingerprint of the base you train on")
+    return base
+
+
 def train_dpo_vector(
     base_dir: str,
     pairs: list[dict[str, Any]],
@@ -352,13 +375,7 @@ def train_dpo_vector(
         raise ConfigError("value name is empty; name the value this vector is for, e.g. 'harmless'")
     check_pairs(pairs)
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        raise OutputExistsError(f"{out_dir} already exists; pick another output dir or pass overwrite=True to replace it")
-
-    base = load_base(base_dir)
-    if base.fingerprint != base_fingerprint:
-        raise TrainingError(f"base_fingerprint {base_fingerprint!r} does not match the weights in {base_dir} "
-                            f"({base.fingerprint}); pass mva_core.models.weights_fingerprint of the base you train on")
+    base = load_training_base(base_dir, base_fingerprint, out_dir, overwrite)
     model, tokenizer = base.model, base.tokenizer
     prompts = render_prompts(tokenizer, [p["prompt"] for p in pairs], config.system_prompt)
     # Plain-text completions: trl appends the EOS (ChatML's <|im_end|>), which is where generation stops.
@@ -406,13 +423,7 @@ def train_dpo_vector(
         if n_used == 0:
             raise PreferenceDataError(f"every prompt is at least max_length={config.max_length} tokens long, so no "
                                       "pair has a response left to train on; raise max_length or shorten the prompts")
-        resumed_step = None
-        if resume_from is not None:
-            resumed_step = _checkpoint_step(resume_from)
-            print(f"resuming {value} from step {resumed_step} ({resume_from})", file=sys.stderr, flush=True)
-        start = time.perf_counter()
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
-        train_seconds = time.perf_counter() - start
+        resumed_step, train_seconds = run_resumable(trainer, resume_from, value)
     finally:
         if not progress and not bars_were_off:
             datasets.enable_progress_bars()
