@@ -58,14 +58,18 @@ class Evaluator:
         self.prompts = workspace.prompts()
         self.decoding = workspace.manifest.decoding
         n = len(workspace.value_names)
-        # One vector per value: weights are per value. Otherwise (a vector trained for a preference, or on all
-        # values in turn) the weights are per vector and named after them.
-        self.value_names = tuple(workspace.value_names) if len(self.vectors) == n else tuple(v.value for v in self.vectors)
-        self.space = workspace.space() if len(self.vectors) == n else SearchSpace(
-            n_values=len(self.vectors), C=max(1.0, float(workspace.manifest.C)), step=1.0)
+        # One vector per value: weights are per value. A conditioned policy: each row is a preference p over the
+        # values (on the simplex). Otherwise (a vector trained for a preference, or on all values in turn) the
+        # weights are per vector and named after them.
         if self.conditioned:
             self.value_names = tuple(workspace.value_names)
             self.space = SearchSpace(n_values=n, C=1.0, step=1.0, kind="simplex")
+        elif len(self.vectors) == n:
+            self.value_names = tuple(workspace.value_names)
+            self.space = workspace.space()
+        else:
+            self.value_names = tuple(v.value for v in self.vectors)
+            self.space = SearchSpace(n_values=len(self.vectors), C=max(1.0, float(workspace.manifest.C)), step=1.0)
 
     def decoding_for(self, preference: Sequence[float] | None) -> DecodingConfig:
         """The workspace's decoding; for a conditioned policy with p written into its system message."""
@@ -85,8 +89,10 @@ class Evaluator:
         """The candidate of one row of weights; for a conditioned policy the row is its preference p."""
         p = tuple(float(w) for w in weights) if self.conditioned else None
         return CandidateSpec(
-            method=self.method, source=source, value_names=(self.vectors[0].value,) if p else self.value_names,
-            weights=(1.0,) if p else tuple(float(w) for w in weights), vector_hashes=tuple(v.hash for v in self.vectors),
+            method=self.method, source=source,
+            value_names=self.value_names if p is None else (self.vectors[0].value,),
+            weights=tuple(float(w) for w in weights) if p is None else (1.0,),
+            vector_hashes=tuple(v.hash for v in self.vectors),
             base_fingerprint=self.base.fingerprint, prompts_hash=prompts_hash(self.prompts),
             decoding=self.decoding_for(p).fingerprint(), preference=p,
         )

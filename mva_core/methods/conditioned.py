@@ -81,6 +81,13 @@ def condition_text(preference: Sequence[float], value_names: Sequence[str], syst
     return f"{system_prompt}\n{text}" if system_prompt else text
 
 
+def conditioned_prompt(tokenizer: Any, question: str, preference: Sequence[float], value_names: Sequence[str],
+                       system_prompt: str | None = None) -> str:
+    """The prompt string a conditioned policy trains on for `question` under w: the chat template with
+    `condition_text` as its system message, as `dpo.render_prompts` renders it for trl's tokenizer call."""
+    return render_prompts(tokenizer, [question], condition_text(preference, value_names, system_prompt))[0]
+
+
 def mirrored(preference: Sequence[float]) -> list[float]:
     """w̄: the opposite trade-off (w reversed), the counterfactual condition of the weight-consistency term."""
     return list(preference)[::-1]
@@ -216,7 +223,7 @@ def conditioned_trainer() -> type:
             tok = self._tokenizer
 
             def prompt_ids(ws: list[list[float]]) -> list[list[int]]:
-                texts = [render_prompts(tok, [q], condition_text(w, self.value_names, self.system_prompt))[0]
+                texts = [conditioned_prompt(tok, q, w, self.value_names, self.system_prompt)
                          for q, w in zip(questions, ws)]
                 return tok(texts)["input_ids"]
 
@@ -304,8 +311,7 @@ def train_conditioned_policy(
     scalarise = Scalariser.fit(datasets, scorers)
     n_rows = config.max_steps * config.per_device_batch_size * config.gradient_accumulation_steps
     rows = training_rows(datasets, n_rows, dirichlet_alpha, config.seed)
-    texts = [render_prompts(base.tokenizer, [r[QUESTION]], condition_text(r[PREFERENCE], values, config.system_prompt))[0]
-             for r in rows]
+    texts = [conditioned_prompt(base.tokenizer, r[QUESTION], r[PREFERENCE], values, config.system_prompt) for r in rows]
     rows = [{"prompt": t, **r} for t, r in zip(texts, rows)]
 
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
