@@ -14,10 +14,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .atomic import check_target
+from .errors import MVAError, as_user_error
 from .workspace import default_workspace
 
 
-class CliError(ValueError):
+class CliError(MVAError, ValueError):
     """A command-line argument is malformed."""
 
 
@@ -58,6 +60,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
     from .models import load_base
     from .vectors import check_compatible, load_value_vector
 
+    check_target(args.out, args.force)  # before minutes of loading and merging
     adapters = _named_paths(args.adapter, "--adapter")
     weights = parse_weights(args.weights)
     SearchSpace(n_values=len(adapters), C=args.C, step=args.C).check(weights)
@@ -170,6 +173,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_candidate
     from .workspace import open_workspace
 
+    check_target(args.out, args.force)
     ws = open_workspace(args.workspace)
     print(export_candidate(ws, args.candidate, args.format, args.out, force=args.force))
     return 0
@@ -222,6 +226,7 @@ def cmd_data(args: argparse.Namespace) -> int:
     """Preference pairs from the paper's datasets (or a JSONL of their records) into <out>/{train,validation,test}.jsonl."""
     from .preference_data import load_source, write_splits
 
+    check_target(args.out, args.force)
     parsed = load_source(args.source, args.format, args.objective)
     counts = write_splits(parsed, args.out, seed=args.seed, force=args.force)
     skipped = ", ".join(f"{n} {reason}" for reason, n in parsed.skipped.items()) or "none"
@@ -345,7 +350,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.workspace = default_workspace()
     try:
         return int(args.fn(args))
-    except (ValueError, KeyError, RuntimeError, OSError) as exc:  # our error types subclass these
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"error: {msg}", file=sys.stderr)
+    except Exception as exc:
+        user_error = as_user_error(exc, where=args.workspace)
+        if user_error is None:
+            raise  # a bug in our code: keep its traceback
+        text = str(user_error).strip()
+        print(f"error: {text.splitlines()[0] if text else type(user_error).__name__}", file=sys.stderr)
         return 2

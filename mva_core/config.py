@@ -13,16 +13,18 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
+from .errors import MVAError
+
 import numpy as np
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(MVAError, ValueError):
     """A configuration value is out of range or contradicts another one."""
 
 
-class WeightsError(ValueError):
+class WeightsError(MVAError, ValueError):
     """A weight vector is the wrong length, non-finite or outside the search space [0, C]."""
 
 

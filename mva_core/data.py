@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from .errors import MVAError
 
-class DataFileError(ValueError):
+
+class DataFileError(MVAError, ValueError):
     """A JSONL file is unreadable or a record is malformed; the message names the file and line."""
 
 

@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .errors import MVAError
 from .compose import delta_weight
 from .hsic import KERNELS, SAMPLE_MODES, Kernel, SampleMode, hsic_from_kernels, layer_kernels
 from .models import BaseModel
@@ -42,7 +43,7 @@ PairRecord = Mapping[str, str]  # {"prompt", "chosen", "rejected"}
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 
-class DiagnosticsError(ValueError):
+class DiagnosticsError(MVAError, ValueError):
     """A diagnostic cannot be computed from what the workspace holds; the message says what to add."""
 
 

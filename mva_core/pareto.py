@@ -17,8 +17,10 @@ import pandas as pd
 from pymoo.indicators.hv import HV
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
+from .errors import MVAError
 
-class ParetoError(ValueError):
+
+class ParetoError(MVAError, ValueError):
     """The objectives, reference point or preferences handed to the Pareto filter are unusable."""
 
 

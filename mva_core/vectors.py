@@ -17,12 +17,14 @@ from typing import Any, Sequence
 
 import torch
 
+from .errors import MVAError
+
 META_FILE = "mva_vector.json"
 ADAPTER_FILE = "adapter_model.safetensors"
 _KEY = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?P<ab>[AB])\.weight$")
 
 
-class VectorError(ValueError):
+class VectorError(MVAError, ValueError):
     """A value vector is missing, corrupt, unsafe, or does not fit the base model / the other vectors."""
 
 

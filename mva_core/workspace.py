@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from .errors import MVAError
 from .config import ConfigError, DecodingConfig, SearchSpace
 from .models import DEFAULT_BASE
 from .store import Store
@@ -26,7 +27,7 @@ DEMO_WORKSPACE = REPO_ROOT / "data" / "demo"
 MANIFEST = "workspace.json"
 
 
-class WorkspaceError(ValueError):
+class WorkspaceError(MVAError, ValueError):
     """The workspace is missing, malformed, or a path would leave it."""
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Any, Callable, Literal, TypeVar
 
+from ..errors import MVAError
+
 T = TypeVar("T")
 
 Composition = Literal["extrapolation", "simplex", "vertices", "each", "conditioned"]
@@ -29,7 +31,7 @@ COMPOSITIONS: dict[str, str] = {
 _REGISTRY: dict[str, Any] = {}
 
 
-class UnknownMethodError(ValueError):
+class UnknownMethodError(MVAError, ValueError):
     """No training method is registered under the requested name."""
 
 

@@ -292,7 +292,7 @@ def train_conditioned_policy(
     from peft import LoraConfig
     from trl.experimental.online_dpo import OnlineDPOConfig
 
-    from ..export import atomic_dir
+    from ..atomic import atomic_dir
 
     if not datasets:
         raise ConfigError("no values given; a conditioned policy needs at least two values' data")
@@ -365,7 +365,7 @@ def train_conditioned_policy(
                      "torch": torch.__version__},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
-    with atomic_dir(out_dir, force=overwrite) as tmp:
+    with atomic_dir(out_dir, force=overwrite, kind="value_vector") as tmp:
         trainer.model.save_pretrained(str(tmp), safe_serialization=True, selected_adapters=["default"])
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
     shutil.rmtree(partial, ignore_errors=True)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..errors import MVAError
 from ..config import ConfigError, _Record
 from ..data import DataFileError, read_jsonl
 from ..models import chat_prompt, load_base
@@ -36,11 +37,11 @@ class PreferenceDataError(DataFileError):
     """Preference pairs are unreadable or malformed; the message names the file and line (or the pair)."""
 
 
-class TrainingError(RuntimeError):
+class TrainingError(MVAError, RuntimeError):
     """Training could not run or produced an unusable vector (diverged, wrong base); nothing was written."""
 
 
-class OutputExistsError(FileExistsError):
+class OutputExistsError(MVAError, FileExistsError):
     """The value vector dir already exists and `overwrite` was not given."""
 
 
@@ -369,7 +370,7 @@ def train_dpo_vector(
     from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
 
-    from ..export import atomic_dir
+    from ..atomic import atomic_dir
 
     if not value or not value.strip():
         raise ConfigError("value name is empty; name the value this vector is for, e.g. 'harmless'")
@@ -454,7 +455,7 @@ def train_dpo_vector(
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         **(extra_meta or {}),
     }
-    with atomic_dir(out_dir, force=overwrite) as tmp:
+    with atomic_dir(out_dir, force=overwrite, kind="value_vector") as tmp:
         peft_model.save_pretrained(str(tmp), safe_serialization=True, selected_adapters=["default"])  # not "ref"
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
     shutil.rmtree(partial, ignore_errors=True)  # the vector is in place: its checkpoints are done with
