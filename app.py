@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from mva_core.errors import as_user_error
 from views.shared import sidebar
 
 st.set_page_config(page_title="MVA Explorer", page_icon="⚖️", layout="wide")
@@ -14,4 +15,10 @@ nav = st.navigation([
     st.Page("views/diagnostics.py", title="Diagnostics", icon=":material/biotech:"),
     st.Page("views/export.py", title="Export", icon=":material/download:"),
 ])
-nav.run()
+try:
+    nav.run()
+except Exception as exc:  # an expected failure (damaged store, read-only, disk full…) is shown, a bug raises
+    user_error = as_user_error(exc)
+    if user_error is None:
+        raise
+    st.error(str(user_error))

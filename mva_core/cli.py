@@ -15,12 +15,17 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .atomic import check_target
+from .config import check_name
 from .errors import MVAError, as_user_error
 from .workspace import default_workspace
 
 
 class CliError(MVAError, ValueError):
     """A command-line argument is malformed."""
+
+
+# A sweep of more candidates than this runs only with --yes (at ~5 s per candidate on 2 CPU cores, ~40 min).
+CONFIRM_CANDIDATES = 500
 
 
 def _bar() -> Callable[[str, int, int], None]:
@@ -49,7 +54,7 @@ def _named_paths(items: Sequence[str], flag: str) -> list[tuple[str, str]]:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
             raise CliError(f"{flag} {item!r}: write it as NAME=PATH, e.g. {flag} help=vectors/help")
-        out.append((name, path))
+        out.append((check_name(name, f"{flag} name"), path))
     return out
 
 
@@ -134,10 +139,13 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import evaluate_base, method_groups, sweep_groups
+    from .sweep import evaluate_base, method_groups, seconds_per_candidate, sweep_groups
     from .workspace import open_workspace
 
+    if args.chunk < 1:
+        raise CliError(f"--chunk {args.chunk}: candidates per generate call must be >= 1, e.g. --chunk 8")
     ws = open_workspace(args.workspace)
+    ws.store.check_writable()  # a read-only workspace says so before the model loads
     lo, hi, step = _grid(args.grid)
     if hi > ws.manifest.C + 1e-9:
         raise CliError(f"--grid {args.grid!r} goes to {hi:g}, above this workspace's C = {ws.manifest.C:g} "
@@ -151,6 +159,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     groups = method_groups(ws, args.method, step, kind=args.kind, values=values, prompts=prompts)
     groups = [(ev, W[((W >= lo - 1e-12) & (W <= hi + 1e-12)).all(axis=1)]) for ev, W in groups]
     groups = [(ev, W) for ev, W in groups if len(W)]
+    total = sum(len(W) for _, W in groups)
+    if total > CONFIRM_CANDIDATES and not args.yes:
+        took = seconds_per_candidate(ws)
+        eta = (f"about {total * took / 3600:.1f} h at this workspace's last sweep rate ({took:.1f} s per candidate)"
+               if took else "no earlier sweep here to estimate the time from")
+        raise CliError(f"this sweep has {total:,} candidates ({eta}); pass --yes to run it, or choose a coarser --grid")
     bar = _bar()
     evaluate_base(ws, groups[0][0].base if groups else None, progress=bar, prompts=prompts)
     res = sweep_groups(args.method, groups, chunk=args.chunk, progress=bar)
@@ -191,7 +205,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .store import Store
 
     method = get_method(args.method)
-    values = [v.strip() for v in args.values.split(",") if v.strip()]
+    values = [check_name(v.strip(), "--values name") for v in args.values.split(",") if v.strip()]
     data = dict(_named_paths(args.data, "--data"))
     if not values or set(data) != set(values):
         raise CliError(f"--values {values} and --data {sorted(data)} must name the same values, one --data VALUE=FILE each")
@@ -238,10 +252,10 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def _workspace_scorers(workspace: str | Path, values: list[str]) -> dict[str, str]:
     """value -> scorer spec from the workspace's manifest (MODPO's margins); a value it lacks scores itself."""
-    from .workspace import MANIFEST, Manifest
+    from .workspace import MANIFEST, load_manifest
 
     path = Path(workspace) / MANIFEST
-    known = {v.name: v.scorer for v in Manifest.from_dict(json.loads(path.read_text())).values} if path.is_file() else {}
+    known = {v.name: v.scorer for v in load_manifest(path).values} if path.is_file() else {}
     return {v: known.get(v, v) for v in values}
 
 
@@ -303,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--prompts", default=None, help="prompts JSONL to evaluate on (default: workspace.json's set); "
                                                     "candidates are keyed by their prompts, so sets never mix")
     sw.add_argument("--values", default=None, help="comma-separated subset of values to sweep; the others stay at 0")
+    sw.add_argument("--yes", action="store_true", help=f"run a sweep of more than {CONFIRM_CANDIDATES} candidates")
 
     e = add("export", cmd_export, "export a stored candidate")
     e.add_argument("--candidate", type=int, required=True)
@@ -351,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.fn(args))
     except Exception as exc:
-        user_error = as_user_error(exc, where=args.workspace)
+        user_error = as_user_error(exc)
         if user_error is None:
             raise  # a bug in our code: keep its traceback
         text = str(user_error).strip()

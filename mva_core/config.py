@@ -10,6 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
+import re
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
@@ -28,8 +32,52 @@ class WeightsError(MVAError, ValueError):
     """A weight vector is the wrong length, non-finite or outside the search space [0, C]."""
 
 
-class _Record:
+# Names that become path parts (values, methods, exports): letters, digits, '-', '_', '.'; no leading dot, so
+# a name can neither leave its directory ('..', '/') nor hide (a dot file).
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+
+
+def check_name(name: Any, what: str = "name") -> str:
+    """`name` if it is safe as one path part; raises ConfigError naming it and the allowed characters."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise ConfigError(f"{what} {name!r} is not allowed: use letters, digits, '-', '_' and '.' (not first), "
+                          "e.g. 'warmth' or 'harmless-v2'")
+    return name
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Does a JSON value fit a field's annotation (int, float, bool, str, X | None, Literal)?"""
+    if hint is Any:
+        return True
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return value in typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if origin in (list, dict, tuple):
+        return isinstance(value, origin)
+    if hint is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+class Record:
     """JSON round-trip and a stable content hash, shared by the config dataclasses."""
+
+    def check_types(self) -> None:
+        """Raise ConfigError naming the first field whose value does not fit its annotation (e.g. "48" for an
+        int read from JSON); called first by each record's __post_init__."""
+        hints = typing.get_type_hints(type(self))
+        for f in fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            if not _type_ok(value, hints[f.name]):
+                fix = "write the number without quotes" if isinstance(value, str) else "give a value of that type"
+                raise ConfigError(f"{type(self).__name__}.{f.name} = {value!r} ({type(value).__name__}) is not "
+                                  f"{_describe(hints[f.name])}; {fix}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)  # type: ignore[call-overload]
@@ -54,7 +102,7 @@ class _Record:
 
 
 @dataclass
-class DecodingConfig(_Record):
+class DecodingConfig(Record):
     """How responses are generated for scoring. Greedy by default so a candidate's score is deterministic."""
 
     _added_fields = {"min_new_tokens": 0}
@@ -71,6 +119,7 @@ class DecodingConfig(_Record):
     system_prompt: str | None = field(default=None, metadata={"help": "Optional system message; None = template default."})
 
     def __post_init__(self) -> None:
+        self.check_types()
         if self.max_new_tokens < 1:
             raise ConfigError(f"max_new_tokens={self.max_new_tokens}: must be >= 1")
         if not (0 <= self.min_new_tokens <= self.max_new_tokens):
@@ -83,8 +132,17 @@ class DecodingConfig(_Record):
             raise ConfigError(f"top_p={self.top_p}: must be in (0, 1]")
 
 
+# A grid is enumerated in memory before anything runs: 10^6 points × n weights is ~50 MB. Larger asks are
+# refused outright; how many candidates a user may run without confirming is the CLI's and the app's choice.
+MAX_GRID_POINTS = 1_000_000
+
+
+class GridTooLargeError(ConfigError):
+    """The weight grid asked for has more points than can be enumerated or than the user confirmed."""
+
+
 @dataclass
-class SearchSpace(_Record):
+class SearchSpace(Record):
     """The weight space S of MVA Eq.15: extrapolation `[0, C]^n` on a uniform grid, or the simplex (SOUP)."""
 
     n_values: int = field(default=2, metadata={"help": "Number of value vectors composed."})
@@ -95,6 +153,7 @@ class SearchSpace(_Record):
     )
 
     def __post_init__(self) -> None:
+        self.check_types()
         if self.n_values < 1:
             raise ConfigError(f"n_values={self.n_values}: need at least one value vector")
         if not (math.isfinite(self.C) and self.C > 0):
@@ -122,14 +181,40 @@ class SearchSpace(_Record):
             raise WeightsError(f"weights {w.tolist()} sum to {w.sum():.6g}; simplex weights must sum to 1")
         return w
 
-    def grid(self) -> np.ndarray:
-        """All grid points of S, shape (K, n): uniform steps of `step` from 0 to C (C included)."""
+    def ticks(self) -> np.ndarray:
+        """The grid values of one weight: 0, step, 2·step, … up to C (C included)."""
         ticks = np.round(np.arange(0.0, self.C + self.step / 2, self.step), 10)
-        ticks = ticks[ticks <= self.C + 1e-9]
+        return ticks[ticks <= self.C + 1e-9]
+
+    def grid_size(self) -> int:
+        """How many points `grid()` has, counted without building it (a fine step can mean billions)."""
+        m = len(self.ticks())
+        if self.kind == "extrapolation":
+            return m ** self.n_values
+        k = round(1.0 / self.step)  # simplex: compositions of k steps into n parts, when step divides 1
+        return math.comb(k + self.n_values - 1, self.n_values - 1) if abs(k * self.step - 1.0) < 1e-9 else 0
+
+    def grid(self, max_points: int = MAX_GRID_POINTS) -> np.ndarray:
+        """All grid points of S, shape (K, n): uniform steps of `step` from 0 to C (C included). A grid of more
+        than `max_points` points is refused before it is built (GridTooLargeError says how many)."""
+        size = self.grid_size() if self.kind == "extrapolation" else len(self.ticks()) ** self.n_values
+        if size > max_points:
+            raise GridTooLargeError(f"step {self.step:g} over {self.n_values} value(s) means enumerating {size:,} "
+                                    f"grid points (at most {max_points:,}); use a coarser step, e.g. 0.1")
+        ticks = self.ticks()
         mesh = np.stack(np.meshgrid(*([ticks] * self.n_values), indexing="ij"), axis=-1).reshape(-1, self.n_values)
         if self.kind == "simplex":
             mesh = mesh[np.abs(mesh.sum(axis=1) - 1.0) < 1e-9]
         return mesh
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(h) for h in typing.get_args(hint))
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+            type(None): "null"}.get(hint, str(hint))
 
 
 def parse_weights(text: str) -> list[float]:

@@ -42,6 +42,7 @@ def as_user_error(exc: BaseException, where: str | Path | None = None) -> MVAErr
     """
     if isinstance(exc, MVAError):
         return exc
+    where = where if where is not None else getattr(exc, "filename", None)
     place = f" ({where})" if where is not None else ""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if isinstance(exc, sqlite3.OperationalError) and "full" in text.lower():

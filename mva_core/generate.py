@@ -10,9 +10,27 @@ from torch import nn
 
 from .compose import WeightBatchedModel, row_weights
 from .config import DecodingConfig
+from .errors import MVAError
 from .models import chat_prompt
 
 Progress = Callable[[int, int], None]  # (rows done, rows total)
+
+
+class PromptTooLongError(MVAError):
+    """A prompt (with its chat template) and the new tokens do not fit the model's context."""
+
+
+def check_context(net: nn.Module, n_tokens: Sequence[int], max_new_tokens: int) -> None:
+    """Refuse (rather than cut) prompts that do not fit: a cut prompt would be scored as if it were whole."""
+    context = getattr(getattr(net, "config", None), "max_position_embeddings", None)
+    if not isinstance(context, int) or not n_tokens:
+        return
+    j = int(np.argmax(n_tokens))
+    if n_tokens[j] + max_new_tokens > context:
+        raise PromptTooLongError(
+            f"prompt {j} is {n_tokens[j]:,} tokens with its chat template; with {max_new_tokens} new tokens that "
+            f"exceeds the model's context of {context:,}; shorten or drop it (prompts are refused, not cut, so "
+            "every score is of the whole prompt)")
 
 
 def generate_responses(
@@ -43,6 +61,7 @@ def generate_responses(
     # Rows sorted by prompt length (longest first): chunks then hold prompts of one length, so left
     # padding wastes almost no prefill compute; with many candidates a chunk is often one prompt.
     n_tokens = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]  # type: ignore[operator]
+    check_context(net, n_tokens, decoding.max_new_tokens)
     rows = sorted(((k, j) for k in range(n_candidates) for j in range(len(prompts))),
                   key=lambda kj: (-n_tokens[kj[1]], kj[1], kj[0]))  # (candidate, prompt)
     out: list[list[str]] = [[""] * len(prompts) for _ in range(n_candidates)]

@@ -9,28 +9,33 @@ leaves either a whole candidate or none, and two writers on one workspace do not
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import os
+import socket
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from .errors import ReadOnlyError, as_user_error
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY, kind TEXT NOT NULL, method TEXT, config TEXT NOT NULL,
-    status TEXT NOT NULL DEFAULT 'running', started REAL NOT NULL, finished REAL, log TEXT
+    status TEXT NOT NULL DEFAULT 'running', started REAL NOT NULL, finished REAL, log TEXT, pid INTEGER, host TEXT
 );
 CREATE TABLE IF NOT EXISTS candidates (
     id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, method TEXT NOT NULL, source TEXT NOT NULL,
     value_names TEXT NOT NULL, weights TEXT NOT NULL, vector_hashes TEXT NOT NULL,
     base_fingerprint TEXT NOT NULL, prompts_hash TEXT NOT NULL, decoding TEXT NOT NULL,
-    run_id INTEGER REFERENCES runs(id), created REAL NOT NULL
+    run_id INTEGER REFERENCES runs(id), created REAL NOT NULL, preference TEXT
 );
 CREATE TABLE IF NOT EXISTS responses (
     candidate_id INTEGER NOT NULL REFERENCES candidates(id), prompt_idx INTEGER NOT NULL,
@@ -78,49 +83,149 @@ class CandidateSpec:
         return candidate_key(self.base_fingerprint, self.vector_hashes, self.weights, self.prompts_hash, self.decoding)
 
 
+# Columns added after stores were written: (table, column, type). Added on the first write that finds them missing.
+ADDED_COLUMNS = [("candidates", "preference", "TEXT"), ("runs", "pid", "INTEGER"), ("runs", "host", "TEXT")]
+
+
+def _migrated(con: sqlite3.Connection) -> bool:
+    return all(column in {row[1] for row in con.execute(f"PRAGMA table_info({table})")}
+               for table, column, _ in ADDED_COLUMNS)
+
+
+def _migrate(con: sqlite3.Connection) -> None:
+    for table, column, kind in ADDED_COLUMNS:
+        if column not in {row[1] for row in con.execute(f"PRAGMA table_info({table})")}:
+            try:
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+            except sqlite3.OperationalError as exc:  # another process added it just now
+                if "duplicate column" not in str(exc):
+                    raise
+
+
+def run_status(status: str, pid: Any, host: Any) -> str:
+    """A stored run's status as it is now: 'running' only while its process on this host is alive; a run of
+    another host cannot be checked from here and keeps its stored status."""
+    if status != "running" or pid is None or (isinstance(pid, float) and math.isnan(pid)):
+        return status
+    if host != socket.gethostname():
+        return status
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return "stopped"
+    except PermissionError:  # alive, owned by another user
+        return status
+    return status
+
+
 class Store:
-    """One SQLite file. Short-lived connections per call so threads (Streamlit sessions) never share one."""
+    """One SQLite file. Short-lived connections per call so threads (Streamlit sessions) never share one.
+
+    Nothing is written until something is stored: reading a workspace that has no `mva.sqlite` yet sees an empty
+    store and creates no file. A store in a directory this process cannot write is opened read-only (browse,
+    compare and export work; storing raises `ReadOnlyError`). A damaged or non-SQLite file raises `StoreError`
+    naming it. The file may be deleted or replaced while the app runs: every call opens it anew.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as con:
-            con.executescript(SCHEMA)
-            columns = {row[1] for row in con.execute("PRAGMA table_info(candidates)")}
-            if "preference" not in columns:  # stores written before conditioned policies existed
-                try:
-                    con.execute("ALTER TABLE candidates ADD COLUMN preference TEXT")
-                except sqlite3.OperationalError as exc:  # another process added it just now
-                    if "duplicate column" not in str(exc):
-                        raise
 
-    def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=60.0)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA foreign_keys=ON")
+    @property
+    def read_only(self) -> bool:
+        """True when this process may not write the store (a read-only directory or file)."""
+        if self.path.exists():
+            return not os.access(self.path, os.W_OK) or not os.access(self.path.parent, os.W_OK)
+        parent = next((p for p in [self.path.parent, *self.path.parent.parents] if p.exists()), None)
+        return parent is None or not os.access(parent, os.W_OK)
+
+    def check_writable(self) -> None:
+        """Raise ReadOnlyError, saying what still works, when results cannot be stored here."""
+        if self.read_only:
+            raise ReadOnlyError(f"{self.path} cannot be written (read-only workspace); browsing, comparing and "
+                                "exporting work; to evaluate or train, copy the workspace somewhere writable "
+                                "(cp -r) and open the copy")
+
+    @contextlib.contextmanager
+    def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """A connection that commits on success and is always closed; sqlite/OS failures become user errors."""
+        if write:
+            self.check_writable()
+        try:
+            con = self._open(write)
+            try:
+                yield con
+                con.commit()
+            finally:
+                con.close()
+        except (sqlite3.Error, OSError, MemoryError) as exc:
+            user_error = as_user_error(exc, self.path)
+            if user_error is None:
+                raise
+            raise user_error from exc
+
+    def _open(self, write: bool) -> sqlite3.Connection:
+        if not self.path.exists() and not write:  # viewing never creates the store: an empty one in memory
+            con = sqlite3.connect(":memory:")
+            con.executescript(SCHEMA)
+            _migrate(con)
+            return con
+        if self.read_only:  # immutable: no -wal/-shm files are needed or made in a directory we cannot write
+            con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            con = sqlite3.connect(self.path, timeout=60.0)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA foreign_keys=ON")
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if not {"runs", "candidates", "responses", "scores"} <= tables or not _migrated(con):
+            if self.read_only:  # an empty or old file we may not upgrade: read what there is through memory
+                con.close()
+                con = sqlite3.connect(":memory:")
+            con.executescript(SCHEMA)
+            _migrate(con)
+            con.commit()
         return con
 
     # ---- runs ----
-    def start_run(self, kind: str, config: dict[str, Any], method: str | None = None) -> int:
-        with self._connect() as con:
-            cur = con.execute("INSERT INTO runs(kind, method, config, started) VALUES (?,?,?,?)",
-                              (kind, method, json.dumps(config, sort_keys=True), time.time()))
+    def start_run(self, kind: str, config: dict[str, Any], method: str | None = None, adopt: bool = False) -> int:
+        """A new run (status 'running', with this process's id and host). With `adopt`, a run of the same kind,
+        method and config that was stopped, or whose process is gone, is taken over instead (a resumed sweep)."""
+        blob = json.dumps(config, sort_keys=True)
+        with self._connect(write=True) as con:
+            if adopt:
+                rows = con.execute("SELECT id, status, pid, host FROM runs WHERE kind=? AND method IS ? AND config=?"
+                                   " ORDER BY id DESC", (kind, method, blob)).fetchall()
+                for run_id, status, pid, host in rows:
+                    if run_status(status, pid, host) == "stopped":
+                        con.execute("UPDATE runs SET status='running', pid=?, host=?, finished=NULL WHERE id=?",
+                                    (os.getpid(), socket.gethostname(), run_id))
+                        return int(run_id)
+            cur = con.execute("INSERT INTO runs(kind, method, config, started, pid, host) VALUES (?,?,?,?,?,?)",
+                              (kind, method, blob, time.time(), os.getpid(), socket.gethostname()))
             return int(cur.lastrowid)
 
     def finish_run(self, run_id: int, status: str = "done", log: dict[str, Any] | None = None) -> None:
-        with self._connect() as con:
+        with self._connect(write=True) as con:
             con.execute("UPDATE runs SET status=?, finished=?, log=? WHERE id=?",
                         (status, time.time(), json.dumps(log) if log is not None else None, run_id))
 
     def runs(self) -> pd.DataFrame:
+        """Every run; a 'running' run whose process is gone (killed) shows as 'stopped' (Optuna's stale trial)."""
         with self._connect() as con:
-            return pd.read_sql_query("SELECT * FROM runs ORDER BY id", con)
+            runs = pd.read_sql_query("SELECT * FROM runs ORDER BY id", con)
+        runs["status"] = [run_status(s, p, h) for s, p, h in zip(runs["status"], runs["pid"], runs["host"])]
+        return runs
 
     def version(self) -> int:
-        """Changes whenever a candidate or a score is added: a cheap cache key for derived tables."""
+        """Changes whenever a candidate or a score is added, or the file is replaced: a cheap cache key for
+        derived tables."""
         with self._connect() as con:
             a, b = con.execute("SELECT (SELECT COUNT(*) FROM candidates), (SELECT COUNT(*) FROM scores)").fetchone()
-        return int(a) * 1_000_003 + int(b)
+        try:
+            inode = self.path.stat().st_ino
+        except OSError:  # no store yet
+            inode = 0
+        return hash((int(a), int(b), inode))
 
     # ---- candidates ----
     def find(self, keys: Sequence[str]) -> dict[str, int]:
@@ -137,7 +242,7 @@ class Store:
                       run_id: int | None = None) -> int:
         """Insert a candidate with its responses in one transaction; an existing key returns its id."""
         assert len(prompts) == len(responses), "one response per prompt"
-        with self._connect() as con:
+        with self._connect(write=True) as con:
             # INSERT OR IGNORE, not SELECT-then-INSERT: two processes adding the same candidate at once (two
             # sweeps on one workspace) must not both pass the check and fail on the UNIQUE key.
             cur = con.execute(
@@ -174,7 +279,7 @@ class Store:
         (NaN as NULL) and flagged finite=0."""
         rows = [(cid, j, scorer, None if math.isnan(float(v)) else float(v), int(math.isfinite(float(v))))
                 for cid, values in per_candidate.items() for j, v in enumerate(values)]
-        with self._connect() as con:
+        with self._connect(write=True) as con:
             con.executemany("INSERT OR REPLACE INTO scores(candidate_id, prompt_idx, scorer, value, finite)"
                             " VALUES (?,?,?,?,?)", rows)
 

@@ -8,6 +8,7 @@ ones in one weight-batched generation (each row its own weights), then scores on
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -201,6 +202,16 @@ def method_groups(ws: Workspace, method: str, step: float, kind: str | None = No
     return [(make(dirs), W) for dirs, W in compared.weight_sets(C, step, active)]
 
 
+def seconds_per_candidate(ws: Workspace) -> float | None:
+    """Wall seconds per generated candidate of this workspace's most recent finished sweep (None if none)."""
+    runs = ws.store.runs()
+    for run in runs[(runs["kind"] == "sweep") & (runs["status"] == "done")].iloc[::-1].itertuples():
+        generated = json.loads(run.log or "{}").get("generated", 0)
+        if generated and run.finished:
+            return float(run.finished - run.started) / generated
+    return None
+
+
 def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], chunk: int = 8,
                  progress: StageProgress | None = None, space: SearchSpace | None = None,
                  extra_scorers: Sequence[str] = ()) -> Evaluation:
@@ -208,6 +219,8 @@ def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], ch
     `space` bounds the weights (default each evaluator's: workspace.json's C); `extra_scorers` also score."""
     if not groups:
         raise WorkspaceError(f"method {method!r} has no candidates to evaluate")
+    if chunk < 1:
+        raise ConfigError(f"chunk = {chunk}: candidates per generate call must be >= 1, e.g. 8")
     ws = groups[0][0].ws
     total = sum(len(W) for _, W in groups)
     prompts = groups[0][0].prompts
@@ -215,7 +228,7 @@ def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], ch
               "n_prompts": len(prompts), "prompts_hash": prompts_hash(prompts),
               **({"space": space.to_dict()} if space is not None else {}),
               **({"extra_scorers": list(extra_scorers)} if extra_scorers else {})}
-    run_id = ws.store.start_run("sweep", config, method)
+    run_id = ws.store.start_run("sweep", config, method, adopt=True)  # a rerun of a killed sweep takes it over
     ids: list[int] = []
     generated = 0
     try:

@@ -11,13 +11,14 @@ each registered method's vector set and how its candidates are composed from it.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from .errors import MVAError
-from .config import ConfigError, DecodingConfig, SearchSpace
+from .config import ConfigError, DecodingConfig, SearchSpace, Record, check_name
 from .models import DEFAULT_BASE
 from .store import Store
 
@@ -32,29 +33,79 @@ class WorkspaceError(MVAError, ValueError):
 
 
 @dataclass
-class ValueSpec:
-    name: str  # the value, as shown to users (e.g. "warmth")
-    scorer: str  # scorer registry spec that measures it (e.g. "warmth", "hf:Ray2333/gpt2-large-harmless-reward_model")
+class ValueSpec(Record):
+    """One value of the workspace and the scorer that measures it."""
+
+    name: str = field(metadata={"help": "The value as shown to users (e.g. 'warmth'); also a directory name."})
+    scorer: str = field(metadata={
+        "help": "Scorer registry spec that measures it (e.g. 'warmth', 'hf:Ray2333/gpt2-large-harmless-reward_model')."})
+
+    def __post_init__(self) -> None:
+        self.check_types()
+        check_name(self.name, "value name")
+        if not self.scorer.strip():
+            raise ConfigError(f"value {self.name!r}: scorer is empty; name a registry scorer or hf:MODEL")
 
 
 @dataclass
-class Manifest:
-    base: str = DEFAULT_BASE
-    values: list[ValueSpec] = field(default_factory=list)
-    C: float = 1.0
-    prompts: str = "prompts/validation.jsonl"  # relative to the workspace
-    decoding: DecodingConfig = field(default_factory=DecodingConfig)
-    description: str = ""
+class Manifest(Record):
+    """workspace.json: what the workspace is about. Validated on load; a bad field is named with the fix."""
+
+    base: str = field(default=DEFAULT_BASE, metadata={"help": "Hub id, model dir or .gguf file of the base model."})
+    values: list[ValueSpec] = field(default_factory=list, metadata={"help": "The values, in weight order."})
+    C: float = field(default=1.0, metadata={"help": "Upper bound of every weight, > 0 (MVA Eq.15; paper: 1)."})
+    prompts: str = field(default="prompts/validation.jsonl", metadata={"help": "Prompt set, relative to the workspace."})
+    decoding: DecodingConfig = field(default_factory=DecodingConfig, metadata={"help": "How responses are generated."})
+    description: str = field(default="", metadata={"help": "Shown in the app."})
+
+    def __post_init__(self) -> None:
+        self.check_types()
+        if not self.base.strip():
+            raise ConfigError("base is empty; name the base model (hub id, model dir or .gguf file)")
+        if not all(isinstance(v, ValueSpec) for v in self.values):
+            raise ConfigError("values must be a list of {\"name\": ..., \"scorer\": ...} objects")
+        names = [v.name for v in self.values]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"value names {twice} appear twice; give each value its own name")
+        if not (math.isfinite(self.C) and self.C > 0):
+            raise ConfigError(f"C = {self.C}: the weight bound must be a positive finite number (paper: 1)")
+        if not self.prompts.strip():
+            raise ConfigError("prompts is empty; name a JSONL prompt file, e.g. prompts/validation.jsonl")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"base": self.base, "values": [vars(v) for v in self.values], "C": self.C, "prompts": self.prompts,
+        return {"base": self.base, "values": [v.to_dict() for v in self.values], "C": self.C, "prompts": self.prompts,
                 "decoding": self.decoding.to_dict(), "description": self.description}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Manifest":
-        return cls(base=d.get("base", DEFAULT_BASE), values=[ValueSpec(**v) for v in d.get("values", [])],
-                   C=float(d.get("C", 1.0)), prompts=d.get("prompts", "prompts/validation.jsonl"),
-                   decoding=DecodingConfig.from_dict(d.get("decoding", {})), description=d.get("description", ""))
+    def from_dict(cls, d: Any) -> "Manifest":
+        if not isinstance(d, dict):
+            raise ConfigError(f"the top level is a {type(d).__name__}; it must be a JSON object with base, values, C, ...")
+        values, decoding = d.get("values", []), d.get("decoding", {})
+        if not isinstance(values, list) or not all(isinstance(v, dict) for v in values):
+            raise ConfigError(f"values = {values!r} must be a list of {{\"name\": ..., \"scorer\": ...}} objects")
+        if not isinstance(decoding, dict):
+            raise ConfigError(f"decoding = {decoding!r} must be an object, e.g. {{\"max_new_tokens\": 48}}")
+        known = {"base", "values", "C", "prompts", "decoding", "description"}
+        if set(d) - known:
+            raise ConfigError(f"unknown field(s) {sorted(set(d) - known)}; valid fields are {sorted(known)}")
+        rest = {k: d[k] for k in ("base", "C", "prompts", "description") if k in d}
+        return cls(values=[ValueSpec.from_dict(v) for v in values], decoding=DecodingConfig.from_dict(decoding), **rest)
+
+
+def load_manifest(path: Path) -> Manifest:
+    """workspace.json, validated; every problem raises WorkspaceError naming the file, the field and the fix."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise WorkspaceError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
+                             "fix the file or rebuild the workspace") from None
+    except UnicodeDecodeError as exc:
+        raise WorkspaceError(f"{path}: bytes are not UTF-8 (at byte {exc.start}); re-save it as UTF-8") from None
+    try:
+        return Manifest.from_dict(data)
+    except (ConfigError, TypeError) as exc:
+        raise WorkspaceError(f"{path}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -128,7 +179,7 @@ class Workspace:
                 f"{self.root} is not an MVA workspace (no {MANIFEST}); build one with "
                 f"`python -m mva_core demo build --workspace {self.root}` or pass another --workspace"
             )
-        self.manifest = Manifest.from_dict(json.loads((self.root / MANIFEST).read_text()))
+        self.manifest = load_manifest(self.root / MANIFEST)
         self.store = Store(self.root / "mva.sqlite")
 
     @classmethod

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import MVAError
-from ..config import ConfigError, _Record
+from ..config import ConfigError, Record
 from ..data import DataFileError, read_jsonl
 from ..models import chat_prompt, load_base
 from ..vectors import META_FILE
@@ -50,7 +50,7 @@ class ResumeMismatchError(TrainingError):
 
 
 @dataclass
-class TrainConfig(_Record):
+class TrainConfig(Record):
     """Settings for training one value vector by DPO with LoRA. Defaults are the CPU_SMALL preset."""
 
     beta: float = field(default=0.1, metadata={"help": "DPO β: the KL strength towards the base (paper: 0.1)."})
