@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from mva_core.config import ConfigError, check_name
 from mva_core.export import FORMATS, export_candidate
 from mva_core.models import ModelLoadError
 from mva_core.workspace import WorkspaceError
@@ -72,12 +73,12 @@ force = c2.checkbox("Overwrite existing exports", key="export_force")
 targets: dict[int, Path] = {}
 try:
     exports = ws.inside("exports")
-    folder = ws.inside("exports", name.strip())
+    folder = ws.inside("exports", check_name(name.strip(), "output folder"))
     if exports not in folder.parents:
         raise WorkspaceError(f"{name!r} is not a folder inside {exports}; use a plain name such as {method}-front")
     ids = picked[:1] if fmt == "csv" else picked  # csv writes the whole table once
     targets = {cid: folder if fmt == "csv" else folder / f"candidate-{cid}-{fmt}" for cid in ids}
-except WorkspaceError as exc:
+except (WorkspaceError, ConfigError) as exc:
     st.error(f"{exc}. Choose a folder name without '..' or '/' at the start: exports stay inside "
              f"{ws.root / 'exports'}.")
 if targets:
