@@ -1,9 +1,10 @@
 """Reward functions ("scorers") keyed by name, and the per-value z-score used for plots and metrics.
 
 Two kinds (DESIGN.md "Scorers"):
-- `HFRewardModel`: any transformers `AutoModelForSequenceClassification` reward model with one output
-  logit (the paper's `Ray2333/gpt2-large-helpful-reward_model`, `PKU-Alignment/beaver-7b-v1.0-cost`, ...),
-  reached through the spec `hf:<path-or-id>` or `hf:<path-or-id>@sign=-1` (a cost model, negated).
+- `HFRewardModel`: a transformers `AutoModelForSequenceClassification` reward model with one output logit
+  (the paper's `Ray2333/gpt2-large-helpful-reward_model`) or a safe-rlhf score model (`LlamaModelForScore`,
+  the paper's `PKU-Alignment/beaver-7b-v1.0-cost`), reached through the spec `hf:<path-or-id>` with options
+  `@sign=-1` (a cost model, negated) and `template=hh|pku|chat|plain` (the text its trainer fed it).
 - packaged offline scorers for the embedded demo, registered by what they really measure:
   `warmth`, `civility`, `brevity`, `relevance`.
 
@@ -86,7 +87,8 @@ def available_scorers() -> dict[str, str]:
 
 
 def get_scorer(spec: str) -> Scorer:
-    """The scorer for a registered name or an `hf:<path-or-id>[@sign=-1,batch_size=N,max_length=N]` spec.
+    """The scorer for a registered name or an `hf:<path-or-id>[@sign=-1,batch_size=N,max_length=N,template=T]` spec
+    (T: hh | pku | chat | plain; default the known paper model's own, else chat when the tokenizer has one).
 
     Cached per spec: a model loads once per process.
     """
@@ -115,11 +117,12 @@ def _cache_key(spec: str) -> tuple:
     return ("registered", spec)
 
 
-_HF_OPTIONS = {"sign": float, "batch_size": int, "max_length": int}
+_HF_OPTIONS = {"sign": float, "batch_size": int, "max_length": int, "template": str}
 
 
 def _parse_hf_spec(spec: str) -> tuple[str, dict]:
-    """`hf:<path>[@k=v,k=v]` -> (path, options). Options: sign (+1 or -1), batch_size, max_length."""
+    """`hf:<path>[@k=v,k=v]` -> (path, options). Options: sign (+1 or -1), batch_size, max_length, template
+    (hh | pku | chat | plain)."""
     body = spec[len(HF_PREFIX):]
     path, options = body, {}
     head, sep, tail = body.rpartition("@")
@@ -141,55 +144,129 @@ def _parse_hf_spec(spec: str) -> tuple[str, dict]:
     return path, options
 
 
-# ---- (a) HF sequence-classification reward models ----
+# ---- (a) HF reward models: sequence-classification models and safe-rlhf score models ----
+
+# What each template makes of (prompt, response): the text the reward model was trained on (DESIGN "Scorers").
+TEMPLATES: dict[str, str] = {
+    "hh": "\n\nHuman: {prompt}\n\nAssistant: {response}",  # HH-RLHF (Ray2333 GPT-2 reward models)
+    "pku": "BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:{response}",  # safe-rlhf (PKU beaver), + eos
+    "chat": "the tokenizer's chat template over [user: prompt, assistant: response]",
+    "plain": "{prompt}\n{response}",
+}
+# Known paper models and the text their trainers fed them (matched on the spec's path or hub id).
+KNOWN_TEMPLATES: list[tuple[str, str]] = [("Ray2333/gpt2-large-", "hh"), ("PKU-Alignment/beaver-", "pku")]
+
+
+def default_template(path: str, has_chat_template: bool) -> str:
+    """The known paper models' own template, else `chat` when the tokenizer has one, else `plain`."""
+    for needle, template in KNOWN_TEMPLATES:
+        if needle.lower() in path.lower():
+            return template
+    return "chat" if has_chat_template else "plain"
+
+
+def _refuse_new_weights(path: str, info: dict, what: str) -> None:
+    """Never score with random weights: a tensor the checkpoint lacks was newly initialised on load."""
+    missing = sorted(info.get("missing_keys", ())) + sorted(k for k, *_ in info.get("mismatched_keys", ()))
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else "")
+        raise RewardModelError(f"{path} has no trained weights for {shown} (they would be random): it seems to be "
+                               f"{what}; use a reward model whose checkpoint holds its head")
+
 
 class HFRewardModel(Scorer):
-    """The single output logit of an `AutoModelForSequenceClassification` reward model, times `sign`.
+    """The scalar reward of a reward model, times `sign`, on the text its trainer fed it (`template`).
 
-    The conversation [user: prompt, assistant: response] goes through the tokenizer's chat template when
-    it has one, else the text is `prompt + "\\n" + response`. Inputs longer than `max_length` tokens are
-    cut from the left, so the response (what is being judged) is kept. A row that tokenizes to nothing
-    scores NaN. `trust_remote_code` stays off.
+    Two layouts: a transformers `AutoModelForSequenceClassification` with one output logit (the Ray2333 GPT-2
+    models), or a safe-rlhf score model (`LlamaModelForScore`: backbone `model.*` + `score_head`; the PKU
+    beaver models), scored as safe-rlhf does — the head on the hidden state of the last token (their
+    end-score) — with plain transformers modules and no remote code. A model with any weight missing from its
+    checkpoint is refused (never scored with a random head). Inputs longer than `max_length` tokens are cut
+    from the left, so the response (what is being judged) is kept. A row that tokenizes to nothing scores NaN.
     """
 
-    reference = "reward model: transformers AutoModelForSequenceClassification with num_labels == 1"
+    reference = "reward model: transformers sequence classification (num_labels == 1) or safe-rlhf score model"
 
     def __init__(self, path_or_id: str, sign: float = 1.0, batch_size: int = 16, max_length: int = 512,
-                 device: str | None = None):
+                 template: str | None = None, device: str | None = None):
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         if sign not in (1.0, -1.0):
             raise ScorerSpecError(f"sign must be +1 (reward) or -1 (cost model), got {sign}")
         if batch_size < 1 or max_length < 1:
             raise ScorerSpecError(f"batch_size and max_length must be positive, got {batch_size}, {max_length}")
+        if template is not None and template not in TEMPLATES:
+            raise ScorerSpecError(f"template={template!r}; choose one of {', '.join(TEMPLATES)}")
         self.path = str(path_or_id)
         self.sign, self.batch_size, self.max_length = float(sign), int(batch_size), int(max_length)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=False)
+        self.template = template or default_template(self.path, bool(getattr(self.tokenizer, "chat_template", None)))
+        if self.template == "chat" and not getattr(self.tokenizer, "chat_template", None):
+            raise ScorerSpecError(f"template=chat, but the tokenizer of {self.path} has no chat template; "
+                                  f"choose one of {', '.join(t for t in TEMPLATES if t != 'chat')}")
+        cfg = AutoConfig.from_pretrained(self.path, trust_remote_code=False)
+        self.safe_rlhf = any(a.endswith("ModelForScore") for a in (getattr(cfg, "architectures", None) or []))
+        self._load_safe_rlhf(cfg) if self.safe_rlhf else self._load_sequence_classifier()
+        self.model.to(self.device).eval()
         self.name = HF_PREFIX + self.path + ("@sign=-1" if self.sign < 0 else "")
         self.measures = (f"{'negated ' if self.sign < 0 else ''}scalar output of the reward model {self.path} "
-                         "on the chat-formatted (prompt, response)")
+                         f"({'safe-rlhf end score' if self.safe_rlhf else 'sequence classification'}) on the "
+                         f"(prompt, response) written with template '{self.template}': {TEMPLATES[self.template]!r}")
+        self._set_padding(self.model.config)
 
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=False)
-        self.model = AutoModelForSequenceClassification.from_pretrained(self.path, trust_remote_code=False)
-        self.model.to(self.device).eval()
-        cfg = self.model.config
-        if cfg.num_labels != 1:
+    def _load_sequence_classifier(self) -> None:
+        from transformers import AutoModelForSequenceClassification
+
+        self.model, info = AutoModelForSequenceClassification.from_pretrained(
+            self.path, trust_remote_code=False, output_loading_info=True)
+        _refuse_new_weights(self.path, info, f"a {', '.join(self.model.config.architectures or ['model'])} checkpoint "
+                                             "without a sequence-classification head")
+        if self.model.config.num_labels != 1:
             raise RewardModelError(
-                f"{self.path} has {cfg.num_labels} output labels; a reward model has exactly one "
+                f"{self.path} has {self.model.config.num_labels} output labels; a reward model has exactly one "
                 "(num_labels == 1). Use a scalar reward/cost model."
             )
+        self.head = None
 
-        # Padding: the model pools the rightmost token that is not its pad_token_id, so the tokenizer
+    def _load_safe_rlhf(self, cfg: object) -> None:
+        """safe-rlhf's `<Arch>ModelForScore`: the backbone through AutoModel, `score_head` read from the checkpoint."""
+        import torch
+        from transformers import AutoModel
+
+        self.model, info = AutoModel.from_pretrained(self.path, trust_remote_code=False, output_loading_info=True)
+        _refuse_new_weights(self.path, info, "a safe-rlhf score model whose backbone does not match its config")
+        tensors = _checkpoint_tensors(self.path, ("score_head.weight", "score_head.bias"))
+        if "score_head.weight" not in tensors:
+            raise RewardModelError(f"{self.path} is a {cfg.architectures[0]} but its checkpoint has no "  # type: ignore[attr-defined]
+                                   "score_head.weight (the head would be random); use the complete checkpoint")
+        weight = tensors["score_head.weight"]  # (score_dim, hidden)
+        if weight.shape[0] != 1:
+            raise RewardModelError(f"{self.path} scores {weight.shape[0]} dimensions (score_dim); a reward model "
+                                   "has exactly one")
+        bias = bool(getattr(cfg, "bias", False) or getattr(cfg, "score_bias", False))
+        if bias and "score_head.bias" not in tensors:
+            raise RewardModelError(f"{self.path}: its config asks for a score_head bias the checkpoint lacks "
+                                   "(it would be random); use the complete checkpoint")
+        self.head = torch.nn.Linear(weight.shape[1], 1, bias=bias)
+        with torch.no_grad():
+            self.head.weight.copy_(weight)
+            if bias:
+                self.head.bias.copy_(tensors["score_head.bias"])
+        self.head.to(self.device).eval()
+
+    def _set_padding(self, cfg: object) -> None:
+        # Padding: a sequence classifier pools the rightmost token that is not its pad_token_id, so the tokenizer
         # must pad with that same id (right padding; causal attention keeps padded rows exact).
         tok = self.tokenizer
-        if cfg.pad_token_id is not None and cfg.pad_token_id != tok.pad_token_id:
-            tok.pad_token = tok.convert_ids_to_tokens(int(cfg.pad_token_id))
+        if getattr(cfg, "pad_token_id", None) is not None and cfg.pad_token_id != tok.pad_token_id:  # type: ignore[attr-defined]
+            tok.pad_token = tok.convert_ids_to_tokens(int(cfg.pad_token_id))  # type: ignore[attr-defined]
         if tok.pad_token_id is None:
             if tok.eos_token is None:
                 raise RewardModelError(f"the tokenizer of {self.path} has neither a pad nor an eos token to pad batches with")
             tok.pad_token = tok.eos_token
-        cfg.pad_token_id = tok.pad_token_id
+        cfg.pad_token_id = tok.pad_token_id  # type: ignore[attr-defined]
         tok.padding_side = "right"
         tok.truncation_side = "left"
         model_max = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", None)
@@ -197,21 +274,23 @@ class HFRewardModel(Scorer):
             self.max_length = min(self.max_length, int(model_max))
 
     def texts(self, prompts: list[str], responses: list[str]) -> list[str]:
-        """The strings the reward model reads, one per (prompt, response)."""
-        if getattr(self.tokenizer, "chat_template", None):
+        """The strings the reward model reads, one per (prompt, response), by `template`."""
+        if self.template == "chat":
             return [self.tokenizer.apply_chat_template(
                         [{"role": "user", "content": p}, {"role": "assistant", "content": r}], tokenize=False)
                     for p, r in zip(prompts, responses)]
-        return [p + "\n" + r for p, r in zip(prompts, responses)]
+        # safe-rlhf appends the eos token to every scored text (their PreferenceDataset): its end score sits there
+        end = (self.tokenizer.eos_token or "") if self.template == "pku" else ""
+        return [TEMPLATES[self.template].format(prompt=p, response=r) + end for p, r in zip(prompts, responses)]
 
     def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
         import torch
 
         _check_pairs(prompts, responses)
         texts = self.texts(prompts, responses)
-        # A chat template already writes its special tokens; plain text gets the tokenizer's own.
-        add_special = not getattr(self.tokenizer, "chat_template", None)
-        enc = self.tokenizer(texts, add_special_tokens=add_special, truncation=True, max_length=self.max_length)
+        # A chat template already writes its special tokens; other templates get the tokenizer's own (a BOS).
+        enc = self.tokenizer(texts, add_special_tokens=self.template != "chat", truncation=True,
+                             max_length=self.max_length)
         out = np.full(len(texts), np.nan, dtype=np.float64)
         # Similar lengths share a batch (less padding); empty rows stay NaN.
         order = sorted((i for i, ids in enumerate(enc["input_ids"]) if ids), key=lambda i: len(enc["input_ids"][i]))
@@ -220,9 +299,49 @@ class HFRewardModel(Scorer):
             batch = self.tokenizer.pad({k: [enc[k][i] for i in rows] for k in ("input_ids", "attention_mask")},
                                        return_tensors="pt").to(self.device)
             with torch.no_grad():
-                logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            out[rows] = self.sign * logits[:, 0].double().cpu().numpy()  # (b,)
+                out[rows] = self.sign * self._reward(batch["input_ids"], batch["attention_mask"]).double().cpu().numpy()
         return out
+
+    def _reward(self, input_ids: "torch.Tensor", attention_mask: "torch.Tensor") -> "torch.Tensor":
+        """(B,) rewards of a right-padded batch."""
+        import torch
+
+        if self.head is None:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0]
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, d)
+        last = attention_mask.sum(dim=1) - 1  # (B,) index of the last real token: safe-rlhf's end index
+        end = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, d)
+        return self.head(end)[:, 0]
+
+
+def _checkpoint_tensors(path: str, names: tuple[str, ...]) -> dict[str, "torch.Tensor"]:
+    """The named tensors from a model's safetensors checkpoint (single file or sharded with an index)."""
+    import json as _json
+
+    from huggingface_hub import hf_hub_download
+    from safetensors import safe_open
+
+    def local(filename: str) -> Path | None:
+        p = Path(path) / filename
+        if p.is_file():
+            return p
+        if Path(path).is_dir():
+            return None
+        try:
+            return Path(hf_hub_download(path, filename))
+        except OSError:  # not on the hub either (hub errors are OSErrors): the caller reports the missing head
+            return None
+
+    index = local("model.safetensors.index.json")
+    files = sorted(set(_json.loads(index.read_text())["weight_map"].values())) if index else ["model.safetensors"]
+    out: dict = {}
+    for name in files:
+        f = local(name)
+        if f is None:
+            continue
+        with safe_open(str(f), framework="pt") as st:
+            out.update({k: st.get_tensor(k) for k in names if k in st.keys()})
+    return out
 
 
 # ---- (b) Packaged offline scorers (embedded demo) ----
