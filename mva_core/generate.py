@@ -11,7 +11,7 @@ from torch import nn
 from .compose import WeightBatchedModel, row_weights
 from .config import DecodingConfig
 from .errors import MVAError
-from .models import chat_prompt
+from .models import chat_prompt, reply_stop
 
 Progress = Callable[[int, int], None]  # (rows done, rows total)
 
@@ -73,8 +73,9 @@ def generate_responses(
         if decoding.do_sample
         else dict(do_sample=False, temperature=None, top_p=None, top_k=None)
     )
+    stop = reply_stop(tokenizer)
     lengths = dict(max_new_tokens=decoding.max_new_tokens, min_new_tokens=decoding.min_new_tokens or None,
-                   pad_token_id=pad_id)
+                   pad_token_id=pad_id, **(dict(stop_strings=[stop], tokenizer=tokenizer) if stop else {}))
     done = 0
     for start in range(0, len(rows), decoding.batch_size):
         chunk = rows[start:start + decoding.batch_size]
@@ -90,7 +91,7 @@ def generate_responses(
                 gen = net.generate(**enc, **lengths, **sampling)
         new_tokens = gen[:, enc["input_ids"].shape[1]:]  # (rows, new) — left padding keeps prompts aligned
         for (k, j), seq in zip(chunk, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):  # type: ignore[attr-defined]
-            out[k][j] = seq.strip()
+            out[k][j] = (seq.split(stop)[0] if stop else seq).strip()  # the reply, not the next turn it began
         done += len(chunk)
         if progress is not None:
             progress(done, len(rows))

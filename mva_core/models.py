@@ -156,4 +156,23 @@ def chat_prompt(tokenizer: object, prompt: str, system_prompt: str | None = None
     ]
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)  # type: ignore[attr-defined]
-    return (system_prompt + "\n\n" if system_prompt else "") + prompt + "\n"
+    return dialogue_prompt(prompt, system_prompt)
+
+
+# A base model without a chat template (the paper's Llama-2-7B) reads prompts as HH-RLHF dialogue text and its
+# reply ends where it starts the next human turn.
+HUMAN_TURN = "\n\nHuman:"
+ASSISTANT_TURN = "\n\nAssistant:"
+
+
+def dialogue_prompt(prompt: str, system_prompt: str | None = None) -> str:
+    """`prompt` as HH-RLHF dialogue text ending in an open assistant turn. A multi-turn transcript that already
+    carries its markers ("Human: …\n\nAssistant: …\n\nHuman: …", as `data --from hh-rlhf` writes it) keeps them."""
+    text = prompt.strip()
+    body = "\n\n" + text if text.startswith(HUMAN_TURN.strip()) else f"{HUMAN_TURN} {text}"
+    return (system_prompt.strip() if system_prompt else "") + body + ASSISTANT_TURN
+
+
+def reply_stop(tokenizer: object) -> str | None:
+    """The text that ends a reply for this tokenizer: the next human turn when there is no chat template."""
+    return None if getattr(tokenizer, "chat_template", None) else HUMAN_TURN
