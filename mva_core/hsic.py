@@ -13,6 +13,7 @@ The paper's released code (github.com/HeFei-X/MVA, mva.py) uses a fixed σ and d
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal, Mapping
 
 import torch
@@ -85,18 +86,72 @@ def hsic_from_kernels(K: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
     return (Kc * L.to(K.dtype)).sum() / (m - 1) ** 2
 
 
-def hsic(X: torch.Tensor, Y: torch.Tensor, kernel: Kernel = "gaussian", sigma: float | None = None) -> torch.Tensor:
-    """HSIC(X, Y) = tr(K H L H) / (m − 1)², MVA Eq.6; a differentiable scalar in the dtype of X.
+def hsic_unbiased_from_kernels(K: torch.Tensor, L: torch.Tensor) -> torch.Tensor:
+    """The unbiased HSIC estimator of Song et al. 2012 (JMLR 13, "Feature selection via dependence
+    maximization", Eq.5), zero in expectation when the samples are independent:
+
+        HSIC_u = [tr(K̃ L̃) + (1ᵀK̃1)(1ᵀL̃1) / ((m−1)(m−2)) − 2/(m−2) · 1ᵀK̃L̃1] / (m(m−3)),
+
+    K̃, L̃ = K, L with zero diagonals. Needs m ≥ 4; it can be negative."""
+    assert K.dim() == 2 and K.shape[0] == K.shape[1] and K.shape == L.shape, (
+        f"kernel matrices K{tuple(K.shape)} and L{tuple(L.shape)} must be (m, m) for the same m")
+    m = K.shape[0]
+    assert m >= 4, f"the unbiased HSIC needs at least 4 paired samples, got {m}; use the biased estimator"
+    eye = torch.eye(m, dtype=torch.bool, device=K.device)
+    Kt, Lt = K.masked_fill(eye, 0.0), L.to(K.dtype).masked_fill(eye, 0.0)  # (m, m)
+    trace = (Kt * Lt).sum()  # tr(K̃ L̃), L̃ symmetric
+    totals = Kt.sum() * Lt.sum() / ((m - 1) * (m - 2))
+    cross = 2.0 / (m - 2) * (Kt.sum(dim=0) @ Lt.sum(dim=1))  # 1ᵀ K̃ L̃ 1
+    return (trace + totals - cross) / (m * (m - 3))
+
+
+ESTIMATORS = {"biased": hsic_from_kernels, "unbiased": hsic_unbiased_from_kernels}
+Estimator = Literal["biased", "unbiased"]
+
+
+def hsic(X: torch.Tensor, Y: torch.Tensor, kernel: Kernel = "gaussian", sigma: float | None = None,
+         estimator: Estimator = "biased") -> torch.Tensor:
+    """HSIC(X, Y) = tr(K H L H) / (m − 1)², MVA Eq.6 (or Song et al.'s unbiased estimator); a differentiable
+    scalar in the dtype of X.
 
     X (m, d_x) and Y (m, d_y) are paired by row. `sigma=None` takes the median heuristic for X and for Y
     separately; a number sets both. `kernel="linear"` uses K = X Xᵀ, L = Y Yᵀ.
     """
     assert kernel in KERNELS, f"kernel={kernel!r}: choose one of {KERNELS}"
+    assert estimator in ESTIMATORS, f"estimator={estimator!r}: choose one of {sorted(ESTIMATORS)}"
     assert X.dim() == 2 and Y.dim() == 2, f"X{tuple(X.shape)} and Y{tuple(Y.shape)} must be (m, d) matrices"
     assert X.shape[0] == Y.shape[0], f"X has {X.shape[0]} samples and Y {Y.shape[0]}; HSIC needs paired rows"
     assert X.shape[0] >= 2, f"HSIC needs at least 2 paired samples, got {X.shape[0]}"
     assert sigma is None or sigma > 0, f"sigma={sigma}: the kernel bandwidth must be > 0 (or None for the median)"
-    return hsic_from_kernels(kernel_matrix(X, kernel, sigma), kernel_matrix(Y.to(X.dtype), kernel, sigma))
+    return ESTIMATORS[estimator](kernel_matrix(X, kernel, sigma), kernel_matrix(Y.to(X.dtype), kernel, sigma))
+
+
+@dataclass(frozen=True)
+class PermutationNull:
+    """An HSIC beside what it is when the pairing is broken: the same samples, rows of Y shuffled."""
+
+    observed: float
+    null_mean: float
+    null_sd: float
+    p_value: float  # (1 + #{null ≥ observed}) / (1 + n): the share of shuffles at least as dependent
+    n_permutations: int
+
+
+@torch.no_grad()
+def permutation_null(X: torch.Tensor, Y: torch.Tensor, n_permutations: int = 200, seed: int = 0,
+                     kernel: Kernel = "gaussian", sigma: float | None = None,
+                     estimator: Estimator = "biased") -> PermutationNull:
+    """HSIC(X, Y) and its null distribution under independence by shuffling the rows of Y (Gretton et al. 2008):
+    the kernels are computed once and L is permuted, so each shuffle costs one O(m²) sum."""
+    assert n_permutations >= 1, f"n_permutations={n_permutations}: use at least 100 for a p-value"
+    K, L = kernel_matrix(X, kernel, sigma), kernel_matrix(Y.to(X.dtype), kernel, sigma)
+    fn = ESTIMATORS[estimator]
+    observed = float(fn(K, L))
+    g = torch.Generator().manual_seed(seed)
+    null = torch.stack([fn(K, L[perm][:, perm]) for perm in
+                        (torch.randperm(K.shape[0], generator=g) for _ in range(n_permutations))]).double()
+    return PermutationNull(observed, float(null.mean()), float(null.std()) if n_permutations > 1 else 0.0,
+                           float((1 + (null >= observed).sum()) / (1 + n_permutations)), n_permutations)
 
 
 def samples(layer: LoraLayer, mode: SampleMode) -> torch.Tensor:
