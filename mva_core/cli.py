@@ -272,6 +272,45 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """A workspace from a base model, values with their scorers and value vectors the user already has."""
+    from .workspace import ValueSpec, init_workspace
+
+    values = [ValueSpec(name, scorer) for name, scorer in _named_paths(args.value or [], "--value")]
+    vectors: dict[str, dict[str, Path]] = {}
+    for item in args.vectors or []:
+        method, sep, rest = item.partition("=")
+        pairs = [p.partition(":") for p in rest.split(",") if p.strip()]
+        if not sep or not pairs or any(not name or not colon or not path for name, colon, path in pairs):
+            raise CliError(f"--vectors {item!r}: write it as METHOD=VALUE:DIR,VALUE:DIR, e.g. "
+                           "--vectors mva=helpful:runs/help,harmless:runs/harm")
+        vectors[check_name(method, "--vectors method")] = {check_name(n, "--vectors value"): Path(d)
+                                                           for n, _, d in pairs}
+    ws = init_workspace(args.dir, args.base, values, vectors, args.prompts, args.preset,
+                        check_base=not args.no_base_check)
+    print(f"workspace {ws.root}: values {ws.value_names}, methods {sorted(vectors) or 'none yet'}; open it with "
+          f"`MVA_WORKSPACE={ws.root} streamlit run app.py` or --workspace {ws.root}")
+    return 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    """The candidate table for scripts and pandas: method, w_<value>, raw_<value>, z_<value>, on_front."""
+    from .results import candidate_table
+    from .workspace import open_workspace
+
+    ws = open_workspace(args.workspace)
+    table = candidate_table(ws, methods=[args.method] if args.method else None)
+    cols = ["id", "method"] + [f"{k}_{v}" for k in ("w", "raw", "z") for v in ws.value_names] + ["on_front"]
+    if table.empty:
+        table = table.reindex(columns=cols)
+    elif args.method and args.method not in set(table["method"]):
+        raise CliError(f"--method {args.method!r} has no candidates in {ws.root}; methods with candidates: "
+                       f"{sorted(set(table['method']))}")
+    out = table.reindex(columns=cols)
+    out.to_csv(sys.stdout if args.csv == "-" else args.csv, index=False)
+    return 0
+
+
 # ---- parser ----
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mva_core", description="MVA Explorer: multi-value alignment workbench")
@@ -352,6 +391,19 @@ def build_parser() -> argparse.ArgumentParser:
     da.add_argument("--out", required=True, help="dir for train.jsonl, validation.jsonl, test.jsonl")
     da.add_argument("--seed", type=int, default=0, help="seed of the split's permutation")
     da.add_argument("--force", action="store_true", help="replace an existing --out")
+
+    i = add("init", cmd_init, "make a workspace from a base model, values and value vectors you already have")
+    i.add_argument("dir", help="the new workspace directory (missing or empty)")
+    i.add_argument("--base", required=True, help="hub id, model dir or .gguf file; stored as given")
+    i.add_argument("--value", action="append", help="NAME=SCORER, once per value, e.g. helpful=hf:Ray2333/gpt2-large-helpful-reward_model")
+    i.add_argument("--vectors", action="append", help="METHOD=VALUE:DIR,VALUE:DIR: PEFT LoRA dirs of a method (repeatable)")
+    i.add_argument("--prompts", default=None, help="prompts JSONL (default: the shipped validation prompts)")
+    i.add_argument("--preset", choices=["paper-hh"], default=None, help="the paper's values, scorers and decoding")
+    i.add_argument("--no-base-check", action="store_true", help="skip loading the base to check the adapters' shapes")
+
+    r = add("results", cmd_results, "print the candidate table (CSV) for scripts and pandas")
+    r.add_argument("--method", default=None, help="one comparison row, e.g. mva (default: all)")
+    r.add_argument("--csv", default="-", help="output file, '-' for stdout (default)")
 
     d = add("demo", cmd_demo, "demo workspace commands")
     d.add_argument("action", choices=["build", "report"], help="build: (re)build it, resumable; report: its measured numbers")

@@ -103,6 +103,11 @@ def get_scorer(spec: str) -> Scorer:
         return _CACHE[key]
 
 
+def check_scorer_spec(spec: str) -> None:
+    """Raise UnknownScorerError / ScorerSpecError for a spec `get_scorer` would refuse, without loading a model."""
+    _cache_key(spec)
+
+
 def _cache_key(spec: str) -> tuple:
     spec = spec.strip()
     if spec.startswith(HF_PREFIX):

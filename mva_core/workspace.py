@@ -308,3 +308,80 @@ def open_workspace(root: str | Path | None = None) -> Workspace:
         shutil.copytree(DEMO_WORKSPACE, path, dirs_exist_ok=True)
     return Workspace(path)
 
+
+
+# ---- A workspace from what a user already has (`python -m mva_core init`) ----
+
+# Manifest defaults of a preset; `--value` and the other flags override them.
+PRESETS: dict[str, dict[str, Any]] = {
+    # The MVA paper's HH-RLHF setup: the Ray2333 GPT-2 reward models (HH-RLHF text), 200 new tokens, C = 1.
+    "paper-hh": {"values": [{"name": "helpful", "scorer": "hf:Ray2333/gpt2-large-helpful-reward_model"},
+                            {"name": "harmless", "scorer": "hf:Ray2333/gpt2-large-harmless-reward_model"}],
+                 "C": 1.0, "decoding": {"max_new_tokens": 200}},
+}
+
+
+def init_workspace(root: str | Path, base: str, values: Sequence[ValueSpec] = (),
+                   vectors: dict[str, dict[str, Path]] | None = None, prompts: str | Path | None = None,
+                   preset: str | None = None, check_base: bool = True) -> "Workspace":
+    """A new workspace at `root` (missing or empty) from a base model, values with their scorers, and value
+    vectors a user already has: `vectors[method][value]` = a PEFT LoRA adapter dir (our metadata optional).
+
+    Each adapter is loaded and checked like any value vector (its tensors, and with `check_base` its shapes and
+    fingerprint against the base); it is copied to vectors/<method>/<value>/ with an mva_vector.json naming the
+    base as the user gave it. The workspace is built aside and renamed into place: nothing half-made remains.
+    """
+    import shutil
+
+    from .atomic import atomic_dir
+    from .data import load_prompts, write_jsonl
+    from .models import load_base
+    from .scorers import check_scorer_spec
+    from .vectors import ADAPTER_FILE, META_FILE, check_compatible, load_value_vector
+
+    root = Path(root)
+    if (root / MANIFEST).exists() or (root.is_dir() and any(root.iterdir())):
+        raise WorkspaceError(f"{root} already exists and is not empty; `init` never writes over files; choose a "
+                             "new directory")
+    if preset is not None and preset not in PRESETS:
+        raise WorkspaceError(f"preset {preset!r} is unknown; choose one of {sorted(PRESETS)}")
+    fields_ = dict(PRESETS.get(preset or "", {}))
+    if values:
+        fields_["values"] = [v.to_dict() for v in values]
+    manifest = Manifest.from_dict({**fields_, "base": base, "description": f"made by `init` from {base}"})
+    if not manifest.values:
+        raise WorkspaceError("no values: name each with --value NAME=SCORER (or use --preset paper-hh)")
+    for v in manifest.values:
+        check_scorer_spec(v.scorer)
+    vectors = vectors or {}
+    loaded = {}
+    for method, by_value in vectors.items():
+        check_name(method, "method name")
+        unknown = sorted(set(by_value) - set(v.name for v in manifest.values))
+        if unknown:
+            raise WorkspaceError(f"--vectors {method}: {unknown} are not values of this workspace "
+                                 f"({[v.name for v in manifest.values]}); declare them with --value")
+        loaded[method] = {value: load_value_vector(path) for value, path in by_value.items()}
+    fingerprint = ""
+    if check_base and loaded:
+        model = load_base(base)
+        fingerprint = model.fingerprint
+        for method, by_value in loaded.items():
+            check_compatible(list(by_value.values()), model.model, model.fingerprint)
+    prompt_rows = [{"prompt": p} for p in load_prompts(prompts if prompts is not None else
+                                                        REPO_ROOT / "data" / "prompts" / "validation.jsonl")]
+    with atomic_dir(root, force=root.is_dir(), kind="workspace") as tmp:  # an existing dir here is empty
+        for method, by_value in vectors.items():
+            for value, src in by_value.items():
+                dst = tmp / "vectors" / method / value
+                dst.mkdir(parents=True)
+                for name in ("adapter_config.json", ADAPTER_FILE):
+                    shutil.copy2(Path(src) / name, dst / name)
+                meta_file = Path(src) / META_FILE
+                meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+                meta.update(value=value, method=method, base_model=base, imported_from=str(src),
+                            base_fingerprint=meta.get("base_fingerprint") or fingerprint)
+                (dst / META_FILE).write_text(json.dumps(meta, indent=2))
+        write_jsonl(tmp / manifest.prompts, prompt_rows)
+        (tmp / MANIFEST).write_text(json.dumps(manifest.to_dict(), indent=2))
+    return Workspace(root)
