@@ -200,7 +200,8 @@ def single_vector_points(table: pd.DataFrame, method: str, value_names: Sequence
     n = len(value_names)
     unit = [0.0] * (n - 1) + [1.0]
     cands = table[(table["method"] == method) & table["finite"]]
-    onehot = cands[cands["weights"].map(lambda w: len(w) == n and sorted(w) == unit)]
+    # a bool array: an empty object Series would index columns, not rows
+    onehot = cands[np.array([len(w) == n and sorted(w) == unit for w in cands["weights"]], dtype=bool)]
     onehot = onehot.assign(label=[value_names[int(np.argmax(w))] for w in onehot["weights"]])
     missing = [v for v in value_names if v not in set(onehot["label"])]
     dpo = table[table["method"].isin([f"dpo-{v}" for v in missing]) & table["finite"]]
