@@ -90,9 +90,8 @@ def test_single_vector_points_are_the_methods_one_hot_candidates():
                 (7, "dpo-a", [1.0], True)])  # both values have their own one-hot point: dpo-a is not needed
     got = single_vector_points(t, "mva", ["a", "b"])
     assert got[["id", "label"]].values.tolist() == [[2, "a"], [3, "b"]]
-    # a method with no candidate yet (Explore before its first evaluation): no points, and no error
-    none = single_vector_points(t, "mi-epo", ["a", "b"])
-    assert none.empty and "label" in none
+    # a method with no candidate yet (Explore before its first evaluation): only the dpo rows, and no error
+    assert single_vector_points(t, "mi-epo", ["a", "b"])[["id", "label"]].values.tolist() == [[7, "dpo-a"]]
 
 
 def test_single_vector_points_fall_back_to_the_dpo_rows():
