@@ -157,7 +157,7 @@ def front_figure(x_name: str, y_name: str, layers: Sequence[Front | Mark], heigh
             fig.add_trace(go.Scatter(x=layer.rows[x], y=layer.rows[y], name=layer.name, marker=layer.marker, **style))
             continue
         rows = layer.rows.assign(hover=layer.hover)
-        front = rows[rows["on_front"]].sort_values(x)
+        front = rows[rows["on_front"].astype(bool)].sort_values(x)  # bool: an empty object column would pick columns
         if layer.color is None:
             for on_front, name, style in [(False, "dominated", dict(color="#9aa5b1", size=8)),
                                           (True, "Pareto front", dict(color="#d62728", size=11))]:
