@@ -19,6 +19,7 @@ import yaml
 from .atomic import ExportError, atomic_dir
 from .compose import WeightBatchedModel, delta_weight, merge
 from .models import BaseModel
+from .pareto import is_finite
 
 if TYPE_CHECKING:
     from .workspace import Workspace
@@ -152,7 +153,7 @@ def export_candidate(ws: "Workspace", candidate_id: int, fmt: str, out: str | Pa
         raise ExportError(f"candidate {candidate_id} is not in {ws.root}; list them on the Explore page or in mva.sqlite")
     row = row.iloc[0]
     scores = {v: {"raw": float(row[f"raw_{v}"]), "z": float(row[f"z_{v}"])} for v in ws.value_names}
-    card = {"candidate_id": int(candidate_id), "scores": scores, "front_rank": None if row["rank"] != row["rank"] else int(row["rank"])}
+    card = {"candidate_id": int(candidate_id), "scores": scores, "front_rank": int(row["rank"]) if is_finite(row["rank"]) else None}
     preference = row.get("preference")
     if isinstance(preference, list):  # a conditioned policy: the model alone is not the candidate, its prompt is part
         from .methods.conditioned import condition_text

@@ -8,6 +8,8 @@ count towards the hypervolume; `analyse` reports them in `excluded`.
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,12 @@ def _as_objectives(F: Any) -> np.ndarray:
 def _to_minimisation(F: np.ndarray) -> np.ndarray:
     """Rewards (maximised) → pymoo objectives (minimised). The ONE sign flip in this module."""
     return -F
+
+
+def is_finite(x: Any) -> bool:
+    """Is `x` one finite real number? False for NaN, ±inf, None and non-numbers: a table cell with no score,
+    or the NaN rank of a candidate left off the front (DESIGN §4)."""
+    return isinstance(x, numbers.Real) and math.isfinite(x)
 
 
 def finite_rows(F: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -18,7 +19,7 @@ from .scorers import ScoreNormaliser
 from .store import prompts_hash
 from .sweep import BASE_METHOD
 from .vectors import META_FILE
-from .workspace import Workspace
+from .workspace import ComparedMethod, Workspace
 
 
 def candidate_table(ws: Workspace, methods: list[str] | None = None,
@@ -179,3 +180,72 @@ def best_per_value(table: pd.DataFrame, value_names: list[str]) -> pd.DataFrame:
             rows.append({"method": method, "value": v, "z": float(z[i]), "candidate": int(grp["id"].iloc[i])})
     return pd.DataFrame(rows, columns=["method", "value", "z", "candidate"])
 
+
+
+def methods_present(table: pd.DataFrame, order: Sequence[str], base_methods: Sequence[str] = (BASE_METHOD,)
+                    ) -> list[str]:
+    """The methods with candidates in `table`: those named in `order` (the comparison rows) first, in that order,
+    then the others (candidates of vectors no method reads any more) sorted by name. Base models are left out."""
+    present = set(table["method"]) - set(base_methods) if not table.empty else set()
+    return [m for m in order if m in present] + sorted(present - set(order))
+
+
+def single_vector_points(table: pd.DataFrame, method: str, value_names: Sequence[str]) -> pd.DataFrame:
+    """Each value's vector alone at weight 1 (paper Fig.5): where one vector takes the model on its own.
+
+    The finite candidates of `method` whose weights are one-hot (one weight exactly 1, the others 0); for a value
+    without one, the finite candidates of the workspace's `dpo-<value>` row. The rows of `table` with a `label`
+    column: the value name for `method`'s own candidates, the row's method name (`dpo-<value>`) for the others.
+    """
+    n = len(value_names)
+    unit = [0.0] * (n - 1) + [1.0]
+    cands = table[(table["method"] == method) & table["finite"]]
+    # a bool array: an empty object Series would index columns, not rows
+    onehot = cands[np.array([len(w) == n and sorted(w) == unit for w in cands["weights"]], dtype=bool)]
+    onehot = onehot.assign(label=[value_names[int(np.argmax(w))] for w in onehot["weights"]])
+    missing = [v for v in value_names if v not in set(onehot["label"])]
+    dpo = table[table["method"].isin([f"dpo-{v}" for v in missing]) & table["finite"]]
+    return pd.concat([onehot, dpo.assign(label=dpo["method"])], ignore_index=True)
+
+
+@dataclass
+class MergedTables:
+    """Several workspaces' candidate tables as one comparison (the Compare page). With more than one workspace
+    every method is renamed `<method> @ <workspace folder>` (`… (k)` where two folders share a name); z-scores
+    stay per workspace, each against its own base model."""
+
+    table: pd.DataFrame  # every workspace's rows, `method` renamed
+    methods: dict[str, ComparedMethod]  # renamed comparison row -> its method, workspace by workspace
+    base_methods: list[str]  # the base model's (renamed) method name in each workspace
+
+    def present(self) -> list[str]:
+        """The methods with candidates: comparison rows in workspace order first, then stale vectors' by name."""
+        return methods_present(self.table, list(self.methods), self.base_methods)
+
+    def bases(self) -> pd.DataFrame:
+        """Each workspace's base model rows (their `method` names tell the workspaces apart)."""
+        return self.table[self.table["method"].isin(self.base_methods)]
+
+    def compared(self, chosen: Sequence[str]) -> pd.DataFrame:
+        """The rows of the `chosen` methods plus every base model under BASE_METHOD: the base models join the
+        comparison's reference point (DESIGN "Metrics": minimum over all candidates) but are not a method."""
+        shown = self.table[self.table["method"].isin(chosen)]
+        return pd.concat([shown, self.bases().assign(method=BASE_METHOD)], ignore_index=True)
+
+
+def merge_workspace_tables(tables: Sequence[tuple[Workspace, pd.DataFrame]]) -> MergedTables:
+    """One comparison over several workspaces' candidate tables (`candidate_table` of each; the current
+    workspace first). A workspace listed twice (the same folder resolved) counts once."""
+    unique: dict[Path, tuple[Workspace, pd.DataFrame]] = {}
+    for ws, table in tables:
+        unique.setdefault(ws.root.resolve(), (ws, table))
+    loaded = list(unique.values())
+    names = [ws.root.name for ws, _ in loaded]
+    suffixes = [""] if len(loaded) == 1 else [f" @ {n}" if names.count(n) == 1 else f" @ {n} ({i + 1})"
+                                              for i, n in enumerate(names)]
+    methods: dict[str, ComparedMethod] = {}
+    parts = []
+    for suffix, (ws, table) in zip(suffixes, loaded):
+        methods.update({m.name + suffix: m for m in ws.compared_methods()})
+        parts.append(table.assign(method=table["method"] + suffix) if suffix and not table.empty else table)
+    return MergedTables(pd.concat(parts, ignore_index=True), methods, [BASE_METHOD + s for s in suffixes])

@@ -7,12 +7,13 @@ import zlib
 import numpy as np
 import pandas as pd
 import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
-from mva_core.results import best_per_value, compare_table
+from mva_core.results import best_per_value, compare_table, merge_workspace_tables
 from mva_core.sweep import BASE_METHOD
-from views.shared import current_workspace, get_table, get_workspace, table_version
+from views.shared import (
+    Front, Mark, axis_picker, current_workspace, front_figure, get_table, get_workspace, hover_text, table_version,
+)
 
 ws = current_workspace()
 if ws is None:
@@ -31,56 +32,40 @@ st.caption(
 others = st.text_area("Other workspaces to compare (one path per line)", key="compare_other_ws",
                       help="Workspaces with the same values; their methods appear as '<method> @ <folder>'. "
                            "z-scores stay per workspace, each against its own base model.")
-loaded = []  # (label suffix, workspace, table) of every workspace compared; the current one first
+loaded = [(ws, table)]  # (workspace, table) of every workspace compared; the current one first
 for line in [ln.strip() for ln in others.splitlines() if ln.strip()]:
     try:
         other = get_workspace(line)
     except ValueError as exc:
         st.error(f"{line}: {exc}")
         continue
-    if other.root.resolve() == ws.root.resolve() or any(o.root.resolve() == other.root.resolve() for _, o, _ in loaded):
-        continue
     if other.value_names != values:
         st.error(f"{line} measures {other.value_names}, this workspace {values}; compare workspaces with the same values")
         continue
-    loaded.append(("", other, get_table(str(other.root), table_version(other))))
-if loaded:
-    loaded.insert(0, ("", ws, table))
-    names = [w.root.name for _, w, _ in loaded]
-    loaded = [(f" @ {n}" if names.count(n) == 1 else f" @ {n} ({i + 1})", w, t)
-              for i, ((_, w, t), n) in enumerate(zip(loaded, names))]
+    loaded.append((other, get_table(str(other.root), table_version(other))))
+merged = merge_workspace_tables(loaded)
+if len(merged.base_methods) > 1:
     st.caption("Rows are named '<method> @ <workspace folder>'. z-scores are per workspace, each against its own "
                "base model on its own prompts: compare across workspaces only if they share base model and prompts.")
-else:
-    loaded = [("", ws, table)]
-order, composition, parts = [], {}, []
-for suffix, w, t in loaded:
-    for m in w.compared_methods():
-        order.append(m.name + suffix)
-        composition[m.name + suffix] = m.composition
-    parts.append(t.assign(method=t["method"] + suffix) if suffix and not t.empty else t)
-table = pd.concat(parts, ignore_index=True)
-base_methods = {BASE_METHOD + suffix for suffix, _, _ in loaded}
-if table.empty or set(table["method"]) <= base_methods:
+composition = {name: m.composition for name, m in merged.methods.items()}
+present = merged.present()
+if not present:
     st.info("No candidates yet: run a sweep (Sweep page or `python -m mva_core sweep --method mva`).")
     st.stop()
 
 # ---- Methods ----
-present = [m for m in order if m in set(table["method"])] + sorted(set(table["method"]) - set(order) - base_methods)
-if "compare_methods" not in st.session_state or st.session_state.get("compare_present") != present:
-    st.session_state["compare_present"] = present  # a workspace was added or removed: show all again
+if st.session_state.get("compare_present") != present:  # a workspace was added, removed or switched
+    st.session_state["compare_present"] = present
+    st.session_state.pop("compare_methods", None)  # show all again
+if "compare_methods" not in st.session_state:
     st.session_state["compare_methods"] = present
-else:  # e.g. after switching workspace: drop names this workspace lacks
-    st.session_state["compare_methods"] = [m for m in st.session_state["compare_methods"] if m in present]
 chosen = st.multiselect("Methods", present, key="compare_methods")
 if not chosen:
     st.info("Choose at least one method.")
     st.stop()
-shown = table[table["method"].isin(chosen)]
-# the base models join the comparison's reference point (DESIGN "Metrics": minimum over all candidates) but are
-# not a method of their own
-bases = table[table["method"].isin(base_methods)]
-compared = pd.concat([shown, bases.assign(method=BASE_METHOD)], ignore_index=True)
+compared = merged.compared(chosen)  # the chosen methods and every workspace's base model
+shown = compared[compared["method"] != BASE_METHOD]
+bases = merged.bases()
 
 # ---- Reference point ----
 default_ref = compare_table(compared, values)[1]
@@ -95,54 +80,34 @@ result = result.sort_values("method", key=lambda m: m.map(chosen.index), ignore_
 result.insert(result.columns.get_loc("MIP") + 1, "CRD", "—")
 
 # ---- Fronts ----
-x_name, y_name = (values * 2)[:2]
-if len(values) > 2:
-    a1, a2 = st.columns(2)
-    x_name = a1.selectbox("x axis", values, index=0, key="compare_x")
-    y_name = a2.selectbox("y axis", values, index=1, key="compare_y")
-fig = go.Figure()
+x_name, y_name = axis_picker(values, "compare")
 palette = px.colors.qualitative.D3
 symbols = iter(["diamond", "triangle-up", "star", "pentagon", "hexagram", "triangle-down", "cross", "star-square"])
+layers: list[Front | Mark] = []
 for i, method in enumerate(chosen):
     part = shown[(shown["method"] == method) & shown["finite"]]
     color = palette[i % len(palette)]
-    front = part[part["on_front"]].sort_values(f"z_{x_name}")
-    hover = [f"{method} · candidate {r.id}<br>weights {np.round(r.weights, 3).tolist()}<br>"
-             + "<br>".join(f"{v}: z={getattr(r, f'z_{v}'):.2f} raw={getattr(r, f'raw_{v}'):.3f}" for v in values)
-             + f"<br>rank {r.rank:.0f}" for r in part.itertuples()]
     if composition.get(method) == "conditioned":  # one policy steered by p: its runs in order of p, dashed
         steer = part.sort_values(f"w_{values[0]}")
-        hover = [f"{method} · candidate {r.id}<br>p in the prompt "
-                 + ", ".join(f"{v}={getattr(r, f'w_{v}'):.2f}" for v in values) + "<br>"
-                 + "<br>".join(f"{v}: z={getattr(r, f'z_{v}'):.2f} raw={getattr(r, f'raw_{v}'):.3f}" for v in values)
-                 for r in steer.itertuples()]
-        fig.add_trace(go.Scatter(x=steer[f"z_{x_name}"], y=steer[f"z_{y_name}"], mode="lines+markers",
-                                 name=f"{method} (p = 0→1 on {values[0]})", hovertext=hover, hoverinfo="text",
-                                 line=dict(color=color, width=2, dash="dash"),
-                                 marker=dict(color=color, size=9, symbol="circle-open", line=dict(width=2))))
+        layers.append(Mark(steer, f"{method} (p = 0→1 on {values[0]})",
+                           dict(color=color, size=9, symbol="circle-open", line=dict(width=2)),
+                           dict(mode="lines+markers", line=dict(color=color, width=2, dash="dash"), hoverinfo="text",
+                                hovertext=hover_text(steer, values, f"{method} · candidate", weight="p"))))
         continue
     if composition.get(method) in ("vertices", "each"):  # one model per point: markers only, a symbol of their own
-        fig.add_trace(go.Scatter(x=part[f"z_{x_name}"], y=part[f"z_{y_name}"], mode="markers", name=method,
-                                 marker=dict(color=color, size=14, symbol=next(symbols, "diamond"),
-                                             line=dict(width=1, color="#222")),
-                                 hovertext=hover, hoverinfo="text"))
+        layers.append(Mark(part, method, dict(color=color, size=14, symbol=next(symbols, "diamond"),
+                                              line=dict(width=1, color="#222")),
+                           dict(hovertext=hover_text(part, values, f"{method} · candidate"), hoverinfo="text")))
         continue
-    fig.add_trace(go.Scatter(x=part[f"z_{x_name}"], y=part[f"z_{y_name}"], mode="markers", name=f"{method} (all)",
-                             marker=dict(color=color, size=6, opacity=0.35), hovertext=hover, hoverinfo="text",
-                             legendgroup=method, showlegend=False))
-    fig.add_trace(go.Scatter(x=front[f"z_{x_name}"], y=front[f"z_{y_name}"], mode="lines+markers", name=method,
-                             line=dict(color=color, width=2, shape="hv" if len(values) == 2 else "linear"),
-                             marker=dict(color=color, size=10), legendgroup=method, hoverinfo="skip"))
+    layers.append(Front(part, hover_text(part, values, f"{method} · candidate"), method, color,
+                        staircase=len(values) == 2))
 for j, (label, part) in enumerate(bases.groupby("method", sort=False)):
-    fig.add_trace(go.Scatter(x=part[f"z_{x_name}"], y=part[f"z_{y_name}"], mode="markers",
-                             name="base model" if len(bases["method"].unique()) == 1 else label.replace(BASE_METHOD, "base model", 1),
-                             marker=dict(symbol=["square", "square-open", "square-x", "square-cross"][j % 4], size=12,
-                                         color="#444", line=dict(width=2, color="#444"))))
-fig.add_trace(go.Scatter(x=[ref[values.index(x_name)]], y=[ref[values.index(y_name)]], mode="markers",
-                         name="reference point", marker=dict(symbol="x", size=12, color="#888")))
-fig.update_layout(xaxis_title=f"{x_name} (z vs base)", yaxis_title=f"{y_name} (z vs base)", height=540,
-                  legend=dict(orientation="h", x=0, y=-0.15, yanchor="top"), margin=dict(l=10, r=10, t=30, b=10))
-st.plotly_chart(fig, width="stretch", key="compare_plot")
+    layers.append(Mark(part, "base model" if len(bases["method"].unique()) == 1 else label.replace(BASE_METHOD, "base model", 1),
+                       dict(symbol=["square", "square-open", "square-x", "square-cross"][j % 4], size=12,
+                            color="#444", line=dict(width=2, color="#444"))))
+layers.append(Mark(pd.DataFrame([ref], columns=[f"z_{v}" for v in values]), "reference point",
+                   dict(symbol="x", size=12, color="#888")))
+st.plotly_chart(front_figure(x_name, y_name, layers, height=540), width="stretch", key="compare_plot")
 st.caption("Lines: the front of a grid method (its non-dominated candidates); faint dots: its other candidates. "
            "Large symbols: methods that are one model per point (dpo-<value>, dpo-seqt, dpo-lw, …). Dashed: one "
            "preference-conditioned policy (mo-odpo, mi-epo) run with each evaluation preference p in its prompt, in "

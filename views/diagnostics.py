@@ -16,7 +16,8 @@ from mva_core.diagnostics import (
 from mva_core.hsic import KERNELS, SAMPLE_MODES
 from mva_core.models import ModelLoadError
 from mva_core.vectors import ValueVector, VectorError
-from views.shared import current_workspace, get_base, get_workspace
+from mva_core.pareto import is_finite
+from views.shared import current_workspace, forget_stale, get_base, get_workspace
 
 TRAIN_HINT = ("train with `python -m mva_core train --method mva --values a,b --data a=A.jsonl --data b=B.jsonl "
               "--workspace <this workspace>`")
@@ -48,7 +49,7 @@ def heatmap(z: pd.DataFrame, title_x: str, title_y: str, zrange: tuple[float, fl
         z=Z, x=[str(c) for c in z.columns], y=[str(i) for i in z.index],
         colorscale="RdBu" if diverging else "Viridis", reversescale=diverging, zmin=zrange[0], zmax=zrange[1],
         zmid=0.0 if diverging else None, colorbar=dict(title=colorbar),
-        text=np.vectorize(lambda x: "—" if x != x else f"{x:.3g}", otypes=[str])(Z) if text else None,
+        text=np.vectorize(lambda x: f"{x:.3g}" if is_finite(x) else "—", otypes=[str])(Z) if text else None,
         texttemplate="%{text}" if text else None, hoverongaps=False,
         hovertemplate=f"{title_y} %{{y}}<br>{title_x} %{{x}}<br>{colorbar} = %{{z:.4g}}<extra></extra>"))
     fig.update_layout(xaxis_title=title_x, yaxis_title=title_y, height=height, margin=dict(l=10, r=10, t=30, b=10))
@@ -92,8 +93,7 @@ if not methods:
     st.warning(f"No value vectors in {ws.root / 'vectors'} yet: {TRAIN_HINT}, or build the demo with "
                "`python -m mva_core demo build`.")
     st.stop()
-if st.session_state.get("diag_method") not in methods:  # e.g. after switching workspace
-    st.session_state.pop("diag_method", None)
+forget_stale("diag_method", methods)  # e.g. after switching workspace
 method = st.selectbox("Method (vector set)", methods, key="diag_method",
                       help="The methods with one value vector per value under vectors/<method>/.")
 try:
@@ -225,7 +225,7 @@ if curves.empty:
         st.plotly_chart(curves_figure(own), width="stretch", key="diag_curves_plot")
 else:
     runs = curves.drop_duplicates("run_id")
-    alpha = lambda a: "method default" if a != a else f"{a:g}"  # noqa: E731 (NaN: the run used the default)
+    alpha = lambda a: f"{a:g}" if is_finite(a) else "method default"  # noqa: E731 (NaN: the run used the default)
     labels = {int(r.run_id): f"run #{int(r.run_id)} · {r.method} · α = {alpha(r.alpha)} · {r.status}"
               for r in runs.itertuples()}
     ids = list(labels)[::-1]  # newest first

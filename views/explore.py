@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from mva_core.export import ExportError, export_candidate
 from mva_core.pareto import best_for_preference
-from mva_core.results import summarise
+from mva_core.results import single_vector_points, summarise
 from mva_core.sweep import BASE_METHOD
-from views.shared import current_workspace, get_evaluator, get_table, table_version
+from views.shared import (
+    Front, Mark, axis_picker, current_workspace, forget_stale, front_figure, get_evaluator, get_table, hover_text,
+    rank_text, table_version,
+)
 
 ws = current_workspace()
 if ws is None:
@@ -35,8 +37,7 @@ if not methods:
 
 # ---- Controls ----
 with st.sidebar:
-    if st.session_state.get("explore_method") not in methods:  # e.g. after switching workspace
-        st.session_state.pop("explore_method", None)
+    forget_stale("explore_method", methods)
     method = st.selectbox("Method (vector set)", methods, key="explore_method",
                           format_func=lambda m: f"{m} (policy conditioned on p)" if compositions[m] == "conditioned" else m)
     conditioned = compositions[method] == "conditioned"
@@ -93,61 +94,29 @@ c4.metric("Excluded (non-finite)", 0 if s is None else s.excluded)
 st.caption(f"Reference point (per-value minimum over all shown candidates): {np.round(ref, 3).tolist()}")
 
 # ---- Plot ----
-x_name, y_name = (values + values)[:2] if len(values) < 2 else values[:2]
-if len(values) > 2:
-    x_name = st.selectbox("x axis", values, index=0, key="explore_x")
-    y_name = st.selectbox("y axis", values, index=1, key="explore_y")
-
-
-def hover(df) -> list[str]:
-    return [
-        f"candidate {r.id}<br>" + "<br>".join(f"w_{v} = {r[f'w_{v}']:.2f}" for v in values if f"w_{v}" in r and r[f'w_{v}'] == r[f'w_{v}'])
-        + "<br>" + "<br>".join(f"{v}: z={r[f'z_{v}']:.2f} raw={r[f'raw_{v}']:.3f}" for v in values)
-        + f"<br>rank {int(r['rank']) if r['rank'] == r['rank'] else '—'}"
-        for _, r in df.iterrows()
-    ]
-
-
-fig = go.Figure()
+x_name, y_name = axis_picker(values, "explore")
 cands = shown[(shown["method"] == method) & shown["finite"]]
-for on_front, name, style in [(False, "dominated", dict(color="#9aa5b1", size=8)),
-                              (True, "Pareto front", dict(color="#d62728", size=11))]:
-    part = cands[cands["on_front"] == on_front]
-    fig.add_trace(go.Scatter(x=part[f"z_{x_name}"], y=part[f"z_{y_name}"], mode="markers", name=name,
-                             marker=style, hovertext=hover(part), hoverinfo="text", customdata=part["id"]))
-front = cands[cands["on_front"]].sort_values(f"z_{x_name}")
-fig.add_trace(go.Scatter(x=front[f"z_{x_name}"], y=front[f"z_{y_name}"], mode="lines", name="front line",
-                         line=dict(color="#d62728", dash="dot"), hoverinfo="skip"))
 base = shown[shown["method"] == BASE_METHOD]
-fig.add_trace(go.Scatter(x=base[f"z_{x_name}"], y=base[f"z_{y_name}"], mode="markers", name="base model",
-                         marker=dict(symbol="square", size=12, color="#1f77b4"), hovertext=hover(base), hoverinfo="text"))
-# Each value's vector alone at weight 1 (paper Fig.5): where one vector takes the model on its own. The method's
-# own one-hot candidates; for a value without one, the workspace's "dpo-<value>" row.
-onehot = cands[cands["weights"].map(lambda w: len(w) == len(values) and sorted(w) == [0.0] * (len(w) - 1) + [1.0])]
-onehot = onehot.assign(label=[values[int(np.argmax(w))] for w in onehot["weights"]])
-missing = [v for v in values if v not in set(onehot["label"])]
-dpo = table[table["method"].isin([f"dpo-{v}" for v in missing]) & table["finite"]]
-singles = pd.concat([onehot, dpo.assign(label=dpo["method"])], ignore_index=True)
-fig.add_trace(go.Scatter(x=singles[f"z_{x_name}"], y=singles[f"z_{y_name}"], mode="markers+text", name="single vectors",
-                         text=singles["label"].tolist(), textposition="top center", customdata=singles["id"],
-                         marker=dict(symbol="diamond-open", size=16, color="#2ca02c", line=dict(width=2)),
-                         hovertext=["each value's vector alone at weight 1<br>" + h for h in hover(singles)],
-                         hoverinfo="text"))
+singles = single_vector_points(table, method, values)
+layers = [Front(cands, hover_text(cands, values)),
+          Mark(base, "base model", dict(symbol="square", size=12, color="#1f77b4"),
+               dict(hovertext=hover_text(base, values), hoverinfo="text")),
+          Mark(singles, "single vectors", dict(symbol="diamond-open", size=16, color="#2ca02c", line=dict(width=2)),
+               dict(mode="markers+text", text=singles["label"].tolist(), textposition="top center",
+                    customdata=singles["id"], hoverinfo="text",
+                    hovertext=["each value's vector alone at weight 1<br>" + h for h in hover_text(singles, values)]))]
 preferred = None
 if preference is not None and cands["on_front"].any():
     front_rows = cands[cands["on_front"]]
-    preferred = front_rows.iloc[best_for_preference(front_rows[zc].to_numpy(dtype=float), preference)]
-    fig.add_trace(go.Scatter(x=[preferred[f"z_{x_name}"]], y=[preferred[f"z_{y_name}"]], mode="markers",
-                             name="preferred by p", hoverinfo="skip",
-                             marker=dict(symbol="circle-open", size=24, color="#9467bd", line=dict(width=3))))
+    best = front_rows.iloc[[best_for_preference(front_rows[zc].to_numpy(dtype=float), preference)]]
+    preferred = best.iloc[0]
+    layers.append(Mark(best, "preferred by p",
+                       dict(symbol="circle-open", size=24, color="#9467bd", line=dict(width=3)), dict(hoverinfo="skip")))
 if mine is not None and (table["id"] == mine).any():
     me = table[table["id"] == mine]
-    fig.add_trace(go.Scatter(x=me[f"z_{x_name}"], y=me[f"z_{y_name}"], mode="markers", name="your point",
-                             marker=dict(symbol="star", size=20, color="#ff7f0e", line=dict(width=1, color="black")),
-                             hovertext=hover(me), hoverinfo="text"))
-fig.update_layout(xaxis_title=f"{x_name} (z vs base)", yaxis_title=f"{y_name} (z vs base)", height=560,
-                  legend=dict(orientation="h", x=0, y=-0.15, yanchor="top"), margin=dict(l=10, r=10, t=30, b=10))
-event = st.plotly_chart(fig, width="stretch", key="explore_plot", on_select="rerun",
+    layers.append(Mark(me, "your point", dict(symbol="star", size=20, color="#ff7f0e", line=dict(width=1, color="black")),
+                       dict(hovertext=hover_text(me, values), hoverinfo="text")))
+event = st.plotly_chart(front_figure(x_name, y_name, layers), width="stretch", key="explore_plot", on_select="rerun",
                         selection_mode=("points", "box", "lasso"))
 st.caption("Click a point, or drag a box / lasso (chart toolbar), to open those candidates below.")
 if preferred is not None:
@@ -164,7 +133,7 @@ if len(values) >= 3:
             part = cands[cands["on_front"] == on_front]
             fig3.add_trace(go.Scatter3d(x=part[f"z_{axes[0]}"], y=part[f"z_{axes[1]}"], z=part[f"z_{axes[2]}"],
                                         mode="markers", name=name, marker=dict(color=color, size=4 if not on_front else 6),
-                                        hovertext=hover(part), hoverinfo="text"))
+                                        hovertext=hover_text(part, values), hoverinfo="text"))
         fig3.add_trace(go.Scatter3d(x=base[f"z_{axes[0]}"], y=base[f"z_{axes[1]}"], z=base[f"z_{axes[2]}"],
                                     mode="markers", name="base model", marker=dict(symbol="square", size=6, color="#1f77b4")))
         fig3.update_layout(height=520, margin=dict(l=0, r=0, t=10, b=0), scene=dict(
@@ -195,7 +164,7 @@ if len(detail) > 1:  # several selected: one compact row each, the full detail f
 for cid in detail:
     r = cands[cands["id"] == cid].iloc[0]
     with st.expander(f"Candidate #{cid} · weights {np.round(r['weights'], 3).tolist()} · "
-                     f"rank {'—' if r['rank'] != r['rank'] else int(r['rank'])}", expanded=len(detail) == 1):
+                     f"rank {rank_text(r['rank'])}", expanded=len(detail) == 1):
         cols = st.columns(len(values))
         for col, v in zip(cols, values):
             col.metric(v, f"{r[f'raw_{v}']:.3f}", f"{r[f'z_{v}']:+.2f} z vs base")
@@ -209,7 +178,7 @@ if mine is not None and (table["id"] == mine).any():
     cols = st.columns(len(values) + 1)
     for col, v in zip(cols, values):
         col.metric(v, f"{row[f'raw_{v}']:.3f}", f"{row[f'z_{v}']:+.2f} z vs base")
-    cols[-1].metric("Front rank", "—" if row["rank"] != row["rank"] else int(row["rank"]))
+    cols[-1].metric("Front rank", rank_text(row["rank"]))
     resp = ws.store.responses([int(mine)])
     st.dataframe(resp.drop(columns=["candidate_id", "prompt_idx"]), width="stretch", hide_index=True)
     if st.button("Export merged model", key="explore_export"):

@@ -11,7 +11,7 @@ from mva_core.config import ConfigError, check_name
 from mva_core.export import FORMATS, export_candidate
 from mva_core.models import ModelLoadError
 from mva_core.workspace import WorkspaceError
-from views.shared import current_workspace, get_table, methods_with_candidates, table_version
+from views.shared import current_workspace, forget_stale, get_table, pick_method, table_version
 
 FORMAT_HELP = {
     "merged": "a full model dir: W + Σ wᵢ·ΔWᵢ in safetensors + tokenizer + model card (checked by reloading it)",
@@ -31,15 +31,9 @@ st.caption("Pick candidates (by default the Pareto front of a method: no other c
            "well on every value and better on one), a format, and a folder name under the workspace's exports/. "
            "Each candidate is written to a temp dir and renamed into place, so a failed export leaves nothing.")
 table = get_table(str(ws.root), table_version(ws))
-methods = methods_with_candidates(ws, table)
-if not methods:
-    st.info("No candidates stored yet: evaluate one on the Explore page or run a sweep.")
-    st.stop()
 
 # ---- Candidates ----
-if st.session_state.get("export_method") not in methods:  # e.g. after switching workspace
-    st.session_state.pop("export_method", None)
-method = st.selectbox("Method", methods, key="export_method")
+method = pick_method(ws, table, "export_method")
 shown = table[table["method"] == method]
 rows = {int(r["id"]): r for _, r in shown.iterrows()}
 
@@ -52,9 +46,9 @@ def label(cid: int) -> str:
 
 
 pick_key = f"export_pick_{method}"  # one selection per method
+forget_stale(pick_key, rows)
 if pick_key not in st.session_state:
     st.session_state[pick_key] = [int(i) for i in shown.loc[shown["on_front"] & shown["finite"], "id"]]
-st.session_state[pick_key] = [c for c in st.session_state[pick_key] if c in rows]
 picked = st.multiselect("Candidates", list(rows), format_func=label, key=pick_key,
                         help="Labelled by weights and z-scores vs the base model; default: the method's front.")
 

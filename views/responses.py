@@ -7,7 +7,10 @@ import pandas as pd
 import streamlit as st
 
 from mva_core.sweep import BASE_METHOD
-from views.shared import current_workspace, get_table, get_workspace, methods_with_candidates, table_version
+from mva_core.pareto import is_finite
+from views.shared import (
+    current_workspace, forget_stale, get_table, get_workspace, pick_method, table_version,
+)
 
 PER_ROW = 4  # side-by-side columns per row; more candidates wrap onto the next row
 
@@ -28,15 +31,9 @@ st.title("Read the responses")
 st.caption("Pick candidates and a prompt: their responses appear side by side with each value's score on that "
            "prompt (raw scorer output, and in colour the difference to the base model's response to the same prompt).")
 table = get_table(str(ws.root), table_version(ws))
-methods = methods_with_candidates(ws, table)
-if not methods:
-    st.info("No candidates stored yet: evaluate one on the Explore page or run a sweep.")
-    st.stop()
 
 # ---- Candidates ----
-if st.session_state.get("responses_method") not in methods:  # e.g. after switching workspace
-    st.session_state.pop("responses_method", None)
-method = st.selectbox("Method", methods, key="responses_method")
+method = pick_method(ws, table, "responses_method")
 shown = table[table["method"].isin([method, BASE_METHOD])]
 rows = {int(r["id"]): r for _, r in shown.iterrows()}
 base_ids = shown.loc[shown["method"] == BASE_METHOD, "id"].astype(int).tolist()
@@ -57,11 +54,11 @@ def label(cid: int) -> str:
 
 
 pick_key = f"responses_pick_{method}"  # one selection per method: switching methods keeps each
+forget_stale(pick_key, rows)  # e.g. another workspace's ids
 if pick_key not in st.session_state:
     front = shown[(shown["method"] == method) & shown["on_front"] & shown["finite"]]
     extremes = [int(front.loc[front[f"z_{v}"].idxmax(), "id"]) for v in values] if not front.empty else []
     st.session_state[pick_key] = list(dict.fromkeys(([base_id] if base_id is not None else []) + extremes))
-st.session_state[pick_key] = [c for c in st.session_state[pick_key] if c in rows]  # another workspace's ids
 picked = st.multiselect("Candidates", list(rows), format_func=label, key=pick_key,
                         help="Labelled by weights and z-scores vs the base model. Default: the base model and, "
                              "for each value, the front candidate that scores highest on it.")
@@ -103,7 +100,7 @@ for start in range(0, len(picked), PER_ROW):
                 s = float(here.get(scorer_of[v], np.nan))
                 delta = np.nan if base_row is None or cid == base_id else s - float(base_row.get(scorer_of[v], np.nan))
                 color = "green" if delta > 0 else "red" if delta < 0 else "gray"
-                lines.append(f"**{v}** {s:.3f}" + ("" if delta != delta else f" · :{color}[{delta:+.3f} vs base]"))
+                lines.append(f"**{v}** {s:.3f}" + (f" · :{color}[{delta:+.3f} vs base]" if is_finite(delta) else ""))
             st.markdown("  \n".join(lines))
             st.text(here["response"])
 

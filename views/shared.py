@@ -1,12 +1,18 @@
-"""What every page shares: the workspace picker and the cached engine objects (never mutated per session)."""
+"""What every page shares: the workspace picker, the cached engine objects (never mutated per session), the
+workspace-switch guard, the axis picker and the front chart."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Collection, Sequence
 
+import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
-from mva_core.results import candidate_table
+from mva_core.pareto import is_finite
+from mva_core.results import candidate_table, methods_present
 from mva_core.models import BaseModel, load_base
 from mva_core.sweep import BASE_METHOD, Evaluator
 from mva_core.vectors import load_value_vector
@@ -66,12 +72,10 @@ def table_version(ws: Workspace) -> int:
     return ws.store.version()
 
 
-def methods_with_candidates(ws: Workspace, table) -> list[str]:
+def methods_with_candidates(ws: Workspace, table: pd.DataFrame) -> list[str]:
     """Methods that have stored candidates: the workspace's comparison rows first (grid methods first), then
     candidates of vectors no method reads any more."""
-    present = set(table["method"]) - {BASE_METHOD} if not table.empty else set()
-    rows = [m.name for m in ws.compared_methods()]
-    return [m for m in rows if m in present] + sorted(present - set(rows))
+    return methods_present(table, [m.name for m in ws.compared_methods()])
 
 
 def sidebar() -> None:
@@ -93,3 +97,109 @@ def current_workspace() -> Workspace | None:
             raise
         st.error(str(user_error))
         return None
+
+
+# ---- Workspace-switch guard ----
+
+def forget_stale(key: str, options: Collection[Any]) -> None:
+    """Forget the session's choice under widget `key` when `options` no longer hold it (e.g. after switching
+    workspace), so the widget starts again from its default; a multi-choice with any stale item is forgotten whole
+    (another workspace's candidate ids name other candidates)."""
+    if key not in st.session_state:
+        return
+    chosen = st.session_state[key]
+    if any(c not in options for c in (chosen if isinstance(chosen, list) else [chosen])):
+        del st.session_state[key]
+
+
+def pick_method(ws: Workspace, table: pd.DataFrame, key: str) -> str:
+    """The method whose candidates a page shows: a selectbox (`key`) over the methods with stored candidates; stops
+    the page with a hint when there are none."""
+    methods = methods_with_candidates(ws, table)
+    if not methods:
+        st.info("No candidates stored yet: evaluate one on the Explore page or run a sweep.")
+        st.stop()
+    forget_stale(key, methods)  # e.g. after switching workspace
+    return st.selectbox("Method", methods, key=key)
+
+
+# ---- Front chart ----
+
+def axis_picker(values: Sequence[str], key: str) -> tuple[str, str]:
+    """The two values a 2-D chart plots: the first two (one value: on both axes); with three or more, the user's
+    choice in two selectboxes keyed `<key>_x` and `<key>_y`."""
+    x_name, y_name = (list(values) * 2)[:2]
+    if len(values) > 2:
+        c1, c2 = st.columns(2)
+        x_name = c1.selectbox("x axis", values, index=0, key=f"{key}_x")
+        y_name = c2.selectbox("y axis", values, index=1, key=f"{key}_y")
+    return x_name, y_name
+
+
+def rank_text(rank: Any) -> str:
+    """A candidate's non-dominated rank as shown (0 = on the front); "—" for one with a non-finite score."""
+    return str(int(rank)) if is_finite(rank) else "—"
+
+
+def hover_text(rows: pd.DataFrame, values: Sequence[str], title: str = "candidate", weight: str = "w") -> list[str]:
+    """One hover text per row: `title` and id, its finite weights (`weight`_<value>; "p" for the preference a
+    conditioned policy read), z-score and raw mean per value, front rank."""
+    return [f"{title} {r['id']}<br>"
+            + "<br>".join(f"{weight}_{v} = {r[f'w_{v}']:.2f}" for v in values if is_finite(r.get(f"w_{v}")))
+            + "<br>" + "<br>".join(f"{v}: z={r[f'z_{v}']:.2f} raw={r[f'raw_{v}']:.3f}" for v in values)
+            + f"<br>rank {rank_text(r['rank'])}" for _, r in rows.iterrows()]
+
+
+@dataclass
+class Front:
+    """One method's finite candidates on a front chart. Alone (`color` None): dominated grey, the front red with a
+    dotted line. One of several (a `color`): faint dots, the front as a line named `name`."""
+
+    rows: pd.DataFrame  # z_<value>, on_front, id
+    hover: list[str]  # one per row
+    name: str = ""
+    color: str | None = None
+    staircase: bool = False  # two values: draw the front line as the edge of the region it dominates
+
+
+@dataclass
+class Mark:
+    """Points drawn over (or between) the fronts: the base model, your point, a policy's runs, the reference point.
+    `style`: further go.Scatter settings (mode, text, hovertext, customdata, line, …)."""
+
+    rows: pd.DataFrame  # z_<value>
+    name: str
+    marker: dict
+    style: dict = field(default_factory=dict)
+
+
+def front_figure(x_name: str, y_name: str, layers: Sequence[Front | Mark], height: int = 560) -> go.Figure:
+    """Candidates in z-score space (vs the base model), `layers` drawn in order: the chart Explore, Sweep and
+    Compare share. Front points carry their candidate id as customdata (a click opens it)."""
+    x, y = f"z_{x_name}", f"z_{y_name}"
+    fig = go.Figure()
+    for layer in layers:
+        if isinstance(layer, Mark):
+            style = {"mode": "markers", **layer.style}
+            fig.add_trace(go.Scatter(x=layer.rows[x], y=layer.rows[y], name=layer.name, marker=layer.marker, **style))
+            continue
+        rows = layer.rows.assign(hover=layer.hover)
+        front = rows[rows["on_front"].astype(bool)].sort_values(x)  # bool: an empty object column would pick columns
+        if layer.color is None:
+            for on_front, name, style in [(False, "dominated", dict(color="#9aa5b1", size=8)),
+                                          (True, "Pareto front", dict(color="#d62728", size=11))]:
+                part = rows[rows["on_front"] == on_front]
+                fig.add_trace(go.Scatter(x=part[x], y=part[y], mode="markers", name=name, marker=style,
+                                         hovertext=part["hover"], hoverinfo="text", customdata=part["id"]))
+            fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines", name="front line",
+                                     line=dict(color="#d62728", dash="dot"), hoverinfo="skip"))
+            continue
+        fig.add_trace(go.Scatter(x=rows[x], y=rows[y], mode="markers", name=f"{layer.name} (all)",
+                                 marker=dict(color=layer.color, size=6, opacity=0.35), hovertext=rows["hover"],
+                                 hoverinfo="text", customdata=rows["id"], legendgroup=layer.name, showlegend=False))
+        fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines+markers", name=layer.name,
+                                 line=dict(color=layer.color, width=2, shape="hv" if layer.staircase else "linear"),
+                                 marker=dict(color=layer.color, size=10), legendgroup=layer.name, hoverinfo="skip"))
+    fig.update_layout(xaxis_title=f"{x_name} (z vs base)", yaxis_title=f"{y_name} (z vs base)", height=height,
+                      legend=dict(orientation="h", x=0, y=-0.15, yanchor="top"), margin=dict(l=10, r=10, t=30, b=10))
+    return fig

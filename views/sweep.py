@@ -7,14 +7,16 @@ import time
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from mva_core.config import ConfigError
 from mva_core.data import DataFileError
 from mva_core.scorers import available_scorers
 from mva_core.sweep import BASE_METHOD, evaluate_base, method_groups, sweep_groups
-from views.shared import current_workspace, get_evaluator, get_table, table_version
+from views.shared import (
+    Front, Mark, axis_picker, current_workspace, forget_stale, front_figure, get_evaluator, get_table, hover_text,
+    table_version,
+)
 
 MAX_GRID = 10_000  # beyond this, keying the grid on every rerun makes the page sluggish: use the CLI
 
@@ -37,17 +39,14 @@ if not methods:
     st.stop()
 
 # ---- Grid ----
+# e.g. after switching workspace: choices that are not this workspace's
+forget_stale("sweep_method", methods)
+forget_stale("sweep_values", values)
+forget_stale("sweep_prompts", prompt_sets)
 for key, default in [("sweep_step", 0.25), ("sweep_chunk", 8), ("sweep_C", float(ws.manifest.C)),
                      ("sweep_values", values), ("sweep_extra", [])]:
     if key not in st.session_state:
         st.session_state[key] = default
-# e.g. after switching workspace: choices that are not this workspace's
-if st.session_state.get("sweep_method") not in methods:
-    st.session_state.pop("sweep_method", None)
-if not set(st.session_state["sweep_values"]) <= set(values):
-    st.session_state["sweep_values"] = values
-if st.session_state.get("sweep_prompts") not in prompt_sets:
-    st.session_state.pop("sweep_prompts", None)
 c1, c2, c3, c4, c5 = st.columns(5)
 method = c1.selectbox("Method", methods, key="sweep_method",
                       format_func=lambda m: f"{m} ({compared[m].composition})")
@@ -155,11 +154,7 @@ if last and not start:
 progress_slot = st.empty()
 
 # ---- Front ----
-x_name, y_name = (values * 2)[:2]
-if len(values) > 2:
-    ax1, ax2 = st.columns(2)
-    x_name = ax1.selectbox("x axis", values, index=0, key="sweep_x")
-    y_name = ax2.selectbox("y axis", values, index=1, key="sweep_y")
+x_name, y_name = axis_picker(values, "sweep")
 chart_slot = st.empty()
 st.caption("Touching any control while a sweep runs stops it; every finished chunk is kept, press Resume to go on.")
 
@@ -167,26 +162,17 @@ st.caption("Touching any control while a sweep runs stops it; every finished chu
 def draw_front(n: int) -> None:
     """The method's stored candidates in z-score space (vs the base model), the front in red, this grid's ringed."""
     table = get_table(str(ws.root), table_version(ws), prompts_file)
-    fig = go.Figure()
+    layers: list[Front | Mark] = []
     if not table.empty:
         cands = table[(table["method"] == method) & table["finite"]]
-        for on_front, name, style in [(False, "dominated", dict(color="#9aa5b1", size=8)),
-                                      (True, "Pareto front", dict(color="#d62728", size=11))]:
-            part = cands[cands["on_front"] == on_front]
-            text = [f"candidate {r.id}<br>weights {np.round(r.weights, 3).tolist()}" for r in part.itertuples()]
-            fig.add_trace(go.Scatter(x=part[f"z_{x_name}"], y=part[f"z_{y_name}"], mode="markers", name=name,
-                                     marker=style, hovertext=text, hoverinfo="text+x+y"))
         mine = cands[cands["id"].isin(stored_ids())]
-        fig.add_trace(go.Scatter(x=mine[f"z_{x_name}"], y=mine[f"z_{y_name}"], mode="markers", name="in this grid",
-                                 marker=dict(symbol="circle-open", size=16, color="#333", line=dict(width=1.5)),
-                                 hoverinfo="skip"))
-        base = table[table["method"] == BASE_METHOD]
-        fig.add_trace(go.Scatter(x=base[f"z_{x_name}"], y=base[f"z_{y_name}"], mode="markers", name="base model",
-                                 marker=dict(symbol="square", size=12, color="#1f77b4")))
-    fig.update_layout(xaxis_title=f"{x_name} (z vs base)", yaxis_title=f"{y_name} (z vs base)", height=420,
-                      legend=dict(orientation="h", y=1.1), margin=dict(l=10, r=10, t=40, b=10))
+        layers = [Front(cands, hover_text(cands, values)),
+                  Mark(mine, "in this grid", dict(symbol="circle-open", size=16, color="#333", line=dict(width=1.5)),
+                       dict(hoverinfo="skip")),
+                  Mark(table[table["method"] == BASE_METHOD], "base model", dict(symbol="square", size=12,
+                                                                                color="#1f77b4"))]
     # A fresh key per redraw: the chart is replaced several times within one script run.
-    chart_slot.plotly_chart(fig, width="stretch", key=f"sweep_plot_{n}")
+    chart_slot.plotly_chart(front_figure(x_name, y_name, layers, height=420), width="stretch", key=f"sweep_plot_{n}")
 
 
 def duration(seconds: float) -> str:
