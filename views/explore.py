@@ -51,8 +51,13 @@ with st.sidebar:
     evaluate = st.button("Evaluate", type="primary", width="stretch", key="explore_evaluate",
                          disabled=conditioned and sum(weights) == 0,
                          help="Set at least one p above 0." if conditioned and sum(weights) == 0 else None)
-    with st.expander("Preference p (highlight the front candidate maximising p·z)"):
-        p_raw = [st.number_input(f"p: {v}", min_value=0.0, value=0.0, step=0.1, key=f"p_{v}") for v in values]
+
+# ---- Pick by preference ----
+with st.expander("Pick by preference p: the front candidate maximising p·z", expanded=True):
+    pc = st.columns(len(values) + 1)
+    p_raw = [pc[i].number_input(f"p: {v}", min_value=0.0, value=0.0, step=0.1, key=f"p_{v}")
+             for i, v in enumerate(values)]
+    scope = pc[-1].radio("Among", ["this method", "all methods"], key="explore_pick_scope", horizontal=True)
 preference = np.asarray(p_raw) / sum(p_raw) if sum(p_raw) > 0 else None
 
 # ---- Evaluate ----
@@ -106,8 +111,9 @@ layers = [Front(cands, hover_text(cands, values)),
                     customdata=singles["id"], hoverinfo="text",
                     hovertext=["each value's vector alone at weight 1<br>" + h for h in hover_text(singles, values)]))]
 preferred = None
-if preference is not None and cands["on_front"].any():
-    front_rows = cands[cands["on_front"]]
+pool = cands if scope == "this method" else table[(table["method"] != BASE_METHOD) & table["finite"]]
+if preference is not None and pool["on_front"].any():
+    front_rows = pool[pool["on_front"]]
     best = front_rows.iloc[[best_for_preference(front_rows[zc].to_numpy(dtype=float), preference)]]
     preferred = best.iloc[0]
     layers.append(Mark(best, "preferred by p",
@@ -120,8 +126,29 @@ event = st.plotly_chart(front_figure(x_name, y_name, layers), width="stretch", k
                         selection_mode=("points", "box", "lasso"))
 st.caption("Click a point, or drag a box / lasso (chart toolbar), to open those candidates below.")
 if preferred is not None:
+    pid, pmethod = int(preferred["id"]), str(preferred["method"])
     st.info(f"Preference p = {np.round(preference, 3).tolist()}: the front candidate maximising p·z is "
-            f"#{int(preferred['id'])}, weights {np.round(preferred['weights'], 3).tolist()}.")
+            f"#{pid}, weights {np.round(preferred['weights'], 3).tolist()} ({pmethod}, p·z = "
+            f"{float(preferred[zc].to_numpy(dtype=float) @ preference):.3f}).")
+
+    def open_preferred() -> None:
+        st.session_state["explore_method"] = pmethod if pmethod in methods else method
+        st.session_state["explore_detail"] = pid
+
+    def load_preferred() -> None:
+        open_preferred()
+        slider = "cp_" if compositions.get(st.session_state["explore_method"]) == "conditioned" else "w_"
+        for v in values:
+            st.session_state[f"{slider}{v}"] = float(np.clip(preferred.get(f"w_{v}", 0.0), 0.0, ws.manifest.C))
+
+    b1, b2, b3 = st.columns(3)
+    b1.button("Open its details", key="explore_pick_open", on_click=open_preferred, width="stretch")
+    b2.button("Load its weights into the sliders", key="explore_pick_load", on_click=load_preferred,
+              width="stretch", disabled=pmethod not in methods)
+    if b3.button("Export it (merged model)", key="explore_pick_export", width="stretch"):
+        with st.spinner("Merging, writing safetensors, reloading to verify…"):
+            path = export_candidate(ws, pid, "merged", ws.inside("exports", f"candidate-{pid}-merged"), force=True)
+        st.success(f"Exported to {path}.")
 
 # ---- Three or more values ----
 if len(values) >= 3:

@@ -78,7 +78,20 @@ def methods_with_candidates(ws: Workspace, table: pd.DataFrame) -> list[str]:
     return methods_present(table, [m.name for m in ws.compared_methods()])
 
 
+# Choices a user makes on one page and expects to find again after visiting another: Explore's weights, the
+# conditioned policy's p, the preference pick, the method and axes. Streamlit forgets a widget's state when its
+# page is not shown; writing the value back on every run keeps it.
+KEPT_ACROSS_PAGES = ("w_", "cp_", "p_", "explore_method", "explore_x", "explore_y", "explore_axes3d")
+
+
+def keep_choices_across_pages() -> None:
+    for key in list(st.session_state):
+        if isinstance(key, str) and key.startswith(KEPT_ACROSS_PAGES):
+            st.session_state[key] = st.session_state[key]
+
+
 def sidebar() -> None:
+    keep_choices_across_pages()
     default = str(default_workspace())
     with st.sidebar:
         path = st.text_input("Workspace", value=default, key="workspace",

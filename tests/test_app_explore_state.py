@@ -1,0 +1,57 @@
+"""Explore keeps its choices across pages, and the preference pick opens, loads or exports its answer (issue 17
+item 5). AppTest on a tiny workspace; the pick is checked against a brute-force argmax over the stored z-scores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mva_core.results import candidate_table
+from mva_core.sweep import Evaluator, evaluate_base
+from mva_core.workspace import Workspace
+from tests.apptest import open_page
+from tests.tiny import make_tiny_workspace
+
+GRID = [[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [1.0, 1.0], [0.25, 0.75], [0.75, 0.25]]
+
+
+@pytest.fixture(scope="module")
+def ws_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("state")
+    ws = make_tiny_workspace(root)
+    ev = Evaluator(ws, "mva-no-hsic")
+    evaluate_base(ws, ev.base)
+    ev.evaluate(GRID)
+    return root
+
+
+def test_sliders_method_and_p_survive_a_visit_to_another_page(ws_root, monkeypatch):
+    at = open_page(monkeypatch, ws_root)
+    at.slider(key="w_warmth").set_value(0.8)
+    at.slider(key="w_brevity").set_value(0.15)
+    at.number_input(key="p_brevity").set_value(0.4).run()
+    for page in ("views/compare.py", "views/responses.py", "views/explore.py"):
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
+    assert at.slider(key="w_warmth").value == pytest.approx(0.8)
+    assert at.slider(key="w_brevity").value == pytest.approx(0.15)
+    assert at.number_input(key="p_brevity").value == pytest.approx(0.4)
+
+
+def test_pick_loads_its_weights_and_opens_its_details(ws_root, monkeypatch):
+    at = open_page(monkeypatch, ws_root)
+    at.number_input(key="p_warmth").set_value(0.3)
+    at.number_input(key="p_brevity").set_value(0.7).run()
+    table = candidate_table(Workspace(ws_root))
+    mine = table[table["method"] == "mva-no-hsic"]
+    Z = mine[["z_warmth", "z_brevity"]].to_numpy(dtype=float)
+    front = [i for i in range(len(Z)) if not any((Z[j] >= Z[i]).all() and (Z[j] > Z[i]).any() for j in range(len(Z)))]
+    best = mine.iloc[max(front, key=lambda i: (Z[i] @ np.array([0.3, 0.7]), -mine["id"].iloc[i]))]
+    msg = next(i.value for i in at.info if i.value.startswith("Preference p"))
+    assert f"#{int(best['id'])}," in msg and "(mva-no-hsic, p·z = " in msg
+    at.button(key="explore_pick_load").click().run()
+    assert not at.exception, at.exception
+    assert at.slider(key="w_warmth").value == pytest.approx(best["w_warmth"])
+    assert at.slider(key="w_brevity").value == pytest.approx(best["w_brevity"])
+    assert at.selectbox(key="explore_detail").value == int(best["id"])
+    assert any(e.label.startswith(f"Candidate #{int(best['id'])} ") for e in at.expander)
