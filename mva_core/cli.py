@@ -189,7 +189,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     check_target(args.out, args.force)
     ws = open_workspace(args.workspace)
-    print(export_candidate(ws, args.candidate, args.format, args.out, force=args.force))
+    print(export_candidate(ws, args.candidate, args.format, args.out, force=args.force, method=args.method))
     return 0
 
 
@@ -363,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--format", choices=["merged", "peft", "mergekit", "card", "csv"], default="merged")
     e.add_argument("--out", required=True)
     e.add_argument("--force", action="store_true")
+    e.add_argument("--method", default=None, help="the comparison row it is exported from (the card names it); "
+                                                   "default: the first method holding the candidate")
 
     t = add("train", cmd_train, "train value vectors (dpo, mva, mva-no-hsic, ortho)")
     t.add_argument("--method", required=True, help="registered method name, e.g. mva")

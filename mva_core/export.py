@@ -137,8 +137,30 @@ def export_card(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequen
     return Path(out).resolve()
 
 
-def export_candidate(ws: "Workspace", candidate_id: int, fmt: str, out: str | Path, force: bool = False) -> Path:
-    """Export a stored candidate with the same writers as `compose` (plus its scores in card/csv)."""
+def safetensors_parameters(path: str | Path) -> int:
+    """How many numbers a .safetensors file holds, read from its header alone (no tensor is loaded)."""
+    with open(path, "rb") as fh:
+        header = json.loads(fh.read(int.from_bytes(fh.read(8), "little")))
+    return sum(int(np.prod(t["shape"])) for k, t in header.items() if k != "__metadata__")
+
+
+def estimated_export_bytes(base_dir: str | Path | None, vector_dirs: Sequence[str | Path], fmt: str) -> int | None:
+    """Bytes one export of a candidate will take, before writing it: a merged model stores every base weight in
+    fp32 (4 bytes each), a PEFT adapter every vector's A and B (ranks concatenated, fp32); the recipe and the
+    card are a few KiB. None when the base's weights are not on this disk to count (a hub id not yet loaded)."""
+    if fmt in ("mergekit", "card", "csv"):
+        return 8 * 1024
+    if fmt == "peft":
+        return 4 * sum(safetensors_parameters(Path(d) / "adapter_model.safetensors") for d in vector_dirs)
+    files = sorted(Path(base_dir).glob("*.safetensors")) if base_dir is not None and Path(base_dir).is_dir() else []
+    return 4 * sum(safetensors_parameters(f) for f in files) if files else None
+
+
+def export_candidate(ws: "Workspace", candidate_id: int, fmt: str, out: str | Path, force: bool = False,
+                     method: str | None = None) -> Path:
+    """Export a stored candidate with the same writers as `compose` (plus its scores in card/csv). `method` is the
+    comparison row it is exported from (a candidate can be a point of several: an `mva-no-hsic` grid point on
+    the simplex is also a `soup` point); the card names it. Default: the first row holding the candidate."""
     from .models import load_base
     from .results import candidate_table
     from .vectors import load_value_vector
@@ -151,9 +173,16 @@ def export_candidate(ws: "Workspace", candidate_id: int, fmt: str, out: str | Pa
     row = table[table["id"] == candidate_id]
     if row.empty:
         raise ExportError(f"candidate {candidate_id} is not in {ws.root}; list them on the Explore page or in mva.sqlite")
+    if method is not None:
+        if not (row["method"] == method).any():
+            raise ExportError(f"candidate {candidate_id} is not a point of method {method!r}; it belongs to "
+                              f"{sorted(set(row['method']))}")
+        row = row[row["method"] == method]
     row = row.iloc[0]
     scores = {v: {"raw": float(row[f"raw_{v}"]), "z": float(row[f"z_{v}"])} for v in ws.value_names}
-    card = {"candidate_id": int(candidate_id), "scores": scores, "front_rank": int(row["rank"]) if is_finite(row["rank"]) else None}
+    card = {"method": str(row["method"]), "candidate_id": int(candidate_id), "scores": scores,
+            "dominance_layer": int(row["rank"]) if is_finite(row["rank"]) else None,  # 0 = on the front
+            "on_front": bool(row["on_front"])}
     preference = row.get("preference")
     if isinstance(preference, list):  # a conditioned policy: the model alone is not the candidate, its prompt is part
         from .methods.conditioned import condition_text

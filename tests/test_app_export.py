@@ -1,4 +1,5 @@
-"""AppTest of the Export page: the default pick is the method's Pareto front (checked by brute force), a peft
+"""AppTest of the Export page: the default pick is one front candidate, one click picks the method's Pareto front
+(checked by brute force), a peft
 export of each reproduces the composed logits with plain PeftModel.from_pretrained, an existing target needs
 the overwrite box, a name that leaves exports/ is refused, and the table downloads as CSV."""
 
@@ -52,6 +53,12 @@ def test_export_front_as_peft_reproduces_composition(evaluated, monkeypatch):
     table = candidate_table(ws)
     rows = table[table["method"] == METHOD]
     front = brute_force_front(rows[rows["finite"]])
+    # default: ONE candidate, the front's best mean z-score (a merged model per pick is GBs at real scale)
+    on_front = rows[rows["id"].isin(front)]
+    best = int(on_front.loc[on_front[["z_warmth", "z_brevity"]].mean(axis=1).idxmax(), "id"])
+    assert at.multiselect(key=f"export_pick_{METHOD}").value == [best]
+    assert any("1 × merged: ≈" in c.value for c in at.caption)  # the size is shown before writing
+    at.button(key="export_pick_front").click().run()
     picked = at.multiselect(key=f"export_pick_{METHOD}").value
     assert set(picked) == front and front
     at.selectbox(key="export_format").set_value("peft").run()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
 from mva_core.config import ConfigError, check_name
-from mva_core.export import FORMATS, export_candidate
-from mva_core.models import ModelLoadError
+from mva_core.export import FORMATS, estimated_export_bytes, export_candidate
+from mva_core.models import DEFAULT_BASE, ModelLoadError, model_cache_dir
 from mva_core.workspace import WorkspaceError
 from views.shared import current_workspace, forget_stale, get_table, pick_method, table_version
 
@@ -20,6 +23,28 @@ FORMAT_HELP = {
     "card": "the model card only (README.md: base, weights, scores, vector hashes)",
     "csv": "the whole candidate table (candidates.csv + candidates.json), once",
 }
+
+MAX_ZIP_BYTES = 200 * 1024 ** 2  # zipped in memory for the download button; larger exports are copied by path
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def zip_dirs(dirs: list[Path], root: Path) -> bytes:
+    """The written export folders as one zip, paths relative to exports/."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for d in dirs:
+            for f in sorted(d.rglob("*")):
+                if f.is_file():
+                    zf.write(f, f.relative_to(root if root in f.parents else d.parent))
+    return buffer.getvalue()
+
 
 ws = current_workspace()
 if ws is None:
@@ -47,10 +72,29 @@ def label(cid: int) -> str:
 
 pick_key = f"export_pick_{method}"  # one selection per method
 forget_stale(pick_key, rows)
-if pick_key not in st.session_state:
-    st.session_state[pick_key] = [int(i) for i in shown.loc[shown["on_front"] & shown["finite"], "id"]]
+front = shown[shown["on_front"] & shown["finite"]]
+if pick_key not in st.session_state:  # one candidate: the front's best mean z-score (a merged model is ~GBs)
+    zmean = front[[f"z_{v}" for v in values]].mean(axis=1)
+    st.session_state[pick_key] = [int(front.loc[zmean.idxmax(), "id"])] if len(front) else []
+
+
+def pick_front() -> None:
+    st.session_state[pick_key] = [int(i) for i in front["id"]]
+
+
 picked = st.multiselect("Candidates", list(rows), format_func=label, key=pick_key,
-                        help="Labelled by weights and z-scores vs the base model; default: the method's front.")
+                        help="Labelled by weights and z-scores vs the base model; default: the front candidate with "
+                             "the best mean z-score.")
+st.button(f"Select the whole front ({len(front)})", key="export_pick_front", on_click=pick_front,
+          disabled=front.empty)
+
+def export_size(cid: int, fmt: str) -> int | None:
+    """Bytes of one export of candidate `cid` in `fmt`, counted from the files' headers before writing."""
+    hashes = json.loads(rows[cid]["vector_hashes"])
+    index = ws.vector_index()
+    base_dir = model_cache_dir() / DEFAULT_BASE if ws.manifest.base == DEFAULT_BASE else Path(ws.manifest.base)
+    return estimated_export_bytes(base_dir, [index[h] for h in hashes if h in index], fmt)
+
 
 # ---- Format and target ----
 c1, c2 = st.columns([1, 2])
@@ -77,6 +121,12 @@ except (WorkspaceError, ConfigError) as exc:
              f"{ws.root / 'exports'}.")
 if targets:
     st.caption("Will write: " + ", ".join(f"`{p.relative_to(ws.root)}`" for p in targets.values()))
+    sizes = [export_size(cid, fmt) for cid in targets]
+    known = [b for b in sizes if b is not None]
+    total = f"≈ {human_bytes(sum(known))}" + ("" if len(known) == len(sizes) else " + the base model's size per "
+                                              "merged export not yet on this disk")
+    (st.warning if sum(known) > 2 * 1024 ** 3 else st.caption)(
+        f"{len(targets)} × {fmt}: {total} in all" + (f" (≈ {human_bytes(known[0])} each)" if known else ""))
 elif not picked:
     st.info("Pick at least one candidate.")
 
@@ -90,7 +140,7 @@ if st.button("Export", type="primary", key="export_go", disabled=not targets):
                           "another output folder.")
             continue
         try:
-            written.append(export_candidate(ws, cid, fmt, out, force=force))
+            written.append(export_candidate(ws, cid, fmt, out, force=force, method=method))
         except (ValueError, ModelLoadError) as exc:  # ExportError, VectorError, WorkspaceError, bad data
             failed.append(f"candidate {cid}: {exc}")
     bar.progress(1.0, text=f"{len(written)} written, {len(failed)} failed")
@@ -99,6 +149,14 @@ if st.button("Export", type="primary", key="export_go", disabled=not targets):
 
 for p in st.session_state.get("export_written", []):
     st.success(f"Written: {p}")
+written_dirs = [Path(p) for p in st.session_state.get("export_written", []) if Path(p).is_dir()]
+if written_dirs:
+    size = sum(f.stat().st_size for d in written_dirs for f in d.rglob("*") if f.is_file())
+    if size <= MAX_ZIP_BYTES:
+        st.download_button(f"Download as zip ({human_bytes(size)})", zip_dirs(written_dirs, ws.root / "exports"),
+                           file_name=f"{ws.root.name}-export.zip", mime="application/zip", key="export_zip")
+    else:
+        st.caption(f"{human_bytes(size)} written: too large for a browser download; copy it from the paths above.")
 for msg in st.session_state.get("export_failed", []):
     st.error(msg)
 
