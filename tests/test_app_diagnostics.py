@@ -117,3 +117,14 @@ def test_no_vectors_says_how_to_train(tmp_path, monkeypatch):
     Workspace.create(tmp_path, Manifest(base="x", values=[ValueSpec("warmth", "warmth")]))
     at = open_page(monkeypatch, tmp_path, PAGE)
     assert any("python -m mva_core train" in w.value for w in at.warning)
+
+
+def test_cosine_scale_is_plus_minus_one_unless_zoomed(ws, monkeypatch):
+    """Issue 17 item 3: ±0.01 as the default scale made a cosine of 0.013 look like strong overlap."""
+    at = open_page(monkeypatch, ws.root, PAGE)
+    trace = chart(at, "diag_cosine_plot")["data"][0]
+    assert (trace["zmin"], trace["zmax"]) == (-1.0, 1.0)
+    at.toggle(key="diag_cosine_zoom").set_value(True).run()
+    trace = chart(at, "diag_cosine_plot")["data"][0]
+    assert trace["zmax"] == pytest.approx(np.nanmax(np.abs(z_of(trace))))
+    assert any(c.value.startswith("Zoomed: the colour scale spans") for c in at.caption)

@@ -55,3 +55,15 @@ def test_pick_loads_its_weights_and_opens_its_details(ws_root, monkeypatch):
     assert at.slider(key="w_brevity").value == pytest.approx(best["w_brevity"])
     assert at.selectbox(key="explore_detail").value == int(best["id"])
     assert any(e.label.startswith(f"Candidate #{int(best['id'])} ") for e in at.expander)
+
+
+def test_rank_reads_as_a_dominance_layer(ws_root, monkeypatch):
+    """Issue 17 item 4: "Front rank 1" on a dominated point was the 0-based layer; now it says what it is."""
+    at = open_page(monkeypatch, ws_root)
+    table = candidate_table(Workspace(ws_root))
+    mine = table[table["method"] == "mva-no-hsic"]
+    for _, row in mine.iterrows():
+        at.selectbox(key="explore_detail").set_value(int(row["id"])).run()
+        label = next(e.label for e in at.expander if e.label.startswith(f"Candidate #{int(row['id'])} "))
+        want = "on front" if row["rank"] == 0 else f"layer {int(row['rank'])} (dominated)"
+        assert label.endswith(want), label

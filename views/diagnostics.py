@@ -117,10 +117,12 @@ else:
     cos = cos.assign(column=cos["pair"] + " · " + cos["module"])
     grid = cos.pivot_table(index="block", columns="column", values="cosine", aggfunc="first", dropna=False)
     grid = grid.reindex(index=list(dict.fromkeys(cos["block"])), columns=list(dict.fromkeys(cos["column"])))
-    fixed = st.toggle("Colour scale −1 … +1", key="diag_cosine_fixed",
-                      help="Off: the scale is ± the largest |cosine| shown, so small overlaps stay visible. "
-                           "On: the same scale for every method, to compare them.")
-    top = 1.0 if fixed else float(np.nanmax(np.abs(grid.to_numpy(dtype=float)), initial=0.0)) or 1.0
+    zoom = st.toggle("Zoom the colour scale to the largest |cosine| shown", key="diag_cosine_zoom",
+                     help="Off (default): −1 … +1, the same for every method, so a cosine of 0.01 looks like the "
+                          "near-orthogonality it is. On: ± the largest |cosine| shown, to see small differences.")
+    top = float(np.nanmax(np.abs(grid.to_numpy(dtype=float)), initial=0.0)) or 1.0 if zoom else 1.0
+    if zoom:
+        st.caption(f"Zoomed: the colour scale spans ±{top:.3g}, not ±1.")
     st.plotly_chart(heatmap(grid, "pair · layer type", "block", (-top, top), False, "cosine",
                             max(260, 22 * len(grid) + 120)), width="stretch", key="diag_cosine_plot")
     pairs = [(a, b) for i, a in enumerate(values) for b in values[i + 1:]]

@@ -12,7 +12,7 @@ from mva_core.results import single_vector_points, summarise
 from mva_core.sweep import BASE_METHOD
 from views.shared import (
     Front, Mark, axis_picker, current_workspace, forget_stale, front_figure, get_evaluator, get_table, hover_text,
-    rank_text, table_version,
+    rank_text, table_columns, table_version,
 )
 
 ws = current_workspace()
@@ -187,11 +187,11 @@ if len(detail) > 1:  # several selected: one compact row each, the full detail f
     st.markdown(f"**{len(detail)} candidates selected**")
     rows = cands[cands["id"].isin(detail)].sort_values("id")
     st.dataframe(rows[["id", *[f"w_{v}" for v in values if f"w_{v}" in rows], *[f"raw_{v}" for v in values], *zc,
-                       "rank", "on_front"]], hide_index=True, width="stretch")
+                       "rank", "on_front"]], hide_index=True, width="stretch", column_config=table_columns(values))
 for cid in detail:
     r = cands[cands["id"] == cid].iloc[0]
     with st.expander(f"Candidate #{cid} · weights {np.round(r['weights'], 3).tolist()} · "
-                     f"rank {rank_text(r['rank'])}", expanded=len(detail) == 1):
+                     f"{rank_text(r['rank'])}", expanded=len(detail) == 1):
         cols = st.columns(len(values))
         for col, v in zip(cols, values):
             col.metric(v, f"{r[f'raw_{v}']:.3f}", f"{r[f'z_{v}']:+.2f} z vs base")
@@ -205,7 +205,7 @@ if mine is not None and (table["id"] == mine).any():
     cols = st.columns(len(values) + 1)
     for col, v in zip(cols, values):
         col.metric(v, f"{row[f'raw_{v}']:.3f}", f"{row[f'z_{v}']:+.2f} z vs base")
-    cols[-1].metric("Front rank", rank_text(row["rank"]))
+    cols[-1].metric("Dominance layer (0 = front)", rank_text(row["rank"]))
     resp = ws.store.responses([int(mine)])
     st.dataframe(resp.drop(columns=["candidate_id", "prompt_idx"]), width="stretch", hide_index=True)
     if st.button("Export merged model", key="explore_export"):

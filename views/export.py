@@ -14,7 +14,7 @@ from mva_core.config import ConfigError, check_name
 from mva_core.export import FORMATS, estimated_export_bytes, export_candidate
 from mva_core.models import DEFAULT_BASE, ModelLoadError, model_cache_dir
 from mva_core.workspace import WorkspaceError
-from views.shared import current_workspace, forget_stale, get_table, pick_method, table_version
+from views.shared import current_workspace, forget_stale, get_table, pick_method, table_columns, table_version
 
 FORMAT_HELP = {
     "merged": "a full model dir: W + Σ wᵢ·ΔWᵢ in safetensors + tokenizer + model card (checked by reloading it)",
@@ -164,7 +164,7 @@ for msg in st.session_state.get("export_failed", []):
 st.subheader("Candidates of this method")
 cols = ["id", "method", "source"] + [f"w_{v}" for v in values if f"w_{v}" in shown] + \
        [f"raw_{v}" for v in values] + [f"z_{v}" for v in values] + ["rank", "on_front", "finite"]
-st.dataframe(shown[[c for c in cols if c in shown]], width="stretch", hide_index=True)
+st.dataframe(shown[[c for c in cols if c in shown]], width="stretch", hide_index=True, column_config=table_columns(values))
 st.download_button("Download all candidates (CSV)", table.drop(columns=["key"], errors="ignore").to_csv(index=False),
                    file_name=f"{ws.root.name}-candidates.csv", mime="text/csv", key="export_csv_download",
                    help="Every stored candidate of every method, with weights, raw and z-scored rewards and ranks.")

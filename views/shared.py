@@ -149,9 +149,24 @@ def axis_picker(values: Sequence[str], key: str) -> tuple[str, str]:
     return x_name, y_name
 
 
+def table_columns(values: Sequence[str]) -> dict[str, Any]:
+    """Column labels and precision for candidate tables: weights to 2 decimals, rewards and z-scores to 3, the
+    rank as the dominance layer it is (0 = on the front)."""
+    config: dict[str, Any] = {"rank": st.column_config.NumberColumn("dominance layer (0 = front)", format="%d")}
+    for v in values:
+        config[f"w_{v}"] = st.column_config.NumberColumn(f"w_{v}", format="%.2f")
+        config[f"raw_{v}"] = st.column_config.NumberColumn(f"raw_{v}", format="%.3f", help="mean reward (scorer units)")
+        config[f"z_{v}"] = st.column_config.NumberColumn(f"z_{v}", format="%+.3f",
+                                                         help="z-score vs the base model on the same prompts")
+    return config
+
+
 def rank_text(rank: Any) -> str:
-    """A candidate's non-dominated rank as shown (0 = on the front); "—" for one with a non-finite score."""
-    return str(int(rank)) if is_finite(rank) else "—"
+    """A candidate's dominance layer as shown: "on front" for layer 0, else "layer k (dominated)"; "—" for one
+    with a non-finite score (it is on no layer)."""
+    if not is_finite(rank):
+        return "—"
+    return "on front" if int(rank) == 0 else f"layer {int(rank)} (dominated)"
 
 
 def hover_text(rows: pd.DataFrame, values: Sequence[str], title: str = "candidate", weight: str = "w") -> list[str]:
@@ -160,7 +175,7 @@ def hover_text(rows: pd.DataFrame, values: Sequence[str], title: str = "candidat
     return [f"{title} {r['id']}<br>"
             + "<br>".join(f"{weight}_{v} = {r[f'w_{v}']:.2f}" for v in values if is_finite(r.get(f"w_{v}")))
             + "<br>" + "<br>".join(f"{v}: z={r[f'z_{v}']:.2f} raw={r[f'raw_{v}']:.3f}" for v in values)
-            + f"<br>rank {rank_text(r['rank'])}" for _, r in rows.iterrows()]
+            + f"<br>{rank_text(r['rank'])}" for _, r in rows.iterrows()]
 
 
 @dataclass
