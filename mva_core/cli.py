@@ -39,7 +39,7 @@ def _bar() -> Callable[[str, int, int], None]:
         if bar is None or bar.total != total or done < bar.n:
             if bar is not None:
                 bar.close()
-            bar = bars[stage] = tqdm(total=total, desc=stage, unit="row" if stage == "generate" else "step",
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit="token" if stage == "generate" else "step",
                                      file=sys.stderr, leave=False)
         bar.update(done - bar.n)
         if done >= total:

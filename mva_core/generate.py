@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from .compose import WeightBatchedModel, row_weights
 from .config import DecodingConfig
 from .errors import MVAError
 from .models import chat_prompt, reply_stop
 
-Progress = Callable[[int, int], None]  # (rows done, rows total)
+Progress = Callable[[int, int], None]  # (decoding steps done, steps total)
+
+
+class Cancelled(MVAError):
+    """The user stopped the work; what finished before the current generate call is kept."""
+
+
+class _EachToken(StoppingCriteria):
+    """Called by `generate` after every decoding step: reports the step, and stops every row once `cancel` is set."""
+
+    def __init__(self, on_step: Callable[[int], None], cancel: threading.Event | None):
+        self.step, self.on_step, self.cancel = 0, on_step, cancel
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: object) -> torch.Tensor:
+        self.step += 1
+        self.on_step(self.step)
+        stop = self.cancel is not None and self.cancel.is_set()
+        return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
 
 class PromptTooLongError(MVAError):
@@ -40,12 +59,17 @@ def generate_responses(
     weights: np.ndarray | None = None,
     decoding: DecodingConfig | None = None,
     progress: Progress | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[list[str]]:
     """Responses [candidate][prompt] for every row of `weights` (K, n) and every prompt.
 
     With a plain model (`weights=None`) there is one candidate: the model itself. With a
     WeightBatchedModel each generated row carries its own weights, so K candidates x P prompts are
     decoded in ceil(K*P / batch_size) generate calls. Returns the response text only (no prompt).
+
+    `progress(done, total)` counts decoding steps: total = generate calls × max_new_tokens, reported after every
+    token (a call that ends early at EOS jumps to its end), so a bar moves and an ETA exists from the first token.
+    `cancel` set: decoding stops at the next token and `Cancelled` is raised; nothing of this call is returned.
     """
     decoding = decoding or DecodingConfig()
     batched = isinstance(model, WeightBatchedModel)
@@ -76,9 +100,12 @@ def generate_responses(
     stop = reply_stop(tokenizer)
     lengths = dict(max_new_tokens=decoding.max_new_tokens, min_new_tokens=decoding.min_new_tokens or None,
                    pad_token_id=pad_id, **(dict(stop_strings=[stop], tokenizer=tokenizer) if stop else {}))
-    done = 0
-    for start in range(0, len(rows), decoding.batch_size):
+    n_calls = -(-len(rows) // decoding.batch_size)
+    total = n_calls * decoding.max_new_tokens
+    for call, start in enumerate(range(0, len(rows), decoding.batch_size)):
         chunk = rows[start:start + decoding.batch_size]
+        done = call * decoding.max_new_tokens
+        watch = _EachToken(lambda step, done=done: progress(done + step, total) if progress else None, cancel)
         enc = tokenizer(  # type: ignore[operator]
             [texts[j] for _, j in chunk], return_tensors="pt", padding=True, padding_side="left",
             add_special_tokens=False,
@@ -86,15 +113,16 @@ def generate_responses(
         with torch.no_grad():
             if batched:
                 with row_weights(weights[[k for k, _ in chunk]]):
-                    gen = net.generate(**enc, **lengths, **sampling)
+                    gen = net.generate(**enc, **lengths, **sampling, stopping_criteria=StoppingCriteriaList([watch]))
             else:
-                gen = net.generate(**enc, **lengths, **sampling)
+                gen = net.generate(**enc, **lengths, **sampling, stopping_criteria=StoppingCriteriaList([watch]))
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(f"stopped by request during generate call {call + 1} of {n_calls}; finished work is kept")
         new_tokens = gen[:, enc["input_ids"].shape[1]:]  # (rows, new) — left padding keeps prompts aligned
         for (k, j), seq in zip(chunk, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):  # type: ignore[attr-defined]
             out[k][j] = (seq.split(stop)[0] if stop else seq).strip()  # the reply, not the next turn it began
-        done += len(chunk)
         if progress is not None:
-            progress(done, len(rows))
+            progress(done + decoding.max_new_tokens, total)
     return out
 
 

@@ -60,3 +60,32 @@ def test_greedy_agreement_step_by_step(setup):
     res = greedy_agreement(merge(base, vectors, [1.0, 0.0]), wb, tok, PROMPTS, [0.0, 1.0],
                            DecodingConfig(max_new_tokens=12), atol=1e-4)
     assert res["max_abs_logit_diff"] > 1e-2
+
+
+def test_progress_moves_every_token_and_cancel_stops_at_the_next(tmp_path):
+    """Issue 17 item 2: the bar moves during a generate call (one report per decoding step, total = calls ×
+    max_new_tokens) and a Cancel stops decoding at the next token, returning nothing of that call."""
+    import threading
+
+    from mva_core.generate import Cancelled
+    from tests.tiny import make_tiny_llama, make_tokenizer
+
+    model = make_tiny_llama(tmp_path / "m")
+    tok = make_tokenizer(tmp_path / "m")
+    decoding = DecodingConfig(max_new_tokens=6, min_new_tokens=6, batch_size=2)  # 3 prompts: 2 calls of 6 steps
+    seen: list[tuple[int, int]] = []
+    generate_responses(model, tok, PROMPTS[:3], None, decoding, progress=lambda d, t: seen.append((d, t)))
+    assert {t for _, t in seen} == {12}
+    assert [d for d, _ in seen if d <= 6][:6] == [1, 2, 3, 4, 5, 6]  # one report per token of the first call
+    assert seen[-1][0] == 12 and all(a <= b for (a, _), (b, _) in zip(seen, seen[1:]))
+
+    cancel, steps = threading.Event(), []
+
+    def on_progress(done: int, total: int) -> None:
+        steps.append(done)
+        if done == 3:
+            cancel.set()  # what the Cancel button does, from another thread
+
+    with pytest.raises(Cancelled, match="generate call 1 of 2"):
+        generate_responses(model, tok, PROMPTS[:3], None, decoding, progress=on_progress, cancel=cancel)
+    assert max(steps) == 3  # stopped right after the step that saw the request
