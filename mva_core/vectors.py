@@ -81,6 +81,16 @@ def file_hash(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def adapter_sha256(adapter_dir: str | Path) -> str:
+    """sha256 over a PEFT adapter dir's config and weight files (names and bytes)."""
+    h = hashlib.sha256()
+    for f in sorted(Path(adapter_dir).glob("adapter_*")):
+        if f.is_file():
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def load_value_vector(path: str | Path, allow_pickle: bool = False) -> ValueVector:
     """Read one value vector dir. Raises VectorError naming the file and the fix."""
     path = Path(path)

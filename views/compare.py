@@ -57,7 +57,7 @@ order, composition, parts = [], {}, []
 for suffix, w, t in loaded:
     for m in w.compared_methods():
         order.append(m.name + suffix)
-        composition[m.name + suffix] = m.composition
+        composition[m.name + suffix] = m.kind
     parts.append(t.assign(method=t["method"] + suffix) if suffix and not t.empty else t)
 table = pd.concat(parts, ignore_index=True)
 base_methods = {BASE_METHOD + suffix for suffix, _, _ in loaded}
@@ -110,7 +110,8 @@ for i, method in enumerate(chosen):
     hover = [f"{method} · candidate {r.id}<br>weights {np.round(r.weights, 3).tolist()}<br>"
              + "<br>".join(f"{v}: z={getattr(r, f'z_{v}'):.2f} raw={getattr(r, f'raw_{v}'):.3f}" for v in values)
              + f"<br>rank {r.rank:.0f}" for r in part.itertuples()]
-    if composition.get(method) == "conditioned":  # one policy steered by p: its runs in order of p, dashed
+    kind = composition.get(method)  # None for candidates of old vectors
+    if kind is not None and kind.conditioned:  # one policy steered by p: its runs in order of p, dashed
         steer = part.sort_values(f"w_{values[0]}")
         hover = [f"{method} · candidate {r.id}<br>p in the prompt "
                  + ", ".join(f"{v}={getattr(r, f'w_{v}'):.2f}" for v in values) + "<br>"
@@ -121,7 +122,7 @@ for i, method in enumerate(chosen):
                                  line=dict(color=color, width=2, dash="dash"),
                                  marker=dict(color=color, size=9, symbol="circle-open", line=dict(width=2))))
         continue
-    if composition.get(method) in ("vertices", "each"):  # one model per point: markers only, a symbol of their own
+    if kind is not None and kind.single_models:  # one model per point: markers only, a symbol of their own
         fig.add_trace(go.Scatter(x=part[f"z_{x_name}"], y=part[f"z_{y_name}"], mode="markers", name=method,
                                  marker=dict(color=color, size=14, symbol=next(symbols, "diamond"),
                                              line=dict(width=1, color="#222")),

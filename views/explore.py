@@ -7,7 +7,8 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from mva_core.export import ExportError, export_candidate
+from mva_core.export import ExportError
+from mva_core.results import export_candidate
 from mva_core.pareto import best_for_preference
 from mva_core.results import summarise
 from mva_core.sweep import BASE_METHOD
@@ -19,8 +20,7 @@ if ws is None:
 values = ws.value_names
 # Sliders compose one vector per value (weight grids over such a set), or set the preference p a conditioned
 # policy (MO-ODPO, MI-EPO) reads in its prompt.
-compositions = {m.name: m.composition for m in ws.compared_methods()
-                if m.composition in ("extrapolation", "simplex", "conditioned")}
+compositions = {m.name: m.kind for m in ws.compared_methods() if m.kind.has_grid or m.kind.conditioned}
 methods = list(compositions)
 
 st.title("Explore the value trade-off")
@@ -38,8 +38,8 @@ with st.sidebar:
     if st.session_state.get("explore_method") not in methods:  # e.g. after switching workspace
         st.session_state.pop("explore_method", None)
     method = st.selectbox("Method (vector set)", methods, key="explore_method",
-                          format_func=lambda m: f"{m} (policy conditioned on p)" if compositions[m] == "conditioned" else m)
-    conditioned = compositions[method] == "conditioned"
+                          format_func=lambda m: f"{m} (policy conditioned on p)" if compositions[m].conditioned else m)
+    conditioned = compositions[method].conditioned
     if conditioned:
         st.caption("One policy; the sliders set the preference p written into its prompt (normalised to sum 1).")
         raw = [float(st.slider(f"p: {v}", 0.0, 1.0, value=0.5, step=0.05, key=f"cp_{v}")) for v in values]

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from mva_core.export import FORMATS, export_candidate
+from mva_core.export import FORMATS
+from mva_core.results import export_candidate
 from mva_core.models import ModelLoadError
 from mva_core.workspace import WorkspaceError
 from views.shared import current_workspace, get_table, methods_with_candidates, table_version
