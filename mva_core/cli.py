@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from . import pareto
 from .atomic import check_target
@@ -40,8 +41,6 @@ class CliError(MVAError, ValueError):
 
 def _bar() -> Callable[[str, int, int], None]:
     """A tqdm bar per stage name, driven by (stage, done, total) callbacks."""
-    from tqdm import tqdm
-
     bars: dict[str, tqdm] = {}
 
     def update(stage: str, done: int, total: int) -> None:

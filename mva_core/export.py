@@ -54,7 +54,7 @@ def _probe_ids(vocab: int) -> torch.Tensor:
 def export_merged(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequence[float], out: str | Path,
                   force: bool = False, card: dict[str, Any] | None = None, atol: float = 1e-4) -> Path:
     """A full model dir (safetensors + tokenizer + model card) of W + Σ w_i ΔW_i, verified after writing."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM  # heavy: loaded only to check a merged export
 
     merged = merge(base.model, vectors, weights)
     with atomic_dir(out, force) as tmp:

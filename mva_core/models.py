@@ -67,7 +67,7 @@ def model_cache_dir() -> Path:
 
 def convert_gguf(gguf: Path, out_dir: Path) -> Path:
     """De-quantise a GGUF into a safetensors model dir (written to a temp dir, then renamed)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy: loaded when a model is loaded
 
     if out_dir.is_dir() and (out_dir / "config.json").is_file():
         return out_dir
@@ -129,7 +129,7 @@ def weights_fingerprint(model_dir: str) -> str:
 
 def load_base(spec: str = DEFAULT_BASE, allow_pickle: bool = False) -> BaseModel:
     """Load base model (fp32, eval mode, frozen) and tokenizer. Pickle checkpoints need `allow_pickle=True`."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy: loaded when a model is loaded
 
     path = resolve_base(spec)
     local = Path(path)

@@ -67,7 +67,7 @@ def weighted_pairs(datasets: Mapping[str, list[dict[str, Any]]], preference: Seq
 @functools.cache
 def weighted_trainer() -> type:
     """A `trl.DPOTrainer` whose loss is the per-pair-weighted mean Σ_i c_i ℓ_i / B."""
-    from trl import DPOTrainer
+    from trl import DPOTrainer  # heavy optional dependency: loaded on first use
 
     class WeightedDPOTrainer(with_pair_columns(DPOTrainer, (WEIGHT,))):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):

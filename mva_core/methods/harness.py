@@ -15,7 +15,7 @@ import shutil
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -28,6 +28,7 @@ from ..models import load_base
 from ..preference_data import pairs_sha256
 from ..vectors import META_FILE, adapter_sha256
 
+
 class OutputExistsError(MVAError, FileExistsError):
     """The value vector dir already exists and `overwrite` was not given."""
 
@@ -36,11 +37,11 @@ class ResumeMismatchError(TrainingError):
     """`<out_dir>.partial/` holds checkpoints of another run (other data, config, base, method or init adapter)."""
 
 
-# ---- Training ----
+# ---- Trainer parts ----
 
 def step_clock() -> Any:
     """A TrainerCallback recording each optimizer step's wall time (transformers imported lazily)."""
-    from transformers import TrainerCallback
+    from transformers import TrainerCallback  # heavy: loaded when training starts
 
     class StepClock(TrainerCallback):
         def __init__(self) -> None:
@@ -58,8 +59,6 @@ def step_clock() -> Any:
 
 def no_checkpointing(config_class: type) -> dict[str, bool]:
     """Activation checkpointing off, under the name this transformers version reads (renamed in 5.x)."""
-    from dataclasses import fields
-
     names = {f.name for f in fields(config_class)}
     return {"activation_checkpointing": False} if "activation_checkpointing" in names else {"gradient_checkpointing": False}
 

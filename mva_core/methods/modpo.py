@@ -74,7 +74,7 @@ def sequence_logps(model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -
 
 @functools.cache
 def modpo_trainer() -> type:
-    from trl import DPOTrainer
+    from trl import DPOTrainer  # heavy optional dependency: loaded on first use
     from trl.trainer.utils import use_adapter
 
     class MODPOTrainer(with_pair_columns(DPOTrainer, (MARGIN,))):
