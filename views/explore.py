@@ -8,9 +8,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mva_core.export import ExportError
-from mva_core.results import export_candidate
 from mva_core.pareto import best_for_preference
-from mva_core.results import summarise
+from mva_core.results import export_candidate, summarise
 from mva_core.sweep import BASE_METHOD
 from views.shared import current_workspace, get_evaluator, get_table, table_version
 
