@@ -28,8 +28,8 @@ def train_method(name: str, base: BaseModel, datasets: Datasets, out_root: str |
     """Train registered method `name` on `datasets` (value -> preference pairs, in training order) into
     `out_root`, the way `python -m mva_core train` and `demo build` both do; finished vectors are skipped.
 
-    `settings` are the method's own (`TrainingMethod.settings`: alpha/mode for the sequential methods,
-    preferences/scorers for one vector per preference...). With a `store` the run is recorded (kind "train":
+    Of `settings`, the method gets the ones it names (`TrainingMethod.settings`: alpha/mode for the sequential
+    methods, preferences/scorers for one vector per preference...). With a `store` the run is recorded (kind "train":
     `run_config`, then per vector dir its losses, reward accuracies and penalty terms, or "stopped").
     Returns that per-vector log: {dir name: {losses, reward_accuracies, hsic_terms, ortho_terms, ...}}.
     """
@@ -39,7 +39,8 @@ def train_method(name: str, base: BaseModel, datasets: Datasets, out_root: str |
                                                      "train_config": config.to_dict(), "out": str(out_root)},
                              name) if store is not None else None
     try:
-        method.train_all(base.path, datasets, out_root, config, base.fingerprint, progress=progress, **settings)
+        method.train_all(base.path, datasets, out_root, config, base.fingerprint, progress=progress,
+                         **{k: v for k, v in settings.items() if k in method.settings})
     except BaseException as exc:
         if run_id is not None:
             store.finish_run(run_id, "stopped", {"error": repr(exc)})

@@ -67,9 +67,11 @@ def register_method(name: str) -> Callable[[M], M]:
         kind = get_kind(kind) if isinstance(kind, str) else getattr(cls, "kind", EXTRAPOLATION)
         if not isinstance(kind, CompositionKind):
             raise TypeError(f"method {name!r}: kind={kind!r} is not a mva_core.kinds.CompositionKind")
-        impl = cls if issubclass(cls, TrainingMethod) else type(cls.__name__, (cls, TrainingMethod),
-                                                                         {"__doc__": cls.__doc__, "__module__": cls.__module__})
-        instance = impl()
+        if not issubclass(cls, TrainingMethod):
+            cls_impl = type(cls.__name__, (cls, TrainingMethod), {"__doc__": cls.__doc__, "__module__": cls.__module__})
+        else:
+            cls_impl = cls
+        instance = cls_impl()
         previous = _REGISTRY.get(name)
         if previous is not None and type(previous).__qualname__ != type(instance).__qualname__:
             raise ValueError(f"method name {name!r} is already registered to {previous!r}; pick another name")
