@@ -23,7 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mva_core.methods.conditioned import train_conditioned_policy  # noqa: E402
-from mva_core.methods.dpo import CPU_SMALL, load_preference_jsonl  # noqa: E402
+from mva_core.config import CPU_SMALL  # noqa: E402
+from mva_core.preference_data import load_preference_jsonl  # noqa: E402
 from mva_core.methods.mva import train_value  # noqa: E402
 from mva_core.models import load_base  # noqa: E402
 

@@ -9,15 +9,31 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
+from . import pareto
 from .atomic import check_target
-from .config import check_name
+from .config import CPU_SMALL, PAPER, DecodingConfig, SearchSpace, check_name, parse_weights
+from .data import load_prompts
+from .demo import build_demo, demo_report
 from .errors import MVAError, as_user_error
-from .workspace import default_workspace
+from .export import export_merged, export_mergekit, export_peft
+from .generate import generate_responses
+from .kinds import GRID_KINDS
+from .methods import get_method, train_method
+from .models import load_base
+from .preference_data import load_preference_jsonl, load_source, pairs_sha256, write_splits
+from .results import candidate_table, export_candidate
+from .scorers import get_scorer
+from .store import Store
+from .sweep import evaluate_base, method_groups, seconds_per_candidate, sweep_groups
+from .vectors import check_compatible, load_value_vector
+from .workspace import MANIFEST, ValueSpec, default_workspace, init_workspace, load_manifest, open_workspace
 
 
 class CliError(MVAError, ValueError):
@@ -30,8 +46,6 @@ CONFIRM_CANDIDATES = 500
 
 def _bar() -> Callable[[str, int, int], None]:
     """A tqdm bar per stage name, driven by (stage, done, total) callbacks."""
-    from tqdm import tqdm
-
     bars: dict[str, tqdm] = {}
 
     def update(stage: str, done: int, total: int) -> None:
@@ -60,11 +74,6 @@ def _named_paths(items: Sequence[str], flag: str) -> list[tuple[str, str]]:
 
 # ---- commands ----
 def cmd_compose(args: argparse.Namespace) -> int:
-    from .config import SearchSpace, parse_weights
-    from .export import export_merged, export_mergekit, export_peft
-    from .models import load_base
-    from .vectors import check_compatible, load_value_vector
-
     check_target(args.out, args.force)  # before minutes of loading and merging
     adapters = _named_paths(args.adapter, "--adapter")
     weights = parse_weights(args.weights)
@@ -83,12 +92,6 @@ def cmd_compose(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .config import DecodingConfig
-    from .data import load_prompts
-    from .generate import generate_responses
-    from .models import load_base
-    from .scorers import get_scorer
-
     prompts = load_prompts(args.prompts)
     scorers = [get_scorer(s) for s in args.scorer]
     base = load_base(args.model, allow_pickle=args.allow_pickle)
@@ -113,8 +116,6 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:
-    from . import pareto
-
     objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
     if not objectives:
         raise CliError("--objectives is empty; name the CSV columns to maximise, e.g. --objectives help,harm")
@@ -139,9 +140,6 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from .sweep import evaluate_base, method_groups, seconds_per_candidate, sweep_groups
-    from .workspace import open_workspace
-
     if args.chunk < 1:
         raise CliError(f"--chunk {args.chunk}: candidates per generate call must be >= 1, e.g. --chunk 8")
     ws = open_workspace(args.workspace)
@@ -152,8 +150,6 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                        f"(workspace.json); use STOP <= {ws.manifest.C:g}")
     prompts = None
     if args.prompts:
-        from .data import load_prompts
-
         prompts = load_prompts(args.prompts)  # a bad file raises DataFileError naming the line
     values = [v.strip() for v in args.values.split(",") if v.strip()] if args.values else None
     groups = method_groups(ws, args.method, step, kind=args.kind, values=values, prompts=prompts)
@@ -184,9 +180,6 @@ def _grid(text: str) -> tuple[float, float, float]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_candidate
-    from .workspace import open_workspace
-
     check_target(args.out, args.force)
     ws = open_workspace(args.workspace)
     print(export_candidate(ws, args.candidate, args.format, args.out, force=args.force, method=args.method))
@@ -196,14 +189,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train one value vector per value with a registered method; vectors land in <out>/<value>/ and the run
     (config, data hashes, per-step losses and penalty terms) is recorded in the workspace store."""
-    from dataclasses import replace
-
-    from .config import parse_weights
-    from .methods import get_method, train_method
-    from .methods.dpo import CPU_SMALL, PAPER, load_preference_jsonl, pairs_sha256
-    from .models import load_base
-    from .store import Store
-
     method = get_method(args.method)
     values = [check_name(v.strip(), "--values name") for v in args.values.split(",") if v.strip()]
     data = dict(_named_paths(args.data, "--data"))
@@ -221,11 +206,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         "alpha": args.alpha, "mode": args.mode, "train_config": config.to_dict(), "out": str(out_root),
         "data": {v: {"file": str(data[v]), "sha256": pairs_sha256(datasets[v]), "pairs": len(datasets[v])} for v in values},
     }
-    settings = {"alpha": args.alpha, "mode": args.mode} if getattr(method, "sequential", False) else {}
-    if hasattr(method, "train_all"):  # one vector per preference (dpo-lw, modpo) or one over all values (dpo-seqt)
-        settings = {"scorers": _workspace_scorers(args.workspace, values)}
-        if args.preferences:
-            settings["preferences"] = [parse_weights(p) for p in args.preferences.split(";")]
+    given: dict[str, Callable[[], object]] = {  # the settings the CLI has; the method names the ones it reads
+        "alpha": lambda: args.alpha, "mode": lambda: args.mode,
+        "scorers": lambda: _workspace_scorers(args.workspace, values),
+        **({"preferences": lambda: [parse_weights(p) for p in args.preferences.split(";")]} if args.preferences else {}),
+    }
+    settings = {k: given[k]() for k in method.settings if k in given}
     # log: per vector dir (one per value, "seqt", or one per preference "w=0.25,0.75") its curves
     log = train_method(args.method, base, datasets, out_root, config, store=Store(Path(args.workspace) / "mva.sqlite"),
                        run_config={**run_config, **({"settings": settings} if settings else {})}, **settings)
@@ -238,8 +224,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_data(args: argparse.Namespace) -> int:
     """Preference pairs from the paper's datasets (or a JSONL of their records) into <out>/{train,validation,test}.jsonl."""
-    from .preference_data import load_source, write_splits
-
     check_target(args.out, args.force)
     parsed = load_source(args.source, args.format, args.objective)
     counts = write_splits(parsed, args.out, seed=args.seed, force=args.force)
@@ -252,20 +236,13 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def _workspace_scorers(workspace: str | Path, values: list[str]) -> dict[str, str]:
     """value -> scorer spec from the workspace's manifest (MODPO's margins); a value it lacks scores itself."""
-    from .workspace import MANIFEST, load_manifest
-
     path = Path(workspace) / MANIFEST
     known = {v.name: v.scorer for v in load_manifest(path).values} if path.is_file() else {}
     return {v: known.get(v, v) for v in values}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import build_demo
-
     if args.action == "report":
-        from .demo import demo_report
-        from .workspace import open_workspace
-
         print(demo_report(open_workspace(args.workspace)))
         return 0
     build_demo(Path(args.workspace) if args.workspace else None, seed=args.seed, progress=_bar())
@@ -274,8 +251,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     """A workspace from a base model, values with their scorers and value vectors the user already has."""
-    from .workspace import ValueSpec, init_workspace
-
     values = [ValueSpec(name, scorer) for name, scorer in _named_paths(args.value or [], "--value")]
     vectors: dict[str, dict[str, Path]] = {}
     for item in args.vectors or []:
@@ -295,9 +270,6 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_results(args: argparse.Namespace) -> int:
     """The candidate table for scripts and pandas: method, w_<value>, raw_<value>, z_<value>, on_front."""
-    from .results import candidate_table
-    from .workspace import open_workspace
-
     ws = open_workspace(args.workspace)
     table = candidate_table(ws, methods=[args.method] if args.method else None)
     cols = ["id", "method"] + [f"{k}_{v}" for k in ("w", "raw", "z") for v in ws.value_names] + ["on_front"]
@@ -350,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     sw = add("sweep", cmd_sweep, "evaluate a method's weight grid (resumable)")
     sw.add_argument("--method", required=True)
     sw.add_argument("--grid", default="0:1:0.25", help="START:STOP:STEP per weight")
-    sw.add_argument("--kind", choices=["extrapolation", "simplex"], default=None,
+    sw.add_argument("--kind", choices=GRID_KINDS, default=None,
                     help="override the method's own grid (mva: extrapolation, soup: simplex)")
     sw.add_argument("--chunk", type=int, default=8, help="candidates per weight-batched generate call")
     sw.add_argument("--prompts", default=None, help="prompts JSONL to evaluate on (default: workspace.json's set); "

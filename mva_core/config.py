@@ -14,6 +14,7 @@ import numbers
 import re
 import types
 import typing
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
@@ -22,6 +23,8 @@ from .errors import MVAError
 import numpy as np
 
 T = TypeVar("T")
+
+DPO_BETA = 0.1  # DESIGN §1 "DPO (per value)": the one β of every DPO loss (training and diagnostics)
 
 
 class ConfigError(MVAError, ValueError):
@@ -226,3 +229,77 @@ def parse_weights(text: str) -> list[float]:
         except ValueError:
             raise WeightsError(f"weight {part!r} in {text!r} is not a number; write e.g. --weights 1.2,0.4") from None
     return out
+
+
+@dataclass
+class TrainConfig(Record):
+    """Settings for training one value vector by DPO with LoRA. Defaults are the CPU_SMALL preset."""
+
+    beta: float = field(default=DPO_BETA, metadata={"help": "DPO β: the KL strength towards the base (paper: 0.1)."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank r of every target layer."})
+    lora_alpha: float = field(default=16, metadata={"help": "LoRA α; the update is (α / r) · B A."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA input during training."})
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "v_proj"],
+        metadata={"help": "Names of the linear layers that get a LoRA adapter (not lm_head)."},
+    )
+    learning_rate: float = field(default=5e-4, metadata={"help": "AdamW peak learning rate (linear decay to 0)."})
+    max_steps: int = field(default=40, metadata={"help": "Optimizer steps; -1 = run num_train_epochs instead."})
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Epochs over the pairs; used only when max_steps = -1."})
+    per_device_batch_size: int = field(default=2, metadata={"help": "Preference pairs per forward (2x rows: chosen + rejected)."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Forwards accumulated per optimizer step."})
+    max_length: int = field(default=256, metadata={"help": "Tokens kept per prompt+response (the end is cut)."})
+    seed: int = field(default=0, metadata={"help": "Seed for LoRA init and data order."})
+    system_prompt: str | None = field(
+        default=None, metadata={"help": "System message for the chat template; must match DecodingConfig.system_prompt."}
+    )
+    use_cpu: bool = field(default=True, metadata={"help": "Train on CPU even if a GPU is visible (the embedded default is CPU-sized)."})
+    checkpoint_every: int = field(
+        default=10, metadata={"help": "Optimizer steps between resumable checkpoints in <out_dir>.partial/ "
+                                      "(an interrupted run resumes from the latest one)."})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.target_modules, str) or not all(isinstance(m, str) for m in self.target_modules):
+            raise ConfigError(f"target_modules={self.target_modules!r}: give a list of layer names, e.g. ['q_proj', 'v_proj']")
+        self.target_modules = list(self.target_modules)
+        if not self.target_modules:
+            raise ConfigError("target_modules is empty: name at least one linear layer, e.g. ['q_proj', 'v_proj']")
+        if "lm_head" in self.target_modules:
+            raise ConfigError("target_modules contains 'lm_head': trl computes log-probs from lm_head.weight directly, "
+                              "so an adapter there is never trained; remove it")
+        for name in ("beta", "lora_alpha", "learning_rate", "num_train_epochs"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ConfigError(f"{name}={v!r}: must be a positive finite number")
+        for name in ("lora_r", "per_device_batch_size", "gradient_accumulation_steps", "checkpoint_every"):
+            if not (isinstance(getattr(self, name), int) and getattr(self, name) >= 1):
+                raise ConfigError(f"{name}={getattr(self, name)!r}: must be an integer >= 1")
+        if not (0.0 <= self.lora_dropout < 1.0):
+            raise ConfigError(f"lora_dropout={self.lora_dropout}: must be in [0, 1)")
+        if not (isinstance(self.max_steps, int) and (self.max_steps >= 1 or self.max_steps == -1)):
+            raise ConfigError(f"max_steps={self.max_steps!r}: give a step count >= 1, or -1 to train num_train_epochs")
+        if not (isinstance(self.max_length, int) and self.max_length >= 8):
+            raise ConfigError(f"max_length={self.max_length!r}: must be an integer >= 8 tokens")
+        if not (isinstance(self.seed, int) and self.seed >= 0):
+            raise ConfigError(f"seed={self.seed!r}: must be an integer >= 0")
+        if self.max_steps != -1 and self.num_train_epochs != 1.0:
+            warnings.warn(f"num_train_epochs={self.num_train_epochs} is ignored because max_steps={self.max_steps}; "
+                          "set max_steps=-1 to train by epochs", stacklevel=3)
+
+    # Added after vectors were stored, and it does not change what is trained: left out of the record at its
+    # default, so stored vectors' `train_config` (compared on resume, e.g. by mva) still matches.
+    _added_fields = {"checkpoint_every": 10}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in super().to_dict().items()
+                if k not in self._added_fields or v != self._added_fields[k]}
+
+
+# From the released MVA code (github.com/HeFei-X/MVA, config.py/dpo.py): r=64, α=128, q/k/v/o, dropout 0.05,
+# batch 2, 3 epochs. It sets no learning rate or max_length, so it ran at the defaults of its trl version
+# (TrainingArguments' 5e-5; 512 tokens, as far as we know); we could not check them against the paper's text.
+PAPER = TrainConfig(lora_r=64, lora_alpha=128, lora_dropout=0.05, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                    learning_rate=5e-5, max_steps=-1, num_train_epochs=3.0, per_device_batch_size=2, max_length=512)
+# Minutes on 2 CPU cores for a 135M model: a small rank and few steps, with a 10x higher lr so 40 steps move the policy.
+CPU_SMALL = TrainConfig(lora_r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"],
+                        learning_rate=5e-4, max_steps=40, per_device_batch_size=2, max_length=256)

@@ -17,12 +17,18 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 
-from .config import DecodingConfig
+from . import pareto
+from .config import CPU_SMALL, DecodingConfig
 from .data import load_prompts, read_jsonl, write_jsonl
 from .generate import generate_responses
+from .methods import get_method, train_method
 from .models import DEFAULT_BASE, BaseModel, load_base
+from .preference_data import load_preference_jsonl
+from .results import candidate_table, summarise
 from .scorers import get_scorer
+from .sweep import BASE_METHOD, evaluate_base, method_groups, sweep_groups
 from .workspace import DEMO_WORKSPACE, REPO_ROOT, MANIFEST, Manifest, ValueSpec, Workspace
 
 Progress = Callable[[str, int, int], None]
@@ -48,18 +54,14 @@ DEMO_METHOD = "mva-no-hsic"  # the one the app opens on
 
 
 def _expected_vectors(method: str, settings: dict, n_values: int) -> int:
-    from .methods import get_method
-
     if "preferences" in settings:
         return len(settings["preferences"])
-    return 1 if method == "dpo-seqt" or get_method(method).composition == "conditioned" else n_values
+    return 1 if method == "dpo-seqt" or get_method(method).kind.conditioned else n_values
 
 
 def demo_train_config(seed: int):
     """CPU_SMALL with 48 steps at lr 1e-3 (40 steps at 5e-4 left the loss at ~0.5 and the warmth vector did not
     raise warmth on the validation prompts)."""
-    from .methods.dpo import CPU_SMALL
-
     return replace(CPU_SMALL, learning_rate=1e-3, max_steps=48, seed=seed)
 
 
@@ -87,10 +89,6 @@ def sample_k(base: BaseModel, prompts: list[str], k: int, seed: int, progress: P
 
 
 def build_demo(root: Path | None = None, seed: int = 0, progress: Progress | None = None) -> Workspace:
-    from .methods import train_method
-    from .methods.dpo import load_preference_jsonl
-    from .sweep import evaluate_base, method_groups, sweep_groups
-
     root = Path(root) if root is not None else DEMO_WORKSPACE
     root.mkdir(parents=True, exist_ok=True)
     validation = load_prompts(PROMPTS_DIR / "validation.jsonl")[:N_VALIDATION_PROMPTS]
@@ -151,12 +149,6 @@ def demo_report(ws: Workspace) -> str:
     each value's spread and the values' correlation on the base model's responses and on each single-value
     vector's responses (per prompt), each method's front size / hypervolume / MIP with one shared reference
     point, and whether MVA's extrapolated front beats the SOUP interpolation."""
-    import pandas as pd
-
-    from . import pareto
-    from .results import candidate_table, summarise
-    from .sweep import BASE_METHOD
-
     table = candidate_table(ws)
     values, scorers = ws.value_names, [v.scorer for v in ws.manifest.values]
     lines = [f"Validation prompts: {len(ws.prompts())}; decoding: {ws.manifest.decoding.to_dict()}", ""]

@@ -32,13 +32,14 @@ import torch.nn.functional as F
 from .errors import MVAError
 from .compose import delta_weight
 from .hsic import KERNELS, SAMPLE_MODES, Kernel, SampleMode, hsic_from_kernels, layer_kernels
-from .models import BaseModel
+from .config import DPO_BETA
+from .models import BaseModel, render_prompts, sequence_logps
+from .preference_data import check_pairs, load_preference_jsonl
 from .vectors import ADAPTER_FILE, LoraLayer, ValueVector, VectorError, check_compatible, load_value_vector
 
 if TYPE_CHECKING:
     from .workspace import Workspace
 
-DPO_BETA = 0.1  # DESIGN §1 "DPO (per value)"
 PairRecord = Mapping[str, str]  # {"prompt", "chosen", "rejected"}
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
@@ -198,12 +199,10 @@ class PairBatch:
 
 def encode_pairs(tokenizer: Any, pairs: Sequence[PairRecord], max_length: int = 256,
                  system_prompt: str | None = None) -> PairBatch:
-    """Tokenise pairs the way training does: the prompt through the chat template (`dpo.render_prompts`, i.e.
+    """Tokenise pairs the way training does: the prompt through the chat template (`models.render_prompts`, i.e.
     exactly what generation feeds the model), the completion as plain text + EOS, prompt and completion
     tokenised separately; prompt + completion cut to `max_length` tokens from the start (trl's keep_start).
     Pairs whose prompt alone fills `max_length` have no completion token left and are dropped."""
-    from .methods.dpo import check_pairs, render_prompts
-
     check_pairs(list(pairs))
     eos = tokenizer.eos_token_id
     if eos is None:
@@ -223,28 +222,6 @@ def encode_pairs(tokenizer: Any, pairs: Sequence[PairRecord], max_length: int = 
         raise DiagnosticsError(f"every prompt is at least max_length={max_length} tokens long, so no pair has a "
                                "response left; raise max_length")
     return out
-
-
-def sequence_logps(model: torch.nn.Module, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]],
-                   pad_id: int) -> torch.Tensor:
-    """log π(completion | prompt) summed over completion tokens, (N,), in one right-padded forward.
-
-    Right padding keeps every real token at its unpadded position, so no position ids are needed.
-    """
-    seqs = [list(p) + list(c) for p, c in zip(prompts, completions)]
-    N, T = len(seqs), max(len(s) for s in seqs)
-    device = next(model.parameters()).device
-    ids = torch.full((N, T), pad_id, dtype=torch.long)
-    attn = torch.zeros((N, T), dtype=torch.long)
-    target = torch.zeros((N, T), dtype=torch.bool)  # True where the token is part of the completion
-    for b, (p, s) in enumerate(zip(prompts, seqs)):
-        ids[b, :len(s)] = torch.tensor(s)
-        attn[b, :len(s)] = 1
-        target[b, len(p):len(s)] = True
-    ids, attn, target = ids.to(device), attn.to(device), target.to(device)
-    logits = model(input_ids=ids, attention_mask=attn).logits[:, :-1]  # (N, T−1, V): position t predicts t+1
-    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)  # (N, T−1)
-    return (logp * target[:, 1:]).sum(dim=1)  # (N,)
 
 
 def pair_logps(model: torch.nn.Module, batch: PairBatch, pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -407,8 +384,6 @@ def preference_pair_files(ws: "Workspace", method: str | None = None) -> dict[st
 
 def load_preference_pairs(ws: "Workspace", method: str | None = None) -> dict[str, list[dict[str, Any]]]:
     """value -> its preference pairs (see `preference_pair_files`), checked as training checks them."""
-    from .methods.dpo import load_preference_jsonl
-
     return {v: load_preference_jsonl(f) for v, f in preference_pair_files(ws, method).items()}
 
 

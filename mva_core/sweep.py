@@ -18,7 +18,8 @@ import numpy as np
 from .compose import WeightBatchedModel
 from .generate import generate_responses
 from .config import ConfigError, DecodingConfig, SearchSpace
-from .methods.conditioned import condition_text
+from .conditioning import condition_text
+from .kinds import CONDITIONED, SIMPLEX, get_kind
 from .models import BaseModel, load_base
 from .scorers import get_scorer
 from .store import CandidateSpec, prompts_hash
@@ -46,14 +47,14 @@ class Evaluator:
         self.base = base or load_base(workspace.manifest.base)
         if vectors is None:
             compared = workspace.compared_method(method)
-            if compared.composition == "each":
+            if compared.kind.model_per_vector:
                 raise WorkspaceError(f"method {method!r} has one model per vector; evaluate them with sweep_method, "
                                      "or pass vectors=[one value vector]")
             vectors = [load_value_vector(d) for d in compared.vector_dirs]
         self.vectors = list(vectors)
         # A preference-conditioned policy (MO-ODPO, MI-EPO): one vector at weight 1, and each candidate's
         # "weights" are the preference p its prompt carries (methods.conditioned).
-        self.conditioned = len(self.vectors) == 1 and bool(self.vectors[0].meta.get("conditioned"))
+        self.conditioned = CONDITIONED.is_policy(self.vectors)
         check_compatible(self.vectors, self.base.model, self.base.fingerprint)
         self.model = WeightBatchedModel(self.base.model, self.vectors)
         self.prompts = workspace.prompts()
@@ -64,7 +65,7 @@ class Evaluator:
         # weights are per vector and named after them.
         if self.conditioned:
             self.value_names = tuple(workspace.value_names)
-            self.space = SearchSpace(n_values=n, C=1.0, step=1.0, kind="simplex")
+            self.space = SearchSpace(n_values=n, C=1.0, step=1.0, kind=SIMPLEX.name)  # p is on the simplex
         elif len(self.vectors) == n:
             self.value_names = tuple(workspace.value_names)
             self.space = workspace.space()
@@ -184,8 +185,8 @@ def method_groups(ws: Workspace, method: str, step: float, kind: str | None = No
     those values' weights, the others fixed at 0; `prompts` evaluates on another prompt set.
     `evaluator(method, vector_dirs)` lets the app reuse cached evaluators."""
     compared = ws.compared_method(method)
-    if kind is not None and compared.composition in ("extrapolation", "simplex"):
-        compared = replace(compared, composition=kind)
+    if kind is not None and compared.kind.has_grid:
+        compared = replace(compared, composition=get_kind(kind).name)
     active = None
     if values is not None and list(values) != ws.value_names:
         if not values or any(v not in ws.value_names for v in values):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from safetensors.torch import load_file, save_file
 
 from .errors import MVAError
 
@@ -81,6 +82,16 @@ def file_hash(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+def adapter_sha256(adapter_dir: str | Path) -> str:
+    """sha256 over a PEFT adapter dir's config and weight files (names and bytes)."""
+    h = hashlib.sha256()
+    for f in sorted(Path(adapter_dir).glob("adapter_*")):
+        if f.is_file():
+            h.update(f.name.encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def load_value_vector(path: str | Path, allow_pickle: bool = False) -> ValueVector:
     """Read one value vector dir. Raises VectorError naming the file and the fix."""
     path = Path(path)
@@ -96,8 +107,6 @@ def load_value_vector(path: str | Path, allow_pickle: bool = False) -> ValueVect
         raise VectorError(f"{cfg_file}: fan_in_fan_out adapters (GPT-2 Conv1D) are not supported yet")
     weights_file = path / ADAPTER_FILE
     if weights_file.is_file():
-        from safetensors.torch import load_file
-
         try:
             tensors = load_file(str(weights_file))
         except Exception as exc:  # safetensors raises its own error types for truncated/corrupt headers
@@ -200,8 +209,6 @@ def load_value_vectors(paths: Sequence[str | Path], allow_pickle: bool = False) 
 
 def save_value_vector(path: Path, vector: ValueVector, base_model_name: str, extra_meta: dict[str, Any] | None = None) -> None:
     """Write a PEFT-loadable adapter dir for `vector` (scaling folded into B, lora_alpha = r)."""
-    from safetensors.torch import save_file
-
     path.mkdir(parents=True, exist_ok=True)
     ranks = {layer.A.shape[0] for layer in vector.layers.values()}
     r = max(ranks)

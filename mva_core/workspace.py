@@ -13,14 +13,21 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from .atomic import atomic_dir
 from .errors import MVAError
-from .config import ConfigError, DecodingConfig, SearchSpace, Record, check_name
-from .models import DEFAULT_BASE
+from .config import ConfigError, DecodingConfig, Record, SearchSpace, check_name
+from .data import load_prompts, write_jsonl
+from .kinds import EXTRAPOLATION, CompositionKind, WeightSet, get_kind
+from .methods import available_methods, get_method
+from .models import DEFAULT_BASE, load_base
+from .scorers import check_scorer_spec
 from .store import Store
+from .vectors import ADAPTER_FILE, META_FILE, check_compatible, file_hash, load_value_vector
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKSPACE = REPO_ROOT / "data" / "workspace"
@@ -114,61 +121,24 @@ class ComparedMethod:
 
     name: str  # as shown: "mva", "soup", "dpo-warmth", "dpo-lw"
     method: str  # registry name ("dpo" for the rows "dpo-<value>")
-    composition: str  # mva_core.methods.COMPOSITIONS
+    composition: str  # the name of its kind (mva_core.kinds.KINDS)
     vector_dirs: tuple[Path, ...]
     vector_hashes: tuple[str, ...]
     vertex: int | None = None  # `vertices` rows: the value whose vector is used alone
 
-    def weight_sets(self, C: float, step: float, active: Sequence[int] | None = None
-                    ) -> Iterator[tuple[tuple[Path, ...], "np.ndarray"]]:
+    @property
+    def kind(self) -> CompositionKind:
+        """What kind of composition this row is (mva_core.kinds): its weight sets, its candidates, its order."""
+        return get_kind(self.composition)
+
+    def weight_sets(self, C: float, step: float, active: Sequence[int] | None = None) -> Iterator[WeightSet]:
         """(vector dirs, weights (K, n)) groups that make up this method's candidates; `step` for the grids.
         `active` (grids only): sweep just these values' weights, the others fixed at 0."""
-        import numpy as np
-
-        n = len(self.vector_dirs)
-        if self.composition in ("extrapolation", "simplex"):
-            active = list(range(n)) if active is None else list(active)
-            if not active or any(not 0 <= i < n for i in active) or len(set(active)) != len(active):
-                raise ConfigError(f"values to sweep {active}: choose one or more distinct values of the {n}")
-            sub = SearchSpace(n_values=len(active), C=C if self.composition == "extrapolation" else 1.0,
-                              step=step, kind=self.composition).grid()  # type: ignore[arg-type]  # (K, len(active))
-            W = np.zeros((len(sub), n))
-            W[:, active] = sub
-            yield self.vector_dirs, W
-            return
-        if active is not None:  # a vertex or one model per preference: no grid to restrict
-            raise ConfigError(f"method {self.name!r} has no weight grid ({self.composition}): its candidates use "
-                              "every value; sweep all values")
-        if self.composition == "vertices":
-            yield self.vector_dirs, np.eye(n)[[self.vertex]]
-        elif self.composition == "conditioned":  # the policy with each evaluation preference p in its prompt
-            from .pareto import preference_vectors
-
-            n_values = len(_policy_values(self.vector_dirs[0]))
-            yield self.vector_dirs, preference_vectors(n_values) if n_values else np.zeros((0, 0))
-        else:  # each: every vector alone at weight 1
-            for d in self.vector_dirs:
-                yield (d,), np.ones((1, 1))
+        return self.kind.weight_sets(self, C, step, active)
 
     def contains(self, vector_hashes: tuple[str, ...], weights: tuple[float, ...]) -> bool:
         """Is a stored candidate (its vectors and weights) a point of this method?"""
-        if self.composition in ("each", "conditioned"):
-            return len(vector_hashes) == 1 and vector_hashes[0] in self.vector_hashes and tuple(weights) == (1.0,)
-        if tuple(vector_hashes) != self.vector_hashes:
-            return False
-        if self.composition == "simplex":
-            return abs(sum(weights) - 1.0) <= 1e-6
-        if self.composition == "vertices":
-            return all(w == (1.0 if i == self.vertex else 0.0) for i, w in enumerate(weights))
-        return True
-
-
-def _policy_values(policy_dir: Path) -> list[str]:
-    """The values a conditioned policy was trained for (its mva_vector.json), in its preference order."""
-    from .vectors import META_FILE
-
-    meta = policy_dir / META_FILE
-    return list(json.loads(meta.read_text()).get("values", [])) if meta.is_file() else []
+        return self.kind.contains(self, vector_hashes, weights)
 
 
 class Workspace:
@@ -193,7 +163,7 @@ class Workspace:
     def value_names(self) -> list[str]:
         return [v.name for v in self.manifest.values]
 
-    def space(self, kind: str = "extrapolation", step: float = 0.25, C: float | None = None) -> SearchSpace:
+    def space(self, kind: str = EXTRAPOLATION.name, step: float = 0.25, C: float | None = None) -> SearchSpace:
         """The weight space S (MVA Eq.15) with bound `C` (default workspace.json's)."""
         return SearchSpace(n_values=len(self.manifest.values), C=self.manifest.C if C is None else C, step=step,
                            kind=kind)  # type: ignore[arg-type]
@@ -218,18 +188,15 @@ class Workspace:
         read mva-no-hsic's); `vertices` gives one row per value ("dpo-<value>"); a vector dir of an unknown
         method name is shown as an extrapolation grid.
         """
-        from .methods import available_methods, get_method
-        from .vectors import ADAPTER_FILE, file_hash
-
         vec = self.root / "vectors"
         on_disk = sorted(p.name for p in vec.iterdir() if p.is_dir()) if vec.is_dir() else []
         grid_sets = set(self.methods())
         rows: list[ComparedMethod] = []
         for name in [*available_methods(), *[m for m in on_disk if m not in available_methods()]]:
             method = get_method(name) if name in available_methods() else None
-            composition = method.composition if method else "extrapolation"
+            kind = method.kind if method else EXTRAPOLATION
             source = name if name in on_disk or method is None else method.vectors_from
-            if composition in ("each", "conditioned"):
+            if not kind.per_value_vectors:
                 dirs = tuple(self.adapter_dirs(source))
             elif source in grid_sets:
                 dirs = tuple(self.vector_dirs(source))
@@ -239,13 +206,12 @@ class Workspace:
                 continue
             hashes = tuple(file_hash(d / ADAPTER_FILE if (d / ADAPTER_FILE).is_file() else d / "adapter_model.bin")
                            for d in dirs)
-            if composition == "vertices":
-                rows += [ComparedMethod(f"{name}-{v}", name, composition, dirs, hashes, vertex=i)
+            if kind.row_per_value:
+                rows += [ComparedMethod(f"{name}-{v}", name, kind.name, dirs, hashes, vertex=i)
                          for i, v in enumerate(self.value_names)]
             else:
-                rows.append(ComparedMethod(name, name, composition, dirs, hashes))
-        order = ["extrapolation", "simplex", "conditioned", "each", "vertices"]  # the grids a user explores first
-        return sorted(rows, key=lambda m: (order.index(m.composition), m.name))
+                rows.append(ComparedMethod(name, name, kind.name, dirs, hashes))
+        return sorted(rows, key=lambda m: (m.kind.order, m.name))
 
     def vector_index(self) -> dict[str, Path]:
         """hash -> dir of every value vector under vectors/ (how a stored candidate finds its vectors)."""
@@ -268,8 +234,6 @@ class Workspace:
 
     def prompts(self, path: str | Path | None = None) -> list[str]:
         """The prompts of `path` (one of `prompt_sets()`), by default workspace.json's prompt set."""
-        from .data import load_prompts
-
         return load_prompts(self.root / self.manifest.prompts if path is None else path)
 
     def prompt_sets(self) -> dict[str, Path]:
@@ -301,8 +265,6 @@ def default_workspace() -> Path:
 
 def open_workspace(root: str | Path | None = None) -> Workspace:
     """Open a workspace; the default one is copied from the shipped demo (data/demo) the first time."""
-    import shutil
-
     path = Path(root) if root is not None else default_workspace()
     if not (path / MANIFEST).is_file() and path.resolve() == DEFAULT_WORKSPACE.resolve() and (DEMO_WORKSPACE / MANIFEST).is_file():
         shutil.copytree(DEMO_WORKSPACE, path, dirs_exist_ok=True)
@@ -331,14 +293,6 @@ def init_workspace(root: str | Path, base: str, values: Sequence[ValueSpec] = ()
     fingerprint against the base); it is copied to vectors/<method>/<value>/ with an mva_vector.json naming the
     base as the user gave it. The workspace is built aside and renamed into place: nothing half-made remains.
     """
-    import shutil
-
-    from .atomic import atomic_dir
-    from .data import load_prompts, write_jsonl
-    from .models import load_base
-    from .scorers import check_scorer_spec
-    from .vectors import ADAPTER_FILE, META_FILE, check_compatible, load_value_vector
-
     root = Path(root)
     if (root / MANIFEST).exists() or (root.is_dir() and any(root.iterdir())):
         raise WorkspaceError(f"{root} already exists and is not empty; `init` never writes over files; choose a "

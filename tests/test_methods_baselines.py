@@ -11,7 +11,8 @@ import torch
 
 from mva_core.config import ConfigError
 from mva_core.methods import get_method, train_method
-from mva_core.methods.dpo import TrainConfig, train_dpo_vector
+from mva_core.config import TrainConfig
+from mva_core.methods.dpo import train_dpo_vector
 from mva_core.methods.dpo_lw import check_preferences, weighted_pairs
 from mva_core.models import load_base
 from mva_core.vectors import load_value_vector

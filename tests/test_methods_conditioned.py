@@ -14,10 +14,10 @@ import torch
 
 from mva_core.config import ConfigError
 from mva_core.methods import available_methods, get_method
-from mva_core.methods.conditioned import (
-    Scalariser, completion_logps, condition_text, mirrored, quantise, train_conditioned_policy, training_rows,
-)
-from mva_core.methods.dpo import TrainConfig
+from mva_core.conditioning import condition_text, quantise
+from mva_core.config import TrainConfig
+from mva_core.methods.conditioned import Scalariser, mirrored, train_conditioned_policy, training_rows
+from mva_core.models import sequence_logps as completion_logps
 from mva_core.models import weights_fingerprint
 from mva_core import pareto
 from tests.test_cli import run
@@ -244,7 +244,7 @@ def test_export_of_a_conditioned_candidate_says_its_system_prompt(tmp_path):
     model is the policy at weight 1 (export's own reload check compares the logits)."""
     import yaml
 
-    from mva_core.export import export_candidate
+    from mva_core.results import export_candidate
     from mva_core.sweep import Evaluator
     from tests.tiny import make_tiny_workspace, make_value_vector
 

@@ -11,10 +11,11 @@ import torch
 
 from mva_core.config import ConfigError
 from mva_core.methods import UnknownMethodError, available_methods, get_method
-from mva_core.methods.dpo import (
-    CPU_SMALL, PAPER, OutputExistsError, PreferenceDataError, TrainConfig, TrainingError, load_preference_jsonl,
-    train_dpo_vector,
-)
+from mva_core.config import CPU_SMALL, PAPER, TrainConfig
+from mva_core.errors import TrainingError
+from mva_core.methods.dpo import train_dpo_vector
+from mva_core.methods.harness import OutputExistsError
+from mva_core.preference_data import PreferenceDataError, load_preference_jsonl
 from mva_core.models import chat_prompt, weights_fingerprint
 from mva_core.vectors import load_value_vector
 from tiny import make_tiny_llama

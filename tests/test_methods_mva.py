@@ -16,7 +16,9 @@ import torch
 from mva_core.config import ConfigError
 from mva_core.hsic import hsic, vector_hsic
 from mva_core.methods import available_methods, get_method
-from mva_core.methods.dpo import OutputExistsError, TrainConfig, train_dpo_vector
+from mva_core.config import TrainConfig
+from mva_core.methods.dpo import train_dpo_vector
+from mva_core.methods.harness import OutputExistsError
 from mva_core.methods.mva import orthogonality, train_sequence
 from mva_core.models import weights_fingerprint
 from mva_core.vectors import VectorError, load_value_vector

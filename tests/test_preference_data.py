@@ -7,9 +7,8 @@ import json
 
 import pytest
 
-from mva_core.methods.dpo import load_preference_jsonl
 from mva_core.preference_data import (
-    PreferenceSourceError, load_source, parse_hh, parse_saferlhf, split_pairs, split_sizes,
+    PreferenceSourceError, load_preference_jsonl, load_source, parse_hh, parse_saferlhf, split_pairs, split_sizes,
 )
 from tests.test_cli import run
 

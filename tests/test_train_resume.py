@@ -19,9 +19,10 @@ import torch
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from mva_core.methods.dpo import (
-    ResumeMismatchError, TrainConfig, load_preference_jsonl, partial_dir, train_dpo_vector,
-)
+from mva_core.config import TrainConfig
+from mva_core.methods.dpo import train_dpo_vector
+from mva_core.methods.harness import ResumeMismatchError, partial_dir
+from mva_core.preference_data import load_preference_jsonl
 from mva_core.methods.mva import train_value
 from mva_core.models import weights_fingerprint
 from test_methods_dpo import PAIRS  # the same toy pairs

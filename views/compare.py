@@ -47,7 +47,7 @@ merged = merge_workspace_tables(loaded)
 if len(merged.base_methods) > 1:
     st.caption("Rows are named '<method> @ <workspace folder>'. z-scores are per workspace, each against its own "
                "base model on its own prompts: compare across workspaces only if they share base model and prompts.")
-composition = {name: m.composition for name, m in merged.methods.items()}
+composition = {name: m.kind for name, m in merged.methods.items()}
 present = merged.present()
 if not present:
     st.info("No candidates yet: run a sweep (Sweep page or `python -m mva_core sweep --method mva`).")
@@ -87,14 +87,15 @@ layers: list[Front | Mark] = []
 for i, method in enumerate(chosen):
     part = shown[(shown["method"] == method) & shown["finite"]]
     color = palette[i % len(palette)]
-    if composition.get(method) == "conditioned":  # one policy steered by p: its runs in order of p, dashed
+    kind = composition.get(method)  # None for candidates of old vectors
+    if kind is not None and kind.conditioned:  # one policy steered by p: its runs in order of p, dashed
         steer = part.sort_values(f"w_{values[0]}")
         layers.append(Mark(steer, f"{method} (p = 0→1 on {values[0]})",
                            dict(color=color, size=9, symbol="circle-open", line=dict(width=2)),
                            dict(mode="lines+markers", line=dict(color=color, width=2, dash="dash"), hoverinfo="text",
                                 hovertext=hover_text(steer, values, f"{method} · candidate", weight="p"))))
         continue
-    if composition.get(method) in ("vertices", "each"):  # one model per point: markers only, a symbol of their own
+    if kind is not None and kind.single_models:  # one model per point: markers only, a symbol of their own
         layers.append(Mark(part, method, dict(color=color, size=14, symbol=next(symbols, "diamond"),
                                               line=dict(width=1, color="#222")),
                            dict(hovertext=hover_text(part, values, f"{method} · candidate"), hoverinfo="text")))

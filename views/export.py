@@ -11,8 +11,9 @@ import numpy as np
 import streamlit as st
 
 from mva_core.config import ConfigError, check_name
-from mva_core.export import FORMATS, estimated_export_bytes, export_candidate
+from mva_core.export import FORMATS, estimated_export_bytes
 from mva_core.models import DEFAULT_BASE, ModelLoadError, model_cache_dir
+from mva_core.results import export_candidate
 from mva_core.workspace import WorkspaceError
 from views.shared import current_workspace, forget_stale, get_table, pick_method, table_columns, table_version
 

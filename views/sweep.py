@@ -11,6 +11,7 @@ import streamlit as st
 
 from mva_core.config import ConfigError
 from mva_core.data import DataFileError
+from mva_core.kinds import GRID_KINDS, get_kind
 from mva_core.scorers import available_scorers
 from mva_core.sweep import BASE_METHOD, evaluate_base, method_groups, sweep_groups
 from views.shared import (
@@ -51,17 +52,15 @@ c1, c2, c3, c4, c5 = st.columns(5)
 method = c1.selectbox("Method", methods, key="sweep_method",
                       format_func=lambda m: f"{m} ({compared[m].composition})")
 composition = compared[method].composition
-has_grid = composition in ("extrapolation", "simplex")
-KINDS = {"extrapolation": "extrapolation [0, C]^n", "simplex": "simplex (Σ w = 1, SOUP)",
-         "vertices": "its value's vector alone (w = 1)", "each": f"each of its {len(compared[method].vector_dirs)} "
-         "models alone (w = 1)", "conditioned": "its policy with each evaluation preference p in the prompt"}
-kinds = ["extrapolation", "simplex"] if has_grid else [composition]
-kind = c2.selectbox("Grid", kinds, index=kinds.index(composition), key=f"sweep_kind_{method}", format_func=KINDS.get)
+has_grid = compared[method].kind.has_grid
+kinds = GRID_KINDS if has_grid else [composition]
+kind = c2.selectbox("Grid", kinds, index=kinds.index(composition), key=f"sweep_kind_{method}",
+                    format_func=lambda k: get_kind(k).label(len(compared[method].vector_dirs)))
 C = float(c3.number_input("C (weight bound)", min_value=0.0, step=0.25, format="%.3f", key="sweep_C",
-                          disabled=kind != "extrapolation",
+                          disabled=not get_kind(kind).extrapolates,
                           help=f"Every weight of the extrapolation grid lies in [0, C] (paper: C = 1; workspace.json: "
                                f"{ws.manifest.C:g}). Weights above 1 are allowed: that is extrapolation."))
-C = C if kind == "extrapolation" else 1.0
+C = get_kind(kind).bound(C)
 step = c4.number_input("Step", min_value=0.0, step=0.05, format="%.3f", key="sweep_step", disabled=not has_grid,
                        help="Spacing of the grid ticks 0, step, 2·step, … ≤ C.")
 chunk = int(c5.number_input("Candidates per generate call", min_value=1, max_value=256, step=1, key="sweep_chunk",
@@ -137,9 +136,9 @@ if has_grid:
     fixed = [v for v in values if v not in chosen]
     st.caption(f"{'Each weight takes' if not fixed else 'The weights of ' + ', '.join(chosen) + ' take'} the values "
                + ", ".join(f"{t:g}" for t in np.unique(grid[:, swept]))
-               + (" (rows summing to 1)" if kind == "simplex" else "")
+               + (" (rows summing to 1)" if get_kind(kind).on_simplex else "")
                + (f"; {', '.join(fixed)} stay at 0." if fixed else "."))
-if kind == "extrapolation" and C > ws.manifest.C:
+if get_kind(kind).extrapolates and C > ws.manifest.C:
     st.info(f"C = {C:g} is above workspace.json's C = {ws.manifest.C:g}: these candidates are stored and shown as "
             f"points of {method} everywhere, but Explore's sliders stop at {ws.manifest.C:g}.")
 

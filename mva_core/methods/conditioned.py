@@ -22,30 +22,30 @@ with w̄ = w reversed (the mirrored preference: (0.2, 0.8) → (0.8, 0.2)): the 
 likelier under w than under the opposite trade-off, a contrastive lower bound on I(y⁺; w | x).
 
 Candidates of a conditioned policy are the policy at weight 1 with the evaluation preference vectors p
-(MI-EPO; `pareto.preference_vectors`) in its prompt: composition "conditioned".
+(MI-EPO; `pareto.preference_vectors`) in its prompt: the composition kind `kinds.CONDITIONED`.
 """
 
 from __future__ import annotations
 
-import datetime
 import functools
-import json
 import math
 import os
-import shutil
-import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
-from ..config import ConfigError
-from . import register_method
-from .dpo import (
-    META_FILE, TrainConfig, TrainingError, _no_checkpointing, _step_clock, check_pairs, load_training_base,
-    open_partial, partial_dir, render_prompts, run_identity, run_resumable,
-)
+from ..conditioning import condition_text, quantise
+from ..config import ConfigError, TrainConfig
+from ..kinds import CONDITIONED
+from ..models import render_prompts, sequence_logps
+from ..preference_data import check_pairs
+from ..scorers import get_scorer
+from .base import Datasets, TrainingMethod, register_method
+from .harness import load_training_base, lora_config, run_identity, run_meta, save_adapter, train_resumable, trainer_arguments
 
 # trl ships OnlineDPOTrainer under trl.experimental and warns on every import; we use it knowingly (its
 # training_step and reward-function hooks are what MO-ODPO needs) and test it at the pinned trl version.
@@ -56,35 +56,10 @@ PREFERENCE = "preference"  # dataset column: the row's w
 QUESTION = "question"  # dataset column: the raw user prompt, for the scorers
 
 
-def quantise(preference: Sequence[float], units: int = 100) -> list[float]:
-    """w on the 1/units grid, still summing to 1 (largest remainders get the leftover units): the numbers the
-    policy reads in its prompt are exactly the ones its reward is scalarised with."""
-    p = np.asarray(preference, dtype=float)
-    if p.ndim != 1 or len(p) == 0 or not np.isfinite(p).all() or (p < 0).any() or p.sum() <= 0:
-        raise ConfigError(f"preference {list(preference)}: give non-negative finite weights, one per value, e.g. "
-                          f"{[round(1 / max(len(p), 1), 2)] * max(len(p), 1)}")
-    p = p / p.sum() * units
-    base = np.floor(p + 1e-9)
-    left = int(round(units - base.sum()))
-    for i in np.argsort(-(p - base), kind="stable")[:left]:
-        base[i] += 1
-    return [float(x) / units for x in base]
-
-
-def condition_text(preference: Sequence[float], value_names: Sequence[str], system_prompt: str | None = None) -> str:
-    """The system message that carries w (MO-ODPO's prompt conditioning), after any workspace system prompt."""
-    if len(preference) != len(value_names):
-        raise ConfigError(f"preference {list(preference)} has {len(preference)} weights for values {list(value_names)}; "
-                          "give one weight per value")
-    w = quantise(preference)
-    text = "Preference weights: " + ", ".join(f"{v}={x:.2f}" for v, x in zip(value_names, w)) + "."
-    return f"{system_prompt}\n{text}" if system_prompt else text
-
-
 def conditioned_prompt(tokenizer: Any, question: str, preference: Sequence[float], value_names: Sequence[str],
                        system_prompt: str | None = None) -> str:
     """The prompt string a conditioned policy trains on for `question` under w: the chat template with
-    `condition_text` as its system message, as `dpo.render_prompts` renders it for trl's tokenizer call."""
+    `condition_text` as its system message, as `models.render_prompts` renders it for trl's tokenizer call."""
     return render_prompts(tokenizer, [question], condition_text(preference, value_names, system_prompt))[0]
 
 
@@ -106,8 +81,6 @@ class Scalariser:
     @classmethod
     def fit(cls, datasets: Mapping[str, list[dict[str, Any]]], scorers: Mapping[str, str]) -> "Scalariser":
         """μ_i, σ_i of each value's scorer over every pair's chosen and rejected response (all values' pairs)."""
-        from ..scorers import get_scorer
-
         missing = [v for v in datasets if v not in scorers]
         if missing:
             raise ConfigError(f"no scorer for value(s) {missing}: a conditioned policy is trained online and needs a "
@@ -128,8 +101,6 @@ class Scalariser:
 
     def per_value(self, questions: Sequence[str], completions: Sequence[str]) -> np.ndarray:
         """Normalised rewards (N, n_values); a non-finite score becomes the worst normalised reward of its column."""
-        from ..scorers import get_scorer
-
         cols = []
         for (value, spec), mu, s in zip(self.scorers.items(), self.mean, self.sd):
             z = (np.asarray(get_scorer(spec).score(list(questions), list(completions)), dtype=float) - mu) / s
@@ -149,34 +120,10 @@ class Scalariser:
 
 # ---- Trainer ----
 
-def completion_logps(model: Any, prompt_ids: Sequence[Sequence[int]], completion_ids: Sequence[Sequence[int]],
-                     pad_id: int) -> "torch.Tensor":
-    """log π(completion | prompt) per row, summed over the completion tokens (right-padded batch)."""
-    import torch
-    import torch.nn.functional as F
-
-    seqs = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids)]
-    T = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), T), pad_id, dtype=torch.long)
-    attn = torch.zeros((len(seqs), T), dtype=torch.long)
-    mask = torch.zeros((len(seqs), T), dtype=torch.bool)  # True at completion tokens
-    for b, (p, s) in enumerate(zip(prompt_ids, seqs)):
-        ids[b, :len(s)] = torch.tensor(s)
-        attn[b, :len(s)] = 1
-        mask[b, len(p):len(s)] = True
-    device = next(model.parameters()).device
-    ids, attn, mask = ids.to(device), attn.to(device), mask.to(device)
-    logits = model(input_ids=ids, attention_mask=attn, use_cache=False).logits[:, :-1].float()  # (B, T-1, V)
-    tok = F.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # (B, T-1)
-    return (tok * mask[:, 1:]).sum(dim=1)  # (B,)
-
-
 @functools.cache
 def conditioned_trainer() -> type:
     """trl's OnlineDPOTrainer (MO-ODPO steps 2–4) plus MI-EPO's weight-consistency term when beta_w > 0."""
-    import torch
-    import torch.nn.functional as F
-    from trl.experimental.online_dpo import OnlineDPOTrainer
+    from trl.experimental.online_dpo import OnlineDPOTrainer  # heavy optional dependency: loaded on first use
 
     class ConditionedTrainer(OnlineDPOTrainer):
         def __init__(self, *args: Any, beta_w: float, value_names: Sequence[str], system_prompt: str | None,
@@ -229,9 +176,9 @@ def conditioned_trainer() -> type:
 
             own, other = prompt_ids(W), prompt_ids([mirrored(w) for w in W])
             pad = tok.pad_token_id
-            logp = completion_logps(model, own + other, ids + ids, pad)  # (2B,)
+            logp = sequence_logps(model, own + other, ids + ids, pad)  # (2B,)
             with torch.no_grad(), self.accelerator.unwrap_model(model).disable_adapter():
-                ref = completion_logps(model, own + other, ids + ids, pad)
+                ref = sequence_logps(model, own + other, ids + ids, pad)
             ratio_own, ratio_other = (logp - ref).chunk(2)
             return -F.logsigmoid(self.beta * (ratio_own - ratio_other)).mean()
 
@@ -284,15 +231,8 @@ def train_conditioned_policy(
     `config.max_steps` optimizer steps of `per_device_batch_size` prompts each; checkpoints and resume as
     `dpo.train_dpo_vector` (`<out_dir>.partial/`). Returns per-step losses, the MI-EPO term, timings.
     """
-    import datasets as hf_datasets
-    import peft
-    import torch
-    import transformers
-    import trl
-    from peft import LoraConfig
+    import datasets as hf_datasets  # heavy optional dependencies (trl, datasets): loaded when training starts
     from trl.experimental.online_dpo import OnlineDPOConfig
-
-    from ..atomic import atomic_dir
 
     if not datasets:
         raise ConfigError("no values given; a conditioned policy needs at least two values' data")
@@ -314,63 +254,34 @@ def train_conditioned_policy(
     texts = [conditioned_prompt(base.tokenizer, r[QUESTION], r[PREFERENCE], values, config.system_prompt) for r in rows]
     rows = [{"prompt": t, **r} for t, r in zip(texts, rows)]
 
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=list(config.target_modules), bias="none", task_type="CAUSAL_LM")
     settings = {"beta_w": beta_w, "dirichlet_alpha": dirichlet_alpha, "max_new_tokens": max_new_tokens,
                 "temperature": temperature, "scorers": scalarise.scorers, "mean": scalarise.mean, "sd": scalarise.sd}
     all_pairs = [p for ps in datasets.values() for p in ps]
-    partial = partial_dir(out_dir)
-    resume_from = open_partial(partial, run_identity("+".join(values), method, config, all_pairs, base_fingerprint,
-                                                     conditioned_trainer(), settings))
-    clock = _step_clock()
-    args = OnlineDPOConfig(
-        output_dir=str(partial), beta=config.beta, loss_type="sigmoid", learning_rate=config.learning_rate,
-        max_steps=config.max_steps, per_device_train_batch_size=config.per_device_batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps, max_length=config.max_length,
-        max_new_tokens=max_new_tokens, temperature=temperature, seed=config.seed, data_seed=config.seed,
-        bf16=False, fp16=False, use_cpu=config.use_cpu, **_no_checkpointing(OnlineDPOConfig),
-        report_to=[], save_strategy="steps", save_steps=config.checkpoint_every, save_total_limit=1,
-        logging_steps=1, disable_tqdm=not progress, dataloader_num_workers=0,
-    )
-    trainer = conditioned_trainer()(
-        model=base.model, reward_funcs=[scalarise], args=args, train_dataset=hf_datasets.Dataset.from_list(rows),
-        processing_class=base.tokenizer, peft_config=lora, callbacks=[clock, *callbacks],
-        beta_w=beta_w, value_names=values, system_prompt=config.system_prompt,
-    )
-    if not progress:
-        trainer.remove_callback(transformers.PrinterCallback)
-    resumed_step, train_seconds = run_resumable(trainer, resume_from, method)
 
-    steps = [h for h in trainer.state.log_history if "loss" in h and "step" in h]
-    losses = [float(h["loss"]) for h in steps]
-    terms = [float(h["weight_consistency"]) for h in steps if "weight_consistency" in h]
-    margins = [float(h["objective/scores_margin"]) for h in steps if "objective/scores_margin" in h]
-    accuracies = [float(h["rewards/accuracies"]) for h in steps if "rewards/accuracies" in h]
-    lora_finite = all(torch.isfinite(p).all() for n, p in trainer.model.named_parameters() if "lora_" in n)
-    if not losses or not all(math.isfinite(x) for x in losses) or not lora_finite:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise TrainingError(f"training of {method!r} diverged (losses {losses[:5]}…); nothing was written; "
-                            "lower learning_rate")
-    meta = {
-        "value": method, "method": method, "conditioned": True, "values": values,
-        "condition_example": condition_text([1 / len(values)] * len(values), values, config.system_prompt),
-        "base_model": str(base_dir), "base_fingerprint": base_fingerprint, "train_config": config.to_dict(),
-        **settings, "steps": len(losses), "losses": losses, "reward_accuracies": accuracies,
-        "weight_consistency_terms": terms,
-        "scalarised_reward_margins": margins,
-        "seconds_per_step": statistics.fmean(clock.seconds) if clock.seconds else None,
-        "train_seconds": train_seconds, "resumed_from_step": resumed_step,
-        "paper": get_paper(method),
-        "versions": {"trl": trl.__version__, "peft": peft.__version__, "transformers": transformers.__version__,
-                     "torch": torch.__version__},
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    with atomic_dir(out_dir, force=overwrite, kind="value_vector") as tmp:
-        trainer.model.save_pretrained(str(tmp), safe_serialization=True, selected_adapters=["default"])
-        (tmp / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
-    shutil.rmtree(partial, ignore_errors=True)
-    return {"out_dir": str(out_dir), "losses": losses, "weight_consistency_terms": terms,
-            "scalarised_reward_margins": margins, "step_seconds": list(clock.seconds), "train_seconds": train_seconds}
+    def make_trainer(partial: Path, all_callbacks: list[Any]) -> Any:
+        args = trainer_arguments(OnlineDPOConfig, config, partial, progress, loss_type="sigmoid",
+                                 max_new_tokens=max_new_tokens, temperature=temperature)
+        return conditioned_trainer()(
+            model=base.model, reward_funcs=[scalarise], args=args, train_dataset=hf_datasets.Dataset.from_list(rows),
+            processing_class=base.tokenizer, peft_config=lora_config(config), callbacks=all_callbacks,
+            beta_w=beta_w, value_names=values, system_prompt=config.system_prompt,
+        )
+
+    identity = run_identity("+".join(values), method, config, all_pairs, base_fingerprint, conditioned_trainer(),
+                            settings)
+    run = train_resumable(make_trainer, out_dir, identity, method, progress=progress, callbacks=callbacks)
+    terms = run.curve("weight_consistency")
+    margins = run.curve("objective/scores_margin")
+    meta = run_meta(run, value=method, method=method, base_dir=base_dir, base_fingerprint=base_fingerprint,
+                    config=config)
+    meta.update({CONDITIONED.name: True,  # the flag CONDITIONED.is_policy reads
+                 "values": values,
+                 "condition_example": condition_text([1 / len(values)] * len(values), values, config.system_prompt),
+                 **settings, "weight_consistency_terms": terms, "scalarised_reward_margins": margins,
+                 "paper": get_paper(method)})
+    save_adapter(run, out_dir, meta, overwrite)
+    return {"out_dir": str(out_dir), "losses": run.losses, "weight_consistency_terms": terms,
+            "scalarised_reward_margins": margins, "step_seconds": run.step_seconds, "train_seconds": run.train_seconds}
 
 
 MO_ODPO_PAPER = "https://arxiv.org/abs/2503.00295"
@@ -381,19 +292,20 @@ def get_paper(method: str) -> str:
     return MI_EPO_PAPER if method == "mi-epo" else MO_ODPO_PAPER
 
 
-class _Conditioned:
-    composition = "conditioned"
+class _Conditioned(TrainingMethod):
+    kind = CONDITIONED
     beta_w = 0.0
+    settings = ("scorers",)
 
-    def train_all(self, base_dir: str, datasets: Mapping[str, list[dict[str, Any]]], out_root: str | Path,
-                  config: TrainConfig, base_fingerprint: str, *, progress: bool = True,
-                  scorers: Mapping[str, str] | None = None, **_: Any) -> list[dict[str, Any]]:
+    def train_all(self, base_dir: str, datasets: Datasets, out_root: Path, config: TrainConfig,
+                  base_fingerprint: str, *, progress: bool = True, scorers: Mapping[str, str] | None = None,
+                  **_: Any) -> list[dict[str, Any]]:
         """The one policy into out_root/policy/; a finished one is kept (a rerun resumes or skips)."""
         out = Path(out_root) / POLICY_DIR
         if (out / "adapter_config.json").is_file():
             return []
         return [train_conditioned_policy(base_dir, datasets, out, config, base_fingerprint, scorers or {},
-                                         method=self.name, beta_w=self.beta_w, progress=progress)]  # type: ignore[attr-defined]
+                                         method=self.name, beta_w=self.beta_w, progress=progress)]
 
 
 @register_method("mo-odpo")

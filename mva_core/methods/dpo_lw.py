@@ -16,10 +16,12 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from ..config import ConfigError
-from . import register_method
+from ..config import ConfigError, TrainConfig
+from ..kinds import EACH
+from ..preference_data import check_pairs
+from .base import Datasets, TrainingMethod, register_method
+from .dpo import train_dpo_vector, with_pair_columns
 from .mva import MVA_PAPER
-from .dpo import TrainConfig, check_pairs, train_dpo_vector, with_pair_columns
 
 WEIGHT = "pair_weight"
 
@@ -65,7 +67,7 @@ def weighted_pairs(datasets: Mapping[str, list[dict[str, Any]]], preference: Seq
 @functools.cache
 def weighted_trainer() -> type:
     """A `trl.DPOTrainer` whose loss is the per-pair-weighted mean Σ_i c_i ℓ_i / B."""
-    from trl import DPOTrainer
+    from trl import DPOTrainer  # heavy optional dependency: loaded on first use
 
     class WeightedDPOTrainer(with_pair_columns(DPOTrainer, (WEIGHT,))):
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -88,15 +90,16 @@ def weighted_trainer() -> type:
 
 
 @register_method("dpo-lw")
-class DPOLW:
+class DPOLW(TrainingMethod):
     """DPO-LW: one vector per simplex preference w, loss Σ_k w_k L_DPO(D_k)."""
 
     paper = MVA_PAPER  # a baseline row of the MVA paper
     description = "DPO-LW: one vector per simplex preference w, trained on Σ_k w_k L_DPO(D_k); each used alone"
-    composition = "each"
+    kind = EACH
+    settings = ("preferences",)
     default_preferences = {2: [[0.25, 0.75], [0.5, 0.5], [0.75, 0.25]]}
 
-    def train_all(self, base_dir: str, datasets: Mapping[str, list[dict[str, Any]]], out_root: str | Path,
+    def train_all(self, base_dir: str, datasets: Datasets, out_root: Path,
                   config: TrainConfig, base_fingerprint: str, *, progress: bool = True,
                   preferences: Sequence[Sequence[float]] | None = None, **_: Any) -> list[dict[str, Any]]:
         """One vector per preference into out_root/'w=…'/; finished dirs are skipped (a rerun resumes)."""
@@ -104,7 +107,7 @@ class DPOLW:
         for p, out in pending_preferences(datasets, out_root, preferences, self.default_preferences):
             pairs, c = weighted_pairs(datasets, p)
             summaries.append(train_dpo_vector(
-                base_dir, pairs, "+".join(datasets), out, config, base_fingerprint, method=self.name,  # type: ignore[attr-defined]
+                base_dir, pairs, "+".join(datasets), out, config, base_fingerprint, method=self.name,
                 progress=progress, trainer_class=weighted_trainer(), columns={WEIGHT: c},
                 extra_meta={"preference": p, "values": list(datasets), "paper": self.paper}))
         return summaries

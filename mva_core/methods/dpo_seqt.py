@@ -9,24 +9,27 @@ import shutil
 import tempfile
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from . import register_method
+from ..config import TrainConfig
+from ..kinds import EACH
+from ..preference_data import check_pairs
+from .base import Datasets, TrainingMethod, register_method
+from .dpo import train_dpo_vector
 from .mva import MVA_PAPER
-from .dpo import TrainConfig, check_pairs, train_dpo_vector
 
 SEQT_DIR = "seqt"
 
 
 @register_method("dpo-seqt")
-class DPOSeqT:
+class DPOSeqT(TrainingMethod):
     """DPO-SeqT: one vector trained on each value's data in turn."""
 
     paper = MVA_PAPER  # a baseline row of the MVA paper
     description = "DPO-SeqT: one vector trained by DPO on D_1, then on D_2, …; used alone"
-    composition = "each"
+    kind = EACH
 
-    def train_all(self, base_dir: str, datasets: Mapping[str, list[dict[str, Any]]], out_root: str | Path,
+    def train_all(self, base_dir: str, datasets: Datasets, out_root: Path,
                   config: TrainConfig, base_fingerprint: str, *, progress: bool = True, **_: Any) -> list[dict[str, Any]]:
         """Train out_root/'seqt'/ (skipped when it holds a finished vector); stages live in a temp dir."""
         for value, pairs in datasets.items():
@@ -43,7 +46,7 @@ class DPOSeqT:
                 stage = out if last else scratch / f"stage{k}-{value}"
                 summaries.append(train_dpo_vector(
                     base_dir, datasets[value], SEQT_DIR, stage, replace(config, seed=config.seed + k),
-                    base_fingerprint, method=self.name, progress=progress, init_adapter=previous,  # type: ignore[attr-defined]
+                    base_fingerprint, method=self.name, progress=progress, init_adapter=previous,
                     extra_meta={"values": values, "stage": k, "stage_value": value, "paper": self.paper,
                                 **({"stage_losses": [s["losses"] for s in summaries]} if last else {})}))
                 previous = stage

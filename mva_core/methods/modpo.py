@@ -22,9 +22,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..config import ConfigError
-from . import register_method
-from .dpo import TrainConfig, train_dpo_vector, with_pair_columns
+from ..config import ConfigError, TrainConfig
+from ..kinds import EACH
+from ..scorers import get_scorer
+from .base import Datasets, TrainingMethod, register_method
+from .dpo import train_dpo_vector, with_pair_columns
 from .dpo_lw import pending_preferences
 
 MARGIN = "modpo_margin"
@@ -38,8 +40,6 @@ def primary_value(preference: Sequence[float]) -> int:
 def margins(datasets: Mapping[str, list[dict[str, Any]]], preference: Sequence[float],
             scorers: Mapping[str, str]) -> np.ndarray:
     """Σ_{j≠k} w_j (r_j(x, y_w) − r_j(x, y_l)) for every pair of the primary value k, r_j = scorer of value j."""
-    from ..scorers import get_scorer
-
     values = list(datasets)
     k = primary_value(preference)
     pairs = datasets[values[k]]
@@ -74,7 +74,7 @@ def sequence_logps(model: torch.nn.Module, inputs: Mapping[str, torch.Tensor]) -
 
 @functools.cache
 def modpo_trainer() -> type:
-    from trl import DPOTrainer
+    from trl import DPOTrainer  # heavy optional dependency: loaded on first use
     from trl.trainer.utils import use_adapter
 
     class MODPOTrainer(with_pair_columns(DPOTrainer, (MARGIN,))):
@@ -104,15 +104,16 @@ def modpo_trainer() -> type:
 
 
 @register_method("modpo")
-class MODPO:
+class MODPO(TrainingMethod):
     """MODPO: one vector per preference w; DPO on the primary value with the other values' rewards as margin."""
 
     paper = "https://arxiv.org/abs/2310.03708"
     description = "MODPO: one vector per preference w, DPO on value argmax(w) with the others' rewards as a margin"
-    composition = "each"
+    kind = EACH
+    settings = ("preferences", "scorers")
     default_preferences = {2: [[0.25, 0.75], [0.5, 0.5], [0.75, 0.25]]}
 
-    def train_all(self, base_dir: str, datasets: Mapping[str, list[dict[str, Any]]], out_root: str | Path,
+    def train_all(self, base_dir: str, datasets: Datasets, out_root: Path,
                   config: TrainConfig, base_fingerprint: str, *, progress: bool = True,
                   preferences: Sequence[Sequence[float]] | None = None, scorers: Mapping[str, str] | None = None,
                   **_: Any) -> list[dict[str, Any]]:
@@ -122,7 +123,7 @@ class MODPO:
             k = primary_value(p)
             m = margins(datasets, p, scorers or {})
             summaries.append(train_dpo_vector(
-                base_dir, datasets[values[k]], "+".join(values), out, config, base_fingerprint, method=self.name,  # type: ignore[attr-defined]
+                base_dir, datasets[values[k]], "+".join(values), out, config, base_fingerprint, method=self.name,
                 progress=progress, trainer_class=modpo_trainer(), trainer_kwargs={"w_k": p[k]},
                 columns={MARGIN: m.tolist()},
                 extra_meta={"preference": p, "values": values, "primary": values[k], "paper": self.paper,

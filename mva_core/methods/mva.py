@@ -25,11 +25,15 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 
 import torch
 
-from ..config import ConfigError
+from ..config import ConfigError, TrainConfig
 from ..hsic import KERNELS, SAMPLE_MODES, Kernel, SampleMode, layer_kernels, vector_hsic
 from ..vectors import LoraLayer, VectorError, load_value_vector
-from . import register_method
-from .dpo import OutputExistsError, TrainConfig, TrainingError, check_pairs, pairs_sha256, train_dpo_vector
+from ..errors import TrainingError
+from ..kinds import EXTRAPOLATION
+from ..preference_data import check_pairs, pairs_sha256
+from .base import Datasets, TrainingMethod, register_method
+from .dpo import train_dpo_vector
+from .harness import OutputExistsError
 
 MVA_PAPER = "https://arxiv.org/abs/2511.17579"
 Penalty = Literal["hsic", "ortho"]
@@ -262,20 +266,21 @@ def _resumable(out_dir: Path, value: str, pairs: list[dict[str, Any]], config: T
 
 # ---- Registry entries ----
 
-class _Sequential:
+class _Sequential(TrainingMethod):
     """Sequential value vectors with a decorrelation penalty; see the module docstring."""
 
     paper = MVA_PAPER
-    config_class = TrainConfig
-    sequential = True  # train_sequence over all values; `train` one value against earlier vectors
+    kind = EXTRAPOLATION
+    sequential = True  # trains the values in order, each against the ones before it (Eq.14)
+    settings = ("alpha", "mode")
     penalty: Penalty = "hsic"
     default_alpha = 10.0  # the middle of the paper's α ∈ {1, 10, 50}
-    name = ""
 
-    def train_sequence(self, base_dir: str, datasets: Mapping[str, list[dict[str, Any]]], out_root: str | Path,
-                       config: TrainConfig, base_fingerprint: str, *, alpha: float | None = None,
-                       mode: SampleMode = "lora_A", kernel: Kernel = "gaussian", sigma: float | None = None,
-                       progress: bool = True) -> list[dict[str, Any]]:
+    def train_all(self, base_dir: str, datasets: Datasets, out_root: Path, config: TrainConfig,
+                  base_fingerprint: str, *, progress: bool = True, alpha: float | None = None,
+                  mode: SampleMode = "lora_A", kernel: Kernel = "gaussian", sigma: float | None = None,
+                  **_: Any) -> list[dict[str, Any]]:
+        """The values in order into out_root/<value>/ (`train_sequence`); finished vectors of this run are kept."""
         return train_sequence(base_dir, datasets, out_root, config, self.default_alpha if alpha is None else alpha,
                               mode, base_fingerprint, self.name, kernel=kernel, sigma=sigma, progress=progress)
 
@@ -283,6 +288,7 @@ class _Sequential:
               base_fingerprint: str, progress: bool = True, overwrite: bool = False, *,
               earlier: Sequence[str | Path] = (), alpha: float | None = None, mode: SampleMode = "lora_A",
               kernel: Kernel = "gaussian", sigma: float | None = None) -> dict[str, Any]:
+        """One value of the sequence, against the frozen vectors at `earlier`."""
         return train_value(base_dir, pairs, value, out_dir, config, base_fingerprint, earlier=earlier,
                            alpha=self.default_alpha if alpha is None else alpha, penalty=self.penalty, mode=mode,
                            kernel=kernel, sigma=sigma, method=self.name, progress=progress, overwrite=overwrite)

@@ -8,23 +8,26 @@ two methods differ only in their weights.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from . import get_method, register_method
+from ..config import TrainConfig
+from ..kinds import SIMPLEX
+from .base import Datasets, TrainingMethod, get_method, register_method
 
 
 @register_method("soup")
-class Soup:
+class Soup(TrainingMethod):
     """Rewarded Soups: independent per-value DPO vectors, interpolated on the simplex."""
 
     paper = "https://arxiv.org/abs/2306.04488"
     description = "Rewarded Soups: mva-no-hsic's independent DPO vectors, interpolated on the simplex"
-    composition = "simplex"
+    kind = SIMPLEX
     vectors_from = "mva-no-hsic"
-    sequential = True
+    settings = ("alpha", "mode")
 
-    def train_sequence(self, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
-        return get_method(self.vectors_from).train_sequence(*args, **kwargs)
-
-    def train(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        return get_method(self.vectors_from).train(*args, **kwargs)
+    def train_all(self, base_dir: str, datasets: Datasets, out_root: Path, config: TrainConfig,
+                  base_fingerprint: str, *, progress: bool = True, **settings: Any) -> list[dict[str, Any]]:
+        """mva-no-hsic's training, exactly (its vectors, recorded under its name)."""
+        return get_method(self.vectors_from).train_all(base_dir, datasets, out_root, config, base_fingerprint,
+                                                       progress=progress, **settings)
