@@ -68,6 +68,16 @@ class BootstrapComparison:
     n_resamples: int
     seed: int
 
+    def difference(self, a: str, b: str) -> PairDifference | None:
+        """HV(a) − HV(b) whichever order the pair was computed in; None when either method was not compared."""
+        if (a, b) in self.pairs:
+            return self.pairs[(a, b)]
+        d = self.pairs.get((b, a))
+        if d is None:
+            return None
+        flipped = Interval(-d.hv_diff.estimate, -d.hv_diff.high, -d.hv_diff.low)
+        return PairDifference(flipped, 1.0 - d.p_a_better)
+
 
 def resample_indices(n_prompts: int, n_resamples: int, seed: int = 0) -> np.ndarray:
     """(B, P) prompt indices drawn with replacement; seeded so a rerun gives the same intervals."""

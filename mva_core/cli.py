@@ -28,7 +28,7 @@ from .kinds import GRID_KINDS
 from .methods import get_method, train_method
 from .models import load_base
 from .preference_data import load_preference_jsonl, load_source, pairs_sha256, write_splits
-from .results import candidate_table, export_candidate
+from .results import candidate_table, compare_with_intervals, comparison_json, export_candidate
 from .scorers import get_scorer
 from .store import Store
 from .sweep import evaluate_base, method_groups, seconds_per_candidate, sweep_groups
@@ -120,14 +120,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     if not objectives:
         raise CliError("--objectives is empty; name the CSV columns to maximise, e.g. --objectives help,harm")
     F = pareto.load_objectives_csv(args.csv, objectives)
-    ref = None
-    if args.ref is not None:
-        try:
-            ref = np.array([float(x) for x in args.ref.split(",")])
-        except ValueError:
-            raise CliError(f"--ref {args.ref!r} is not a list of numbers; write e.g. --ref 0,0") from None
-        if ref.shape[0] != len(objectives):
-            raise CliError(f"--ref has {ref.shape[0]} numbers for {len(objectives)} objectives; give one per objective")
+    ref = _ref(args.ref, len(objectives), "objective")
     result = pareto.analyse(F, ref=ref)
     if result.excluded:
         print(f"warning: {len(result.excluded)} row(s) with a non-finite objective excluded from front and "
@@ -283,6 +276,41 @@ def cmd_results(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """HV and MIP per method with 95 % bootstrap intervals over prompts, and paired differences (DESIGN §3)."""
+    ws = open_workspace(args.workspace)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
+    if args.resamples < 1000:
+        raise CliError(f"--resamples {args.resamples}: use at least 1000 for 95 % intervals")
+    result = compare_with_intervals(ws, candidate_table(ws), methods, _ref(args.ref, len(ws.value_names)),
+                                    n_resamples=args.resamples, seed=args.seed)
+    doc = comparison_json(result)
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    print(f"reference point (z): {doc['ref']}; {args.resamples} resamples of {len(ws.prompts())} prompts, seed {args.seed}")
+    for name, m in doc["methods"].items():
+        print(f"{name:>16}  HV {m['hv']:.4f} [{m['hv_ci'][0]:.4f}, {m['hv_ci'][1]:.4f}]  "
+              f"MIP {m['mip'] if m['mip'] is None else round(m['mip'], 4)} {m['mip_ci']}")
+    for pair, d in doc["pairs"].items():
+        print(f"{pair:>33}  ΔHV {d['hv_diff']:+.4f} [{d['hv_diff_ci'][0]:+.4f}, {d['hv_diff_ci'][1]:+.4f}]  "
+              f"P(a better) {d['p_a_better']:.2f}")
+    return 0
+
+
+def _ref(text: str | None, n: int, noun: str = "value") -> np.ndarray | None:
+    """--ref x,y: a reference point with one number per objective (None: the default)."""
+    if text is None:
+        return None
+    try:
+        ref = np.array([float(x) for x in text.split(",")])
+    except ValueError:
+        raise CliError(f"--ref {text!r} is not a list of numbers; write e.g. --ref 0,0 (--ref=-1,-1 for negatives)") from None
+    if ref.shape[0] != n:
+        raise CliError(f"--ref has {ref.shape[0]} numbers for {n} {noun}s; give one per {noun}")
+    return ref
+
+
 # ---- parser ----
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m mva_core", description="MVA Explorer: multi-value alignment workbench")
@@ -378,6 +406,13 @@ def build_parser() -> argparse.ArgumentParser:
     r = add("results", cmd_results, "print the candidate table (CSV) for scripts and pandas")
     r.add_argument("--method", default=None, help="one comparison row, e.g. mva (default: all)")
     r.add_argument("--csv", default="-", help="output file, '-' for stdout (default)")
+
+    co = add("compare", cmd_compare, "HV and MIP per method with bootstrap intervals over prompts, paired differences")
+    co.add_argument("--methods", default=None, help="comma-separated comparison rows (default: all with candidates)")
+    co.add_argument("--ref", default=None, help="reference point in z units, one per value; for negatives --ref=-1,-1")
+    co.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the prompts (>= 1000)")
+    co.add_argument("--seed", type=int, default=0)
+    co.add_argument("--json", action="store_true")
 
     d = add("demo", cmd_demo, "demo workspace commands")
     d.add_argument("action", choices=["build", "report"], help="build: (re)build it, resumable; report: its measured numbers")

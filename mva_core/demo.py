@@ -19,14 +19,13 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from . import pareto
 from .config import CPU_SMALL, DecodingConfig
-from .data import load_prompts, read_jsonl, write_jsonl
+from .data import load_prompts, write_jsonl
 from .generate import generate_responses
 from .methods import get_method, train_method
 from .models import DEFAULT_BASE, BaseModel, load_base
 from .preference_data import load_preference_jsonl
-from .results import candidate_table, summarise
+from .results import candidate_table, compare_table, compare_with_intervals
 from .scorers import get_scorer
 from .sweep import BASE_METHOD, evaluate_base, method_groups, sweep_groups
 from .workspace import DEMO_WORKSPACE, REPO_ROOT, MANIFEST, Manifest, ValueSpec, Workspace
@@ -168,20 +167,24 @@ def demo_report(ws: Workspace) -> str:
         cells = [f"{s[c].mean():.3f} ± {s[c].std():.3f} [{s[c].min():.3f}, {s[c].max():.3f}]" for c in scorers]
         corr = float(np.corrcoef(s[scorers[0]], s[scorers[1]])[0, 1]) if len(scorers) > 1 else float("nan")
         lines.append(f"| {label} | " + " | ".join(cells) + f" | {corr:+.2f} |")
-    summary, ref = summarise(table, values)
-    P = pareto.preference_vectors(len(values)) if len(values) in (2, 3) else None
-    lines += ["", f"Shared reference point (z units, per-value minimum over all candidates): "
-              f"{np.round(ref, 3).tolist()}", "",
-              "| method | candidates | front | hypervolume | MIP |", "|---|---|---|---|---|"]
-    hv = {}
-    for m in summary:
-        F = table.loc[table["method"] == m.method, [f"z_{v}" for v in values]].to_numpy(dtype=float)
-        F = F[np.isfinite(F).all(axis=1)]
-        mip = pareto.mip(F, P) if P is not None and len(F) else float("nan")
-        hv[m.method] = m.hypervolume
-        lines.append(f"| {m.method} | {m.candidates} | {m.front_size} | {m.hypervolume:.4f} | {mip:.4f} |")
-    if "mva" in hv and "soup" in hv:
-        verdict = "beats" if hv["mva"] > hv["soup"] else "does not beat"
-        lines += ["", f"MVA's extrapolated front (HV {hv['mva']:.4f}) {verdict} the SOUP interpolation "
-                  f"(HV {hv['soup']:.4f}) on this demo."]
+    metrics, ref = compare_table(table, values)  # the Compare page's numbers: one definition of each metric
+    boot = compare_with_intervals(ws, table, list(metrics["method"]), ref)
+    lines += ["", f"Shared reference point (z units, per-value minimum over all candidates and the base model): "
+              f"{np.round(ref, 3).tolist()}. Intervals: 95 % percentile bootstrap over the {len(ws.prompts())} "
+              f"prompts ({boot.n_resamples} resamples, seed {boot.seed}; z-scores and fronts recomputed per resample).",
+              "", "| method | candidates | front | hypervolume [95 % CI] | MIP [95 % CI] |", "|---|---|---|---|---|"]
+    for _, row in metrics.iterrows():
+        m = boot.methods[row["method"]]
+        lines.append(f"| {row['method']} | {row['candidates']} | {row['front size']} | {row['hypervolume']:.4f} "
+                     f"[{m.hv.low:.4f}, {m.hv.high:.4f}] | {row['MIP']:.4f} [{m.mip.low:.4f}, {m.mip.high:.4f}] |")
+    pairs = [("mva", "soup"), ("mva", "mva-no-hsic"), ("mva", "mi-epo"), ("mva-no-hsic", "soup")]
+    lines += ["", "Paired hypervolume differences (same resampled prompts for both):", ""]
+    for a, b in pairs:
+        d = boot.difference(a, b)
+        if d is None:
+            continue
+        lo, hi = d.hv_diff.low, d.hv_diff.high
+        verdict = (f"{a} is ahead" if lo > 0 else f"{b} is ahead" if hi < 0 else "within noise: the interval holds 0")
+        lines.append(f"- {a} − {b}: ΔHV = {d.hv_diff.estimate:+.4f} [{lo:+.4f}, {hi:+.4f}], "
+                     f"{a} ahead in {d.p_a_better:.0%} of resamples; {verdict}.")
     return "\n".join(lines)

@@ -8,6 +8,7 @@ weight-batched composition.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Sequence
 

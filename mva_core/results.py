@@ -16,6 +16,7 @@ import pandas as pd
 
 from . import pareto
 from .atomic import ExportError, atomic_dir
+from .bootstrap import BootstrapComparison, MethodScores, bootstrap_compare
 from .conditioning import condition_text
 from .export import FORMATS, export_card, export_merged, export_mergekit, export_peft
 from .kinds import CONDITIONED
@@ -25,7 +26,7 @@ from .scorers import ScoreNormaliser
 from .store import prompts_hash
 from .sweep import BASE_METHOD
 from .vectors import META_FILE, load_value_vector
-from .workspace import ComparedMethod, Workspace
+from .workspace import ComparedMethod, Workspace, WorkspaceError
 
 
 def candidate_table(ws: Workspace, methods: list[str] | None = None,
@@ -167,6 +168,65 @@ def compare_table(table: pd.DataFrame, value_names: list[str], ref: np.ndarray |
 def _is_conditioned(group: pd.DataFrame) -> bool:
     """Are these a conditioned policy's candidates (each carries the preference p of its prompt)?"""
     return "preference" in group and bool(group["preference"].map(CONDITIONED.is_candidate).all())
+
+
+def prompt_rewards(ws: Workspace, candidate_ids: Sequence[int]) -> np.ndarray:
+    """(K, P, V) raw reward of each candidate on each of its prompts for each value's scorer (NaN where missing)."""
+    scorers = [v.scorer for v in ws.manifest.values]
+    rows = ws.store.responses([int(i) for i in candidate_ids])
+    out = []
+    for cid in candidate_ids:
+        part = rows[rows["candidate_id"] == int(cid)].sort_values("prompt_idx")
+        out.append(np.stack([part[s].to_numpy(dtype=float) if s in part else np.full(len(part), np.nan)
+                             for s in scorers], axis=1))  # (P, V)
+    return np.stack(out) if out else np.zeros((0, 0, len(scorers)))
+
+
+CRD_WHY = ("CRD (MI-EPO) is the mean det Cov of the rewards of several sampled responses per preference; these "
+           "candidates were decoded greedily (one response per prompt), so there are no samples to measure it")
+
+
+def compare_with_intervals(ws: Workspace, table: pd.DataFrame, methods: Sequence[str] | None = None,
+                           ref: np.ndarray | None = None, n_resamples: int = 1000,
+                           seed: int = 0) -> BootstrapComparison:
+    """HV and MIP of each method of one workspace with 95 % bootstrap intervals over its evaluation prompts, and
+    every pair's paired HV difference (mva_core.bootstrap). The point estimates are `compare_table`'s; the
+    reference point defaults to the same shared one."""
+    names = list(methods or methods_present(table, [m.name for m in ws.compared_methods()]))
+    missing = [m for m in names if not (table["method"] == m).any()]
+    if missing:
+        raise WorkspaceError(f"methods {missing} have no candidates in {ws.root}; methods with candidates: "
+                             f"{methods_present(table, [m.name for m in ws.compared_methods()])}")
+    base_ids = table.loc[table["method"] == BASE_METHOD, "id"].tolist()
+    if not base_ids:
+        raise WorkspaceError(f"{ws.root} has no base-model candidate on these prompts; run a sweep first (it "
+                             "evaluates the base model, the reference of every z-score)")
+    if ref is None:
+        ref = compare_table(table[table["method"].isin([*names, BASE_METHOD])], ws.value_names)[1]
+    scored = []
+    for name in names:
+        grp = table[table["method"] == name]
+        conditioned_on = grp[[f"w_{v}" for v in ws.value_names]].to_numpy(dtype=float) if _is_conditioned(grp) else None
+        scored.append(MethodScores(name, prompt_rewards(ws, grp["id"].tolist()), conditioned_on))
+    return bootstrap_compare(scored, prompt_rewards(ws, base_ids[-1:])[0], ref=ref, n_resamples=n_resamples, seed=seed)
+
+
+def comparison_json(result: BootstrapComparison) -> dict:
+    """The `compare --json` document (DESIGN §3): ref, per method hv/mip with intervals, crd (null, with why),
+    n_prompts; per pair "a|b" the paired HV difference, its interval and the share of resamples where a wins."""
+    def number(x: float) -> float | None:
+        return float(x) if np.isfinite(x) else None
+
+    return {
+        "ref": [float(x) for x in result.ref], "n_resamples": result.n_resamples, "seed": result.seed,
+        "methods": {name: {"hv": number(m.hv.estimate), "hv_ci": [number(x) for x in m.hv.as_list()],
+                           "mip": number(m.mip.estimate), "mip_ci": [number(x) for x in m.mip.as_list()],
+                           "crd": None, "crd_why": CRD_WHY, "n_prompts": m.n_prompts}
+                    for name, m in result.methods.items()},
+        "pairs": {f"{a}|{b}": {"hv_diff": number(d.hv_diff.estimate),
+                               "hv_diff_ci": [number(x) for x in d.hv_diff.as_list()],
+                               "p_a_better": d.p_a_better} for (a, b), d in result.pairs.items()},
+    }
 
 
 def best_per_value(table: pd.DataFrame, value_names: list[str]) -> pd.DataFrame:

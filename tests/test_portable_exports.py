@@ -60,3 +60,18 @@ def test_shipped_demo_files_hold_no_machine_path():
         text = f.read_text()
         for marker in ("/root/", "/home/", "/tmp/", ".cache/"):
             assert marker not in text, f"{f} holds a machine path ({marker})"
+
+
+def test_a_converted_gguf_dir_is_named_by_what_it_was_converted_from(tmp_path):
+    """Training loads the base from the converted dir; its metadata must name the source, not that dir."""
+    from mva_core.models import SOURCE_FILE, portable_base_name
+
+    default = tmp_path / "cache" / DEFAULT_BASE
+    default.mkdir(parents=True)
+    (default / SOURCE_FILE).write_text(json.dumps({"gguf": "SmolLM2-135M-Instruct.Q4_1.gguf", "size": 1}))  # older
+    assert portable_base_name(str(default)) == DEFAULT_BASE_HUB_ID
+    mine = tmp_path / "cache" / "mymodel"
+    mine.mkdir()
+    (mine / SOURCE_FILE).write_text(json.dumps({"gguf": "mymodel.gguf", "size": 1, "spec": "models/mymodel.gguf"}))
+    assert portable_base_name(str(mine)) == "models/mymodel.gguf"
+    assert portable_base_name(str(tmp_path / "plain")) == str(tmp_path / "plain")  # a dir the user gave

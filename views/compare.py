@@ -7,13 +7,35 @@ import zlib
 import numpy as np
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 import streamlit as st
 
-from mva_core.results import best_per_value, compare_table, merge_workspace_tables
+from mva_core.results import best_per_value, compare_table, compare_with_intervals, merge_workspace_tables
 from mva_core.sweep import BASE_METHOD
 from views.shared import (
     Front, Mark, axis_picker, current_workspace, front_figure, get_table, get_workspace, hover_text, table_version,
 )
+
+@st.cache_data(show_spinner="Bootstrapping over the prompts…")
+def get_intervals(root: str, version: int, methods: tuple[str, ...], ref: tuple[float, ...]):
+    ws_ = get_workspace(root)
+    return compare_with_intervals(ws_, get_table(root, version), list(methods), np.asarray(ref)) if methods else None
+
+
+def forest_figure(boot, order: list[str]) -> go.Figure:
+    """One row per method: HV and MIP with their 95 % intervals."""
+    names = [m for m in order if m in boot.methods][::-1]  # first chosen at the top
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, subplot_titles=("hypervolume", "MIP"))
+    for col, metric in ((1, "hv"), (2, "mip")):
+        iv = [getattr(boot.methods[m], metric) for m in names]
+        fig.add_trace(go.Scatter(x=[i.estimate for i in iv], y=names, mode="markers", showlegend=False,
+                                 marker=dict(size=9, color="#1f77b4"),
+                                 error_x=dict(type="data", symmetric=False, array=[i.high - i.estimate for i in iv],
+                                              arrayminus=[i.estimate - i.low for i in iv])), row=1, col=col)
+    fig.update_layout(height=60 + 34 * len(names), margin=dict(l=10, r=10, t=30, b=10))
+    return fig
+
 
 ws = current_workspace()
 if ws is None:
@@ -72,12 +94,22 @@ default_ref = compare_table(compared, values)[1]
 st.markdown("**Reference point** (z units; default: each value's minimum over all compared candidates and the "
             "base model). Every method's hypervolume is measured from this one point.")
 ref_cols = st.columns(len(values))
-ref = np.array([c.number_input(v, value=float(round(default_ref[i], 4)), step=0.05, format="%.4f",
-                               key=f"compare_ref_{v}_{zlib.crc32(','.join(sorted(chosen)).encode())}")
-                for i, (c, v) in enumerate(zip(ref_cols, values))])
+typed = np.array([c.number_input(v, value=float(round(default_ref[i], 4)), step=0.05, format="%.4f",
+                                 key=f"compare_ref_{v}_{zlib.crc32(','.join(sorted(chosen)).encode())}")
+                  for i, (c, v) in enumerate(zip(ref_cols, values))])
+# the box shows 4 decimals: an untouched box means the exact default (the number the CLI and the report use)
+ref = np.where(typed == np.round(default_ref, 4), default_ref, typed)
 result, ref = compare_table(compared, values, ref)
 result = result.sort_values("method", key=lambda m: m.map(chosen.index), ignore_index=True)  # the chart's order
 result.insert(result.columns.get_loc("MIP") + 1, "CRD", "—")
+# Intervals over the evaluation prompts: within one workspace (another workspace's prompts cannot be paired)
+boot = get_intervals(str(ws.root), table_version(ws), tuple(m for m in chosen if m in set(table["method"])),
+                     tuple(float(x) for x in ref)) if len(merged.base_methods) == 1 else None
+if boot is not None:
+    for metric, col in (("hv", "hypervolume"), ("mip", "MIP")):
+        ci = {name: getattr(m, metric) for name, m in boot.methods.items()}
+        result.insert(result.columns.get_loc(col) + 1, f"{col} 95% CI",
+                      [f"[{ci[m].low:.4f}, {ci[m].high:.4f}]" if m in ci else "—" for m in result["method"]])
 
 # ---- Fronts ----
 x_name, y_name = axis_picker(values, "compare")
@@ -143,3 +175,26 @@ st.plotly_chart(px.bar(bars, x="value", y="z", color="method", barmode="group", 
                 width="stretch", key="compare_bars")
 st.caption("For each value, the highest z-score any candidate of the method reaches (possibly a different "
            "candidate per value; hover for its id): how far a method can push each value.")
+
+# ---- Intervals and differences ----
+if boot is None:
+    st.caption("Intervals are computed within one workspace (its prompts pair the methods); remove the other "
+               "workspaces to see them.")
+else:
+    st.subheader("How sure: intervals over the evaluation prompts")
+    st.plotly_chart(forest_figure(boot, chosen), width="stretch", key="compare_forest")
+    st.caption(f"95 % percentile bootstrap intervals: {boot.n_resamples} resamples of the {len(ws.prompts())} "
+               "prompts, each recomputing the z-scores against the base model, the fronts and HV from the shared "
+               "reference point. Overlapping intervals mean the data cannot order the methods.")
+    names = [m for m in chosen if m in boot.methods]
+    if len(names) >= 2:
+        c1, c2 = st.columns(2)
+        a = c1.selectbox("Method A", names, index=0, key="compare_diff_a")
+        b = c2.selectbox("Method B", names, index=1, key="compare_diff_b")
+        d = boot.difference(a, b)
+        if a != b and d is not None:
+            lo, hi = d.hv_diff.low, d.hv_diff.high
+            verdict = (f"**{a}** is ahead" if lo > 0 else f"**{b}** is ahead" if hi < 0
+                       else "the interval holds 0: **within noise**")
+            st.markdown(f"HV({a}) − HV({b}) = **{d.hv_diff.estimate:+.4f}** [{lo:+.4f}, {hi:+.4f}] (paired, same "
+                        f"resampled prompts); {a} ahead in {d.p_a_better:.0%} of resamples; {verdict}.")

@@ -8,7 +8,7 @@ import streamlit as st
 
 from mva_core.export import ExportError
 from mva_core.pareto import best_for_preference
-from mva_core.results import export_candidate, single_vector_points, summarise
+from mva_core.results import compare_table, export_candidate, single_vector_points, summarise
 from mva_core.sweep import BASE_METHOD
 from views.shared import (
     Front, Mark, axis_picker, current_workspace, forget_stale, front_figure, get_evaluator, get_table, hover_text,
@@ -88,14 +88,18 @@ zc = [f"z_{v}" for v in values]
 mine = st.session_state.get("explore_candidate")
 
 # ---- Metrics ----
-summary, ref = summarise(shown, values)
+shared = st.toggle("Hypervolume from Compare's shared reference point", key="explore_shared_ref",
+                   help="Off: the per-value minimum over this method's candidates and the base model. On: over every "
+                        "method's candidates, the point the Compare page, `compare --json` and `demo report` use.")
+summary, ref = summarise(shown, values, compare_table(table, values)[1] if shared else None)
 s = next((m for m in summary if m.method == method), None)
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Candidates", 0 if s is None else s.candidates)
 c2.metric("Front size", 0 if s is None else s.front_size)
 c3.metric("Hypervolume", "—" if s is None else f"{s.hypervolume:.3f}")
 c4.metric("Excluded (non-finite)", 0 if s is None else s.excluded)
-st.caption(f"Reference point (per-value minimum over all shown candidates): {np.round(ref, 3).tolist()}")
+st.caption(f"Hypervolume measured from the reference point {np.round(ref, 3).tolist()} (z units): the per-value "
+           f"minimum over {'every method' if shared else 'this method'}'s candidates and the base model.")
 
 # ---- Plot ----
 x_name, y_name = axis_picker(values, "explore")

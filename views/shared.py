@@ -14,7 +14,7 @@ import streamlit as st
 from mva_core.pareto import is_finite
 from mva_core.results import candidate_table, methods_present
 from mva_core.models import BaseModel, load_base
-from mva_core.sweep import BASE_METHOD, Evaluator
+from mva_core.sweep import Evaluator
 from mva_core.vectors import load_value_vector
 from mva_core.errors import as_user_error
 from mva_core.workspace import MANIFEST, Workspace, default_workspace, open_workspace

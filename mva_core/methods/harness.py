@@ -24,7 +24,7 @@ import torch
 from ..atomic import atomic_dir
 from ..config import TrainConfig
 from ..errors import MVAError, TrainingError
-from ..models import load_base
+from ..models import load_base, portable_base_name
 from ..preference_data import pairs_sha256
 from ..vectors import META_FILE, adapter_sha256
 
@@ -256,7 +256,7 @@ def run_meta(run: TrainedRun, *, value: str, method: str, base_dir: str, base_fi
              config: TrainConfig) -> dict[str, Any]:
     """The mva_vector.json fields every trained vector has: what it was trained on, its curves and timings."""
     return {
-        "value": value, "method": method, "base_model": str(base_dir), "base_fingerprint": base_fingerprint,
+        "value": value, "method": method, "base_model": portable_base_name(base_dir), "base_fingerprint": base_fingerprint,
         "train_config": config.to_dict(),
         "trainer": f"{type(run.trainer).__module__}.{type(run.trainer).__qualname__}",
         "steps": len(run.losses), "losses": run.losses, "reward_accuracies": run.curve("rewards/accuracies"),
@@ -276,6 +276,8 @@ def save_adapter(run: TrainedRun, out_dir: Path, meta: dict[str, Any], overwrite
             "versions": {"trl": trl.__version__, "peft": peft.__version__, "transformers": transformers.__version__,
                          "torch": torch.__version__},
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    # peft writes base_model_name_or_path from the model it wrapped (here a cache dir): the portable name instead
+    run.trainer.model.peft_config["default"].base_model_name_or_path = meta["base_model"]
     with atomic_dir(out_dir, force=overwrite, kind="value_vector") as tmp:
         run.trainer.model.save_pretrained(str(tmp), safe_serialization=True, selected_adapters=["default"])  # not "ref"
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))

@@ -16,6 +16,7 @@ per-step values); the unweighted Σ_j P is logged each step and stored as `<pena
 from __future__ import annotations
 
 import functools
+import os
 import math
 import re
 import warnings
@@ -172,7 +173,9 @@ def train_value(base_dir: str, pairs: list[dict[str, Any]], value: str, out_dir:
     extra_meta = {
         "alpha": float(alpha), "penalty": penalty, "paper": MVA_PAPER,
         **({"hsic_mode": mode, "hsic_kernel": kernel, "hsic_sigma": sigma} if penalty == "hsic" else {}),
-        "earlier": [{"value": v.value, "hash": v.hash, "path": str(v.path)} for v in earlier_vectors],
+        # where each earlier vector sits relative to this one (no path of this machine in the metadata)
+        "earlier": [{"value": v.value, "hash": v.hash, "path": os.path.relpath(v.path, Path(out_dir).parent)}
+                    for v in earlier_vectors],
         # Filled by the trainer's `log` during training; train_dpo_vector reads extra_meta after training.
         f"{name}_terms": terms,
     }

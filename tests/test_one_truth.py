@@ -1,0 +1,74 @@
+"""One definition per metric (issue 17 item 1, issue 16 items 1-2): on the shipped demo, the Compare page, the CLI's
+`compare --json` and `demo report` show the same hypervolume and MIP for every method, from the same reference
+point; every interval holds its estimate; the report's pair verdicts follow from the intervals."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+from contextlib import redirect_stdout
+
+import pytest
+
+from mva_core.cli import main
+from mva_core.demo import demo_report
+from mva_core.workspace import DEMO_WORKSPACE, open_workspace
+from tests.apptest import open_page
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("truth") / "demo"
+    shutil.copytree(DEMO_WORKSPACE, root)
+    return root
+
+
+def test_page_cli_and_report_agree(demo, monkeypatch):
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["compare", "--workspace", str(demo), "--json"]) == 0
+    doc = json.loads(out.getvalue())
+    assert len(doc["methods"]) >= 8 and doc["n_resamples"] >= 1000
+    for name, m in doc["methods"].items():
+        assert m["hv_ci"][0] <= m["hv"] <= m["hv_ci"][1], name
+        if m["mip"] is not None:
+            assert m["mip_ci"][0] <= m["mip"] <= m["mip_ci"][1], name
+        assert m["crd"] is None and "greedily" in m["crd_why"] and m["n_prompts"] == 16
+    names = list(doc["methods"])
+    assert len(doc["pairs"]) == len(names) * (len(names) - 1) // 2
+
+    report = demo_report(open_workspace(demo))
+    rows = {m[0]: (float(m[1]), float(m[2])) for m in
+            re.findall(r"^\| (\S+) \| \d+ \| \d+ \| ([-\d.]+) \[[^]]+\] \| ([-\d.]+) \[", report, re.M)}
+    ref_line = re.search(r"Shared reference point .*?: \[([-\d.]+), ([-\d.]+)\]", report)
+    assert [float(x) for x in ref_line.groups()] == pytest.approx(doc["ref"], abs=5e-4)
+
+    at = open_page(monkeypatch, demo, "views/compare.py")
+    table = next(d.value for d in at.dataframe if "hypervolume" in d.value.columns)
+    page = {r["method"]: (r["hypervolume"], r["MIP"]) for _, r in table.iterrows()}
+    assert set(page) == set(doc["methods"]) == set(rows)
+    for name, m in doc["methods"].items():
+        assert page[name][0] == pytest.approx(m["hv"], abs=1e-9) and rows[name][0] == pytest.approx(m["hv"], abs=5e-5)
+        assert page[name][1] == pytest.approx(m["mip"], abs=1e-9) and rows[name][1] == pytest.approx(m["mip"], abs=5e-5)
+        assert table.loc[table["method"] == name, "hypervolume 95% CI"].iloc[0] == \
+            f"[{m['hv_ci'][0]:.4f}, {m['hv_ci'][1]:.4f}]"
+    for line in re.findall(r"^- (\S+) − (\S+): ΔHV = \S+ \[(\S+), (\S+)\].*; (.*)\.$", report, re.M):
+        a, b, lo, hi, verdict = line
+        lo, hi = float(lo), float(hi)
+        assert ("within noise" in verdict) == (lo <= 0 <= hi), line
+
+
+def test_explore_offers_the_shared_reference(demo, monkeypatch):
+    at = open_page(monkeypatch, demo)
+    at.selectbox(key="explore_method").set_value("mva").run()
+    at.toggle(key="explore_shared_ref").set_value(True).run()
+    assert not at.exception, at.exception
+    hv = next(m.value for m in at.metric if m.label == "Hypervolume")
+    full = io.StringIO()
+    with redirect_stdout(full):
+        main(["compare", "--workspace", str(demo), "--json"])
+    doc = json.loads(full.getvalue())
+    assert hv == f"{doc['methods']['mva']['hv']:.3f}"
+    assert any(f"{[round(x, 3) for x in doc['ref']]}" in c.value for c in at.caption)
