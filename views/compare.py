@@ -104,7 +104,8 @@ result = result.sort_values("method", key=lambda m: m.map(chosen.index), ignore_
 result.insert(result.columns.get_loc("MIP") + 1, "CRD", "—")
 # Intervals over the evaluation prompts: within one workspace (another workspace's prompts cannot be paired)
 boot = get_intervals(str(ws.root), table_version(ws), tuple(m for m in chosen if m in set(table["method"])),
-                     tuple(float(x) for x in ref)) if len(merged.base_methods) == 1 else None
+                     tuple(float(x) for x in ref)) \
+    if len(merged.base_methods) == 1 and (table["method"] == BASE_METHOD).any() else None
 if boot is not None:
     for metric, col in (("hv", "hypervolume"), ("mip", "MIP")):
         ci = {name: getattr(m, metric) for name, m in boot.methods.items()}
@@ -178,8 +179,9 @@ st.caption("For each value, the highest z-score any candidate of the method reac
 
 # ---- Intervals and differences ----
 if boot is None:
-    st.caption("Intervals are computed within one workspace (its prompts pair the methods); remove the other "
-               "workspaces to see them.")
+    st.caption("Intervals need the base model's responses (the reference of every z-score; a sweep evaluates it) "
+               "and one workspace (its prompts pair the methods): "
+               + ("remove the other workspaces to see them." if len(merged.base_methods) > 1 else "run a sweep first."))
 else:
     st.subheader("How sure: intervals over the evaluation prompts")
     st.plotly_chart(forest_figure(boot, chosen), width="stretch", key="compare_forest")
