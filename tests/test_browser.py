@@ -142,11 +142,16 @@ def test_slider_evaluate_in_real_browser(server, tmp_path):
         except Exception:
             page.screenshot(path="/tmp/browser_fail.png", full_page=True)
             raise
-        # A live evaluation of the 135M model on CPU: model load + generation + scoring.
-        page.wait_for_function(
-            """() => { const p = document.querySelector('.js-plotly-plot');
-                       return p && p.data && p.data.some(d => d.name === 'your point'); }""", timeout=300_000)
+        # A live evaluation of the 135M model on CPU: model load + generation + scoring. Its progress bar must move
+        # during generation (one update per token), not sit at 0 until the end.
+        seen, deadline = set(), time.time() + 300
+        while time.time() < deadline and your_point_count(page) < 1:
+            text = page.evaluate("() => document.querySelector('[data-testid=\"stProgress\"]')?.innerText || ''")
+            if "generating: token" in text:
+                seen.add(text.split("token ")[1].split(" of")[0])
+            page.wait_for_timeout(200)
         assert your_point_count(page) == 1
+        assert len(seen) >= 2, f"the progress bar did not move during generation: {seen}"
         page.wait_for_timeout(1000)
 
         # Click one Pareto-front point: Streamlit's selection event opens that candidate's details.

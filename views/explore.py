@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
@@ -11,8 +13,8 @@ from mva_core.pareto import best_for_preference
 from mva_core.results import compare_table, export_candidate, single_vector_points, summarise
 from mva_core.sweep import BASE_METHOD
 from views.shared import (
-    Front, Mark, axis_picker, current_workspace, forget_stale, front_figure, get_evaluator, get_table, hover_text,
-    rank_text, table_columns, table_version,
+    Front, Mark, axis_picker, current_workspace, eta_text, forget_stale, front_figure, get_evaluator, get_table,
+    hover_text, rank_text, table_columns, table_version,
 )
 
 ws = current_workspace()
@@ -60,14 +62,21 @@ with st.expander("Pick by preference p: the front candidate maximising p·z", ex
 preference = np.asarray(p_raw) / sum(p_raw) if sum(p_raw) > 0 else None
 
 # ---- Evaluate ----
+if st.session_state.get("explore_cancel"):  # the click reran the script, which stopped generating at the next token
+    st.warning("Evaluation cancelled: nothing of that point was stored.")
 if evaluate:
     label = "preference p" if conditioned else "weights"
     with st.status(f"Evaluating {label} {dict(zip(values, np.round(weights, 3).tolist()))}…", expanded=True) as status:
-        bar = st.progress(0.0, text="loading model")
+        bar = st.progress(0.0, text="1/3 loading the model and value vectors…")
+        st.button("Cancel", key="explore_cancel", help="Stops at the next token; nothing of this point is stored.")
         ev = get_evaluator(str(ws.root), method)
+        t0 = time.monotonic()
 
         def on_progress(stage: str, done: int, total: int) -> None:
-            bar.progress(min(done / max(total, 1), 1.0), text=f"{stage}: {done}/{total}")
+            share = done / max(total, 1)
+            text = (f"2/3 generating: token {done} of {total} · {eta_text(t0, share)}" if stage == "generate"
+                    else f"3/3 scoring: scorer {done} of {total}")
+            bar.progress(min(share, 1.0), text=text)
 
         try:
             result = ev.evaluate([weights], source="live", progress=on_progress)

@@ -3,6 +3,7 @@ workspace-switch guard, the axis picker and the front chart."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Collection, Sequence
@@ -147,6 +148,18 @@ def axis_picker(values: Sequence[str], key: str) -> tuple[str, str]:
         x_name = c1.selectbox("x axis", values, index=0, key=f"{key}_x")
         y_name = c2.selectbox("y axis", values, index=1, key=f"{key}_y")
     return x_name, y_name
+
+
+def duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    return f"{m}m {s:02d}s" if m else f"{s}s"
+
+
+def eta_text(started: float, fraction: float) -> str:
+    """Elapsed time and the time left at the rate so far, from the share of the work done (0 … 1)."""
+    elapsed = time.monotonic() - started
+    left = "—" if fraction <= 0 else duration(elapsed / fraction * (1 - fraction))
+    return f"elapsed {duration(elapsed)} · ETA {left}"
 
 
 def table_columns(values: Sequence[str]) -> dict[str, Any]:

@@ -15,8 +15,8 @@ from mva_core.kinds import GRID_KINDS, get_kind
 from mva_core.scorers import available_scorers
 from mva_core.sweep import BASE_METHOD, evaluate_base, method_groups, sweep_groups
 from views.shared import (
-    Front, Mark, axis_picker, current_workspace, forget_stale, front_figure, get_evaluator, get_table, hover_text,
-    table_version,
+    Front, Mark, axis_picker, current_workspace, eta_text, forget_stale, front_figure, get_evaluator, get_table,
+    hover_text, table_version,
 )
 
 MAX_GRID = 10_000  # beyond this, keying the grid on every rerun makes the page sluggish: use the CLI
@@ -151,11 +151,15 @@ if last and not start:
     st.success(f"Last sweep ({last['method']}, {last['candidates']} candidates): {last['generated']} generated, "
                f"{last['candidates'] - last['generated']} answered from the store, in {last['seconds']:.1f} s.")
 progress_slot = st.empty()
+progress_slot_cancel = st.empty()
+if st.session_state.get("sweep_cancel"):  # pressing it reran the script, which stopped the sweep at the next token
+    st.warning("Sweep cancelled: every finished chunk is stored; press Resume to go on.")
 
 # ---- Front ----
 x_name, y_name = axis_picker(values, "sweep")
 chart_slot = st.empty()
-st.caption("Touching any control while a sweep runs stops it; every finished chunk is kept, press Resume to go on.")
+st.caption("Cancel, or touching any control while a sweep runs, stops it at the next token; every finished "
+           "chunk is kept, press Resume to go on.")
 
 
 def draw_front(n: int) -> None:
@@ -172,11 +176,6 @@ def draw_front(n: int) -> None:
                                                                                 color="#1f77b4"))]
     # A fresh key per redraw: the chart is replaced several times within one script run.
     chart_slot.plotly_chart(front_figure(x_name, y_name, layers, height=420), width="stretch", key=f"sweep_plot_{n}")
-
-
-def duration(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m}m {s:02d}s" if m else f"{s}s"
 
 
 draw_front(0)
@@ -207,18 +206,20 @@ if start:
         t0 = time.monotonic()
         now = dict(done=0, chunk=1)  # candidates finished, chunk in flight
         bar.progress(0.0, text=f"0/{len(grid)} candidates · chunk 1 of {n_chunks}: generating…")
+        progress_slot_cancel.button("Cancel (keeps every finished chunk)", key="sweep_cancel")
 
         def on_progress(stage: str, done: int, total: int) -> None:
-            if stage != "candidates":  # a stage inside the current chunk (generate / score)
-                bar.progress(now["done"] / len(grid), text=f"{now['done']}/{len(grid)} candidates · chunk "
-                                                            f"{now['chunk']} of {n_chunks}: {stage} {done}/{total}")
+            if stage != "candidates":  # a stage inside the current chunk: generate (tokens) / score
+                inside = done / max(total, 1) if stage == "generate" else 1.0
+                size = min(chunk, len(grid) - now["done"])
+                share = (now["done"] + inside * size) / len(grid)
+                what = f"token {done}/{total}" if stage == "generate" else f"{stage} {done}/{total}"
+                bar.progress(min(share, 1.0), text=f"{now['done']}/{len(grid)} candidates · chunk {now['chunk']} of "
+                                                   f"{n_chunks}: {what} · {eta_text(t0, share)}")
                 return
             generated = len(stored_ids()) - stored
-            elapsed = time.monotonic() - t0
-            eta = "—" if generated == 0 and missing else duration(elapsed / max(generated, 1) * (missing - generated))
             bar.progress(done / total, text=f"{done}/{total} candidates · {generated} generated, "
-                                            f"{max(done - generated, 0)} from the store · "
-                                            f"elapsed {duration(elapsed)} · ETA {eta}")
+                                            f"{max(done - generated, 0)} from the store · {eta_text(t0, done / total)}")
             now.update(done=done, chunk=now["chunk"] + 1)
             draw_front(now["chunk"])
 
