@@ -128,3 +128,26 @@ def test_cosine_scale_is_plus_minus_one_unless_zoomed(ws, monkeypatch):
     trace = chart(at, "diag_cosine_plot")["data"][0]
     assert trace["zmax"] == pytest.approx(np.nanmax(np.abs(z_of(trace))))
     assert any(c.value.startswith("Zoomed: the colour scale spans") for c in at.caption)
+
+
+def test_demo_opens_on_the_chosen_methods_curves_with_the_twin_overlaid(tmp_path, monkeypatch):
+    """Issue 17 item 3: mva's curves (saved in its vectors' metadata, not in a stored run) are offered and opened
+    when mva is chosen; mva-no-hsic's HSIC term is drawn dotted beside mva's."""
+    import json as _json
+    import shutil
+
+    from mva_core.workspace import DEMO_WORKSPACE
+
+    root = tmp_path / "demo"
+    shutil.copytree(DEMO_WORKSPACE, root)
+    at = open_page(monkeypatch, root, PAGE)
+    at.selectbox(key="diag_method").set_value("mva").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="diag_run").value == "vectors:mva"
+    data = chart(at, "diag_curves_plot")["data"]
+    meta = _json.loads((root / "vectors" / "mva" / "brevity" / "mva_vector.json").read_text())
+    solid = next(t for t in data if t["name"] == "brevity" and t["yaxis"] == "y3")
+    np.testing.assert_allclose(z_of({"z": solid["y"]}), meta["hsic_terms"])
+    twin = _json.loads((root / "vectors" / "mva-no-hsic" / "brevity" / "mva_vector.json").read_text())
+    dotted = next(t for t in data if t.get("line", {}).get("dash") == "dot" and t["name"].startswith("brevity"))
+    np.testing.assert_allclose(z_of({"z": dotted["y"]}), twin["hsic_terms"])

@@ -57,8 +57,9 @@ def heatmap(z: pd.DataFrame, title_x: str, title_y: str, zrange: tuple[float, fl
     return fig
 
 
-def curves_figure(df: pd.DataFrame) -> go.Figure:
-    """Loss, reward accuracy and (when recorded) the penalty term per step, one colour per value."""
+def curves_figure(df: pd.DataFrame, overlay: pd.DataFrame | None = None) -> go.Figure:
+    """Loss, reward accuracy and (when recorded) the penalty term per step, one colour per value; `overlay`'s
+    penalty term (another method's run) dotted in the same colours."""
     panels = {"loss": "DPO loss", "reward_accuracy": "reward accuracy"}
     if df["penalty_term"].notna().any():
         penalty = next(p for p in df.loc[df["penalty_term"].notna(), "penalty"].dropna())
@@ -72,6 +73,13 @@ def curves_figure(df: pd.DataFrame) -> go.Figure:
             if part[col].notna().any():
                 fig.add_trace(go.Scatter(x=part["step"], y=part[col], mode="lines", name=value, legendgroup=value,
                                          showlegend=row == 1, line=dict(color=color)), row=row, col=1)
+    if overlay is not None and "penalty_term" in panels:
+        for k, (value, part) in enumerate(overlay.groupby("value", sort=False)):
+            if part["penalty_term"].notna().any():
+                fig.add_trace(go.Scatter(x=part["step"], y=part["penalty_term"], mode="lines",
+                                         name=f"{value} · {part['method'].iloc[0]}", line=dict(
+                                             color=["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"][k % 5],
+                                             dash="dot")), row=len(panels), col=1)
     fig.update_xaxes(title_text="step", row=len(panels), col=1)
     fig.update_layout(height=220 * len(panels) + 60, margin=dict(l=10, r=10, t=50, b=10),
                       legend=dict(orientation="h", y=1.1))
@@ -218,21 +226,33 @@ st.caption("Per optimizer step: the DPO loss (starts at log 2 ≈ 0.693 and shou
            "penalty term Σⱼ HSIC(θᵢ, θⱼ) against the earlier vectors (Eq.14; none for the first value). For "
            "mva-no-hsic the term is only recorded, not trained on: compare it with mva's.")
 curves = training_curves(ws.store.runs())
-if curves.empty:
-    st.info(f"No training runs are stored in this workspace: {TRAIN_HINT}; its per-step loss, reward accuracy and "
-            "HSIC term then appear here.")
-    own = vector_training_curves(vectors)
+# Every recorded run (keyed by its id), and every method's vectors' own metadata (vectors trained by `demo build`
+# or elsewhere; keyed "vectors:<method>")
+sources: dict[int | str, pd.DataFrame] = {}
+labels: dict[int | str, str] = {}
+alpha = lambda a: f"{a:g}" if is_finite(a) else "method default"  # noqa: E731 (NaN: the run used the default)
+for run in curves.drop_duplicates("run_id").itertuples():
+    sources[int(run.run_id)] = curves[curves["run_id"] == run.run_id]
+    labels[int(run.run_id)] = f"run #{int(run.run_id)} · {run.method} · α = {alpha(run.alpha)} · {run.status}"
+for m in methods:
+    own = vector_training_curves(get_vectors(root, m, vector_set_stamp(ws, m)))
     if not own.empty:
-        st.caption(f"Meanwhile, the curves saved in the {method} vectors' own metadata (mva_vector.json):")
-        st.plotly_chart(curves_figure(own), width="stretch", key="diag_curves_plot")
+        sources[f"vectors:{m}"], labels[f"vectors:{m}"] = own, f"{m} · saved with its vectors (mva_vector.json)"
+if not sources:
+    st.info(f"No training curves in this workspace: {TRAIN_HINT}; its per-step loss, reward accuracy and HSIC "
+            "term then appear here.")
 else:
-    runs = curves.drop_duplicates("run_id")
-    alpha = lambda a: f"{a:g}" if is_finite(a) else "method default"  # noqa: E731 (NaN: the run used the default)
-    labels = {int(r.run_id): f"run #{int(r.run_id)} · {r.method} · α = {alpha(r.alpha)} · {r.status}"
-              for r in runs.itertuples()}
-    ids = list(labels)[::-1]  # newest first
-    mine = [int(i) for i in runs.loc[runs["method"] == method, "run_id"]][::-1]
-    if st.session_state.get("diag_run") not in ids:
-        st.session_state["diag_run"] = (mine or ids)[0]
-    run_id = st.selectbox("Run", ids, format_func=labels.get, key="diag_run")
-    st.plotly_chart(curves_figure(curves[curves["run_id"] == run_id]), width="stretch", key="diag_curves_plot")
+    keys = list(sources)[::-1]  # newest runs first, then the vectors' metadata
+    opens = [k for k in keys if str(sources[k]["method"].iloc[0]) == method]
+    if st.session_state.get("diag_curves_for") != method or st.session_state.get("diag_run") not in keys:
+        st.session_state["diag_curves_for"] = method  # opens on the method chosen at the top of the page
+        st.session_state["diag_run"] = (opens or keys)[0]
+    key = st.selectbox("Training curves of", keys, format_func=labels.get, key="diag_run")
+    shown = sources[key]
+    # what the penalty did: mva's HSIC term beside mva-no-hsic's (the same term, trained with α = 0)
+    twin = {"mva": "mva-no-hsic", "mva-no-hsic": "mva"}.get(str(shown["method"].iloc[0]))
+    overlay = sources.get(f"vectors:{twin}") if twin else None
+    st.plotly_chart(curves_figure(shown, overlay), width="stretch", key="diag_curves_plot")
+    if overlay is not None:
+        st.caption(f"Dotted in the penalty panel: {twin}'s HSIC term per step, measured the same way (α = "
+                   f"{alpha(overlay['alpha'].iloc[0])}): the gap is what the penalty changed.")
