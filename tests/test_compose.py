@@ -132,3 +132,23 @@ def test_vectors_of_another_base_are_refused(tiny, tmp_path):
     odd = make_value_vector(tmp_path / "other", tmp_path / "odd", "odd", seed=4)
     with pytest.raises(VectorError, match="different base models"):
         load_value_vectors([dirs[0], odd])
+
+
+def test_adapter_hash_is_read_once_per_size_and_mtime(tmp_path):
+    """Issue 14 item 6: a file whose size and mtime are unchanged is not read again (its bytes are swapped here
+    behind the cache's back, keeping both: the cached hash proves no read); a new mtime is read anew."""
+    import hashlib
+    import os
+
+    from mva_core.vectors import file_hash
+
+    f = tmp_path / "adapter_model.safetensors"
+    f.write_bytes(b"A" * 1000)
+    first = file_hash(f)
+    assert first == hashlib.sha256(b"A" * 1000).hexdigest()[:16]
+    stat = f.stat()
+    f.write_bytes(b"B" * 1000)
+    os.utime(f, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert file_hash(f) == first  # answered from the cache: the file was not read
+    os.utime(f, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert file_hash(f) == hashlib.sha256(b"B" * 1000).hexdigest()[:16]
