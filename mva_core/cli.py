@@ -21,6 +21,7 @@ from .atomic import check_target
 from .config import CPU_SMALL, PAPER, DecodingConfig, SearchSpace, check_name, parse_weights
 from .data import load_prompts
 from .demo import build_demo, demo_report
+from .diagnostics import hsic_null_table, load_method_vectors
 from .errors import MVAError, as_user_error
 from .export import export_merged, export_mergekit, export_peft
 from .generate import generate_responses
@@ -200,7 +201,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "data": {v: {"file": str(data[v]), "sha256": pairs_sha256(datasets[v]), "pairs": len(datasets[v])} for v in values},
     }
     given: dict[str, Callable[[], object]] = {  # the settings the CLI has; the method names the ones it reads
-        "alpha": lambda: args.alpha, "mode": lambda: args.mode,
+        "alpha": lambda: args.alpha, "mode": lambda: args.mode, "estimator": lambda: args.hsic_estimator,
         "scorers": lambda: _workspace_scorers(args.workspace, values),
         **({"preferences": lambda: [parse_weights(p) for p in args.preferences.split(";")]} if args.preferences else {}),
     }
@@ -285,6 +286,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     result = compare_with_intervals(ws, candidate_table(ws), methods, _ref(args.ref, len(ws.value_names)),
                                     n_resamples=args.resamples, seed=args.seed)
     doc = comparison_json(result)
+    # each compared vector set's HSIC beside its permutation null (methods with their own vector per value)
+    doc["hsic"] = {m: hsic_null_table(load_method_vectors(ws, m)).to_dict(orient="records")
+                   for m in doc["methods"] if m in ws.methods() and len(ws.value_names) >= 2}
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
@@ -373,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--base", required=True, help="hub id, model dir, .gguf file, or smollm2-135m-instruct")
     t.add_argument("--alpha", type=float, default=None, help="penalty weight α (mva default 10; paper: 1, 10, 50)")
     t.add_argument("--mode", choices=["lora_A", "delta"], default="lora_A", help="HSIC samples: rows of A, or of ΔW")
+    t.add_argument("--hsic-estimator", choices=["biased", "unbiased"], default="biased",
+                   help="HSIC in the penalty: biased = MVA Eq.6 (the paper's); unbiased = Song et al. 2012 (zero in "
+                        "expectation for independent vectors, so the penalty has no floor at small r)")
     t.add_argument("--preset", choices=["cpu-small", "paper"], default="cpu-small")
     t.add_argument("--steps", type=int, default=None, help="override the preset's max_steps")
     t.add_argument("--lr", type=float, default=None, help="override the preset's learning rate")

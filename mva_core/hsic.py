@@ -143,15 +143,45 @@ def permutation_null(X: torch.Tensor, Y: torch.Tensor, n_permutations: int = 200
                      estimator: Estimator = "biased") -> PermutationNull:
     """HSIC(X, Y) and its null distribution under independence by shuffling the rows of Y (Gretton et al. 2008):
     the kernels are computed once and L is permuted, so each shuffle costs one O(m²) sum."""
+    return _null([(kernel_matrix(X, kernel, sigma), kernel_matrix(Y.to(X.dtype), kernel, sigma))], estimator,
+                 n_permutations, seed)
+
+
+@torch.no_grad()
+def vector_permutation_null(theta_i_layers: Mapping[str, LoraLayer], theta_j_layers: Mapping[str, LoraLayer],
+                            mode: SampleMode = "lora_A", kernel: Kernel = "gaussian", sigma: float | None = None,
+                            estimator: Estimator = "biased", n_permutations: int = 200,
+                            seed: int = 0) -> PermutationNull:
+    """`vector_hsic` (the sum over shared layers, MVA Eq.14's term) beside its null: each shuffle permutes every
+    layer's θ_j samples independently and sums the layers again."""
+    shared = sorted(set(theta_i_layers) & set(theta_j_layers))
+    if not shared:
+        raise VectorError("the two value vectors share no target layer, so HSIC between them is undefined")
+    kernels = []
+    for name in shared:
+        X, Y = layer_samples(theta_i_layers[name], theta_j_layers[name], mode)
+        kernels.append((kernel_matrix(X, kernel, sigma), kernel_matrix(Y.to(X.dtype), kernel, sigma)))
+    return _null(kernels, estimator, n_permutations, seed)
+
+
+def _null(kernels: list[tuple[torch.Tensor, torch.Tensor]], estimator: Estimator, n_permutations: int,
+          seed: int) -> PermutationNull:
+    """Σ_layers HSIC(K, L) and the same sum with each L's rows and columns permuted, n times."""
     assert n_permutations >= 1, f"n_permutations={n_permutations}: use at least 100 for a p-value"
-    K, L = kernel_matrix(X, kernel, sigma), kernel_matrix(Y.to(X.dtype), kernel, sigma)
+    assert estimator in ESTIMATORS, f"estimator={estimator!r}: choose one of {sorted(ESTIMATORS)}"
     fn = ESTIMATORS[estimator]
-    observed = float(fn(K, L))
+    observed = float(sum(fn(K, L) for K, L in kernels))
     g = torch.Generator().manual_seed(seed)
-    null = torch.stack([fn(K, L[perm][:, perm]) for perm in
-                        (torch.randperm(K.shape[0], generator=g) for _ in range(n_permutations))]).double()
-    return PermutationNull(observed, float(null.mean()), float(null.std()) if n_permutations > 1 else 0.0,
-                           float((1 + (null >= observed).sum()) / (1 + n_permutations)), n_permutations)
+    null = []
+    for _ in range(n_permutations):
+        total = 0.0
+        for K, L in kernels:
+            perm = torch.randperm(K.shape[0], generator=g)
+            total += float(fn(K, L[perm][:, perm]))
+        null.append(total)
+    t = torch.tensor(null, dtype=torch.float64)
+    return PermutationNull(observed, float(t.mean()), float(t.std()) if n_permutations > 1 else 0.0,
+                           float((1 + (t >= observed).sum()) / (1 + n_permutations)), n_permutations)
 
 
 def samples(layer: LoraLayer, mode: SampleMode) -> torch.Tensor:
@@ -188,7 +218,7 @@ def layer_kernels(theta_layers: Mapping[str, LoraLayer], mode: SampleMode = "lor
 
 def vector_hsic(theta_i_layers: Mapping[str, LoraLayer], theta_j_layers: Mapping[str, LoraLayer],
                 mode: SampleMode = "lora_A", kernel: Kernel = "gaussian", sigma: float | None = None,
-                kernels_j: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+                kernels_j: Mapping[str, torch.Tensor] | None = None, estimator: Estimator = "biased") -> torch.Tensor:
     """HSIC(θ_i, θ_j) = Σ over the target layers both vectors adapt of hsic(layer samples), the term of MVA Eq.14.
 
     Layers are keyed by module name (as `ValueVector.layers`). `kernels_j`, from `layer_kernels(θ_j, …)` with
@@ -203,7 +233,7 @@ def vector_hsic(theta_i_layers: Mapping[str, LoraLayer], theta_j_layers: Mapping
     for name in shared:
         X, Y = layer_samples(theta_i_layers[name], theta_j_layers[name], mode)
         if kernels_j is None:
-            terms.append(hsic(X, Y, kernel=kernel, sigma=sigma))
+            terms.append(hsic(X, Y, kernel=kernel, sigma=sigma, estimator=estimator))
         else:
-            terms.append(hsic_from_kernels(kernel_matrix(X, kernel, sigma), kernels_j[name]))
+            terms.append(ESTIMATORS[estimator](kernel_matrix(X, kernel, sigma), kernels_j[name]))
     return torch.stack(terms).sum()

@@ -66,6 +66,34 @@ def test_registry_entries():
     assert get_method("mva").default_alpha == 10.0 and get_method("mva-no-hsic").default_alpha == 0.0
 
 
+def second_vector_init_A(base_dir) -> dict:
+    """lora_A of the second vector before its first update: peft's init under the run's seed (trl calls
+    set_seed(args.seed) right before get_peft_model), rebuilt here; module name -> (r, d_in)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, set_seed
+
+    set_seed(CFG.seed + 1)
+    init = get_peft_model(AutoModelForCausalLM.from_pretrained(base_dir), LoraConfig(
+        r=CFG.lora_r, lora_alpha=CFG.lora_alpha, lora_dropout=0.0, target_modules=CFG.target_modules, bias="none",
+        task_type="CAUSAL_LM"))
+    return {n.split("base_model.model.")[1].split(".lora_A")[0]: p.detach()
+            for n, p in init.named_parameters() if ".lora_A." in n}
+
+
+def test_unbiased_estimator_is_the_penalty_when_chosen(runs, tmp_path):
+    """--hsic-estimator unbiased (issue 16 item 7): step 1's logged term is Song et al.'s unbiased HSIC of the
+    second vector's init A against the first vector's A, and the loss is log 2 + α · that term."""
+    out = tmp_path / "unbiased"
+    first, second = train_sequence(str(runs.root / "base"), DATA, out, replace(CFG, max_steps=1), ALPHA, "lora_A",
+                                   runs.fp, "mva", estimator="unbiased", progress=False)
+    help_vec = load_value_vector(out / "help")
+    a_init = second_vector_init_A(runs.root / "base")
+    want = sum(hsic(a_init[m], help_vec.layers[m].A, estimator="unbiased").item() for m in a_init)
+    assert second["hsic_terms"][0] == pytest.approx(want, rel=1e-5, abs=1e-7)
+    assert second["losses"][0] == pytest.approx(math.log(2) + ALPHA * want, abs=1e-4)
+    assert json.loads((out / "harm" / "mva_vector.json").read_text())["hsic_estimator"] == "unbiased"
+
+
 def test_logged_hsic_is_the_loss_term_and_equals_hsic_on_the_adapters(runs):
     """Checked exactly at step 1, the one step whose parameters are known outside the trainer.
 
@@ -74,9 +102,6 @@ def test_logged_hsic_is_the_loss_term_and_equals_hsic_on_the_adapters(runs):
     init under the run's seed (trl calls set_seed(args.seed) right before get_peft_model), which we rebuild
     here; and B_2 = 0, so the DPO part of loss[0] is exactly log 2 and the rest is α · HSIC.
     """
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, set_seed
-
     out, summaries = runs("mva", ALPHA)
     first, second = summaries
     assert first["hsic_terms"] == [] and len(second["hsic_terms"]) == STEPS  # the first vector is plain DPO
@@ -84,12 +109,7 @@ def test_logged_hsic_is_the_loss_term_and_equals_hsic_on_the_adapters(runs):
     assert meta["hsic_terms"] == second["hsic_terms"] and meta["alpha"] == ALPHA and meta["hsic_mode"] == "lora_A"
     assert [e["value"] for e in meta["earlier"]] == ["help"] and meta["train_config"]["seed"] == CFG.seed + 1
 
-    set_seed(CFG.seed + 1)
-    init = get_peft_model(AutoModelForCausalLM.from_pretrained(runs.root / "base"), LoraConfig(
-        r=CFG.lora_r, lora_alpha=CFG.lora_alpha, lora_dropout=0.0, target_modules=CFG.target_modules, bias="none",
-        task_type="CAUSAL_LM"))
-    a_init = {n.split("base_model.model.")[1].split(".lora_A")[0]: p.detach()
-              for n, p in init.named_parameters() if ".lora_A." in n}
+    a_init = second_vector_init_A(runs.root / "base")
     help_vec = load_value_vector(out / "help")
     assert sorted(a_init) == sorted(help_vec.layers) and len(a_init) == 4
     want = sum(hsic(a_init[m], help_vec.layers[m].A).item() for m in a_init)

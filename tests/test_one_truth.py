@@ -38,6 +38,9 @@ def test_page_cli_and_report_agree(demo, monkeypatch):
         assert m["crd"] is None and "greedily" in m["crd_why"] and m["n_prompts"] == 16
     names = list(doc["methods"])
     assert len(doc["pairs"]) == len(names) * (len(names) - 1) // 2
+    for method in ("mva", "mva-no-hsic"):  # HSIC beside its permutation null (issue 16 item 7)
+        (row,) = doc["hsic"][method]
+        assert row["pair"] == "warmth · brevity" and 0 < row["p_value"] <= 1 and row["null_sd"] > 0
 
     report = demo_report(open_workspace(demo))
     rows = {m[0]: (float(m[1]), float(m[2])) for m in

@@ -27,7 +27,7 @@ from typing import Any, Callable, Literal, Mapping, Sequence
 import torch
 
 from ..config import ConfigError, TrainConfig
-from ..hsic import KERNELS, SAMPLE_MODES, Kernel, SampleMode, layer_kernels, vector_hsic
+from ..hsic import ESTIMATORS, KERNELS, SAMPLE_MODES, Estimator, Kernel, SampleMode, layer_kernels, vector_hsic
 from ..vectors import LoraLayer, VectorError, load_value_vector
 from ..errors import TrainingError
 from ..kinds import EXTRAPOLATION
@@ -67,13 +67,15 @@ def orthogonality(theta_i_layers: Layers, theta_j_layers: Layers) -> torch.Tenso
 
 
 def penalty_against(theta_j_layers: Layers, penalty: Penalty, mode: SampleMode = "lora_A",
-                    kernel: Kernel = "gaussian", sigma: float | None = None) -> Callable[[Layers], torch.Tensor]:
+                    kernel: Kernel = "gaussian", sigma: float | None = None,
+                    estimator: Estimator = "biased") -> Callable[[Layers], torch.Tensor]:
     """θ_i ↦ P(θ_i, θ_j) for a frozen θ_j. For HSIC, θ_j's kernel matrices are computed here once: they are
     the same at every step (in `delta` mode they are most of the penalty's cost)."""
     if penalty == "ortho":
         return lambda theta_i_layers: orthogonality(theta_i_layers, theta_j_layers)
     kernels_j = layer_kernels(theta_j_layers, mode, kernel, sigma)
-    return lambda theta_i_layers: vector_hsic(theta_i_layers, theta_j_layers, mode, kernel, sigma, kernels_j=kernels_j)
+    return lambda theta_i_layers: vector_hsic(theta_i_layers, theta_j_layers, mode, kernel, sigma, kernels_j=kernels_j,
+                                              estimator=estimator)
 
 
 def adapter_layers(model: torch.nn.Module, scaling: float, adapter: str | None = None) -> dict[str, LoraLayer]:
@@ -147,6 +149,7 @@ def decorrelation_trainer() -> type:
 def train_value(base_dir: str, pairs: list[dict[str, Any]], value: str, out_dir: Path, config: TrainConfig,
                 base_fingerprint: str, *, earlier: Sequence[str | Path] = (), alpha: float = 10.0,
                 penalty: Penalty = "hsic", mode: SampleMode = "lora_A", kernel: Kernel = "gaussian",
+                estimator: Estimator = "biased",
                 sigma: float | None = None, method: str = "mva", progress: bool = True,
                 overwrite: bool = False) -> dict[str, Any]:
     """Train θ_value by MVA Eq.14 against the frozen vectors saved at `earlier`, and save it at `out_dir`.
@@ -154,7 +157,7 @@ def train_value(base_dir: str, pairs: list[dict[str, Any]], value: str, out_dir:
     Returns train_dpo_vector's summary plus `<penalty>_terms` (Σ_{j<i} P before each update; empty when
     `earlier` is empty: the first vector is plain DPO).
     """
-    _check_settings(alpha, penalty, mode, kernel, sigma)
+    _check_settings(alpha, penalty, mode, kernel, sigma, estimator)
     earlier_vectors = [load_value_vector(p) for p in earlier]
     for v in earlier_vectors:
         if v.base_fingerprint != base_fingerprint:
@@ -173,6 +176,8 @@ def train_value(base_dir: str, pairs: list[dict[str, Any]], value: str, out_dir:
     extra_meta = {
         "alpha": float(alpha), "penalty": penalty, "paper": MVA_PAPER,
         **({"hsic_mode": mode, "hsic_kernel": kernel, "hsic_sigma": sigma} if penalty == "hsic" else {}),
+        # written only when not the paper's default, so vectors trained before the option still resume
+        **({"hsic_estimator": estimator} if penalty == "hsic" and estimator != "biased" else {}),
         # where each earlier vector sits relative to this one (no path of this machine in the metadata)
         "earlier": [{"value": v.value, "hash": v.hash, "path": os.path.relpath(v.path, Path(out_dir).parent)}
                     for v in earlier_vectors],
@@ -184,7 +189,7 @@ def train_value(base_dir: str, pairs: list[dict[str, Any]], value: str, out_dir:
         overwrite=overwrite, trainer_class=decorrelation_trainer(),
         trainer_kwargs={"earlier_layers": [v.layers for v in earlier_vectors],
                         "make_penalty": functools.partial(penalty_against, penalty=penalty, mode=mode, kernel=kernel,
-                                                          sigma=sigma), "alpha": alpha,
+                                                          sigma=sigma, estimator=estimator), "alpha": alpha,
                         "lora_scaling": config.lora_alpha / config.lora_r, "penalty_name": name,
                         "penalty_log": terms},
         extra_meta=extra_meta,
@@ -194,7 +199,7 @@ def train_value(base_dir: str, pairs: list[dict[str, Any]], value: str, out_dir:
 
 def train_sequence(base_dir: str, datasets: Mapping[str, list[dict[str, Any]]], out_root: str | Path,
                    config: TrainConfig, alpha: float, mode: SampleMode, base_fingerprint: str, method: str = "mva",
-                   *, kernel: Kernel = "gaussian", sigma: float | None = None,
+                   *, kernel: Kernel = "gaussian", sigma: float | None = None, estimator: Estimator = "biased",
                    progress: bool = True) -> list[dict[str, Any]]:
     """Train the values in the order of `datasets`, each against the ones before it; write `out_root/<value>/`.
 
@@ -211,7 +216,7 @@ def train_sequence(base_dir: str, datasets: Mapping[str, list[dict[str, Any]]], 
     if method == "mva-no-hsic" and alpha != 0:
         warnings.warn(f"alpha={alpha} is ignored: mva-no-hsic trains independent vectors (alpha = 0)", stacklevel=2)
         alpha = 0.0
-    _check_settings(alpha, penalty, mode, kernel, sigma)
+    _check_settings(alpha, penalty, mode, kernel, sigma, estimator)
     out_root = Path(out_root)
     summaries, done = [], []
     for i, (value, pairs) in enumerate(datasets.items()):
@@ -222,19 +227,20 @@ def train_sequence(base_dir: str, datasets: Mapping[str, list[dict[str, Any]]], 
         value_config = replace(config, seed=config.seed + i)
         if out_dir.exists():
             vec = _resumable(out_dir, value, pairs, value_config, alpha, penalty, mode, kernel, sigma,
-                             base_fingerprint, method, done)
+                             base_fingerprint, method, done, estimator)
             terms = f"{penalty}_terms"
             summaries.append({"value": value, "method": method, "out_dir": str(out_dir), "skipped": True,
                               "losses": vec.meta.get("losses", []), terms: vec.meta.get(terms, [])})
         else:
             summaries.append(train_value(base_dir, pairs, value, out_dir, value_config, base_fingerprint, earlier=done,
                                          alpha=alpha, penalty=penalty, mode=mode, kernel=kernel, sigma=sigma,
-                                         method=method, progress=progress))
+                                         estimator=estimator, method=method, progress=progress))
         done.append(out_dir)
     return summaries
 
 
-def _check_settings(alpha: float, penalty: str, mode: str, kernel: str, sigma: float | None) -> None:
+def _check_settings(alpha: float, penalty: str, mode: str, kernel: str, sigma: float | None,
+                    estimator: str = "biased") -> None:
     if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
         raise ConfigError(f"alpha={alpha!r}: the penalty weight must be a finite number >= 0 (paper: 1, 10, 50)")
     if penalty not in ("hsic", "ortho"):
@@ -245,11 +251,14 @@ def _check_settings(alpha: float, penalty: str, mode: str, kernel: str, sigma: f
         raise ConfigError(f"kernel={kernel!r}: choose one of {KERNELS}")
     if sigma is not None and not (sigma > 0):
         raise ConfigError(f"sigma={sigma!r}: the kernel bandwidth must be > 0, or None for the median heuristic")
+    if estimator not in ESTIMATORS:
+        raise ConfigError(f"estimator={estimator!r}: choose one of {sorted(ESTIMATORS)} (biased: MVA Eq.6; unbiased: "
+                          "Song et al. 2012, zero in expectation under independence)")
 
 
 def _resumable(out_dir: Path, value: str, pairs: list[dict[str, Any]], config: TrainConfig, alpha: float,
                penalty: str, mode: str, kernel: str, sigma: float | None, base_fingerprint: str, method: str,
-               earlier: Sequence[Path]):
+               earlier: Sequence[Path], estimator: str = "biased"):
     """The finished vector at `out_dir` if it belongs to this run; else OutputExistsError naming the difference."""
     vec = load_value_vector(out_dir)
     meta = vec.meta
@@ -257,7 +266,8 @@ def _resumable(out_dir: Path, value: str, pairs: list[dict[str, Any]], config: T
             "train_config": config.to_dict(), "alpha": float(alpha), "penalty": penalty,
             "earlier": [load_value_vector(p).hash for p in earlier]}
     if penalty == "hsic":
-        want.update({"hsic_mode": mode, "hsic_kernel": kernel, "hsic_sigma": sigma})
+        want.update({"hsic_mode": mode, "hsic_kernel": kernel, "hsic_sigma": sigma,
+                     "hsic_estimator": None if estimator == "biased" else estimator})
     got = {**meta, "earlier": [e.get("hash") for e in meta.get("earlier", [])]}
     for key, expected in want.items():
         if got.get(key) != expected:
@@ -275,26 +285,29 @@ class _Sequential(TrainingMethod):
     paper = MVA_PAPER
     kind = EXTRAPOLATION
     sequential = True  # trains the values in order, each against the ones before it (Eq.14)
-    settings = ("alpha", "mode")
+    settings = ("alpha", "mode", "estimator")
     penalty: Penalty = "hsic"
     default_alpha = 10.0  # the middle of the paper's α ∈ {1, 10, 50}
 
     def train_all(self, base_dir: str, datasets: Datasets, out_root: Path, config: TrainConfig,
                   base_fingerprint: str, *, progress: bool = True, alpha: float | None = None,
                   mode: SampleMode = "lora_A", kernel: Kernel = "gaussian", sigma: float | None = None,
-                  **_: Any) -> list[dict[str, Any]]:
+                  estimator: Estimator = "biased", **_: Any) -> list[dict[str, Any]]:
         """The values in order into out_root/<value>/ (`train_sequence`); finished vectors of this run are kept."""
         return train_sequence(base_dir, datasets, out_root, config, self.default_alpha if alpha is None else alpha,
-                              mode, base_fingerprint, self.name, kernel=kernel, sigma=sigma, progress=progress)
+                              mode, base_fingerprint, self.name, kernel=kernel, sigma=sigma, estimator=estimator,
+                              progress=progress)
 
     def train(self, base_dir: str, pairs: list[dict[str, Any]], value: str, out_dir: Path, config: TrainConfig,
               base_fingerprint: str, progress: bool = True, overwrite: bool = False, *,
               earlier: Sequence[str | Path] = (), alpha: float | None = None, mode: SampleMode = "lora_A",
-              kernel: Kernel = "gaussian", sigma: float | None = None) -> dict[str, Any]:
+              kernel: Kernel = "gaussian", sigma: float | None = None,
+              estimator: Estimator = "biased") -> dict[str, Any]:
         """One value of the sequence, against the frozen vectors at `earlier`."""
         return train_value(base_dir, pairs, value, out_dir, config, base_fingerprint, earlier=earlier,
                            alpha=self.default_alpha if alpha is None else alpha, penalty=self.penalty, mode=mode,
-                           kernel=kernel, sigma=sigma, method=self.name, progress=progress, overwrite=overwrite)
+                           kernel=kernel, sigma=sigma, estimator=estimator, method=self.name, progress=progress,
+                           overwrite=overwrite)
 
 
 @register_method("mva")
