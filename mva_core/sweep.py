@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import copy
 import json
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
 from .compose import WeightBatchedModel
-from .generate import generate_responses
+from .generate import Cancelled, generate_responses
 from .config import ConfigError, DecodingConfig, SearchSpace
 from .conditioning import condition_text
 from .kinds import CONDITIONED, SIMPLEX, get_kind
@@ -106,25 +107,35 @@ class Evaluator:
         found = self.ws.store.find(keys)
         return {i: found[k] for i, k in enumerate(keys) if k in found}
 
+    def generate(self, W: np.ndarray, progress: StageProgress | None = None,
+                 cancel: threading.Event | None = None) -> list[list[str]]:
+        """Responses [row][prompt] for the rows of `W`: one weight-batched generate call over all rows; a
+        conditioned policy one call per p (its prompt differs). What an executor's worker runs."""
+        tokens = (lambda d, t: progress("generate", d, t)) if progress else None
+        if not self.conditioned:
+            return generate_responses(self.model, self.base.tokenizer, self.prompts, W, self.decoding, tokens, cancel)
+        return [generate_responses(self.model, self.base.tokenizer, self.prompts, np.ones((1, 1)),
+                                   self.decoding_for(w), tokens, cancel)[0] for w in W]
+
     def evaluate(self, weights: np.ndarray | Sequence[Sequence[float]], source: str = "sweep",
                  progress: StageProgress | None = None, run_id: int | None = None,
-                 space: SearchSpace | None = None, extra_scorers: Sequence[str] = ()) -> Evaluation:
+                 space: SearchSpace | None = None, extra_scorers: Sequence[str] = (),
+                 cancel: threading.Event | None = None,
+                 generated: Callable[[np.ndarray], list[list[str]]] | None = None) -> Evaluation:
         """Candidate ids for each row of `weights` (K, n), generating and scoring only what is missing.
         `space` (default the workspace's, C from workspace.json) bounds the weights; `extra_scorers` are scored
-        besides the values' scorers."""
+        besides the values' scorers; `cancel` set stops generation at the next token (nothing of it stored).
+        `generated(W_missing)` supplies the responses instead of generating here (an executor's workers)."""
         W = np.atleast_2d(np.asarray(weights, dtype=np.float64))
         W = np.stack([(space or self.space).check(w) for w in W])  # raises WeightsError naming the bad weight
         ids = self.stored(W)
         todo = [i for i in range(len(W)) if i not in ids]
-        # one generate call for all missing rows; a conditioned policy needs one per p (its prompt differs)
-        for part in ([[i] for i in todo] if self.conditioned else [todo] if todo else []):
-            responses = generate_responses(
-                self.model, self.base.tokenizer, self.prompts, np.ones((len(part), 1)) if self.conditioned else W[part],
-                self.decoding_for(W[part[0]] if self.conditioned else None),
-                progress=(lambda d, t: progress("generate", d, t)) if progress else None,
-            )
-            for i, resp in zip(part, responses):
+        if todo:
+            responses = generated(W[todo]) if generated else self.generate(W[todo], progress, cancel)
+            for n, (i, resp) in enumerate(zip(todo, responses)):
                 ids[i] = self.ws.store.add_candidate(self.spec(W[i], source), self.prompts, resp, run_id=run_id)
+                if progress:
+                    progress("store", n + 1, len(todo))
         ids = [ids[i] for i in range(len(W))]
         score_missing(self.ws, ids, progress, extra_scorers)
         return Evaluation(candidate_ids=ids, generated=len(todo))
@@ -213,11 +224,22 @@ def seconds_per_candidate(ws: Workspace) -> float | None:
     return None
 
 
+class Executor(Protocol):
+    """Where the responses of a sweep's chunks are generated; the driver alone writes the store."""
+
+    def responses(self, jobs: Sequence[tuple[Evaluator, np.ndarray]]) -> Iterator[Callable[[np.ndarray], list[list[str]]]]:
+        """For each (evaluator, chunk) in order: a function of the chunk's missing rows returning their responses."""
+        ...
+
+
 def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], chunk: int = 8,
                  progress: StageProgress | None = None, space: SearchSpace | None = None,
-                 extra_scorers: Sequence[str] = ()) -> Evaluation:
+                 extra_scorers: Sequence[str] = (), cancel: threading.Event | None = None,
+                 executor: Executor | None = None) -> Evaluation:
     """`sweep` over several (evaluator, grid) groups as one run (a method with one model per vector).
-    `space` bounds the weights (default each evaluator's: workspace.json's C); `extra_scorers` also score."""
+    `space` bounds the weights (default each evaluator's: workspace.json's C); `extra_scorers` also score;
+    `cancel` set stops at the next token, keeping every finished chunk; `executor` generates the chunks elsewhere
+    (e.g. `executor.RayExecutor`), in the same chunks as here, so the responses are the same."""
     if not groups:
         raise WorkspaceError(f"method {method!r} has no candidates to evaluate")
     if chunk < 1:
@@ -232,15 +254,18 @@ def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], ch
     run_id = ws.store.start_run("sweep", config, method, adopt=True)  # a rerun of a killed sweep takes it over
     ids: list[int] = []
     generated = 0
+    jobs = [(ev, W[start:start + chunk]) for ev, W in groups for start in range(0, len(W), chunk)]
+    supplied = executor.responses(jobs) if executor is not None else iter([None] * len(jobs))
     try:
-        for ev, W in groups:
-            for start in range(0, len(W), chunk):
-                res = ev.evaluate(W[start:start + chunk], "sweep", progress=progress, run_id=run_id, space=space,
-                                  extra_scorers=extra_scorers)
-                ids += res.candidate_ids
-                generated += res.generated
-                if progress:
-                    progress("candidates", len(ids), total)
+        for (ev, part), responses in zip(jobs, supplied):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(f"sweep stopped by request after {len(ids)} of {total} candidates; they are kept")
+            res = ev.evaluate(part, "sweep", progress=progress, run_id=run_id, space=space,
+                              extra_scorers=extra_scorers, cancel=cancel, generated=responses)
+            ids += res.candidate_ids
+            generated += res.generated
+            if progress:
+                progress("candidates", len(ids), total)
     except BaseException as exc:
         ws.store.finish_run(run_id, "stopped", {"candidates": len(ids), "generated": generated, "error": repr(exc)})
         raise
