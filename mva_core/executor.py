@@ -22,7 +22,10 @@ import numpy as np
 import torch
 
 from .errors import MVAError
+from .models import load_base
 from .sweep import Evaluator
+from .vectors import load_value_vector
+from .workspace import Workspace
 
 
 class ExecutorError(MVAError):
@@ -33,17 +36,12 @@ class _Worker:
     """A Ray actor's state: one Evaluator per vector set, built once from the workspace and kept."""
 
     def __init__(self, root: str, threads: int):
-        from .workspace import Workspace
-
         torch.set_num_threads(threads)
         self.ws = Workspace(root)
         self.base = None
         self.evaluators: dict[tuple[str, ...], Evaluator] = {}
 
     def generate(self, method: str, vector_dirs: tuple[str, ...], prompts: list[str], rows: np.ndarray) -> list:
-        from .models import load_base
-        from .vectors import load_value_vector
-
         if vector_dirs not in self.evaluators:
             self.base = self.base or load_base(self.ws.manifest.base)
             self.evaluators[vector_dirs] = Evaluator(self.ws, method, base=self.base,
