@@ -182,6 +182,22 @@ def prompt_rewards(ws: Workspace, candidate_ids: Sequence[int]) -> np.ndarray:
     return np.stack(out) if out else np.zeros((0, 0, len(scorers)))
 
 
+def win_rates(ws: Workspace, candidate_ids: Sequence[int], base_id: int) -> pd.DataFrame:
+    """Per candidate and value, the share of prompts on which the candidate's reward beats the base model's on the
+    same prompt, ties counted half (prompts where either reward is not finite are left out). Columns: id, then
+    `win_<value>` in [0, 1] (NaN when no prompt is comparable)."""
+    R, base = prompt_rewards(ws, candidate_ids), prompt_rewards(ws, [base_id])[0]  # (K, P, V), (P, V)
+    if R.shape[1:] != base.shape:
+        raise WorkspaceError(f"candidates {list(candidate_ids)} and the base model (candidate {base_id}) were not "
+                             "evaluated on the same prompts; compare candidates of one prompt set")
+    ok = np.isfinite(R) & np.isfinite(base)[None]
+    score = np.where(R > base, 1.0, np.where(R == base, 0.5, 0.0))
+    with np.errstate(invalid="ignore"):
+        share = np.where(ok, score, 0.0).sum(axis=1) / ok.sum(axis=1)  # (K, V)
+    return pd.DataFrame({"id": [int(i) for i in candidate_ids],
+                         **{f"win_{v}": share[:, j] for j, v in enumerate(ws.value_names)}})
+
+
 CRD_WHY = ("CRD (MI-EPO) is the mean det Cov of the rewards of several sampled responses per preference; these "
            "candidates were decoded greedily (one response per prompt), so there are no samples to measure it")
 

@@ -105,16 +105,15 @@ def _migrate(con: sqlite3.Connection) -> None:
 def run_status(status: str, pid: Any, host: Any) -> str:
     """A stored run's status as it is now: 'running' only while its process on this host is alive; a run of
     another host cannot be checked from here and keeps its stored status."""
-    if status != "running" or pid is None or (isinstance(pid, float) and math.isnan(pid)):
-        return status
-    if host != socket.gethostname():
+    if status != "running" or pid is None or (isinstance(pid, float) and math.isnan(pid)) \
+            or host != socket.gethostname():
         return status
     try:
-        os.kill(int(pid), 0)
+        os.kill(int(pid), 0)  # signal 0: only asks whether the process exists (PermissionError: it does)
     except ProcessLookupError:
         return "stopped"
-    except PermissionError:  # alive, owned by another user
-        return status
+    except PermissionError:
+        pass
     return status
 
 

@@ -117,3 +117,26 @@ def test_single_vector_points_fall_back_to_the_dpo_rows():
 ])
 def test_is_finite(x, want):
     assert is_finite(x) is want
+
+
+def test_win_rates_by_hand(tmp_path):
+    """Issue 16 item 4: per value, the share of prompts where the candidate beats the base on the same prompt
+    (ties half), computed here from the stored per-prompt scores with a plain loop."""
+    from mva_core.results import win_rates
+    from mva_core.sweep import Evaluator, evaluate_base
+    from tests.tiny import make_tiny_workspace
+
+    ws = make_tiny_workspace(tmp_path, n_prompts=4)
+    ev = Evaluator(ws, "mva-no-hsic")
+    base_id = evaluate_base(ws, ev.base)
+    ids = ev.evaluate([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]).candidate_ids
+    table = win_rates(ws, ids, base_id)
+    base_rows = ws.store.responses([base_id])
+    for cid in ids:
+        rows = ws.store.responses([cid])
+        for value, scorer in (("warmth", "warmth"), ("brevity", "brevity")):
+            a, b = rows[scorer].tolist(), base_rows[scorer].tolist()
+            want = sum(1.0 if x > y else 0.5 if x == y else 0.0 for x, y in zip(a, b)) / len(a)
+            assert table.loc[table["id"] == cid, f"win_{value}"].iloc[0] == pytest.approx(want)
+    # w = (0, 0) is the base model itself: every prompt ties
+    assert table.loc[table["id"] == ids[2], ["win_warmth", "win_brevity"]].to_numpy().tolist() == [[0.5, 0.5]]

@@ -10,7 +10,7 @@ import streamlit as st
 
 from mva_core.export import ExportError
 from mva_core.pareto import best_for_preference
-from mva_core.results import compare_table, export_candidate, single_vector_points, summarise
+from mva_core.results import compare_table, export_candidate, single_vector_points, summarise, win_rates
 from mva_core.sweep import BASE_METHOD
 from views.shared import (
     Front, Mark, axis_picker, current_workspace, eta_text, forget_stale, front_figure, get_evaluator, get_table,
@@ -188,6 +188,15 @@ if len(values) >= 3:
                "Drag along an axis to filter.")
 
 # ---- Selected candidates ----
+def candidate_wins(cid: int) -> dict[str, float] | None:
+    """Per value, the share of prompts on which candidate `cid` beats the base model (None without a base)."""
+    if base.empty:
+        return None
+    row = win_rates(ws, [cid], int(base["id"].iloc[-1])).iloc[0]
+    return {v: float(row[f"win_{v}"]) for v in values}
+
+
+
 selected = sorted({int(p["customdata"][0] if isinstance(p.get("customdata"), list) else p["customdata"])
                    for p in (event.selection.points if event else []) if p.get("customdata") is not None})
 ids = cands["id"].astype(int).tolist()
@@ -205,8 +214,13 @@ for cid in detail:
     with st.expander(f"Candidate #{cid} · weights {np.round(r['weights'], 3).tolist()} · "
                      f"{rank_text(r['rank'])}", expanded=len(detail) == 1):
         cols = st.columns(len(values))
+        wins = candidate_wins(cid)
         for col, v in zip(cols, values):
-            col.metric(v, f"{r[f'raw_{v}']:.3f}", f"{r[f'z_{v}']:+.2f} z vs base")
+            col.metric(v, f"{r[f'raw_{v}']:.3f}", f"{r[f'z_{v}']:+.2f} z vs base",
+                       help=None if wins is None else f"beats the base model on {wins[v]:.0%} of the prompts "
+                                                      "(same prompt, ties count half)")
+        if wins is not None:
+            st.caption("Win rate vs the base model, per prompt: " + " · ".join(f"{v} {wins[v]:.0%}" for v in values))
         st.dataframe(ws.store.responses([cid]).drop(columns=["candidate_id", "prompt_idx"]), width="stretch",
                      hide_index=True)
 
