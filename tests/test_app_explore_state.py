@@ -3,13 +3,15 @@ item 5). AppTest on a tiny workspace; the pick is checked against a brute-force 
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from mva_core.results import candidate_table
 from mva_core.sweep import Evaluator, evaluate_base
 from mva_core.workspace import Workspace
-from tests.apptest import open_page
+from tests.apptest import open_page, plotly_array
 from tests.tiny import make_tiny_workspace
 
 GRID = [[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [1.0, 1.0], [0.25, 0.75], [0.75, 0.25]]
@@ -67,3 +69,29 @@ def test_rank_reads_as_a_dominance_layer(ws_root, monkeypatch):
         label = next(e.label for e in at.expander if e.label.startswith(f"Candidate #{int(row['id'])} "))
         want = "on front" if row["rank"] == 0 else f"layer {int(row['rank'])} (dominated)"
         assert label.endswith(want), label
+
+
+def test_moving_a_slider_shows_the_surrogate_prediction_without_generating(ws_root, monkeypatch):
+    """Issue 15 item 1: the predicted point (and ±1 sd bars) follows the sliders at once; nothing is generated or
+    stored; the prediction is the surrogate fitted here on the same stored candidates."""
+    from mva_core.surrogate import fit_surrogate
+
+    ws = Workspace(ws_root)
+    before = len(ws.store.candidates())
+    at = open_page(monkeypatch, ws_root)
+    at.selectbox(key="explore_method").set_value("mva-no-hsic").run()
+    table = candidate_table(ws)
+    mine = table[(table["method"] == "mva-no-hsic") & table["finite"]]
+    model = fit_surrogate(mine[["w_warmth", "w_brevity"]].to_numpy(dtype=float),
+                          mine[["z_warmth", "z_brevity"]].to_numpy(dtype=float), ["w_warmth", "w_brevity"])
+    for w in ([0.8, 0.15], [0.1, 0.9]):
+        at.slider(key="w_warmth").set_value(w[0])
+        at.slider(key="w_brevity").set_value(w[1]).run()
+        assert not at.exception, at.exception
+        spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+        star = next(t for t in spec["data"] if t.get("name") == "predicted (surrogate)")
+        mean, sd = model.predict([w])
+        assert [plotly_array(star["x"])[0], plotly_array(star["y"])[0]] == pytest.approx(mean[0], abs=1e-6)
+        assert plotly_array(star["error_x"]["array"])[0] == pytest.approx(sd[0][0], abs=1e-6)
+    assert any("Leave-one-out error" in c.value for c in at.caption)
+    assert len(Workspace(ws_root).store.candidates()) == before  # nothing generated

@@ -5,17 +5,31 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
 from mva_core.export import ExportError
 from mva_core.pareto import best_for_preference
 from mva_core.results import compare_table, export_candidate, single_vector_points, summarise, win_rates
+from mva_core.surrogate import MIN_CANDIDATES, fit_surrogate
 from mva_core.sweep import BASE_METHOD
 from views.shared import (
     Front, Mark, axis_picker, current_workspace, eta_text, forget_stale, front_figure, get_evaluator, get_table,
-    hover_text, rank_text, table_columns, table_version,
+    get_workspace, hover_text, rank_text, table_columns, table_version,
 )
+
+@st.cache_resource(show_spinner="Fitting the surrogate…", max_entries=16)
+def get_surrogate(root: str, version: int, method: str):
+    """One GP per value on the method's stored candidates (weights → z); refitted when the store changes."""
+    cands = get_table(root, version)
+    cands = cands[(cands["method"] == method) & cands["finite"]]
+    cols = [f"w_{v}" for v in get_workspace(root).value_names]
+    if len(cands) < MIN_CANDIDATES or not set(cols) <= set(cands.columns):
+        return None
+    return fit_surrogate(cands[cols].to_numpy(dtype=float),
+                         cands[[c.replace("w_", "z_", 1) for c in cols]].to_numpy(dtype=float), cols)
+
 
 ws = current_workspace()
 if ws is None:
@@ -122,6 +136,19 @@ layers = [Front(cands, hover_text(cands, values)),
                dict(mode="markers+text", text=singles["label"].tolist(), textposition="top center",
                     customdata=singles["id"], hoverinfo="text",
                     hovertext=["each value's vector alone at weight 1<br>" + h for h in hover_text(singles, values)]))]
+# ---- Surrogate: where the sliders' point will land, before anything is generated ----
+model = get_surrogate(str(ws.root), table_version(ws), method)
+predicted = None
+if model is not None:
+    mean, sd = model.predict([weights])
+    predicted = dict(zip(values, zip(mean[0], sd[0])))
+    layers.append(Mark(pd.DataFrame([{f"z_{v}": m for v, (m, _) in predicted.items()}]), "predicted (surrogate)",
+                       dict(symbol="star-open", size=18, color="#ff7f0e", line=dict(width=2)),
+                       dict(error_x=dict(type="data", array=[predicted[x_name][1]], color="#ff7f0e"),
+                            error_y=dict(type="data", array=[predicted[y_name][1]], color="#ff7f0e"),
+                            hoverinfo="text", hovertext=["predicted at these weights (±1 sd), not generated<br>"
+                                                         + "<br>".join(f"{v}: z={m:+.2f} ± {d:.2f}"
+                                                                       for v, (m, d) in predicted.items())])))
 preferred = None
 pool = cands if scope == "this method" else table[(table["method"] != BASE_METHOD) & table["finite"]]
 if preference is not None and pool["on_front"].any():
@@ -137,6 +164,11 @@ if mine is not None and (table["id"] == mine).any():
 event = st.plotly_chart(front_figure(x_name, y_name, layers), width="stretch", key="explore_plot", on_select="rerun",
                         selection_mode=("points", "box", "lasso"))
 st.caption("Click a point, or drag a box / lasso (chart toolbar), to open those candidates below.")
+if model is not None:
+    st.caption(f"Open star: the surrogate's prediction at the sliders' weights (a Gaussian process per value fitted on "
+               f"this method's {model.n_candidates} stored candidates; bars ±1 sd), shown before anything is generated; "
+               "Evaluate measures it. Leave-one-out error: "
+               + " · ".join(f"{v} {e:.3f} z" for v, e in zip(values, model.loo_mae)) + ".")
 if preferred is not None:
     pid, pmethod = int(preferred["id"]), str(preferred["method"])
     st.info(f"Preference p = {np.round(preference, 3).tolist()}: the front candidate maximising p·z is "
