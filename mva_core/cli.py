@@ -32,6 +32,7 @@ from .models import load_base
 from .preference_data import load_preference_jsonl, load_source, pairs_sha256, write_splits
 from .results import candidate_table, compare_with_intervals, comparison_json, export_candidate
 from .scorers import get_scorer
+from .search import search_method
 from .store import Store
 from .sweep import evaluate_base, method_groups, seconds_per_candidate, sweep_groups
 from .vectors import check_compatible, load_value_vector
@@ -304,6 +305,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    """Adaptive front search: evaluations where the front is (stored like a sweep; a rerun resumes)."""
+    if args.budget < 1:
+        raise CliError(f"--budget {args.budget}: the number of new evaluations must be >= 1, e.g. --budget 25")
+    ws = open_workspace(args.workspace)
+    ws.store.check_writable()
+    bar = _bar()
+    result, run_id = search_method(ws, args.method, args.budget, seed=args.seed, batch=args.batch, progress=bar)
+    front = result.front
+    print(f"search run {run_id} of {args.method}: {len(result.weights)} points known, front of {len(front)}; "
+          f"hypervolume {result.hv_history[-1]:.4f} (ref {np.round(result.ref, 3).tolist()})")
+    return 0
+
+
 def _ref(text: str | None, n: int, noun: str = "value") -> np.ndarray | None:
     """--ref x,y: a reference point with one number per objective (None: the default)."""
     if text is None:
@@ -421,6 +436,12 @@ def build_parser() -> argparse.ArgumentParser:
     r = add("results", cmd_results, "print the candidate table (CSV) for scripts and pandas")
     r.add_argument("--method", default=None, help="one comparison row, e.g. mva (default: all)")
     r.add_argument("--csv", default="-", help="output file, '-' for stdout (default)")
+
+    se = add("search", cmd_search, "adaptive front search: evaluate where the front is, not the whole grid")
+    se.add_argument("--method", required=True)
+    se.add_argument("--budget", type=int, default=25, help="new evaluations (a rerun after a kill spends what is left)")
+    se.add_argument("--batch", type=int, default=8, help="candidates per weight-batched generate call")
+    se.add_argument("--seed", type=int, default=0)
 
     co = add("compare", cmd_compare, "HV and MIP per method with bootstrap intervals over prompts, paired differences")
     co.add_argument("--methods", default=None, help="comma-separated comparison rows (default: all with candidates)")
