@@ -64,3 +64,23 @@ def test_search_through_the_engine_stores_and_resumes(tmp_path):
     runs = Workspace(ws.root).store.runs()
     assert runs["status"].tolist() == ["done"] and set(cands["run_id"]) == {int(runs["id"].iloc[0])}  # adopted
     assert "front of" in out.getvalue()
+
+
+def test_sweep_page_search_mode_runs_and_draws_the_hypervolume_history(tmp_path, monkeypatch):
+    import json
+
+    from tests.apptest import open_page, plotly_array
+
+    ws = make_tiny_workspace(tmp_path / "ws", n_prompts=2)
+    at = open_page(monkeypatch, ws.root, "views/sweep.py")
+    at.selectbox(key="sweep_method").set_value("mva-no-hsic").run()
+    at.number_input(key="search_budget").set_value(7)
+    at.number_input(key="search_batch").set_value(3).run()
+    at.button(key="search_start").click().run()
+    assert not at.exception, at.exception
+    cands = Workspace(ws.root).store.candidates("mva-no-hsic")
+    assert len(cands) == 7 and set(cands["source"]) == {"search"}
+    chart = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.proto.id.endswith("-search_history"))
+    log = json.loads(Workspace(ws.root).store.runs().query("kind == 'search'")["log"].iloc[-1])
+    assert plotly_array(chart["data"][0]["y"]).tolist() == pytest.approx(log["hv_history"])
+    assert len(log["hv_history"]) == 7

@@ -7,12 +7,14 @@ import time
 
 import numpy as np
 import pandas as pd
+import plotly.express as px
 import streamlit as st
 
 from mva_core.config import ConfigError
 from mva_core.data import DataFileError
 from mva_core.kinds import GRID_KINDS, get_kind
 from mva_core.scorers import available_scorers
+from mva_core.search import search_method
 from mva_core.sweep import BASE_METHOD, evaluate_base, method_groups, sweep_groups
 from views.shared import (
     Front, Mark, axis_picker, current_workspace, eta_text, forget_stale, front_figure, get_evaluator, get_table,
@@ -231,6 +233,45 @@ if start:
     st.session_state["sweep_last"] = dict(method=method, candidates=len(res.candidate_ids), generated=res.generated,
                                           seconds=time.monotonic() - t0)
     st.rerun()  # refresh the counts, the button label and the runs table
+
+# ---- Adaptive search ----
+st.subheader("Or search adaptively")
+if not (compared[method].kind.has_grid and compared[method].kind.extrapolates):
+    st.caption(f"Adaptive search explores a weight box [0, C]^n; {method} has none.")
+else:
+    st.caption("Instead of every grid point: a space-filling seed, then batches where a surrogate (a Gaussian "
+               "process per value on the stored candidates) expects the front's hypervolume to grow most. Every "
+               "candidate of the method already stored counts for free; a stopped search resumes.")
+    c1, c2, c3 = st.columns(3)
+    budget = int(c1.number_input("Budget (new evaluations)", 1, 2000, 25, key="search_budget"))
+    search_batch = int(c2.number_input("Batch", 1, 64, 8, key="search_batch"))
+    go_search = c3.button("Start search", key="search_start", type="primary")
+    search_slot = st.empty()
+    if go_search:
+        t_search = time.monotonic()
+        sbar = search_slot.progress(0.0, text="seed design…")
+
+        def on_search(stage: str, done: int, total: int) -> None:
+            if stage == "evaluations":
+                sbar.progress(min(done / max(total, 1), 1.0),
+                              text=f"{done}/{total} evaluations · {eta_text(t_search, done / max(total, 1))}")
+                draw_front(10_000 + done)
+            elif stage == "generate":
+                sbar.progress(0.0 if total == 0 else min(done / total, 1.0), text=f"generating: token {done} of {total}")
+
+        search_method(ws, method, budget, batch=search_batch, progress=on_search)
+        st.rerun()
+    searches = ws.store.runs()
+    searches = searches[(searches["kind"] == "search") & (searches["method"] == method) & searches["log"].notna()]
+    if not searches.empty:
+        log = json.loads(searches["log"].iloc[-1])
+        if log.get("hv_history"):
+            hv = pd.DataFrame({"evaluations": np.arange(1, len(log["hv_history"]) + 1),
+                               "hypervolume": log["hv_history"]})
+            st.plotly_chart(px.line(hv, x="evaluations", y="hypervolume", markers=True, height=300,
+                                    title=f"Hypervolume history of search run #{int(searches['id'].iloc[-1])} "
+                                          f"(ref {np.round(log['ref'], 3).tolist()}, z units)"),
+                            width="stretch", key="search_history")
 
 # ---- Past sweeps ----
 st.subheader("Past runs")
