@@ -71,14 +71,16 @@ def propose(W: np.ndarray, Z: np.ndarray, C: float, batch: int, ref: np.ndarray,
                     + rng.normal(0, 0.1 * C, size=(n_pool // 2, n)), 0, C)
     pool = np.concatenate([qmc.Sobol(n, scramble=True, seed=int(rng.integers(1 << 31))).random(n_pool // 2) * C,
                            local])
+    pool = np.unique(np.round(pool, 3), axis=0)  # clipping makes copies of the box's faces and corners
+    seen = (np.abs(pool[:, None, :] - W[None, :, :]).max(axis=2) < 1e-9).any(axis=1)  # already evaluated
     mean, sd = model.predict(pool)
     optimistic = mean + kappa * sd
     front = Z[pareto.front_indices(Z)]
     chosen: list[int] = []
     for _ in range(batch):
         base = pareto.hypervolume(front, ref)
-        gain = np.array([-np.inf if i in chosen else pareto.hypervolume(np.vstack([front, optimistic[i]]), ref) - base
-                         for i in range(len(pool))])
+        gain = np.array([-np.inf if i in chosen or seen[i] else
+                         pareto.hypervolume(np.vstack([front, optimistic[i]]), ref) - base for i in range(len(pool))])
         best = int(np.argmax(gain))
         chosen.append(best)
         front = np.vstack([front, mean[best]])  # believe the prediction, so the next pick goes elsewhere
