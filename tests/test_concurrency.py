@@ -11,6 +11,7 @@ model and value vectors must hash the same before and after, and equal the weigh
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import json
@@ -141,6 +142,16 @@ def test_two_sessions_evaluate_at_once_and_share_an_unchanged_model(ws_root, ref
 
     monkeypatch.setattr(Evaluator, "evaluate", recording_evaluate)
     monkeypatch.setattr(mva_core.generate, "row_weights", synced_row_weights)
+    # Streamlit parses the page script on every run; two threads parsing at once can hit CPython 3.11's AST
+    # recursion-depth race ("AST constructor recursion depth mismatch", python/cpython#106905). Parsing is
+    # serialised here; the evaluations themselves still overlap (the barrier above checks it).
+    compile_lock, plain_compile = threading.Lock(), builtins.compile
+
+    def serial_compile(*args, **kwargs):
+        with compile_lock:
+            return plain_compile(*args, **kwargs)
+
+    monkeypatch.setattr(builtins, "compile", serial_compile)
 
     # ---- Both sessions press Evaluate at once ----
     errors: dict[str, BaseException] = {}
