@@ -128,6 +128,7 @@ class Store:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._checked: tuple[int, int] | None = None  # (device, inode) of the file last found with the full schema
 
     @property
     def read_only(self) -> bool:
@@ -163,6 +164,8 @@ class Store:
             raise user_error from exc
 
     def _open(self, write: bool) -> sqlite3.Connection:
+        if not self.path.exists():
+            self._checked = None  # deleted: a file made here next may reuse the old one's inode
         if not self.path.exists() and not write:  # viewing never creates the store: an empty one in memory
             con = sqlite3.connect(":memory:")
             con.executescript(SCHEMA)
@@ -175,6 +178,10 @@ class Store:
             con = sqlite3.connect(self.path, timeout=60.0)
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA foreign_keys=ON")
+        stat = self.path.stat()
+        file_id = (stat.st_dev, stat.st_ino)
+        if self._checked == file_id:  # this very file was found complete before: skip the schema check
+            return con
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not {"runs", "candidates", "responses", "scores"} <= tables or not _migrated(con):
             if self.read_only:  # an empty or old file we may not upgrade: read what there is through memory
@@ -183,6 +190,7 @@ class Store:
             con.executescript(SCHEMA)
             _migrate(con)
             con.commit()
+        self._checked = None if self.read_only else file_id
         return con
 
     # ---- runs ----

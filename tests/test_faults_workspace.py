@@ -246,3 +246,18 @@ def test_edited_manifest_is_picked_up_without_a_restart(ws_copy, monkeypatch):
     at.run()
     assert not at.exception
     assert any("EDITED while the app was open" in c.value for c in at.caption), [c.value for c in at.caption]
+
+
+def test_a_store_deleted_and_made_again_gets_its_tables(tmp_path):
+    """The schema check is skipped for a file already checked; a deleted store made again (which may reuse the
+    old inode) is checked again rather than read as if it had tables."""
+    from mva_core.store import Store
+
+    store = Store(tmp_path / "mva.sqlite")
+    run = store.start_run("sweep", {"a": 1}, "m")
+    store.finish_run(run, "done", {})
+    for f in tmp_path.glob("mva.sqlite*"):
+        f.unlink()
+    assert store.runs().empty  # gone: an empty store, nothing created
+    store.finish_run(store.start_run("sweep", {"a": 2}, "m"), "done", {})
+    assert store.runs()["config"].tolist() == ['{"a": 2}']
