@@ -5,7 +5,8 @@ a hidden temp dir beside the target and renamed into place, so a half-written di
 the target. Each carries a marker file, `.mva-export`: `--force` replaces only a directory that holds it
 (or an empty one), never a directory that is not ours, the current directory or one of its parents, `/`,
 the home directory, a workspace or a directory holding one, and never follows a symlink given as the
-target. Value vectors written before the marker existed are recognised by their `mva_vector.json`. The old directory is kept until the new one is complete and removed only then.
+target. Value vectors written before the marker existed are recognised by their `mva_vector.json`. The old
+directory is kept until the new one is complete and removed only then.
 
 This module imports nothing of mva_core above `errors`.
 """

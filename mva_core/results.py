@@ -208,11 +208,11 @@ def compare_with_intervals(ws: Workspace, table: pd.DataFrame, methods: Sequence
     """HV and MIP of each method of one workspace with 95 % bootstrap intervals over its evaluation prompts, and
     every pair's paired HV difference (mva_core.bootstrap). The point estimates are `compare_table`'s; the
     reference point defaults to the same shared one."""
-    names = list(methods or methods_present(table, [m.name for m in ws.compared_methods()]))
-    missing = [m for m in names if not (table["method"] == m).any()]
+    present = methods_present(table, [m.name for m in ws.compared_methods()])
+    names = list(methods or present)
+    missing = [m for m in names if m not in present]
     if missing:
-        raise WorkspaceError(f"methods {missing} have no candidates in {ws.root}; methods with candidates: "
-                             f"{methods_present(table, [m.name for m in ws.compared_methods()])}")
+        raise WorkspaceError(f"methods {missing} have no candidates in {ws.root}; methods with candidates: {present}")
     base_ids = table.loc[table["method"] == BASE_METHOD, "id"].tolist()
     if not base_ids:
         raise WorkspaceError(f"{ws.root} has no base-model candidate on these prompts; run a sweep first (it "

@@ -89,12 +89,17 @@ picked = st.multiselect("Candidates", list(rows), format_func=label, key=pick_ke
 st.button(f"Select the whole front ({len(front)})", key="export_pick_front", on_click=pick_front,
           disabled=front.empty)
 
-def export_size(cid: int, fmt: str) -> int | None:
-    """Bytes of one export of candidate `cid` in `fmt`, counted from the files' headers before writing."""
-    hashes = json.loads(rows[cid]["vector_hashes"])
+def export_sizes(cids: list[int], fmt: str) -> list[int | None]:
+    """Bytes of one export of each candidate in `fmt`, counted from the files' headers before writing (once per
+    vector set: candidates of one set differ only in their weights)."""
     index = ws.vector_index()
     base_dir = model_cache_dir() / DEFAULT_BASE if ws.manifest.base == DEFAULT_BASE else Path(ws.manifest.base)
-    return estimated_export_bytes(base_dir, [index[h] for h in hashes if h in index], fmt)
+    by_set: dict[tuple[str, ...], int | None] = {}
+    for cid in cids:
+        hashes = tuple(json.loads(rows[cid]["vector_hashes"]))
+        if hashes not in by_set:
+            by_set[hashes] = estimated_export_bytes(base_dir, [index[h] for h in hashes if h in index], fmt)
+    return [by_set[tuple(json.loads(rows[cid]["vector_hashes"]))] for cid in cids]
 
 
 # ---- Format and target ----
@@ -122,7 +127,7 @@ except (WorkspaceError, ConfigError) as exc:
              f"{ws.root / 'exports'}.")
 if targets:
     st.caption("Will write: " + ", ".join(f"`{p.relative_to(ws.root)}`" for p in targets.values()))
-    sizes = [export_size(cid, fmt) for cid in targets]
+    sizes = export_sizes(list(targets), fmt)
     known = [b for b in sizes if b is not None]
     total = f"≈ {human_bytes(sum(known))}" + ("" if len(known) == len(sizes) else " + the base model's size per "
                                               "merged export not yet on this disk")
