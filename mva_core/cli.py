@@ -20,7 +20,7 @@ from . import pareto
 from .atomic import check_target
 from .config import CPU_SMALL, PAPER, DecodingConfig, SearchSpace, check_name, parse_weights
 from .data import load_prompts
-from .demo import build_demo, demo_report
+from .demo import DEMOS, build_demo, demo_report
 from .diagnostics import hsic_null_table, load_method_vectors
 from .errors import MVAError, as_user_error
 from .executor import RayExecutor
@@ -36,7 +36,7 @@ from .search import search_method
 from .store import Store
 from .sweep import evaluate_base, method_groups, seconds_per_candidate, sweep_groups
 from .vectors import check_compatible, load_value_vector
-from .workspace import MANIFEST, ValueSpec, default_workspace, init_workspace, load_manifest, open_workspace
+from .workspace import MANIFEST, REPO_ROOT, ValueSpec, default_workspace, init_workspace, load_manifest, open_workspace
 
 
 class CliError(MVAError, ValueError):
@@ -242,7 +242,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.action == "report":
         print(demo_report(open_workspace(args.workspace)))
         return 0
-    build_demo(Path(args.workspace) if args.workspace else None, seed=args.seed, progress=_bar())
+    if args.demo is None:  # one workspace, where --workspace says, as the 2-value demo
+        build_demo(Path(args.workspace), seed=args.seed, progress=_bar())
+        return 0
+    for name in DEMOS if args.demo == "all" else [args.demo]:  # the shipped ones, each into data/<name>
+        print(f"building {name} in {DEMOS[name].root.relative_to(REPO_ROOT)}", file=sys.stderr)
+        build_demo(None, seed=args.seed, progress=_bar(), spec=DEMOS[name])
     return 0
 
 
@@ -453,6 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = add("demo", cmd_demo, "demo workspace commands")
     d.add_argument("action", choices=["build", "report"], help="build: (re)build it, resumable; report: its measured numbers")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--demo", choices=[*DEMOS, "all"], default=None,
+                   help="build a shipped demo into data/<name> (all: every one; the command that rebuilds them)")
     return p
 
 

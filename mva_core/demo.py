@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -28,28 +28,64 @@ from .preference_data import load_preference_jsonl
 from .results import candidate_table, compare_table, compare_with_intervals
 from .scorers import get_scorer
 from .sweep import BASE_METHOD, evaluate_base, method_groups, sweep_groups
-from .workspace import DEMO_WORKSPACE, REPO_ROOT, MANIFEST, Manifest, ValueSpec, Workspace
+from .workspace import REPO_ROOT, Manifest, ValueSpec, Workspace
 
 Progress = Callable[[str, int, int], None]
 
-DEMO_VALUES = [ValueSpec("warmth", "warmth"), ValueSpec("brevity", "brevity")]
 PROMPTS_DIR = REPO_ROOT / "data" / "prompts"
 N_TRAIN_PROMPTS = 96  # prompts sampled for pairs: 48 gave a warmth vector that did not raise warmth on new prompts
-N_VALIDATION_PROMPTS = 16  # the live dashboard answers on these; 8 made single-vector effects noise
 SAMPLES_PER_PROMPT = 4
-DEMO_GRID_STEP = 0.25
-DEMO_DECODING = DecodingConfig(max_new_tokens=48, batch_size=16)  # the pairs' length: brevity has room to move
-# Methods built, in order, and their settings; every one is swept (DESIGN §1 table). soup and dpo-<value>
-# read mva-no-hsic's vectors, so they cost only the candidates the grid does not already hold.
-DEMO_METHODS: dict[str, dict] = {
-    "mva-no-hsic": {},
-    "mva": {"alpha": 10.0, "mode": "lora_A"},
-    "dpo-seqt": {},
-    "dpo-lw": {"preferences": [[0.25, 0.75], [0.75, 0.25]]},
-    "mo-odpo": {},  # one conditioned policy each, trained online on its own samples
-    "mi-epo": {},
-}  # modpo trains from the CLI; left out here to keep the build short on 2 cores
-DEMO_METHOD = "mva-no-hsic"  # the one the app opens on
+# The pairs' length: brevity has room to move. Batch 64: on 2 cores batched decoding is ~3x faster than at 8-16.
+DEMO_DECODING = DecodingConfig(max_new_tokens=48, batch_size=64)
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    """One shipped demo workspace, built from packaged parts only: its values (each an offline proxy scorer), the
+    methods trained and swept (in order, with their settings), the validation prompts and the grid step."""
+
+    directory: str  # under data/
+    values: tuple[ValueSpec, ...]
+    methods: dict[str, dict]
+    n_validation_prompts: int
+    grid_step: float
+    description: str
+    open_method: str = "mva-no-hsic"  # the method the app opens on
+    decoding: DecodingConfig = field(default_factory=lambda: DEMO_DECODING)
+
+    @property
+    def root(self) -> Path:
+        return REPO_ROOT / "data" / self.directory
+
+
+_WARMTH, _BREVITY = ValueSpec("warmth", "warmth"), ValueSpec("brevity", "brevity")
+_RELEVANCE = ValueSpec("relevance", "relevance")
+# soup and dpo-<value> read mva-no-hsic's vectors, so they cost only the candidates the grid does not already hold.
+DEMOS: dict[str, DemoSpec] = {
+    "demo": DemoSpec(
+        directory="demo", values=(_WARMTH, _BREVITY), n_validation_prompts=40, grid_step=0.25,
+        methods={
+            "mva-no-hsic": {},
+            "mva": {"alpha": 10.0, "mode": "lora_A"},
+            "dpo-seqt": {},
+            "dpo-lw": {"preferences": [[0.25, 0.75], [0.75, 0.25]]},
+            "mo-odpo": {},  # one conditioned policy each, trained online on its own samples
+            "mi-epo": {},
+        },  # modpo trains from the CLI; left out here to keep the build short on 2 cores
+        description=("Embedded demo: SmolLM2-135M-Instruct with LoRA value vectors trained on on-policy pairs "
+                     "scored by offline proxy scorers (warmth = VADER sentiment, brevity = response length)."),
+    ),
+    "demo3": DemoSpec(
+        directory="demo3", values=(_WARMTH, _BREVITY, _RELEVANCE), n_validation_prompts=16, grid_step=0.25,
+        methods={"mva-no-hsic": {}, "mva": {"alpha": 10.0, "mode": "lora_A"}},
+        description=("3-value demo: SmolLM2-135M-Instruct, value vectors for warmth (VADER sentiment), brevity "
+                     "(response length) and relevance (MiniLM prompt-response cosine), all offline proxy scorers; "
+                     "the [0, 1]^3 grid at step 0.25 (125 candidates per method)."),
+        open_method="mva",
+    ),
+}
+DEMO = DEMOS["demo"]  # the one data/workspace is copied from
+DEMO_METHODS, DEMO_GRID_STEP, DEMO_METHOD = DEMO.methods, DEMO.grid_step, DEMO.open_method
 
 
 def _expected_vectors(method: str, settings: dict, n_values: int) -> int:
@@ -87,19 +123,17 @@ def sample_k(base: BaseModel, prompts: list[str], k: int, seed: int, progress: P
     return [flat[i * k:(i + 1) * k] for i in range(len(prompts))]
 
 
-def build_demo(root: Path | None = None, seed: int = 0, progress: Progress | None = None) -> Workspace:
-    root = Path(root) if root is not None else DEMO_WORKSPACE
+def build_demo(root: Path | None = None, seed: int = 0, progress: Progress | None = None,
+               spec: DemoSpec = DEMO) -> Workspace:
+    """Build (or finish building) one demo workspace at `root` (default data/<spec.directory>)."""
+    root = Path(root) if root is not None else spec.root
     root.mkdir(parents=True, exist_ok=True)
-    validation = load_prompts(PROMPTS_DIR / "validation.jsonl")[:N_VALIDATION_PROMPTS]
+    validation = load_prompts(PROMPTS_DIR / "validation.jsonl")[:spec.n_validation_prompts]
     write_jsonl(root / "prompts" / "validation.jsonl", [{"prompt": p} for p in validation])
-    if not (root / MANIFEST).is_file():
-        Workspace.create(root, Manifest(
-            base=DEFAULT_BASE, values=list(DEMO_VALUES), C=1.0, prompts="prompts/validation.jsonl",
-            decoding=DEMO_DECODING,
-            description=("Embedded demo: SmolLM2-135M-Instruct with LoRA value vectors trained on on-policy pairs "
-                         "scored by offline proxy scorers (warmth = VADER sentiment, brevity = response length)."),
-        ))
-    ws = Workspace(root)
+    # The manifest is the spec's: a rebuild with changed prompts or decoding evaluates anew, vectors are kept.
+    ws = Workspace.create(root, Manifest(base=DEFAULT_BASE, values=list(spec.values), C=1.0,
+                                         prompts="prompts/validation.jsonl", decoding=spec.decoding,
+                                         description=spec.description))
     base = load_base(ws.manifest.base)
 
     # 1. on-policy preference pairs
@@ -113,9 +147,9 @@ def build_demo(root: Path | None = None, seed: int = 0, progress: Progress | Non
     # 2. every demo method's vectors (each step resumable: finished vectors are skipped)
     datasets = {v.name: load_preference_jsonl(pair_files[v.name]) for v in ws.manifest.values}
     scorers = {v.name: v.scorer for v in ws.manifest.values}
-    for n, (method, settings) in enumerate(DEMO_METHODS.items()):
+    for n, (method, settings) in enumerate(spec.methods.items()):
         if progress:
-            progress(f"train {method}", n, len(DEMO_METHODS))
+            progress(f"train {method}", n, len(spec.methods))
         out = root / "vectors" / method
         if out.is_dir() and len(ws.adapter_dirs(method)) >= _expected_vectors(method, settings, len(datasets)):
             continue  # built: no empty "train" run in the store
@@ -131,7 +165,7 @@ def build_demo(root: Path | None = None, seed: int = 0, progress: Progress | Non
     # 3. base candidate + every method's candidates
     evaluate_base(ws, base, progress)
     for m in ws.compared_methods():
-        sweep_groups(m.name, method_groups(ws, m.name, DEMO_GRID_STEP, base=base), chunk=8, progress=progress)
+        sweep_groups(m.name, method_groups(ws, m.name, spec.grid_step, base=base), chunk=8, progress=progress)
     _write_provenance(root, seed)
     return ws
 

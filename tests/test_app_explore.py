@@ -106,7 +106,7 @@ def test_three_values_get_3d_and_parallel_coordinates(tmp_path, monkeypatch):
     monkeypatch.setenv("MVA_WORKSPACE", str(root))
     at = AppTest.from_file(APP, default_timeout=180).run()
     assert not at.exception, at.exception
-    assert len([s for s in at.slider]) == 3
+    assert [s.key for s in at.slider if s.key.startswith("w_")] == ["w_warmth", "w_brevity", "w_civility"]
     specs = {json.loads(c.proto.spec)["data"][0]["type"]: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
     assert "scatter3d" in specs and "parcoords" in specs
     par = specs["parcoords"]["data"][0]
@@ -187,3 +187,53 @@ def test_mixed_preference_picks_argmax_of_p_dot_z(ws_root, monkeypatch):
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     ring = next(t for t in spec["data"] if t.get("name") == "preferred by p")
     assert [plotly_array(ring["x"])[0], plotly_array(ring["y"])[0]] == pytest.approx(Z[best], rel=1e-6, abs=1e-9)
+
+
+def test_three_value_brush_filters_scatter_3d_and_parallel_coordinates(tmp_path, monkeypatch):
+    """A brush on one value's z range greys the candidates outside it on the scatter and in 3-D, and shows as a
+    constraint range on that axis of the parallel coordinates; the surrogate's prediction appears in 3-D."""
+    import numpy as np
+
+    from mva_core.sweep import Evaluator, evaluate_base
+    from mva_core.workspace import MANIFEST
+    from tests.tiny import make_value_vector
+
+    root = tmp_path / "ws3"
+    make_tiny_workspace(root)
+    make_value_vector(root / "base", root / "vectors" / "mva-no-hsic" / "civility", "civility", seed=13,
+                      method="mva-no-hsic")
+    manifest = json.loads((root / MANIFEST).read_text())
+    manifest["values"].append({"name": "civility", "scorer": "civility"})
+    (root / MANIFEST).write_text(json.dumps(manifest))
+    ws = Workspace(root)
+    ev = Evaluator(ws, "mva-no-hsic")
+    evaluate_base(ws, ev.base)
+    grid = [[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 0.5)]
+    ev.evaluate(grid)
+    monkeypatch.setenv("MVA_WORKSPACE", str(root))
+    at = AppTest.from_file(APP, default_timeout=180).run()
+    assert not at.exception, at.exception
+    z = ws.store.candidates("mva-no-hsic")
+    assert z["s_brevity"].std() > 0, "the tiny model's response lengths vary with the weights"
+    brush = next(s for s in at.slider if s.key.startswith("brush_mva-no-hsic_brevity"))
+    lo, hi = brush.value
+    mid = round((lo + hi) / 2, 2)
+    brush.set_value((lo, mid)).run()
+    assert not at.exception, at.exception
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    scatter = next(sp for sp in specs if sp["data"][0]["type"] == "scatter")
+    traces = {t.get("name"): t for t in scatter["data"]}
+    inside = sum(len(plotly_array(traces[n]["x"])) for n in ("dominated", "Pareto front") if n in traces)
+    out = len(plotly_array(traces["outside the brush"]["x"]))
+    assert inside + out == len(z) and out > 0 and inside > 0
+    assert all(y <= mid + 1e-9 for n in ("dominated", "Pareto front") if n in traces
+               for y in plotly_array(traces[n]["y"])), "the scatter's y axis is brevity: inside points are <= mid"
+    assert all(y > mid for y in plotly_array(traces["outside the brush"]["y"]))
+    par = next(sp for sp in specs if sp["data"][0]["type"] == "parcoords")["data"][0]
+    assert par["dimensions"][1]["constraintrange"] == [lo, mid]
+    assert "constraintrange" not in par["dimensions"][0]
+    three = next(sp for sp in specs if sp["data"][0]["type"] == "scatter3d")
+    names3 = {t.get("name"): t for t in three["data"]}
+    assert len(plotly_array(names3["outside the brush"]["x"])) == out
+    assert "predicted (surrogate)" in names3  # 8 candidates: the GP is fitted and answers at the sliders
+    assert np.isfinite(z[["s_warmth", "s_brevity", "s_civility"]].to_numpy(dtype=float)).all()

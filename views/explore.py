@@ -31,6 +31,67 @@ def get_surrogate(root: str, version: int, method: str):
                          cands[[c.replace("w_", "z_", 1) for c in cols]].to_numpy(dtype=float), cols)
 
 
+def z_brush(cands: pd.DataFrame, values: list[str], method: str) -> dict[str, tuple[float, float]]:
+    """One z range per value (the brush): candidates outside any range are greyed on every chart. Only the ranges
+    narrower than the candidates' span are returned."""
+    brush: dict[str, tuple[float, float]] = {}
+    if cands.empty:
+        return brush
+    with st.expander("Brush: keep the candidates inside z ranges (filters the scatter, the 3-D front and the "
+                     "parallel coordinates)"):
+        for col, v in zip(st.columns(len(values)), values):
+            lo = float(np.floor(cands[f"z_{v}"].min() * 100) / 100)
+            hi = max(float(np.ceil(cands[f"z_{v}"].max() * 100) / 100), lo + 0.01)
+            # keyed by the span too: new candidates widen it, and a stored range outside it would be refused
+            chosen = col.slider(f"{v} (z)", lo, hi, (lo, hi), step=0.01, key=f"brush_{method}_{v}_{lo}_{hi}")
+            if chosen != (lo, hi):
+                brush[v] = (float(chosen[0]), float(chosen[1]))
+    return brush
+
+
+def front_3d(inside: pd.DataFrame, outside: pd.DataFrame, base: pd.DataFrame, axes: list[str], values: list[str],
+             predicted: dict | None, mine: pd.DataFrame | None) -> go.Figure:
+    """The candidates in three z axes: front red, dominated grey, outside the brush faint; the base model, the
+    surrogate's prediction at the sliders (±1 sd bars) and your evaluated point."""
+    fig = go.Figure()
+
+    def add(rows: pd.DataFrame, name: str, marker: dict, **style) -> None:
+        fig.add_trace(go.Scatter3d(x=rows[f"z_{axes[0]}"], y=rows[f"z_{axes[1]}"], z=rows[f"z_{axes[2]}"],
+                                   mode="markers", name=name, marker=marker, **style))
+
+    for on_front, name, marker in [(False, "dominated", dict(color="#9aa5b1", size=4)),
+                                   (True, "Pareto front", dict(color="#d62728", size=6))]:
+        part = inside[inside["on_front"] == on_front]
+        add(part, name, marker, hovertext=hover_text(part, values), hoverinfo="text")
+    if len(outside):
+        add(outside, "outside the brush", dict(color="#d5dbe1", size=3, opacity=0.5), hoverinfo="skip")
+    add(base, "base model", dict(symbol="square", size=6, color="#1f77b4"))
+    if predicted is not None:
+        point = pd.DataFrame([{f"z_{v}": m for v, (m, _) in predicted.items()}])
+        bars = {k: dict(type="data", array=[predicted[a][1]], color="#ff7f0e")
+                for k, a in zip(("error_x", "error_y", "error_z"), axes)}
+        add(point, "predicted (surrogate)", dict(symbol="diamond-open", size=8, color="#ff7f0e"), **bars,
+            hovertext=["predicted at the sliders' weights (±1 sd), not generated"], hoverinfo="text")
+    if mine is not None and len(mine):
+        add(mine, "your point", dict(symbol="diamond", size=8, color="#ff7f0e"), hovertext=hover_text(mine, values),
+            hoverinfo="text")
+    fig.update_layout(height=520, margin=dict(l=0, r=0, t=10, b=0), legend=dict(orientation="h"), scene=dict(
+        xaxis_title=f"{axes[0]} (z)", yaxis_title=f"{axes[1]} (z)", zaxis_title=f"{axes[2]} (z)"))
+    return fig
+
+
+def parallel_coordinates(cands: pd.DataFrame, values: list[str], brush: dict[str, tuple[float, float]],
+                         selected: list[int]) -> go.Figure:
+    """One line per candidate across every value's z-score: 0 dominated, 1 on the front, 2 selected on the
+    scatter; the brush's ranges as constraint ranges on their axes."""
+    color = cands["on_front"].astype(int).where(~cands["id"].isin(selected), 2)
+    dims = [dict(label=f"{v} (z)", values=cands[f"z_{v}"], **({"constraintrange": list(brush[v])} if v in brush else {}))
+            for v in values]
+    return go.Figure(go.Parcoords(
+        line=dict(color=color, cmin=0, cmax=2, colorscale=[[0, "#c5ccd3"], [0.5, "#d62728"], [1, "#ff7f0e"]]),
+        dimensions=dims)).update_layout(height=380, margin=dict(l=40, r=40, t=40, b=10))
+
+
 ws = current_workspace()
 if ws is None:
     st.stop()
@@ -129,7 +190,14 @@ x_name, y_name = axis_picker(values, "explore")
 cands = shown[(shown["method"] == method) & shown["finite"]]
 base = shown[shown["method"] == BASE_METHOD]
 singles = single_vector_points(table, method, values)
-layers = [Front(cands, hover_text(cands, values)),
+brush = z_brush(cands, values, method) if len(values) >= 3 else {}
+inside = np.ones(len(cands), dtype=bool)
+for v, (lo, hi) in brush.items():
+    inside &= cands[f"z_{v}"].between(lo, hi).to_numpy()
+outside = cands[~inside]
+layers = [Front(cands[inside], hover_text(cands[inside], values)),
+          Mark(outside, "outside the brush", dict(color="#d5dbe1", size=7, opacity=0.6),
+               dict(hovertext=hover_text(outside, values), hoverinfo="text", customdata=outside["id"])),
           Mark(base, "base model", dict(symbol="square", size=12, color="#1f77b4"),
                dict(hovertext=hover_text(base, values), hoverinfo="text")),
           Mark(singles, "single vectors", dict(symbol="diamond-open", size=16, color="#2ca02c", line=dict(width=2)),
@@ -163,7 +231,10 @@ if mine is not None and (table["id"] == mine).any():
                        dict(hovertext=hover_text(me, values), hoverinfo="text")))
 event = st.plotly_chart(front_figure(x_name, y_name, layers), width="stretch", key="explore_plot", on_select="rerun",
                         selection_mode=("points", "box", "lasso"))
-st.caption("Click a point, or drag a box / lasso (chart toolbar), to open those candidates below.")
+selected = sorted({int(p["customdata"][0] if isinstance(p.get("customdata"), list) else p["customdata"])
+                   for p in (event.selection.points if event else []) if p.get("customdata") is not None})
+st.caption("Click a point, or drag a box / lasso (chart toolbar), to open those candidates below"
+           + (" and highlight them in the parallel coordinates." if len(values) >= 3 else "."))
 if model is not None:
     st.caption(f"Open star: the surrogate's prediction at the sliders' weights (a Gaussian process per value fitted on "
                f"this method's {model.n_candidates} stored candidates; bars ±1 sd), shown before anything is generated; "
@@ -194,30 +265,18 @@ if preferred is not None:
             path = export_candidate(ws, pid, "merged", ws.inside("exports", f"candidate-{pid}-merged"), force=True)
         st.success(f"Exported to {path}.")
 
-# ---- Three or more values ----
+# ---- Three or more values: the 3-D front and parallel coordinates, linked to the brush and the selection ----
 if len(values) >= 3:
     st.subheader("All values at once")
     axes = st.multiselect("3-D axes", values, default=values[:3], max_selections=3, key="explore_axes3d")
     if len(axes) == 3:
-        fig3 = go.Figure()
-        for on_front, name, color in [(False, "dominated", "#9aa5b1"), (True, "Pareto front", "#d62728")]:
-            part = cands[cands["on_front"] == on_front]
-            fig3.add_trace(go.Scatter3d(x=part[f"z_{axes[0]}"], y=part[f"z_{axes[1]}"], z=part[f"z_{axes[2]}"],
-                                        mode="markers", name=name, marker=dict(color=color, size=4 if not on_front else 6),
-                                        hovertext=hover_text(part, values), hoverinfo="text"))
-        fig3.add_trace(go.Scatter3d(x=base[f"z_{axes[0]}"], y=base[f"z_{axes[1]}"], z=base[f"z_{axes[2]}"],
-                                    mode="markers", name="base model", marker=dict(symbol="square", size=6, color="#1f77b4")))
-        fig3.update_layout(height=520, margin=dict(l=0, r=0, t=10, b=0), scene=dict(
-            xaxis_title=f"{axes[0]} (z)", yaxis_title=f"{axes[1]} (z)", zaxis_title=f"{axes[2]} (z)"))
-        st.plotly_chart(fig3, width="stretch", key="explore_3d")
-    # one line per candidate across every value's z-score; front candidates in red
-    dims = [dict(label=f"{v} (z)", values=cands[f"z_{v}"]) for v in values]
-    st.plotly_chart(go.Figure(go.Parcoords(
-        line=dict(color=cands["on_front"].astype(int), colorscale=[[0, "#c5ccd3"], [1, "#d62728"]]),
-        dimensions=dims)).update_layout(height=380, margin=dict(l=40, r=40, t=40, b=10)),
-        width="stretch", key="explore_parcoords")
-    st.caption("Parallel coordinates: one line per candidate through its z-score on every value; red = on the front. "
-               "Drag along an axis to filter.")
+        st.plotly_chart(front_3d(cands[inside], outside, base, axes, values, predicted,
+                                 table[table["id"] == mine] if mine is not None else None),
+                        width="stretch", key="explore_3d")
+    st.plotly_chart(parallel_coordinates(cands, values, brush, selected), width="stretch", key="explore_parcoords")
+    st.caption("Parallel coordinates: one line per candidate through its z-score on every value; red = on the front, "
+               "orange = selected on the scatter above. The brush's ranges show as bars on the axes (drag there to "
+               "explore; the brush sliders above filter the scatter and the 3-D front too).")
 
 # ---- Selected candidates ----
 def candidate_wins(cid: int) -> dict[str, float] | None:
@@ -229,8 +288,6 @@ def candidate_wins(cid: int) -> dict[str, float] | None:
 
 
 
-selected = sorted({int(p["customdata"][0] if isinstance(p.get("customdata"), list) else p["customdata"])
-                   for p in (event.selection.points if event else []) if p.get("customdata") is not None})
 ids = cands["id"].astype(int).tolist()
 pick = st.selectbox("Candidate details", [None, *ids], key="explore_detail",
                     format_func=lambda i: "choose a candidate (or select points on the chart)" if i is None
