@@ -21,7 +21,7 @@ from .errors import MVAError
 from .results import candidate_table
 from .store import prompts_hash
 from .surrogate import fit_surrogate
-from .sweep import Evaluator, evaluate_base
+from .sweep import Evaluator, evaluate_base, score_missing
 from .workspace import Workspace
 
 Evaluate = Callable[[np.ndarray], np.ndarray]  # weights (B, n) -> z-scores (B, V)
@@ -161,6 +161,10 @@ def search_method(ws: Workspace, method: str, budget: int, seed: int = 0, batch:
         if progress:
             progress("evaluations", len(result.weights) - len(W0) + spent, budget)
 
+    # a run killed between storing candidates and scoring them left rows without scores: score them first, or
+    # they would read as non-finite and the search would spend its budget again around them
+    table = candidate_table(ws)
+    score_missing(ws, table.loc[table["method"] == method, "id"].astype(int).tolist(), progress)
     W0, Z0, spent = known()
     try:
         result = search_front(evaluate, len(ws.value_names), float(ws.manifest.C), len(W0) + budget - spent,

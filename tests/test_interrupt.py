@@ -77,3 +77,29 @@ def test_two_concurrent_sweeps_share_one_store(tmp_path):
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-2000:]
     check_store(ws, 25)
+
+
+def test_sigkill_mid_search_then_resume(tmp_path):
+    """`search` killed with SIGKILL as its first candidates are stored (typically before they are scored: that state
+    once made the rerun fail, its surrogate seeing no finite point): the rerun adopts the run, scores and keeps what
+    was stored and spends only the rest of the budget (no duplicates, every candidate complete)."""
+    ws = tmp_path / "ws"
+    make_tiny_workspace(ws)
+    cmd = [sys.executable, "-m", "mva_core", "search", "--method", "mva-no-hsic", "--budget", "9", "--batch", "3",
+           "--workspace", str(ws)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 300
+    while time.time() < deadline and count(ws) < 1 and proc.poll() is None:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stored = count(ws)
+    assert 1 <= stored < 9, f"kill came too late or too early ({stored} stored)"
+    check_store(ws, stored)
+    again = subprocess.run(cmd, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    check_store(ws, 9)
+    with sqlite3.connect(ws / "mva.sqlite") as con:
+        runs = con.execute("SELECT id, status FROM runs WHERE kind = 'search'").fetchall()
+        owners = {r for (r,) in con.execute("SELECT DISTINCT run_id FROM candidates WHERE method != 'base'")}
+    assert [s for _, s in runs] == ["done"] and owners == {runs[0][0]}  # the killed run was adopted, not duplicated

@@ -84,3 +84,22 @@ def test_sweep_page_search_mode_runs_and_draws_the_hypervolume_history(tmp_path,
     log = json.loads(Workspace(ws.root).store.runs().query("kind == 'search'")["log"].iloc[-1])
     assert plotly_array(chart["data"][0]["y"]).tolist() == pytest.approx(log["hv_history"])
     assert len(log["hv_history"]) == 7
+
+
+def test_search_resumes_candidates_stored_but_not_yet_scored(tmp_path):
+    """Stopped between storing its first candidates and scoring them (what a SIGKILL at that moment leaves): the
+    rerun scores the stored rows and uses them; it used to see them as non-finite and fail to fit its surrogate."""
+    ws = make_tiny_workspace(tmp_path / "ws", n_prompts=2)
+
+    def stop_after_first_store(stage, done, total):
+        if stage == "store":
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        search_method(ws, "mva-no-hsic", budget=9, batch=3, progress=stop_after_first_store)
+    first = ws.store.candidates("mva-no-hsic")
+    assert len(first) == 1 and not ws.store.scored(first["id"].tolist(), "warmth")  # stored, unscored
+    result, _ = search_method(Workspace(ws.root), "mva-no-hsic", budget=9, batch=3)
+    cands = Workspace(ws.root).store.candidates("mva-no-hsic")
+    assert len(cands) == 9 and int(first["id"].iloc[0]) in set(cands["id"])
+    assert np.isfinite(cands[["s_warmth", "s_brevity"]].to_numpy(dtype=float)).all()
