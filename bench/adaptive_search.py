@@ -8,7 +8,10 @@ Prints per seed and the mean; saves the HV-vs-evaluations curves under bench/out
 
     hv_fraction=X eval_fraction=Y grid=N seeds=S
 
-    python bench/adaptive_search.py [--workspace data/demo] [--method mva] [--step 0.1] [--seeds 3]
+    python bench/adaptive_search.py [--workspace data/demo3] [--method mva] [--step 0.25] [--seeds 3] [--reuse-grid]
+
+`--reuse-grid` reads the grid's candidates from the workspace's store when it already holds them (the demo build
+evaluated [0, 1]^3 at step 0.25 once, on the same prompts, scorers and decoding; its recorded sweep time is shown).
 """
 
 from __future__ import annotations
@@ -47,9 +50,10 @@ def z_of(ws: Workspace, method: str) -> tuple[np.ndarray, np.ndarray]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workspace", default="data/demo")
+    ap.add_argument("--workspace", default="data/demo3")
     ap.add_argument("--method", default="mva")
-    ap.add_argument("--step", type=float, default=0.1)
+    ap.add_argument("--step", type=float, default=0.25)
+    ap.add_argument("--reuse-grid", action="store_true", help="answer the grid from the workspace's stored sweep")
     ap.add_argument("--fraction", type=float, default=0.2, help="adaptive evaluations / grid evaluations")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--batch", type=int, default=8)
@@ -58,12 +62,22 @@ def main() -> None:
     out.mkdir(exist_ok=True)
 
     with tempfile.TemporaryDirectory() as tmp:
-        grid_ws = fresh(Path(args.workspace), Path(tmp) / "grid")
+        if args.reuse_grid:  # the stored results too: the sweep below answers every stored point from them
+            shutil.copytree(args.workspace, Path(tmp) / "grid", ignore=shutil.ignore_patterns("exports"))
+            grid_ws = Workspace(Path(tmp) / "grid")
+        else:
+            grid_ws = fresh(Path(args.workspace), Path(tmp) / "grid")
         t0 = time.perf_counter()
         groups = method_groups(grid_ws, args.method, args.step)
         evaluate_base(grid_ws, groups[0][0].base)
-        sweep_groups(args.method, groups, chunk=args.batch)
+        swept = sweep_groups(args.method, groups, chunk=args.batch)
         grid_s = time.perf_counter() - t0
+        if args.reuse_grid:
+            runs = grid_ws.store.runs()
+            runs = runs[(runs["kind"] == "sweep") & (runs["method"] == args.method) & runs["finished"].notna()]
+            grid_s = float((runs["finished"] - runs["started"]).sum())
+            print(f"# grid read from the store ({swept.generated} of {len(swept.candidate_ids)} generated now); "
+                  f"its recorded sweep time: {grid_s:.0f} s")
         Zg, Zb = z_of(grid_ws, args.method)
         n_grid = len(Zg)
         budget = max(int(round(args.fraction * n_grid)), 1)

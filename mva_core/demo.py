@@ -177,6 +177,32 @@ def _write_provenance(root: Path, seed: int) -> None:
         "command": "python -m mva_core demo build", "seed": seed, "files": digest}, indent=2))
 
 
+def pair_response_stats(ws: Workspace) -> list[str]:
+    """Markdown table: every value's scorer on the distinct sampled base responses in the preference pairs
+    (pairs/<value>.jsonl): mean ± sd, [min, max] and the correlation with every other value (how much the values
+    conflict, or not, before any training)."""
+    seen: dict[tuple[str, str], None] = {}
+    for v in ws.manifest.values:
+        path = ws.root / "pairs" / f"{v.name}.jsonl"
+        if path.is_file():
+            for pair in load_preference_jsonl(path):
+                seen.update({(pair["prompt"], pair["chosen"]): None, (pair["prompt"], pair["rejected"]): None})
+    if not seen:
+        return []
+    prompts, responses = [p for p, _ in seen], [r for _, r in seen]
+    S = np.stack([get_scorer(v.scorer).score(prompts, responses) for v in ws.manifest.values], axis=1)
+    corr = np.corrcoef(S, rowvar=False)
+    names = ws.value_names
+    lines = [f"On the {len(responses)} distinct sampled base responses in the preference pairs:", "",
+             "| scorer | mean ± sd | [min, max] | " + " | ".join(f"corr. with {v}" for v in names) + " |",
+             "|---|---|---|" + "---|" * len(names)]
+    for i, v in enumerate(ws.manifest.values):
+        col = S[:, i]
+        lines.append(f"| {v.name} ({v.scorer}) | {col.mean():.3f} ± {col.std():.3f} | [{col.min():.3f}, "
+                     f"{col.max():.3f}] | " + " | ".join(f"{corr[i, j]:+.2f}" for j in range(len(names))) + " |")
+    return lines
+
+
 def demo_report(ws: Workspace) -> str:
     """The demo's measured numbers as Markdown (for data/README.md and the closing note), from the store only:
     each value's spread and the values' correlation on the base model's responses and on each single-value
@@ -185,6 +211,7 @@ def demo_report(ws: Workspace) -> str:
     table = candidate_table(ws)
     values, scorers = ws.value_names, [v.scorer for v in ws.manifest.values]
     lines = [f"Validation prompts: {len(ws.prompts())}; decoding: {ws.manifest.decoding.to_dict()}", ""]
+    lines += pair_response_stats(ws) + [""]
 
     def per_prompt(cid: int) -> pd.DataFrame:
         return ws.store.responses([cid])[scorers].astype(float)
@@ -194,13 +221,15 @@ def demo_report(ws: Workspace) -> str:
         rows = table[table["method"] == f"dpo-{v}"]
         if len(rows):
             singles[f"dpo-{v} (w=1)"] = rows["id"].iloc[0]
+    value_pairs = [(i, j) for i in range(len(values)) for j in range(i + 1, len(values))]
     lines += ["| responses of | " + " | ".join(f"{v} mean ± sd [min, max]" for v in values)
-              + " | corr(" + ", ".join(values[:2]) + ") |", "|---|" + "---|" * (len(values) + 1)]
+              + "".join(f" | corr({values[i]}, {values[j]})" for i, j in value_pairs) + " |",
+              "|---|" + "---|" * (len(values) + len(value_pairs))]
     for label, cid in singles.items():
         s = per_prompt(int(cid))
         cells = [f"{s[c].mean():.3f} ± {s[c].std():.3f} [{s[c].min():.3f}, {s[c].max():.3f}]" for c in scorers]
-        corr = float(np.corrcoef(s[scorers[0]], s[scorers[1]])[0, 1]) if len(scorers) > 1 else float("nan")
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {corr:+.2f} |")
+        corrs = [float(np.corrcoef(s[scorers[i]], s[scorers[j]])[0, 1]) for i, j in value_pairs]
+        lines.append(f"| {label} | " + " | ".join(cells) + "".join(f" | {c:+.2f}" for c in corrs) + " |")
     metrics, ref = compare_table(table, values)  # the Compare page's numbers: one definition of each metric
     boot = compare_with_intervals(ws, table, list(metrics["method"]), ref)
     lines += ["", f"Shared reference point (z units, per-value minimum over all candidates and the base model): "
@@ -211,7 +240,8 @@ def demo_report(ws: Workspace) -> str:
         m = boot.methods[row["method"]]
         lines.append(f"| {row['method']} | {row['candidates']} | {row['front size']} | {row['hypervolume']:.4f} "
                      f"[{m.hv.low:.4f}, {m.hv.high:.4f}] | {row['MIP']:.4f} [{m.mip.low:.4f}, {m.mip.high:.4f}] |")
-    pairs = [("mva", "soup"), ("mva", "mva-no-hsic"), ("mva", "mi-epo"), ("mva-no-hsic", "soup")]
+    pairs = [("mva", "soup"), ("mva", "mva-no-hsic"), ("mva", "mi-epo"), ("mva", "ric"), ("mi-epo", "ric"),
+             ("mva-no-hsic", "soup"), ("mva-no-hsic", "dpo-seqt")]
     lines += ["", "Paired hypervolume differences (same resampled prompts for both):", ""]
     for a, b in pairs:
         d = boot.difference(a, b)
