@@ -1,6 +1,7 @@
 """One real-browser test: `streamlit run app.py` on the shipped demo workspace, driven in headless Chromium.
 
-Moves a slider, clicks Evaluate, asserts a new point is plotted; clicks a front point, box-selects all points and
+Moves a slider and sees the surrogate's predicted marker move before anything is generated, clicks Evaluate,
+asserts a new point is plotted; clicks a front point, box-selects all points and
 lasso-selects those left of a gap, and checks exactly their detail views open; then clicks through every page of
 the navigation,
 asserts none shows an exception, and saves a full-page screenshot of each under the test's tmp dir (also
@@ -59,6 +60,15 @@ def your_point_count(page) -> int:
         if (!plot || !plot._fullData) return -1;
         const t = plot._fullData.find(d => d.name === 'your point');  // _fullData: arrays decoded
         return t ? t.x.length : 0;
+    }""")
+
+
+def predicted_point(page) -> list[float] | None:
+    """Data coordinates of the surrogate's predicted marker on the Explore chart (None when not drawn)."""
+    return page.evaluate("""() => {
+        const plot = document.querySelector('.js-plotly-plot');
+        const t = plot && plot._fullData && plot._fullData.find(d => d.name === 'predicted (surrogate)');
+        return t ? [t.x[0], t.y[0]] : null;
     }""")
 
 
@@ -127,6 +137,8 @@ def test_slider_evaluate_in_real_browser(server, tmp_path):
         page.goto(url, timeout=60_000)
         page.wait_for_selector(".js-plotly-plot", timeout=60_000)
         assert your_point_count(page) == 0
+        predicted = predicted_point(page)
+        assert predicted is not None, "the surrogate's predicted marker is missing"
         # Move the first weight slider with the keyboard: focus the thumb, press Right 3 times (+0.15).
         thumb = page.locator('[data-testid="stSlider"] input[type="range"]').first
         before = float(thumb.input_value())
@@ -137,6 +149,11 @@ def test_slider_evaluate_in_real_browser(server, tmp_path):
             f"() => Math.abs(parseFloat(document.querySelector('[data-testid=\"stSlider\"] input[type=\"range\"]')"
             f".value) - {before}) > 0.1", timeout=20_000)
         page.wait_for_timeout(1500)  # let the rerun triggered by the slider settle before clicking
+        # the surrogate answers the move at once: the predicted marker moved, nothing was generated or stored
+        page.wait_for_function(f"""() => {{ const p = document.querySelector('.js-plotly-plot');
+            const t = p._fullData.find(d => d.name === 'predicted (surrogate)');
+            return t && (t.x[0] !== {predicted[0]} || t.y[0] !== {predicted[1]}); }}""", timeout=30_000)
+        assert your_point_count(page) == 0 and not page.locator('[data-testid="stProgress"]').count()
         try:
             page.get_by_role("button", name="Evaluate").click()
         except Exception:
