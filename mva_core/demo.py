@@ -27,6 +27,7 @@ from .models import DEFAULT_BASE, BaseModel, load_base
 from .preference_data import load_preference_jsonl
 from .results import candidate_table, compare_table, compare_with_intervals
 from .scorers import get_scorer
+from .search import search_method
 from .sweep import BASE_METHOD, evaluate_base, method_groups, sweep_groups
 from .workspace import REPO_ROOT, Manifest, ValueSpec, Workspace
 
@@ -51,6 +52,9 @@ class DemoSpec:
     grid_step: float
     description: str
     open_method: str = "mva-no-hsic"  # the method the app opens on
+    # method -> budget: an adaptive search run from scratch before that method's grid (the Sweep page shows its
+    # hypervolume history; the grid then adds the points the search did not evaluate)
+    searches: dict[str, int] = field(default_factory=dict)
     decoding: DecodingConfig = field(default_factory=lambda: DEMO_DECODING)
 
     @property
@@ -77,7 +81,7 @@ DEMOS: dict[str, DemoSpec] = {
     ),
     "demo3": DemoSpec(
         directory="demo3", values=(_WARMTH, _BREVITY, _RELEVANCE), n_validation_prompts=16, grid_step=0.25,
-        methods={"mva-no-hsic": {}, "mva": {"alpha": 10.0, "mode": "lora_A"}},
+        methods={"mva-no-hsic": {}, "mva": {"alpha": 10.0, "mode": "lora_A"}}, searches={"mva-no-hsic": 25},
         description=("3-value demo: SmolLM2-135M-Instruct, value vectors for warmth (VADER sentiment), brevity "
                      "(response length) and relevance (MiniLM prompt-response cosine), all offline proxy scorers; "
                      "the [0, 1]^3 grid at step 0.25 (125 candidates per method)."),
@@ -164,6 +168,10 @@ def build_demo(root: Path | None = None, seed: int = 0, progress: Progress | Non
 
     # 3. base candidate + every method's candidates
     evaluate_base(ws, base, progress)
+    for method, budget in spec.searches.items():
+        runs = ws.store.runs()
+        if not ((runs["kind"] == "search") & (runs["method"] == method) & (runs["status"] == "done")).any():
+            search_method(ws, method, budget, seed=seed, batch=8, progress=progress)
     for m in ws.compared_methods():
         sweep_groups(m.name, method_groups(ws, m.name, spec.grid_step, base=base), chunk=8, progress=progress)
     _write_provenance(root, seed)
