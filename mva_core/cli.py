@@ -30,7 +30,7 @@ from .kinds import GRID_KINDS
 from .methods import get_method, train_method
 from .models import load_base
 from .preference_data import load_preference_jsonl, load_source, pairs_sha256, write_splits
-from .results import candidate_table, compare_with_intervals, comparison_json, export_candidate
+from .results import candidate_table, compare_with_intervals, comparison_json, crd_by_method, export_candidate
 from .scorers import get_scorer
 from .search import search_method
 from .store import Store
@@ -286,9 +286,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     if args.resamples < 1000:
         raise CliError(f"--resamples {args.resamples}: use at least 1000 for 95 % intervals")
-    result = compare_with_intervals(ws, candidate_table(ws), methods, _ref(args.ref, len(ws.value_names)),
+    table = candidate_table(ws)
+    result = compare_with_intervals(ws, table, methods, _ref(args.ref, len(ws.value_names)),
                                     n_resamples=args.resamples, seed=args.seed)
-    doc = comparison_json(result)
+    doc = comparison_json(result, crd_by_method(ws, table, list(result.methods)))
     # each compared vector set's HSIC beside its permutation null (methods with their own vector per value)
     doc["hsic"] = {m: hsic_null_table(load_method_vectors(ws, m)).to_dict(orient="records")
                    for m in doc["methods"] if m in ws.methods() and len(ws.value_names) >= 2}
@@ -298,7 +299,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(f"reference point (z): {doc['ref']}; {args.resamples} resamples of {len(ws.prompts())} prompts, seed {args.seed}")
     for name, m in doc["methods"].items():
         print(f"{name:>16}  HV {m['hv']:.4f} [{m['hv_ci'][0]:.4f}, {m['hv_ci'][1]:.4f}]  "
-              f"MIP {m['mip'] if m['mip'] is None else round(m['mip'], 4)} {m['mip_ci']}")
+              f"MIP {m['mip'] if m['mip'] is None else round(m['mip'], 4)} {m['mip_ci']}  "
+              f"CRD {'—' if m['crd'] is None else format(m['crd'], '.4g')}")
     for pair, d in doc["pairs"].items():
         print(f"{pair:>33}  ΔHV {d['hv_diff']:+.4f} [{d['hv_diff_ci'][0]:+.4f}, {d['hv_diff_ci'][1]:+.4f}]  "
               f"P(a better) {d['p_a_better']:.2f}")
