@@ -19,6 +19,7 @@ from .atomic import ExportError, atomic_dir
 from .bootstrap import BootstrapComparison, MethodScores, bootstrap_compare
 from .conditioning import condition_text
 from .export import FORMATS, export_card, export_merged, export_mergekit, export_peft
+from .judges import get_judge, judge_win_rate
 from .kinds import CONDITIONED
 from .models import load_base
 from .pareto import is_finite
@@ -307,6 +308,25 @@ def win_rates_at(ws: Workspace, table: pd.DataFrame, methods: Sequence[str], p: 
         rows.append(row)
     cols = ["method", "id", *[f"w_{v}" for v in ws.value_names], *[f"win_{v}" for v in ws.value_names]]
     return pd.DataFrame(rows, columns=cols)
+
+
+def judge_against_base(ws: Workspace, candidate_ids: Sequence[int], base_id: int, judge: str) -> pd.DataFrame:
+    """Each candidate's responses judged against the base model's on the same prompts by a pairwise LLM judge
+    (`judges`, spec `judge:hf:MODEL`; both orders averaged). Columns: id, `judge_win` (share of prompts the judge
+    prefers the candidate's response, ties half), `judge_preference` (mean P(candidate ≻ base)), `prompts`. A
+    sampled candidate is judged by its first sample per prompt (the response the Responses page shows)."""
+    chosen = get_judge(judge)
+    base = ws.store.responses([int(base_id)]).sort_values("prompt_idx")
+    rows = []
+    for cid in candidate_ids:
+        cand = ws.store.responses([int(cid)]).sort_values("prompt_idx")
+        if cand["prompt"].tolist() != base["prompt"].tolist():
+            raise WorkspaceError(f"candidate {cid} and the base model (candidate {base_id}) were not evaluated on the "
+                                 "same prompts; judge candidates of one prompt set")
+        verdict = judge_win_rate(chosen, cand["prompt"].tolist(), cand["response"].tolist(), base["response"].tolist())
+        rows.append({"id": int(cid), "judge_win": verdict.win_rate, "judge_preference": verdict.mean_preference,
+                     "prompts": len(cand)})
+    return pd.DataFrame(rows, columns=["id", "judge_win", "judge_preference", "prompts"])
 
 
 def compare_with_intervals(ws: Workspace, table: pd.DataFrame, methods: Sequence[str] | None = None,

@@ -73,8 +73,11 @@ def make_value_vector(base_dir: Path, out: Path, value: str, seed: int, r: int =
     return out
 
 
-def make_tiny_workspace(root: Path, method: str = "mva-no-hsic", n_prompts: int = 3):
-    """A workspace over the tiny Llama: two values measured by cheap packaged scorers, one vector set."""
+def make_tiny_workspace(root: Path, method: str = "mva-no-hsic", n_prompts: int = 3, decoding=None,
+                        scorers: tuple[str, str] = ("warmth", "brevity")):
+    """A workspace over the tiny Llama: two values measured by cheap packaged scorers, one vector set.
+    `decoding` (a DecodingConfig) replaces the default greedy 8-token decoding; `scorers` measure the two values
+    (warmth, brevity) — e.g. civility, which varies on the tiny model's text where VADER's warmth is mostly 0."""
     from mva_core.config import DecodingConfig
     from mva_core.data import write_jsonl
     from mva_core.workspace import Manifest, ValueSpec, Workspace
@@ -86,5 +89,5 @@ def make_tiny_workspace(root: Path, method: str = "mva-no-hsic", n_prompts: int 
                "You are kind and helpful, thank you!"][:n_prompts]
     write_jsonl(root / "prompts" / "validation.jsonl", [{"prompt": p} for p in prompts])
     return Workspace.create(root, Manifest(
-        base=str(root / "base"), values=[ValueSpec("warmth", "warmth"), ValueSpec("brevity", "brevity")], C=1.0,
-        decoding=DecodingConfig(max_new_tokens=8, batch_size=8), description="tiny test workspace"))
+        base=str(root / "base"), values=[ValueSpec("warmth", scorers[0]), ValueSpec("brevity", scorers[1])], C=1.0,
+        decoding=decoding or DecodingConfig(max_new_tokens=8, batch_size=8), description="tiny test workspace"))
