@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import sqlite3
 import sys
@@ -126,11 +127,17 @@ def compare_json(root: Path) -> dict:
     return json.loads(out.getvalue())
 
 
-def test_sampled_sweep_gives_crd_and_reruns_identically(sampled_ws, tmp_path):
+@pytest.fixture(scope="module")
+def swept(sampled_ws) -> Path:
+    assert main(["sweep", "--workspace", str(sampled_ws), "--method", "mva-no-hsic", "--grid", "0:1:0.5"]) == 0
+    return sampled_ws
+
+
+def test_sampled_sweep_gives_crd_and_reruns_identically(swept, tmp_path):
+    sampled_ws = swept
     fresh = tmp_path / "again"
     shutil.copytree(sampled_ws, fresh)
-    (fresh / "mva.sqlite").unlink(missing_ok=True)
-    assert main(["sweep", "--workspace", str(sampled_ws), "--method", "mva-no-hsic", "--grid", "0:1:0.5"]) == 0
+    (fresh / "mva.sqlite").unlink()
     # the rerun on a fresh store, in other chunks: byte-identical responses
     assert main(["sweep", "--workspace", str(fresh), "--method", "mva-no-hsic", "--grid", "0:1:0.5",
                  "--chunk", "2"]) == 0
@@ -142,6 +149,23 @@ def test_sampled_sweep_gives_crd_and_reruns_identically(sampled_ws, tmp_path):
     assert isinstance(m["crd"], float) and m["crd_why"] is None and m["crd_samples_per_preference"] == 9
     assert m["crd"] > 1e-6  # both values vary over the samples: a non-degenerate covariance
     assert m["crd"] == pytest.approx(crd_from_sqlite(sampled_ws, "mva-no-hsic"), rel=1e-9, abs=1e-12)
+
+
+def test_page_cli_and_report_show_one_crd(swept, monkeypatch):
+    """One computation (results.crd_by_method) behind the Compare page, `compare --json` and `demo report`."""
+    from mva_core.demo import demo_report
+    from tests.apptest import open_page
+
+    doc = compare_json(swept)
+    at = open_page(monkeypatch, swept, "views/compare.py")
+    table = next(d.value for d in at.dataframe if "CRD" in d.value.columns).set_index("method")
+    report = {row[0]: row[1] for row in
+              re.findall(r"^\| (\S+) \| \d+ \| \d+ \| .*\| ([^|]+) \|$", demo_report(Workspace(swept)), re.M)}
+    assert set(table.index) == set(doc["methods"]) == set(report)
+    for name, m in doc["methods"].items():
+        assert isinstance(m["crd"], float), name
+        assert table.loc[name, "CRD"] == pytest.approx(m["crd"], rel=1e-12)
+        assert float(report[name]) == pytest.approx(m["crd"], rel=1e-3)
 
 
 def crd_from_sqlite(root: Path, method: str) -> float:

@@ -38,12 +38,12 @@ def make_tokenizer(path: Path):
     return fast
 
 
-def make_tiny_llama(path: Path, seed: int = 0, vocab_size: int = 400):
+def make_tiny_llama(path: Path, seed: int = 0, vocab_size: int = 400, context: int = 256):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context,
                       bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
     model = LlamaForCausalLM(cfg).eval()
     model.save_pretrained(path)
