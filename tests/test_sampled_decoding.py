@@ -51,7 +51,7 @@ def test_num_samples_needs_sampling_and_old_keys_stay():
     # The shipped demo's candidates were keyed by a decoding fingerprint from before num_samples existed: the
     # default (1) must not change it, or every stored candidate would be generated again.
     manifest = json.loads((DEMO_WORKSPACE / "workspace.json").read_text())
-    con = sqlite3.connect(f"file:{DEMO_WORKSPACE / 'mva.sqlite'}?mode=ro", uri=True)
+    con = sqlite3.connect(f"file:{DEMO_WORKSPACE / 'mva.sqlite'}?mode=ro&immutable=1", uri=True)  # writes no -shm
     (stored,) = con.execute("SELECT decoding FROM candidates WHERE method='base'").fetchone()
     con.close()
     assert DecodingConfig.from_dict(manifest["decoding"]).fingerprint() == stored
