@@ -5,8 +5,9 @@ fingerprint, the value vectors' hashes (in order), the weights, the prompt set a
 config. Scores are stored per (candidate, prompt, scorer), so re-scoring is a cache hit and adding a
 scorer later scores only what is missing. A candidate decoded by sampling also has its responses per sample
 (`samples`) and their scores (`sample_scores`); then `responses` holds sample 0 of each prompt and `scores` the
-mean over the samples, so everything that reads per-prompt rewards works unchanged. WAL mode + one transaction per write: a killed process
-leaves either a whole candidate or none, and two writers on one workspace do not corrupt it.
+mean over the samples, so everything that reads per-prompt rewards works unchanged. WAL mode + one transaction
+per write: a killed process leaves either a whole candidate or none, and two writers on one workspace do not
+corrupt it.
 """
 
 from __future__ import annotations
