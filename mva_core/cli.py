@@ -30,11 +30,13 @@ from .kinds import GRID_KINDS
 from .methods import get_method, train_method
 from .models import load_base
 from .preference_data import load_preference_jsonl, load_source, pairs_sha256, write_splits
-from .results import candidate_table, compare_with_intervals, comparison_json, export_candidate
+from .results import (
+    candidate_table, compare_with_intervals, comparison_json, crd_by_method, export_candidate, judge_against_base,
+)
 from .scorers import get_scorer
 from .search import search_method
 from .store import Store
-from .sweep import evaluate_base, method_groups, seconds_per_candidate, sweep_groups
+from .sweep import BASE_METHOD, evaluate_base, method_groups, seconds_per_candidate, sweep_groups
 from .vectors import check_compatible, load_value_vector
 from .workspace import MANIFEST, REPO_ROOT, ValueSpec, default_workspace, init_workspace, load_manifest, open_workspace
 
@@ -291,9 +293,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     if args.resamples < 1000:
         raise CliError(f"--resamples {args.resamples}: use at least 1000 for 95 % intervals")
-    result = compare_with_intervals(ws, candidate_table(ws), methods, _ref(args.ref, len(ws.value_names)),
+    table = candidate_table(ws)
+    result = compare_with_intervals(ws, table, methods, _ref(args.ref, len(ws.value_names)),
                                     n_resamples=args.resamples, seed=args.seed)
-    doc = comparison_json(result)
+    doc = comparison_json(result, crd_by_method(ws, table, list(result.methods)))
     # each compared vector set's HSIC beside its permutation null (methods with their own vector per value)
     doc["hsic"] = {m: hsic_null_table(load_method_vectors(ws, m)).to_dict(orient="records")
                    for m in doc["methods"] if m in ws.methods() and len(ws.value_names) >= 2}
@@ -303,10 +306,42 @@ def cmd_compare(args: argparse.Namespace) -> int:
     print(f"reference point (z): {doc['ref']}; {args.resamples} resamples of {len(ws.prompts())} prompts, seed {args.seed}")
     for name, m in doc["methods"].items():
         print(f"{name:>16}  HV {m['hv']:.4f} [{m['hv_ci'][0]:.4f}, {m['hv_ci'][1]:.4f}]  "
-              f"MIP {m['mip'] if m['mip'] is None else round(m['mip'], 4)} {m['mip_ci']}")
+              f"MIP {m['mip'] if m['mip'] is None else round(m['mip'], 4)} {m['mip_ci']}  "
+              f"CRD {'—' if m['crd'] is None else format(m['crd'], '.4g')}")
     for pair, d in doc["pairs"].items():
         print(f"{pair:>33}  ΔHV {d['hv_diff']:+.4f} [{d['hv_diff_ci'][0]:+.4f}, {d['hv_diff_ci'][1]:+.4f}]  "
               f"P(a better) {d['p_a_better']:.2f}")
+    return 0
+
+
+def cmd_judge(args: argparse.Namespace) -> int:
+    """Win rate of candidates against the base model by a pairwise LLM judge (both orders averaged)."""
+    ws = open_workspace(args.workspace)
+    table = candidate_table(ws)
+    base_ids = table.loc[table["method"] == BASE_METHOD, "id"].tolist() if not table.empty else []
+    if not base_ids:
+        raise CliError(f"{ws.root} has no base-model candidate on its prompts; run a sweep first (it evaluates the "
+                       "base model, which the judge compares against)")
+    if args.candidate:
+        ids = list(dict.fromkeys(args.candidate))
+        unknown = [i for i in ids if i not in set(table["id"])]
+        if unknown:
+            raise CliError(f"--candidate {unknown}: not candidates of {ws.root} on its prompts; list them with "
+                           "`python -m mva_core results`")
+    else:
+        rows = table[(table["method"] == args.method) & table["on_front"]] if args.method else table.iloc[:0]
+        if rows.empty:
+            raise CliError(f"--method {args.method!r} has no front candidates in {ws.root}; name a method with "
+                           f"candidates ({sorted(set(table['method']) - {BASE_METHOD})}) or pass --candidate ID")
+        ids = sorted(set(rows["id"].astype(int)))
+    out = judge_against_base(ws, ids, int(base_ids[-1]), args.judge)
+    doc = {"judge": args.judge, "base_candidate": int(base_ids[-1]), "candidates": out.to_dict(orient="records")}
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    for row in doc["candidates"]:
+        print(f"candidate {row['id']:>5}  wins {row['judge_win']:.2f}  P(better) {row['judge_preference']:.3f}  "
+              f"({row['prompts']} prompts)")
     return 0
 
 
@@ -454,6 +489,12 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the prompts (>= 1000)")
     co.add_argument("--seed", type=int, default=0)
     co.add_argument("--json", action="store_true")
+
+    ju = add("judge", cmd_judge, "win rate against the base model by a pairwise LLM judge (judge:hf:MODEL)")
+    ju.add_argument("--judge", required=True, help="judge:hf:MODEL (a causal LM that can judge; not the demo's 135M)")
+    ju.add_argument("--candidate", type=int, action="append", help="candidate id (repeatable)")
+    ju.add_argument("--method", default=None, help="judge this method's front candidates (instead of --candidate)")
+    ju.add_argument("--json", action="store_true")
 
     d = add("demo", cmd_demo, "demo workspace commands")
     d.add_argument("action", choices=["build", "report"], help="build: (re)build it, resumable; report: its measured numbers")

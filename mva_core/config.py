@@ -106,9 +106,15 @@ class Record:
 
 @dataclass
 class DecodingConfig(Record):
-    """How responses are generated for scoring. Greedy by default so a candidate's score is deterministic."""
+    """How responses are generated for scoring. Greedy by default so a candidate's score is deterministic.
 
-    _added_fields = {"min_new_tokens": 0}
+    Sampled (`do_sample=True`): each candidate gets `num_samples` responses per prompt, every one drawn with its
+    own seed, derived from the candidate (its content key, which holds `seed`), the prompt and the sample index
+    (`generate.row_seed`), so a rerun is byte-identical whichever candidates share a generate call. Scores are
+    averaged per prompt for the reward vector s(w); the per-sample scores are kept for CRD (MI-EPO).
+    """
+
+    _added_fields = {"min_new_tokens": 0, "num_samples": 1}
 
     max_new_tokens: int = field(default=48, metadata={"help": "Tokens generated per response."})
     min_new_tokens: int = field(default=0, metadata={
@@ -116,7 +122,11 @@ class DecodingConfig(Record):
     do_sample: bool = field(default=False, metadata={"help": "False = greedy decoding (deterministic scores)."})
     temperature: float = field(default=1.0, metadata={"help": "Sampling temperature; ignored when greedy."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass; ignored when greedy."})
-    seed: int = field(default=0, metadata={"help": "Torch seed set before sampling."})
+    seed: int = field(default=0, metadata={"help": "Seed of sampling; each response's own seed is derived from it, "
+                                                   "the candidate, the prompt and the sample index."})
+    num_samples: int = field(default=1, metadata={
+        "help": "Responses sampled per prompt (needs do_sample); scores are averaged per prompt, and CRD (MI-EPO) "
+                "is measured from the samples. 1 = one response per prompt."})
     batch_size: int = field(default=16, metadata={"help": "Rows (candidate x prompt) per generate call."})
     # SmolLM2's own template adds a system prompt; we keep the template as shipped with the tokenizer.
     system_prompt: str | None = field(default=None, metadata={"help": "Optional system message; None = template default."})
@@ -133,6 +143,12 @@ class DecodingConfig(Record):
             raise ConfigError(f"temperature={self.temperature}: must be > 0 when do_sample=True")
         if not (0 < self.top_p <= 1):
             raise ConfigError(f"top_p={self.top_p}: must be in (0, 1]")
+        if self.num_samples < 1:
+            raise ConfigError(f"num_samples={self.num_samples}: must be >= 1 responses per prompt, e.g. 4")
+        if self.num_samples > 1 and not self.do_sample:
+            raise ConfigError(f"num_samples={self.num_samples} with do_sample=false would decode the same greedy "
+                              "response again and again; set do_sample=true (with a temperature, e.g. 0.7) or "
+                              "num_samples=1")
 
 
 # A grid is enumerated in memory before anything runs: 10^6 points × n weights is ~50 MB. Larger asks are

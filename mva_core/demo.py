@@ -25,7 +25,7 @@ from .generate import generate_responses
 from .methods import get_method, train_method
 from .models import DEFAULT_BASE, BaseModel, load_base
 from .preference_data import load_preference_jsonl
-from .results import candidate_table, compare_table, compare_with_intervals
+from .results import candidate_table, compare_table, compare_with_intervals, crd_by_method
 from .scorers import get_scorer
 from .search import search_method
 from .sweep import BASE_METHOD, evaluate_base, method_groups, sweep_groups
@@ -243,11 +243,15 @@ def demo_report(ws: Workspace) -> str:
     lines += ["", f"Shared reference point (z units, per-value minimum over all candidates and the base model): "
               f"{np.round(ref, 3).tolist()}. Intervals: 95 % percentile bootstrap over the {len(ws.prompts())} "
               f"prompts ({boot.n_resamples} resamples, seed {boot.seed}; z-scores and fronts recomputed per resample).",
-              "", "| method | candidates | front | hypervolume [95 % CI] | MIP [95 % CI] |", "|---|---|---|---|---|"]
+              "", "| method | candidates | front | hypervolume [95 % CI] | MIP [95 % CI] | CRD |", "|---|---|---|---|---|---|"]
+    crd = crd_by_method(ws, table, list(metrics["method"]))  # the Compare page's and compare --json's CRD
     for _, row in metrics.iterrows():
-        m = boot.methods[row["method"]]
+        m, c = boot.methods[row["method"]], crd[row["method"]]
         lines.append(f"| {row['method']} | {row['candidates']} | {row['front size']} | {row['hypervolume']:.4f} "
-                     f"[{m.hv.low:.4f}, {m.hv.high:.4f}] | {row['MIP']:.4f} [{m.mip.low:.4f}, {m.mip.high:.4f}] |")
+                     f"[{m.hv.low:.4f}, {m.hv.high:.4f}] | {row['MIP']:.4f} [{m.mip.low:.4f}, {m.mip.high:.4f}] | "
+                     f"{'—' if c.value is None else format(c.value, '.4g')} |")
+    if any(c.value is None for c in crd.values()):
+        lines += ["", "CRD —: " + "; ".join(sorted({c.why for c in crd.values() if c.value is None})) + "."]
     pairs = [("mva", "soup"), ("mva", "mva-no-hsic"), ("mva", "mi-epo"), ("mva", "ric"), ("mi-epo", "ric"),
              ("mva-no-hsic", "soup"), ("mva-no-hsic", "dpo-seqt")]
     lines += ["", "Paired hypervolume differences (same resampled prompts for both):", ""]

@@ -75,7 +75,7 @@ class RayExecutor:
         return [actor.remote(str(root), torch.get_num_threads()) for _ in range(self.workers)]
 
     def responses(self, jobs: Sequence[tuple[Evaluator, np.ndarray]]
-                  ) -> Iterator[Callable[[np.ndarray], list[list[str]]]]:
+                  ) -> Iterator[Callable[[np.ndarray], list[list[list[str]]]]]:
         """For each job in order, a function of its missing rows that returns what an actor generated for them.
 
         Each job's missing rows are submitted ahead (up to `in_flight_per_worker` per actor) so actors stay busy
@@ -111,7 +111,7 @@ class RayExecutor:
                 raise ExecutorError(f"a Ray worker failed on chunk {k + 1} of {len(jobs)} ({type(exc).__name__}); "
                                     "finished chunks are stored, rerun the sweep to go on") from exc
 
-            def supplied(W: np.ndarray, rows: np.ndarray = rows, done: list = done) -> list[list[str]]:
+            def supplied(W: np.ndarray, rows: np.ndarray = rows, done: list = done) -> list[list[list[str]]]:
                 if W.shape != rows.shape or not np.array_equal(W, rows):  # stored by someone else meanwhile
                     lookup = {tuple(r): resp for r, resp in zip(rows.tolist(), done)}
                     return [lookup[tuple(r)] for r in W.tolist()]

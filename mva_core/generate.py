@@ -1,17 +1,23 @@
-"""Batched generation for many weight vectors x prompts in one call (left-padded, greedy by default)."""
+"""Batched generation for many weight vectors x prompts in one call (left-padded, greedy by default).
+
+Sampled decoding draws every response with its own seed (`row_seed`: the candidate, the prompt, the sample
+index), applied per batch row by `RowSampler`, so a response does not depend on which rows share its generate call.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
-from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers import (LogitsProcessor, LogitsProcessorList, StoppingCriteria, StoppingCriteriaList,
+                          TemperatureLogitsWarper, TopPLogitsWarper)
 
 from .compose import WeightBatchedModel, row_weights
-from .config import DecodingConfig
+from .config import ConfigError, DecodingConfig
 from .errors import MVAError
 from .models import chat_prompt, reply_stop
 
@@ -33,6 +39,48 @@ class _EachToken(StoppingCriteria):
         self.on_step(self.step)
         stop = self.cancel is not None and self.cancel.is_set()
         return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+
+def row_seed(candidate: str, prompt_idx: int, sample_idx: int) -> int:
+    """The seed of one sampled response: a 63-bit number from sha256 of (candidate identity, prompt index, sample
+    index). The identity is the candidate's content key (it holds the decoding config and so `seed`), so every
+    candidate, prompt and sample draws its own stream and a rerun draws the same one."""
+    digest = hashlib.sha256(f"{candidate}|{prompt_idx}|{sample_idx}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2 ** 63 - 1)
+
+
+def default_identity(decoding: DecodingConfig, weights: Sequence[float] | None) -> str:
+    """A candidate's identity for seeding when the caller names none: the decoding config (with its seed) and the
+    weights rounded to 1e-9 (as `store.candidate_key` rounds them)."""
+    w = [] if weights is None else [round(float(x), 9) for x in weights]
+    return f"{decoding.fingerprint()}|{w}"
+
+
+class RowSampler(LogitsProcessor):
+    """Sampling with one torch.Generator per batch row (HF `generate` draws every row from one global stream, so a
+    row's tokens would depend on its neighbours in the batch).
+
+    Each step: temperature and top-p (transformers' own warpers), then one `torch.multinomial` draw per row from
+    its own generator; every other token is set to −inf, so greedy search (`do_sample=False`) takes the drawn one.
+    Processors `generate` builds itself (e.g. `min_new_tokens` masking EOS) run before this one.
+    """
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float):
+        self.seeds = list(seeds)
+        self.warpers = LogitsProcessorList(([TemperatureLogitsWarper(temperature)] if temperature != 1.0 else [])
+                                           + ([TopPLogitsWarper(top_p)] if top_p < 1.0 else []))
+        self.generators: list[torch.Generator] | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        B = scores.shape[0]
+        assert B == len(self.seeds), f"{B} rows in the batch, {len(self.seeds)} seeds"
+        if self.generators is None:  # on the logits' device, created at the first step
+            self.generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
+        probs = torch.softmax(self.warpers(input_ids, scores.float()), dim=-1)  # (B, vocab)
+        drawn = torch.cat([torch.multinomial(probs[b], 1, generator=g) for b, g in enumerate(self.generators)])  # (B,)
+        out = torch.full_like(scores, float("-inf"))
+        out[torch.arange(B, device=scores.device), drawn] = 0.0
+        return out
 
 
 class PromptTooLongError(MVAError):
@@ -60,12 +108,38 @@ def generate_responses(
     decoding: DecodingConfig | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    identities: Sequence[str] | None = None,
 ) -> list[list[str]]:
-    """Responses [candidate][prompt] for every row of `weights` (K, n) and every prompt.
+    """Responses [candidate][prompt]: one per candidate and prompt (`decoding.num_samples` must be 1; for
+    several per prompt use `generate_samples`, which this calls and documents)."""
+    decoding = decoding or DecodingConfig()
+    if decoding.num_samples != 1:
+        raise ConfigError(f"num_samples={decoding.num_samples}: generate_responses returns one response per prompt; "
+                          "call generate_samples for several")
+    return [[s[0] for s in cand] for cand in
+            generate_samples(model, tokenizer, prompts, weights, decoding, progress, cancel, identities)]
+
+
+def generate_samples(
+    model: nn.Module | WeightBatchedModel,
+    tokenizer: object,
+    prompts: Sequence[str],
+    weights: np.ndarray | None = None,
+    decoding: DecodingConfig | None = None,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+    identities: Sequence[str] | None = None,
+) -> list[list[list[str]]]:
+    """Responses [candidate][prompt][sample] for every row of `weights` (K, n), every prompt and each of
+    `decoding.num_samples` samples (1 when greedy).
 
     With a plain model (`weights=None`) there is one candidate: the model itself. With a
-    WeightBatchedModel each generated row carries its own weights, so K candidates x P prompts are
-    decoded in ceil(K*P / batch_size) generate calls. Returns the response text only (no prompt).
+    WeightBatchedModel each generated row carries its own weights, so K candidates x P prompts x S samples are
+    decoded in ceil(K*P*S / batch_size) generate calls. Returns the response text only (no prompt).
+
+    Sampled decoding: response (k, j, s) is drawn with seed `row_seed(identities[k], j, s)` by `RowSampler`, so it
+    is the same whichever rows share its call (up to float noise in the logits of differently padded batches).
+    `identities` (one per candidate; the store's candidate keys) default to `default_identity`.
 
     `progress(done, total)` counts decoding steps: total = generate calls × max_new_tokens, reported after every
     token (a call that ends early at EOS jumps to its end), so a bar moves and an ETA exists from the first token.
@@ -81,22 +155,22 @@ def generate_responses(
         n_candidates, net = weights.shape[0], model.model
     else:
         n_candidates, net = 1, model
+    if identities is None:
+        identities = [default_identity(decoding, None if weights is None else weights[k]) for k in range(n_candidates)]
+    if len(identities) != n_candidates:
+        raise ValueError(f"{len(identities)} identities for {n_candidates} candidates; give one per candidate")
+    n_samples = decoding.num_samples if decoding.do_sample else 1
     texts = [chat_prompt(tokenizer, p, decoding.system_prompt) for p in prompts]
     # Rows sorted by prompt length (longest first): chunks then hold prompts of one length, so left
     # padding wastes almost no prefill compute; with many candidates a chunk is often one prompt.
     n_tokens = [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]  # type: ignore[operator]
     check_context(net, n_tokens, decoding.max_new_tokens)
-    rows = sorted(((k, j) for k in range(n_candidates) for j in range(len(prompts))),
-                  key=lambda kj: (-n_tokens[kj[1]], kj[1], kj[0]))  # (candidate, prompt)
-    out: list[list[str]] = [[""] * len(prompts) for _ in range(n_candidates)]
+    rows = sorted(((k, j, s) for k in range(n_candidates) for j in range(len(prompts)) for s in range(n_samples)),
+                  key=lambda kjs: (-n_tokens[kjs[1]], kjs[1], kjs[0], kjs[2]))  # (candidate, prompt, sample)
+    out: list[list[list[str]]] = [[[""] * n_samples for _ in prompts] for _ in range(n_candidates)]
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id  # type: ignore[attr-defined]
-    if decoding.do_sample:
-        torch.manual_seed(decoding.seed)
-    sampling = (
-        dict(do_sample=True, temperature=decoding.temperature, top_p=decoding.top_p, top_k=None)
-        if decoding.do_sample
-        else dict(do_sample=False, temperature=None, top_p=None, top_k=None)
-    )
+    # Sampling is done by RowSampler (one seeded generator per row); generate itself then searches greedily.
+    sampling = dict(do_sample=False, temperature=None, top_p=None, top_k=None)
     stop = reply_stop(tokenizer)
     lengths = dict(max_new_tokens=decoding.max_new_tokens, min_new_tokens=decoding.min_new_tokens or None,
                    pad_token_id=pad_id, **(dict(stop_strings=[stop], tokenizer=tokenizer) if stop else {}))
@@ -107,20 +181,24 @@ def generate_responses(
         done = call * decoding.max_new_tokens
         watch = _EachToken(lambda step, done=done: progress(done + step, total) if progress else None, cancel)
         enc = tokenizer(  # type: ignore[operator]
-            [texts[j] for _, j in chunk], return_tensors="pt", padding=True, padding_side="left",
+            [texts[j] for _, j, _ in chunk], return_tensors="pt", padding=True, padding_side="left",
             add_special_tokens=False,
         )
+        processors = LogitsProcessorList([RowSampler([row_seed(identities[k], j, s) for k, j, s in chunk],
+                                                     decoding.temperature, decoding.top_p)] if decoding.do_sample else [])
         with torch.no_grad():
             if batched:
-                with row_weights(weights[[k for k, _ in chunk]]):
-                    gen = net.generate(**enc, **lengths, **sampling, stopping_criteria=StoppingCriteriaList([watch]))
+                with row_weights(weights[[k for k, _, _ in chunk]]):
+                    gen = net.generate(**enc, **lengths, **sampling, logits_processor=processors,
+                                       stopping_criteria=StoppingCriteriaList([watch]))
             else:
-                gen = net.generate(**enc, **lengths, **sampling, stopping_criteria=StoppingCriteriaList([watch]))
+                gen = net.generate(**enc, **lengths, **sampling, logits_processor=processors,
+                                   stopping_criteria=StoppingCriteriaList([watch]))
         if cancel is not None and cancel.is_set():
             raise Cancelled(f"stopped by request during generate call {call + 1} of {n_calls}; finished work is kept")
         new_tokens = gen[:, enc["input_ids"].shape[1]:]  # (rows, new) — left padding keeps prompts aligned
-        for (k, j), seq in zip(chunk, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):  # type: ignore[attr-defined]
-            out[k][j] = (seq.split(stop)[0] if stop else seq).strip()  # the reply, not the next turn it began
+        for (k, j, s), seq in zip(chunk, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):  # type: ignore[attr-defined]
+            out[k][j][s] = (seq.split(stop)[0] if stop else seq).strip()  # the reply, not the next turn it began
         if progress is not None:
             progress(done + decoding.max_new_tokens, total)
     return out

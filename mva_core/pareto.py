@@ -196,10 +196,13 @@ def mip_conditioned(preferences: np.ndarray, conditioned_on: np.ndarray, F: np.n
 
 
 def crd(reward_samples_per_p: list[np.ndarray]) -> float:
-    """CRD (MI-EPO): mean over preference vectors of det Cov(rewards of the sampled responses).
+    """CRD (MI-EPO, Xie et al. 2026, arXiv:2607.01392; DESIGN "Metrics"): mean over preference vectors p of
+    det Cov(rewards of the responses sampled for p).
 
-    Each entry is (samples, objectives) for one preference vector; covariance as `np.cov(rowvar=False)`
-    (unbiased, divides by samples − 1).
+    Entry k is the (samples, objectives) matrix of reward vectors of every response sampled for preference k, one
+    row per response (`results.crd_by_method` passes all prompts × samples per prompt of the candidate chosen for p,
+    in z units); Cov over the rows as `np.cov(rowvar=False)` (unbiased, divides by samples − 1), so
+    CRD = (1/|P|) Σ_p det Cov_p.
     """
     if len(reward_samples_per_p) == 0:
         raise ParetoError("no reward samples given; pass one (samples, objectives) array per preference vector")

@@ -19,6 +19,7 @@ from .atomic import ExportError, atomic_dir
 from .bootstrap import BootstrapComparison, MethodScores, bootstrap_compare
 from .conditioning import condition_text
 from .export import FORMATS, export_card, export_merged, export_mergekit, export_peft
+from .judges import get_judge, judge_win_rate
 from .kinds import CONDITIONED
 from .models import load_base
 from .pareto import is_finite
@@ -198,8 +199,134 @@ def win_rates(ws: Workspace, candidate_ids: Sequence[int], base_id: int) -> pd.D
                          **{f"win_{v}": share[:, j] for j, v in enumerate(ws.value_names)}})
 
 
-CRD_WHY = ("CRD (MI-EPO) is the mean det Cov of the rewards of several sampled responses per preference; these "
-           "candidates were decoded greedily (one response per prompt), so there are no samples to measure it")
+CRD_WHY = ("CRD (MI-EPO) is the mean det Cov of the rewards of sampled responses per preference; these "
+           "candidates were decoded greedily (one response per prompt), so there are no samples to measure it; "
+           "set decoding do_sample=true (and num_samples) in workspace.json and sweep again")
+
+
+def preference_choice(group: pd.DataFrame, value_names: Sequence[str], p: np.ndarray) -> int | None:
+    """The id of the candidate of one method that preference `p` is scored with (MI-EPO MIP's s(p), DESIGN
+    "Metrics"): for a conditioned policy the run with p in its prompt, otherwise the front candidate maximising p·z
+    (`pareto.best_for_preference`, the user's choice rule). None when no candidate qualifies."""
+    F = group[[f"z_{v}" for v in value_names]].to_numpy(dtype=float)
+    finite = np.isfinite(F).all(axis=1)
+    if not finite.any():
+        return None
+    ids = group["id"].to_numpy()[finite]
+    if _is_conditioned(group):
+        W = group[[f"w_{v}" for v in value_names]].to_numpy(dtype=float)[finite]
+        hits = np.flatnonzero(np.abs(W - np.asarray(p, dtype=float)).max(axis=1) < 1e-9)  # as pareto.mip_conditioned
+        return int(ids[hits[0]]) if len(hits) else None
+    return int(ids[pareto.best_for_preference(F[finite], p)])
+
+
+def sample_rewards(ws: Workspace, candidate_ids: Sequence[int]) -> dict[int, np.ndarray]:
+    """(P, S, V) raw reward of each sampled response (prompt, sample, value's scorer) of each candidate decoded by
+    sampling; candidates decoded greedily are left out. NaN where a sample is not scored."""
+    scorers = [v.scorer for v in ws.manifest.values]
+    rows = ws.store.samples([int(i) for i in candidate_ids])
+    out = {}
+    for cid, part in rows.groupby("candidate_id", sort=True):
+        n_prompts, n_samples = int(part["prompt_idx"].max()) + 1, int(part["sample_idx"].max()) + 1
+        R = np.full((n_prompts, n_samples, len(scorers)), np.nan)
+        for v, s in enumerate(scorers):
+            if s in part:
+                R[part["prompt_idx"].to_numpy(), part["sample_idx"].to_numpy(), v] = part[s].to_numpy(dtype=float)
+        out[int(cid)] = R
+    return out
+
+
+@dataclass
+class MethodCRD:
+    """A method's CRD, or why it has none (`value` None)."""
+
+    value: float | None
+    why: str = ""
+    samples_per_preference: int = 0  # reward vectors in each covariance: prompts × samples per prompt
+
+
+def crd_by_method(ws: Workspace, table: pd.DataFrame, methods: Sequence[str]) -> dict[str, MethodCRD]:
+    """CRD (MI-EPO; DESIGN "Metrics") of each method: the mean over the evaluation preference vectors p of
+    det Cov of the rewards of the responses sampled for p (`pareto.crd`).
+
+    Which samples enter Cov for p: every sampled response of the candidate p is scored with (`preference_choice`:
+    the run with p for a conditioned policy, else the front candidate maximising p·z: the same s(p) as MIP), on
+    every evaluation prompt — P prompts × S samples per prompt pooled, so the spread across prompts counts as well
+    as the spread between samples of one prompt — each a reward vector in z units (against the base model's
+    per-prompt mean rewards, as every z-score here). Pooling over the test prompts is our reading of MI-EPO (Xie et
+    al. 2026, arXiv:2607.01392) "det Cov of the rewards of sampled responses"; it needs sampled decoding, so
+    greedy candidates give None with the reason. Computed once here for the Compare page, `compare --json` and
+    `demo report`."""
+    names = list(methods)
+    P = pareto.preference_vectors(len(ws.value_names)) if len(ws.value_names) in (2, 3) else None
+    base_ids = table.loc[table["method"] == BASE_METHOD, "id"].tolist()
+    if P is None:
+        return {m: MethodCRD(None, f"no fixed evaluation preferences for {len(ws.value_names)} values (MI-EPO: 2 or 3)")
+                for m in names}
+    if not base_ids:
+        return {m: MethodCRD(None, "no base-model candidate on these prompts: rewards cannot be z-scored") for m in names}
+    normaliser = ScoreNormaliser().fit(prompt_rewards(ws, base_ids[-1:])[0])  # (P, V) per-prompt rewards of the base
+    out = {}
+    for name in names:
+        grp = table[table["method"] == name]
+        chosen = [preference_choice(grp, ws.value_names, p) for p in P]
+        samples = sample_rewards(ws, sorted({c for c in chosen if c is not None}))
+        if any(c is not None and c not in samples for c in chosen):
+            out[name] = MethodCRD(None, CRD_WHY)
+            continue
+        if any(c is None for c in chosen):
+            out[name] = MethodCRD(None, "some evaluation preference has no finite candidate to score it with "
+                                        "(a conditioned policy not run with every p, or non-finite scores)")
+            continue
+        per_p = [normaliser.transform(samples[c].reshape(-1, len(ws.value_names))) for c in chosen]  # (P·S, V) each
+        if not all(np.isfinite(R).all() for R in per_p):
+            out[name] = MethodCRD(None, "a sampled response of a chosen candidate has a non-finite score")
+            continue
+        out[name] = MethodCRD(pareto.crd(per_p), "", int(per_p[0].shape[0]))
+    return out
+
+
+def win_rates_at(ws: Workspace, table: pd.DataFrame, methods: Sequence[str], p: Sequence[float]) -> pd.DataFrame:
+    """Per method, its candidate for preference `p` (`preference_choice`: the one MIP scores p with) and that
+    candidate's win rate per value against the base model (`win_rates`: share of prompts it beats the base on, ties
+    half). Columns: method, id, `w_<value>`, `win_<value>`; a method with no candidate for p has id None, NaN rates."""
+    base_ids = table.loc[table["method"] == BASE_METHOD, "id"].tolist()
+    if not base_ids:
+        raise WorkspaceError(f"{ws.root} has no base-model candidate on these prompts; run a sweep first (it "
+                             "evaluates the base model, which win rates are measured against)")
+    p = np.asarray(p, dtype=float)
+    rows = []
+    for name in methods:
+        grp = table[table["method"] == name]
+        cid = preference_choice(grp, ws.value_names, p)
+        row: dict = {"method": name, "id": cid}
+        if cid is not None:
+            cand = grp[grp["id"] == cid].iloc[0]
+            row.update({f"w_{v}": cand.get(f"w_{v}", np.nan) for v in ws.value_names})
+            wins = win_rates(ws, [cid], int(base_ids[-1])).iloc[0]
+            row.update({f"win_{v}": float(wins[f"win_{v}"]) for v in ws.value_names})
+        rows.append(row)
+    cols = ["method", "id", *[f"w_{v}" for v in ws.value_names], *[f"win_{v}" for v in ws.value_names]]
+    return pd.DataFrame(rows, columns=cols)
+
+
+def judge_against_base(ws: Workspace, candidate_ids: Sequence[int], base_id: int, judge: str) -> pd.DataFrame:
+    """Each candidate's responses judged against the base model's on the same prompts by a pairwise LLM judge
+    (`judges`, spec `judge:hf:MODEL`; both orders averaged). Columns: id, `judge_win` (share of prompts the judge
+    prefers the candidate's response, ties half), `judge_preference` (mean P(candidate ≻ base)), `prompts`. A
+    sampled candidate is judged by its first sample per prompt (the response the Responses page shows)."""
+    chosen = get_judge(judge)
+    base = ws.store.responses([int(base_id)]).sort_values("prompt_idx")
+    rows = []
+    for cid in candidate_ids:
+        cand = ws.store.responses([int(cid)]).sort_values("prompt_idx")
+        if cand["prompt"].tolist() != base["prompt"].tolist():
+            raise WorkspaceError(f"candidate {cid} and the base model (candidate {base_id}) were not evaluated on the "
+                                 "same prompts; judge candidates of one prompt set")
+        verdict = judge_win_rate(chosen, cand["prompt"].tolist(), cand["response"].tolist(), base["response"].tolist())
+        rows.append({"id": int(cid), "judge_win": verdict.win_rate, "judge_preference": verdict.mean_preference,
+                     "prompts": len(cand)})
+    return pd.DataFrame(rows, columns=["id", "judge_win", "judge_preference", "prompts"])
 
 
 def compare_with_intervals(ws: Workspace, table: pd.DataFrame, methods: Sequence[str] | None = None,
@@ -227,17 +354,23 @@ def compare_with_intervals(ws: Workspace, table: pd.DataFrame, methods: Sequence
     return bootstrap_compare(scored, prompt_rewards(ws, base_ids[-1:])[0], ref=ref, n_resamples=n_resamples, seed=seed)
 
 
-def comparison_json(result: BootstrapComparison) -> dict:
-    """The `compare --json` document (DESIGN §3): ref, per method hv/mip with intervals, crd (null, with why),
-    n_prompts; per pair "a|b" the paired HV difference, its interval and the share of resamples where a wins."""
+def comparison_json(result: BootstrapComparison, crd: dict[str, MethodCRD]) -> dict:
+    """The `compare --json` document (DESIGN §3): ref, per method hv/mip with intervals, crd (`crd_by_method`; null
+    with "crd_why" when not defined), n_prompts; per pair "a|b" the paired HV difference, its interval and the share
+    of resamples where a wins."""
     def number(x: float) -> float | None:
         return float(x) if np.isfinite(x) else None
+
+    def crd_of(name: str) -> dict:
+        c = crd.get(name, MethodCRD(None, "not computed for this method"))
+        return {"crd": c.value, "crd_why": c.why or None,
+                **({"crd_samples_per_preference": c.samples_per_preference} if c.value is not None else {})}
 
     return {
         "ref": [float(x) for x in result.ref], "n_resamples": result.n_resamples, "seed": result.seed,
         "methods": {name: {"hv": number(m.hv.estimate), "hv_ci": [number(x) for x in m.hv.as_list()],
                            "mip": number(m.mip.estimate), "mip_ci": [number(x) for x in m.mip.as_list()],
-                           "crd": None, "crd_why": CRD_WHY, "n_prompts": m.n_prompts}
+                           **crd_of(name), "n_prompts": m.n_prompts}
                     for name, m in result.methods.items()},
         "pairs": {f"{a}|{b}": {"hv_diff": number(d.hv_diff.estimate),
                                "hv_diff_ci": [number(x) for x in d.hv_diff.as_list()],

@@ -3,8 +3,11 @@
 A candidate is identified by a content key over everything that determines its responses: base
 fingerprint, the value vectors' hashes (in order), the weights, the prompt set and the decoding
 config. Scores are stored per (candidate, prompt, scorer), so re-scoring is a cache hit and adding a
-scorer later scores only what is missing. WAL mode + one transaction per write: a killed process
-leaves either a whole candidate or none, and two writers on one workspace do not corrupt it.
+scorer later scores only what is missing. A candidate decoded by sampling also has its responses per sample
+(`samples`) and their scores (`sample_scores`); then `responses` holds sample 0 of each prompt and `scores` the
+mean over the samples, so everything that reads per-prompt rewards works unchanged. WAL mode + one transaction
+per write: a killed process leaves either a whole candidate or none, and two writers on one workspace do not
+corrupt it.
 """
 
 from __future__ import annotations
@@ -48,6 +51,20 @@ CREATE TABLE IF NOT EXISTS scores (
 );
 CREATE INDEX IF NOT EXISTS candidates_method ON candidates(method);
 """
+# Added with sampled decoding (issue 16 item 3); created in a store that lacks them, so old stores open unchanged.
+SAMPLE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS samples (
+    candidate_id INTEGER NOT NULL REFERENCES candidates(id), prompt_idx INTEGER NOT NULL,
+    sample_idx INTEGER NOT NULL, response TEXT NOT NULL, PRIMARY KEY (candidate_id, prompt_idx, sample_idx)
+);
+CREATE TABLE IF NOT EXISTS sample_scores (
+    candidate_id INTEGER NOT NULL REFERENCES candidates(id), prompt_idx INTEGER NOT NULL,
+    sample_idx INTEGER NOT NULL, scorer TEXT NOT NULL, value REAL, finite INTEGER NOT NULL,
+    PRIMARY KEY (candidate_id, prompt_idx, sample_idx, scorer)
+);
+"""
+TABLES = {"runs", "candidates", "responses", "scores"}
+SAMPLE_TABLES = {"samples", "sample_scores"}
 
 
 def prompts_hash(prompts: Sequence[str]) -> str:
@@ -168,7 +185,7 @@ class Store:
             self._checked = None  # deleted: a file made here next may reuse the old one's inode
         if not self.path.exists() and not write:  # viewing never creates the store: an empty one in memory
             con = sqlite3.connect(":memory:")
-            con.executescript(SCHEMA)
+            con.executescript(SCHEMA + SAMPLE_SCHEMA)
             _migrate(con)
             return con
         if self.read_only:  # immutable: no -wal/-shm files are needed or made in a directory we cannot write
@@ -183,13 +200,19 @@ class Store:
         if self._checked == file_id:  # this very file was found complete before: skip the schema check
             return con
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        if not {"runs", "candidates", "responses", "scores"} <= tables or not _migrated(con):
+        if not TABLES <= tables or not _migrated(con):
             if self.read_only:  # an empty or old file we may not upgrade: read what there is through memory
                 con.close()
                 con = sqlite3.connect(":memory:")
-            con.executescript(SCHEMA)
+            con.executescript(SCHEMA + SAMPLE_SCHEMA)
             _migrate(con)
             con.commit()
+        elif not SAMPLE_TABLES <= tables:  # a store from before sampled decoding: add its (empty) sample tables
+            if self.read_only:  # not in the file: empty temporary tables of this connection, so reads see none
+                con.executescript(SAMPLE_SCHEMA.replace("CREATE TABLE", "CREATE TEMP TABLE"))
+            else:
+                con.executescript(SAMPLE_SCHEMA)
+                con.commit()
         self._checked = None if self.read_only else file_id
         return con
 
@@ -246,9 +269,12 @@ class Store:
         return out
 
     def add_candidate(self, spec: CandidateSpec, prompts: Sequence[str], responses: Sequence[str],
-                      run_id: int | None = None) -> int:
-        """Insert a candidate with its responses in one transaction; an existing key returns its id."""
+                      run_id: int | None = None, samples: Sequence[Sequence[str]] | None = None) -> int:
+        """Insert a candidate with its responses in one transaction; an existing key returns its id.
+        `samples` [prompt][sample]: a sampled candidate's every response (then `responses` is sample 0 of each)."""
         assert len(prompts) == len(responses), "one response per prompt"
+        assert samples is None or (len(samples) == len(prompts) and all(len(s) >= 1 for s in samples)), \
+            "samples: a non-empty list of responses per prompt"
         with self._connect(write=True) as con:
             # INSERT OR IGNORE, not SELECT-then-INSERT: two processes adding the same candidate at once (two
             # sweeps on one workspace) must not both pass the check and fail on the UNIQUE key.
@@ -265,6 +291,9 @@ class Store:
             cid = int(cur.lastrowid)
             con.executemany("INSERT INTO responses(candidate_id, prompt_idx, prompt, response) VALUES (?,?,?,?)",
                             [(cid, j, p, r) for j, (p, r) in enumerate(zip(prompts, responses))])
+            if samples is not None:
+                con.executemany("INSERT INTO samples(candidate_id, prompt_idx, sample_idx, response) VALUES (?,?,?,?)",
+                                [(cid, j, k, r) for j, per in enumerate(samples) for k, r in enumerate(per)])
             return cid
 
     def scored(self, candidate_ids: Sequence[int], scorer: str) -> set[int]:
@@ -289,6 +318,47 @@ class Store:
         with self._connect(write=True) as con:
             con.executemany("INSERT OR REPLACE INTO scores(candidate_id, prompt_idx, scorer, value, finite)"
                             " VALUES (?,?,?,?,?)", rows)
+
+    def add_sample_scores(self, scorer: str, keys: np.ndarray, values: Sequence[float]) -> None:
+        """Per-sample raw scores, `keys` (N, 3) rows of (candidate_id, prompt_idx, sample_idx), and in the same
+        transaction each (candidate, prompt)'s mean over its samples as its per-prompt score (a non-finite sample
+        makes the mean non-finite: kept, flagged finite=0, as `add_scores_batch` does)."""
+        keys = np.asarray(keys, dtype=np.int64).reshape(-1, 3)
+        v = np.asarray(values, dtype=np.float64).reshape(-1)
+        assert len(keys) == len(v), f"{len(keys)} sample keys for {len(v)} scores"
+        rows = [(int(c), int(j), int(k), scorer, None if math.isnan(x) else float(x), int(math.isfinite(x)))
+                for (c, j, k), x in zip(keys, v)]
+        groups: dict[tuple[int, int], list[float]] = {}
+        for (c, j, _), x in zip(keys, v):
+            groups.setdefault((int(c), int(j)), []).append(float(x))
+        with np.errstate(invalid="ignore"):  # inf - inf in a mean stays non-finite, as it should
+            means = [(c, j, scorer, float(np.mean(xs))) for (c, j), xs in groups.items()]
+        with self._connect(write=True) as con:
+            con.executemany("INSERT OR REPLACE INTO sample_scores(candidate_id, prompt_idx, sample_idx, scorer, value,"
+                            " finite) VALUES (?,?,?,?,?,?)", rows)
+            con.executemany("INSERT OR REPLACE INTO scores(candidate_id, prompt_idx, scorer, value, finite)"
+                            " VALUES (?,?,?,?,?)",
+                            [(c, j, sc, None if math.isnan(m) else m, int(math.isfinite(m))) for c, j, sc, m in means])
+
+    def samples(self, candidate_ids: Sequence[int]) -> pd.DataFrame:
+        """Long table of sampled candidates' responses: candidate_id, prompt_idx, sample_idx, prompt, response, one
+        column per scorer (raw score of that sample). Candidates decoded greedily have no rows."""
+        cols = ["candidate_id", "prompt_idx", "sample_idx", "prompt", "response"]
+        if not candidate_ids:
+            return pd.DataFrame(columns=cols)
+        marks = ",".join("?" * len(candidate_ids))
+        with self._connect() as con:
+            out = pd.read_sql_query(
+                f"SELECT s.candidate_id, s.prompt_idx, s.sample_idx, r.prompt, s.response FROM samples s JOIN responses r"
+                f" ON r.candidate_id=s.candidate_id AND r.prompt_idx=s.prompt_idx WHERE s.candidate_id IN ({marks})",
+                con, params=list(candidate_ids))
+            sc = pd.read_sql_query(f"SELECT candidate_id, prompt_idx, sample_idx, scorer, value FROM sample_scores"
+                                   f" WHERE candidate_id IN ({marks})", con, params=list(candidate_ids))
+        if len(sc):
+            wide = sc.pivot_table(index=["candidate_id", "prompt_idx", "sample_idx"], columns="scorer", values="value",
+                                  aggfunc="first", dropna=False).reset_index()
+            out = out.merge(wide, on=["candidate_id", "prompt_idx", "sample_idx"], how="left")
+        return out.sort_values(["candidate_id", "prompt_idx", "sample_idx"]).reset_index(drop=True)
 
     def responses(self, candidate_ids: Sequence[int]) -> pd.DataFrame:
         """Long table: candidate_id, prompt_idx, prompt, response, one column per scorer (raw)."""

@@ -17,7 +17,7 @@ from typing import Callable, Iterator, Protocol, Sequence
 import numpy as np
 
 from .compose import WeightBatchedModel
-from .generate import Cancelled, generate_responses
+from .generate import Cancelled, generate_samples
 from .config import ConfigError, DecodingConfig, SearchSpace
 from .conditioning import condition_text
 from .kinds import CONDITIONED, SIMPLEX, get_kind
@@ -108,20 +108,23 @@ class Evaluator:
         return {i: found[k] for i, k in enumerate(keys) if k in found}
 
     def generate(self, W: np.ndarray, progress: StageProgress | None = None,
-                 cancel: threading.Event | None = None) -> list[list[str]]:
-        """Responses [row][prompt] for the rows of `W`: one weight-batched generate call over all rows; a
-        conditioned policy one call per p (its prompt differs). What an executor's worker runs."""
+                 cancel: threading.Event | None = None) -> list[list[list[str]]]:
+        """Responses [row][prompt][sample] for the rows of `W` (one sample each when greedy): one weight-batched
+        generate call over all rows; a conditioned policy one call per p (its prompt differs). Sampled responses are
+        seeded by each candidate's key (`generate.row_seed`). What an executor's worker runs."""
         tokens = (lambda d, t: progress("generate", d, t)) if progress else None
+        keys = [self.spec(w, "").key for w in W]
         if not self.conditioned:
-            return generate_responses(self.model, self.base.tokenizer, self.prompts, W, self.decoding, tokens, cancel)
-        return [generate_responses(self.model, self.base.tokenizer, self.prompts, np.ones((1, 1)),
-                                   self.decoding_for(w), tokens, cancel)[0] for w in W]
+            return generate_samples(self.model, self.base.tokenizer, self.prompts, W, self.decoding, tokens, cancel,
+                                    identities=keys)
+        return [generate_samples(self.model, self.base.tokenizer, self.prompts, np.ones((1, 1)),
+                                 self.decoding_for(w), tokens, cancel, identities=[key])[0] for w, key in zip(W, keys)]
 
     def evaluate(self, weights: np.ndarray | Sequence[Sequence[float]], source: str = "sweep",
                  progress: StageProgress | None = None, run_id: int | None = None,
                  space: SearchSpace | None = None, extra_scorers: Sequence[str] = (),
                  cancel: threading.Event | None = None,
-                 generated: Callable[[np.ndarray], list[list[str]]] | None = None) -> Evaluation:
+                 generated: Callable[[np.ndarray], list[list[list[str]]]] | None = None) -> Evaluation:
         """Candidate ids for each row of `weights` (K, n), generating and scoring only what is missing.
         `space` (default the workspace's, C from workspace.json) bounds the weights; `extra_scorers` are scored
         besides the values' scorers; `cancel` set stops generation at the next token (nothing of it stored).
@@ -133,7 +136,7 @@ class Evaluator:
         if todo:
             responses = generated(W[todo]) if generated else self.generate(W[todo], progress, cancel)
             for n, (i, resp) in enumerate(zip(todo, responses)):
-                ids[i] = self.ws.store.add_candidate(self.spec(W[i], source), self.prompts, resp, run_id=run_id)
+                ids[i] = store_candidate(self.ws, self.spec(W[i], source), self.prompts, resp, self.decoding, run_id)
                 if progress:
                     progress("store", n + 1, len(todo))
         ids = [ids[i] for i in range(len(W))]
@@ -141,19 +144,34 @@ class Evaluator:
         return Evaluation(candidate_ids=ids, generated=len(todo))
 
 
+def store_candidate(ws: Workspace, spec: CandidateSpec, prompts: Sequence[str], responses: list[list[str]],
+                    decoding: DecodingConfig, run_id: int | None = None) -> int:
+    """Store one candidate's responses [prompt][sample]: sample 0 of each prompt as its response, and when decoded
+    by sampling every sample too (the per-sample scores of CRD are kept for them)."""
+    return ws.store.add_candidate(spec, prompts, [r[0] for r in responses], run_id=run_id,
+                                  samples=responses if decoding.do_sample else None)
+
+
 def score_missing(ws: Workspace, candidate_ids: Sequence[int], progress: StageProgress | None = None,
                   extra_scorers: Sequence[str] = ()) -> None:
     """Score every (candidate, scorer) pair not yet in the store, for the values' scorers and `extra_scorers`;
-    each scorer sees all its rows in one call."""
+    each scorer sees all its rows in one call. A sampled candidate's every sample is scored, and its per-prompt
+    score is the mean over its samples (store.add_sample_scores)."""
     unique = sorted(set(candidate_ids))
     scorers = list(dict.fromkeys([v.scorer for v in ws.manifest.values] + list(extra_scorers)))
     for n, scorer in enumerate(scorers):
         missing = sorted(set(unique) - ws.store.scored(unique, scorer))
         if missing:
-            rows = ws.store.responses(missing)
-            scores = get_scorer(scorer).score(rows["prompt"].tolist(), rows["response"].tolist())
-            ws.store.add_scores_batch(scorer, {int(cid): scores[grp.index.to_numpy()]
-                                               for cid, grp in rows.groupby("candidate_id", sort=False)})
+            samples = ws.store.samples(missing)
+            rows = ws.store.responses(sorted(set(missing) - set(samples["candidate_id"].astype(int))))
+            scores = get_scorer(scorer).score(rows["prompt"].tolist() + samples["prompt"].tolist(),
+                                              rows["response"].tolist() + samples["response"].tolist())
+            if len(rows):
+                ws.store.add_scores_batch(scorer, {int(cid): scores[grp.index.to_numpy()]
+                                                   for cid, grp in rows.groupby("candidate_id", sort=False)})
+            if len(samples):
+                ws.store.add_sample_scores(scorer, samples[["candidate_id", "prompt_idx", "sample_idx"]].to_numpy(),
+                                           scores[len(rows):])
         if progress:
             progress("score", n + 1, len(scorers))
 
@@ -171,9 +189,10 @@ def evaluate_base(ws: Workspace, base: BaseModel | None = None, progress: StageP
     if spec.key in found:
         cid = found[spec.key]
     else:
-        resp = generate_responses(base.model, base.tokenizer, prompts, None, ws.manifest.decoding,
-                                  progress=(lambda d, t: progress("generate", d, t)) if progress else None)[0]
-        cid = ws.store.add_candidate(spec, prompts, resp)
+        resp = generate_samples(base.model, base.tokenizer, prompts, None, ws.manifest.decoding,
+                                progress=(lambda d, t: progress("generate", d, t)) if progress else None,
+                                identities=[spec.key])[0]
+        cid = store_candidate(ws, spec, prompts, resp, ws.manifest.decoding)
     score_missing(ws, [cid], progress, extra_scorers)
     return cid
 
@@ -227,7 +246,8 @@ def seconds_per_candidate(ws: Workspace) -> float | None:
 class Executor(Protocol):
     """Where the responses of a sweep's chunks are generated; the driver alone writes the store."""
 
-    def responses(self, jobs: Sequence[tuple[Evaluator, np.ndarray]]) -> Iterator[Callable[[np.ndarray], list[list[str]]]]:
+    def responses(self, jobs: Sequence[tuple[Evaluator, np.ndarray]]
+                  ) -> Iterator[Callable[[np.ndarray], list[list[list[str]]]]]:
         """For each (evaluator, chunk) in order: a function of the chunk's missing rows returning their responses."""
         ...
 

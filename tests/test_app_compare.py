@@ -66,7 +66,21 @@ def test_compare_table_matches_independent_metrics(ws, monkeypatch):
         assert got.loc[m, "MIP"] == pytest.approx(np.mean([max(p @ f for f in fr) for p in P]), rel=1e-6), m
         for j, v in enumerate(("warmth", "brevity")):
             assert got.loc[m, f"best {v}"] == pytest.approx(F[:, j].max(), rel=1e-6)
-    assert (got["CRD"] == "—").all()  # greedy sweeps: one response per prompt, no per-sample rewards
+    assert got["CRD"].isna().all()  # greedy sweeps: one response per prompt, no per-sample rewards
+    assert any("CRD empty" in c.value and "decoded greedily" in c.value for c in at.caption)
+
+    # win rates at p = (0.5, 0.5) (the default): each method's front candidate maximising p·z, and per value the
+    # share of prompts on which its reward beats the base model's (ties half), counted here with a loop
+    wins = next(d.value for d in at.dataframe if "win_warmth" in d.value.columns).set_index("method")
+    assert at.selectbox(key="compare_win_p").value == 5
+    for m, ids in members.items():
+        F = np.stack([Z[i] for i in ids])
+        best = max((ids[k] for k in brute(F)), key=lambda i: (0.5 * Z[i].sum(), -i))
+        assert wins.loc[m, "id"] == best, m
+        rows = ws.store.responses([best])
+        for v in ("warmth", "brevity"):
+            want = np.mean([1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(rows[v], base_rows[v])])
+            assert wins.loc[m, f"win_{v}"] == pytest.approx(want), (m, v)
 
     # the CSV download carries the same table plus the reference point used
     csv = pd.read_csv(io.StringIO(download_data(at, served))).set_index("method")

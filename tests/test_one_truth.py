@@ -10,6 +10,7 @@ import re
 import shutil
 from contextlib import redirect_stdout
 
+import numpy as np
 import pytest
 
 from mva_core.cli import main
@@ -35,7 +36,7 @@ def test_page_cli_and_report_agree(demo, monkeypatch):
         assert m["hv_ci"][0] <= m["hv"] <= m["hv_ci"][1], name
         if m["mip"] is not None:
             assert m["mip_ci"][0] <= m["mip"] <= m["mip_ci"][1], name
-        assert m["crd"] is None and "greedily" in m["crd_why"] and m["n_prompts"] == 16
+        assert m["crd"] is None and "decoded greedily" in m["crd_why"] and m["n_prompts"] == 16
     names = list(doc["methods"])
     assert len(doc["pairs"]) == len(names) * (len(names) - 1) // 2
     for method in ("mva", "mva-no-hsic"):  # HSIC beside its permutation null (issue 16 item 7)
@@ -45,6 +46,9 @@ def test_page_cli_and_report_agree(demo, monkeypatch):
     report = demo_report(open_workspace(demo))
     rows = {m[0]: (float(m[1]), float(m[2])) for m in
             re.findall(r"^\| (\S+) \| \d+ \| \d+ \| ([-\d.]+) \[[^]]+\] \| ([-\d.]+) \[", report, re.M)}
+    crd_cells = re.findall(r"^\| \S+ \| \d+ \| \d+ \| .* \| (\S+) \|$", report, re.M)
+    assert len(crd_cells) == len(rows) and set(crd_cells) == {"—"}  # greedy: no CRD, as in the JSON
+    assert "CRD —: CRD (MI-EPO)" in report
     ref_line = re.search(r"Shared reference point .*?: \[([-\d.]+), ([-\d.]+)\]", report)
     assert [float(x) for x in ref_line.groups()] == pytest.approx(doc["ref"], abs=5e-4)
 
@@ -55,6 +59,7 @@ def test_page_cli_and_report_agree(demo, monkeypatch):
     for name, m in doc["methods"].items():
         assert page[name][0] == pytest.approx(m["hv"], abs=1e-9) and rows[name][0] == pytest.approx(m["hv"], abs=5e-5)
         assert page[name][1] == pytest.approx(m["mip"], abs=1e-9) and rows[name][1] == pytest.approx(m["mip"], abs=5e-5)
+        assert np.isnan(table.loc[table["method"] == name, "CRD"].iloc[0])  # the JSON's null
         assert table.loc[table["method"] == name, "hypervolume 95% CI"].iloc[0] == \
             f"[{m['hv_ci'][0]:.4f}, {m['hv_ci'][1]:.4f}]"
     for line in re.findall(r"^- (\S+) − (\S+): ΔHV = \S+ \[(\S+), (\S+)\].*; (.*)\.$", report, re.M):

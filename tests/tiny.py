@@ -38,12 +38,12 @@ def make_tokenizer(path: Path):
     return fast
 
 
-def make_tiny_llama(path: Path, seed: int = 0, vocab_size: int = 400):
+def make_tiny_llama(path: Path, seed: int = 0, vocab_size: int = 400, context: int = 256):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=context,
                       bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
     model = LlamaForCausalLM(cfg).eval()
     model.save_pretrained(path)
@@ -73,8 +73,11 @@ def make_value_vector(base_dir: Path, out: Path, value: str, seed: int, r: int =
     return out
 
 
-def make_tiny_workspace(root: Path, method: str = "mva-no-hsic", n_prompts: int = 3):
-    """A workspace over the tiny Llama: two values measured by cheap packaged scorers, one vector set."""
+def make_tiny_workspace(root: Path, method: str = "mva-no-hsic", n_prompts: int = 3, decoding=None,
+                        scorers: tuple[str, str] = ("warmth", "brevity")):
+    """A workspace over the tiny Llama: two values measured by cheap packaged scorers, one vector set.
+    `decoding` (a DecodingConfig) replaces the default greedy 8-token decoding; `scorers` measure the two values
+    (warmth, brevity) — e.g. civility, which varies on the tiny model's text where VADER's warmth is mostly 0."""
     from mva_core.config import DecodingConfig
     from mva_core.data import write_jsonl
     from mva_core.workspace import Manifest, ValueSpec, Workspace
@@ -86,5 +89,5 @@ def make_tiny_workspace(root: Path, method: str = "mva-no-hsic", n_prompts: int 
                "You are kind and helpful, thank you!"][:n_prompts]
     write_jsonl(root / "prompts" / "validation.jsonl", [{"prompt": p} for p in prompts])
     return Workspace.create(root, Manifest(
-        base=str(root / "base"), values=[ValueSpec("warmth", "warmth"), ValueSpec("brevity", "brevity")], C=1.0,
-        decoding=DecodingConfig(max_new_tokens=8, batch_size=8), description="tiny test workspace"))
+        base=str(root / "base"), values=[ValueSpec("warmth", scorers[0]), ValueSpec("brevity", scorers[1])], C=1.0,
+        decoding=decoding or DecodingConfig(max_new_tokens=8, batch_size=8), description="tiny test workspace"))

@@ -11,7 +11,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 import streamlit as st
 
-from mva_core.results import best_per_value, compare_table, compare_with_intervals, merge_workspace_tables
+from mva_core.pareto import preference_vectors
+from mva_core.results import (
+    best_per_value, compare_table, compare_with_intervals, crd_by_method, merge_workspace_tables, win_rates_at,
+)
 from mva_core.sweep import BASE_METHOD
 from views.shared import (
     Front, Mark, axis_picker, current_workspace, front_figure, get_table, get_workspace, hover_text, table_version,
@@ -21,6 +24,16 @@ from views.shared import (
 def get_intervals(root: str, version: int, methods: tuple[str, ...], ref: tuple[float, ...]):
     ws_ = get_workspace(root)
     return compare_with_intervals(ws_, get_table(root, version), list(methods), np.asarray(ref)) if methods else None
+
+
+@st.cache_data(show_spinner=False)
+def get_crd(root: str, version: int, methods: tuple[str, ...]):
+    return crd_by_method(get_workspace(root), get_table(root, version), list(methods))
+
+
+@st.cache_data(show_spinner=False)
+def get_win_rates(root: str, version: int, methods: tuple[str, ...], p: tuple[float, ...]) -> pd.DataFrame:
+    return win_rates_at(get_workspace(root), get_table(root, version), list(methods), p)
 
 
 def forest_figure(boot, order: list[str]) -> go.Figure:
@@ -101,11 +114,14 @@ typed = np.array([c.number_input(v, value=float(round(default_ref[i], 4)), step=
 ref = np.where(typed == np.round(default_ref, 4), default_ref, typed)
 result, ref = compare_table(compared, values, ref)
 result = result.sort_values("method", key=lambda m: m.map(chosen.index), ignore_index=True)  # the chart's order
-result.insert(result.columns.get_loc("MIP") + 1, "CRD", "—")
-# Intervals over the evaluation prompts: within one workspace (another workspace's prompts cannot be paired)
-boot = get_intervals(str(ws.root), table_version(ws), tuple(m for m in chosen if m in set(table["method"])),
-                     tuple(float(x) for x in ref)) \
-    if len(merged.base_methods) == 1 and (table["method"] == BASE_METHOD).any() else None
+# Intervals over the evaluation prompts, CRD and win rates: within one workspace (another workspace's prompts cannot
+# be paired, and its samples and base model are its own)
+single = len(merged.base_methods) == 1 and (table["method"] == BASE_METHOD).any()
+own = tuple(m for m in chosen if m in set(table["method"]))
+boot = get_intervals(str(ws.root), table_version(ws), own, tuple(float(x) for x in ref)) if single else None
+crd = get_crd(str(ws.root), table_version(ws), own) if single else {}
+result.insert(result.columns.get_loc("MIP") + 1, "CRD",
+              [crd[m].value if m in crd and crd[m].value is not None else np.nan for m in result["method"]])
 if boot is not None:
     for metric, col in (("hv", "hypervolume"), ("mip", "MIP")):
         ci = {name: getattr(m, metric) for name, m in boot.methods.items()}
@@ -156,14 +172,18 @@ st.dataframe(result, width="stretch", hide_index=True, column_config={
                                                  "the shared reference point (pymoo HV); larger is better."),
     "MIP": st.column_config.NumberColumn(format="%.4f", help="Mean over the evaluation preference vectors p of p·z "
                                          "of the front candidate maximising p·z (MI-EPO)."),
-    "CRD": st.column_config.TextColumn(help="CRD (MI-EPO) = mean det Cov of the rewards of several sampled responses "
-                                       "per preference. The store keeps one greedy response per candidate and prompt, "
-                                       "so there are no per-sample rewards to measure it: not shown."),
+    "CRD": st.column_config.NumberColumn(format="%.4g", help="CRD (MI-EPO) = mean over the evaluation preferences p "
+                                         "of det Cov of the z-scored rewards of every response sampled for p (all "
+                                         "prompts × samples of the candidate p is scored with). Empty when the "
+                                         "candidates were decoded greedily."),
     **{f"best {v}": st.column_config.NumberColumn(format="%.3f", help=f"The method's highest z-score on {v}.")
        for v in values},
 })
-st.caption("CRD: — because it needs several sampled responses per preference (MI-EPO); the sweeps here decode "
-           "greedily and store one response per candidate and prompt.")
+why = sorted({c.why for c in crd.values() if c.value is None})
+if not single:
+    st.caption("CRD: measured within one workspace with its base model; remove the other workspaces to see it.")
+elif why:
+    st.caption("CRD empty: " + "; ".join(why) + ".")
 csv = result.assign(**{f"ref {v}": ref[i] for i, v in enumerate(values)}).to_csv(index=False)
 st.download_button("Download table (CSV)", csv, file_name="compare.csv", mime="text/csv", key="compare_csv")
 
@@ -200,3 +220,26 @@ else:
                        else "the interval holds 0: **within noise**")
             st.markdown(f"HV({a}) − HV({b}) = **{d.hv_diff.estimate:+.4f}** [{lo:+.4f}, {hi:+.4f}] (paired, same "
                         f"resampled prompts); {a} ahead in {d.p_a_better:.0%} of resamples; {verdict}.")
+
+# ---- Win rates against the base model ----
+if single:
+    st.subheader("Win rates against the base model")
+    P = preference_vectors(len(values)) if len(values) in (2, 3) else None
+    if P is None:
+        st.caption(f"Win rates are shown for a method's candidate of an evaluation preference p; there are none for "
+                   f"{len(values)} values (MI-EPO: 2 or 3).")
+    else:
+        labels = [", ".join(f"{v} {x:g}" for v, x in zip(values, p)) for p in P]
+        i = st.selectbox("Preference p", range(len(P)), index=len(P) // 2, format_func=lambda k: labels[k],
+                         key="compare_win_p")
+        wins = get_win_rates(str(ws.root), table_version(ws), own, tuple(float(x) for x in P[i]))
+        st.dataframe(wins, width="stretch", hide_index=True, column_config={
+            "id": st.column_config.NumberColumn("candidate", help="The method's candidate for p: the run with p for "
+                                                "a conditioned policy, else its front candidate maximising p·z."),
+            **{f"win_{v}": st.column_config.ProgressColumn(f"wins {v}", min_value=0.0, max_value=1.0, format="%.2f",
+                                                           help=f"Share of the prompts on which the candidate's {v} "
+                                                                "reward beats the base model's (ties count half).")
+               for v in values}})
+        st.caption("Per value, the share of evaluation prompts on which the method's candidate for p scores higher "
+                   "than the base model on the same prompt (ties count half; 0.5 = no better than the base). "
+                   "For a judge's pairwise verdict instead of a reward: `python -m mva_core judge`.")

@@ -30,6 +30,9 @@ scorer_of = {v.name: v.scorer for v in ws.manifest.values}
 st.title("Read the responses")
 st.caption("Pick candidates and a prompt: their responses appear side by side with each value's score on that "
            "prompt (raw scorer output, and in colour the difference to the base model's response to the same prompt).")
+if ws.manifest.decoding.do_sample and ws.manifest.decoding.num_samples > 1:
+    st.caption(f"Sampled decoding: each candidate has {ws.manifest.decoding.num_samples} responses per prompt; shown is "
+               "the first, and each score is the mean over all of them (the reward a candidate is placed by).")
 table = get_table(str(ws.root), table_version(ws))
 
 # ---- Candidates ----
