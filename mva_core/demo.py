@@ -28,6 +28,7 @@ from .preference_data import load_preference_jsonl
 from .results import candidate_table, compare_table, compare_with_intervals, crd_by_method
 from .scorers import get_scorer
 from .search import search_method
+from .store import prompts_hash
 from .sweep import BASE_METHOD, evaluate_base, method_groups, sweep_groups
 from .workspace import REPO_ROOT, Manifest, ValueSpec, Workspace
 
@@ -179,6 +180,7 @@ def build_demo(root: Path | None = None, seed: int = 0, progress: Progress | Non
         if m.name in spec.without_grid:
             continue
         sweep_groups(m.name, method_groups(ws, m.name, spec.grid_step, base=base), chunk=8, progress=progress)
+    ws.store.forget_other_prompt_sets(prompts_hash(validation))  # a rebuild on new prompts ships only those
     _write_provenance(root, seed)
     return ws
 

@@ -258,6 +258,23 @@ class Store:
         return hash((int(a), int(b), inode))
 
     # ---- candidates ----
+    def forget_other_prompt_sets(self, keep: str) -> int:
+        """Delete every candidate evaluated on a prompt set other than `keep` (a prompts_hash), with its responses,
+        scores and samples, and the sweep/search runs of those prompts; returns how many candidates. For a workspace
+        rebuilt on new prompts (the demo build): what no page can show any more is not shipped."""
+        other = "SELECT id FROM candidates WHERE prompts_hash != ?"
+        with self._connect(write=True) as con:
+            n = con.execute(f"SELECT COUNT(*) FROM ({other})", (keep,)).fetchone()[0]
+            for table in ("sample_scores", "samples", "scores", "responses"):
+                con.execute(f"DELETE FROM {table} WHERE candidate_id IN ({other})", (keep,))
+            con.execute("DELETE FROM candidates WHERE prompts_hash != ?", (keep,))
+            stale = [rid for rid, config in con.execute("SELECT id, config FROM runs WHERE kind IN ('sweep', 'search')")
+                     if json.loads(config).get("prompts_hash", keep) != keep]
+            con.executemany("DELETE FROM runs WHERE id = ?", [(r,) for r in stale])
+        with contextlib.closing(sqlite3.connect(self.path, isolation_level=None)) as con:
+            con.execute("VACUUM")  # give the space back: the file is what ships
+        return int(n)
+
     def find(self, keys: Sequence[str]) -> dict[str, int]:
         """key -> candidate id for the keys already stored."""
         out: dict[str, int] = {}

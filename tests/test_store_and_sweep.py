@@ -96,3 +96,35 @@ def test_weight_sets_on_a_subset_of_values_fix_the_others_at_zero():
         next(m.weight_sets(1.0, 0.5, active=[]))
     with pytest.raises(ConfigError, match="no weight grid"):
         next(ComparedMethod("v", "dpo", "vertices", m.vector_dirs, m.vector_hashes, vertex=0).weight_sets(1.0, 1.0, [0]))
+
+
+def test_forget_other_prompt_sets_keeps_only_the_current_prompts(tmp_path):
+    """A workspace re-evaluated on new prompts (the demo rebuild): the old prompt set's candidates, responses,
+    scores and sweep runs go, the new ones and the training runs stay, and the file shrinks back."""
+    import json
+
+    from mva_core.store import prompts_hash
+    from mva_core.sweep import method_groups, sweep_groups
+    from mva_core.workspace import Workspace
+
+    ws = make_tiny_workspace(tmp_path / "ws", n_prompts=3)
+    ws.store.finish_run(ws.store.start_run("train", {"method": "mva-no-hsic"}, "mva-no-hsic"), "done")
+    sweep_groups("mva-no-hsic", method_groups(ws, "mva-no-hsic", 0.5))
+    old = len(ws.store.candidates())
+    prompts = ws.root / ws.manifest.prompts
+    prompts.write_text("\n".join(json.dumps({"prompt": p}) for p in ["Say hi.", "Name a fruit."]) + "\n")
+    ws = Workspace(ws.root)
+    sweep_groups("mva-no-hsic", method_groups(ws, "mva-no-hsic", 0.5))
+    keep = prompts_hash(ws.prompts())
+    assert ws.store.forget_other_prompt_sets(keep) == old
+    cands = ws.store.candidates()
+    assert len(cands) == old and set(cands["prompts_hash"]) == {keep}
+    assert set(ws.store.responses(cands["id"].tolist())["prompt"]) == {"Say hi.", "Name a fruit."}
+    import sqlite3
+    with sqlite3.connect(ws.store.path) as con:
+        orphans = con.execute("SELECT COUNT(*) FROM scores WHERE candidate_id NOT IN (SELECT id FROM candidates)")
+        assert orphans.fetchone()[0] == 0
+        assert con.execute("SELECT COUNT(*) FROM responses WHERE candidate_id NOT IN "
+                           "(SELECT id FROM candidates)").fetchone()[0] == 0
+    runs = ws.store.runs()
+    assert sorted(runs["kind"]) == ["sweep", "train"]  # the old prompts' sweep run went, training stayed
