@@ -72,20 +72,27 @@ class PreferenceWeights(PromptConditioning):
         return condition_text(preference, value_names, system_prompt)
 
 
-RicMapping = Literal["linf", "l2"]
+RicMapping = Literal["linf", "l2", "quantile"]
 RIC_MAPPINGS: tuple[str, ...] = get_args(RicMapping)
+QUANTILE_LEVELS = np.linspace(0.0, 1.0, 101)  # the levels of the score quantiles a RiC policy stores
 
 
 def ric_desired_rewards(preference: Sequence[float], low: Sequence[float], high: Sequence[float],
-                        mapping: RicMapping = "linf") -> np.ndarray:
+                        mapping: RicMapping = "linf",
+                        quantiles: Sequence[Sequence[float]] | None = None) -> np.ndarray:
     """RiC's preference-to-reward mapping (Yang et al. 2024, https://arxiv.org/abs/2402.10207, inference stage;
-    read from the released code, github.com/YangRui2015/RiC, `ric/utils.py::map_rewards_from_preference`):
-    the desired normalised score of each value i for p (p normalised to sum 1, N values, [low_i, high_i] the
-    range of value i's normalised training scores), rounded to 1 decimal as RiC writes them:
+    read from the released code, github.com/YangRui2015/RiC): the desired normalised score of each value i for p
+    (p normalised to sum 1, N values, [low_i, high_i] the range of value i's normalised training scores, Q_i their
+    quantile function), rounded to 1 decimal as RiC writes them:
 
-        linf:  f_i(p) = min(N·p_i, 1) · (high_i − low_i) + low_i      (the most preferred value gets high_i;
-                                                                        the function's default)
-        l2:    f_i(p) = p_i / ‖p‖₂ · (high_i − low_i) + low_i        (what its LLM evaluation script calls)
+        linf:      f_i(p) = min(N·p_i, 1) · (high_i − low_i) + low_i    (`ric/utils.py::map_rewards_from_preference`,
+                                                                          its default: the most preferred value
+                                                                          asks for high_i)
+        l2:        f_i(p) = p_i / ‖p‖₂ · (high_i − low_i) + low_i      (the same function with method='l2', what
+                                                                          its LLM evaluation script passes)
+        quantile:  f_i(p) = Q_i(min(N·p_i, 1))                          (its text-to-image inference script, for 2
+                                                                          values: Q(2·p_i) below the top value)
+    `quantiles` (mapping "quantile"): per value, Q_i at `QUANTILE_LEVELS` (interpolated linearly between them).
     """
     p = np.asarray(preference, dtype=float)
     lo, hi = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
@@ -96,12 +103,19 @@ def ric_desired_rewards(preference: Sequence[float], low: Sequence[float], high:
                           f"{lo.size} and {hi.size} values; give one weight per value")
     p = p / p.sum()
     if mapping == "linf":
-        share = np.minimum(len(p) * p, 1.0)
+        desired = np.minimum(len(p) * p, 1.0) * (hi - lo) + lo
     elif mapping == "l2":
-        share = p / np.sqrt((p ** 2).sum())
+        desired = p / np.sqrt((p ** 2).sum()) * (hi - lo) + lo
+    elif mapping == "quantile":
+        Q = np.asarray(quantiles if quantiles is not None else [], dtype=float)
+        if Q.shape != (len(p), len(QUANTILE_LEVELS)):
+            raise ConfigError(f"the quantile mapping needs each value's score quantiles at {len(QUANTILE_LEVELS)} "
+                              f"levels (shape {(len(p), len(QUANTILE_LEVELS))}), got shape {Q.shape}; retrain the "
+                              "policy with this version, or use mapping 'linf'")
+        desired = np.array([np.interp(level, QUANTILE_LEVELS, q) for level, q in zip(np.minimum(len(p) * p, 1.0), Q)])
     else:
         raise ConfigError(f"RiC mapping {mapping!r} is unknown; choose one of {list(RIC_MAPPINGS)}")
-    return np.round(share * (hi - lo) + lo, 1) + 0.0  # + 0.0: no "-0.0" in the prompt
+    return np.round(desired, 1) + 0.0  # + 0.0: no "-0.0" in the prompt
 
 
 def reward_text(scores: Sequence[float], value_names: Sequence[str]) -> str:
@@ -117,18 +131,27 @@ def reward_text(scores: Sequence[float], value_names: Sequence[str]) -> str:
 @dataclass(frozen=True)
 class RewardsInContext(PromptConditioning):
     """RiC's conditioning: p -> desired normalised scores (`ric_desired_rewards`) -> `reward_text`, in the order of
-    the values the policy was trained on (`values`), each within the range of its training scores [low, high]."""
+    the values the policy was trained on (`values`); [low, high] and `quantiles` describe its training scores."""
 
     values: tuple[str, ...]
     low: tuple[float, ...]
     high: tuple[float, ...]
     mapping: RicMapping = "linf"
+    quantiles: tuple[tuple[float, ...], ...] = ()  # per value, at QUANTILE_LEVELS (needed by mapping "quantile")
     name: ClassVar[str] = "rewards-in-context"
+
+    @classmethod
+    def from_scores(cls, values: Sequence[str], scores: np.ndarray, mapping: RicMapping = "linf") -> "RewardsInContext":
+        """From the normalised training scores (N, n_values) a policy was trained on."""
+        Q = np.quantile(scores, QUANTILE_LEVELS, axis=0).T  # (n_values, levels)
+        return cls(tuple(values), tuple(scores.min(axis=0)), tuple(scores.max(axis=0)), mapping,
+                   tuple(tuple(float(x) for x in q) for q in Q))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "values", tuple(self.values))
         object.__setattr__(self, "low", tuple(float(x) for x in self.low))
         object.__setattr__(self, "high", tuple(float(x) for x in self.high))
+        object.__setattr__(self, "quantiles", tuple(tuple(float(x) for x in q) for q in self.quantiles))
         if not self.values or len(set(self.values)) != len(self.values) or not (
                 len(self.low) == len(self.high) == len(self.values)):
             raise ConfigError(f"RiC conditioning needs one (low, high) per distinct value; got values {self.values}, "
@@ -146,7 +169,8 @@ class RewardsInContext(PromptConditioning):
             raise ConfigError(f"preference {list(preference)} over values {list(value_names)}: this RiC policy was "
                               f"trained on values {list(self.values)}; give one weight for each of them")
         by_name = dict(zip(value_names, preference))
-        return ric_desired_rewards([by_name[v] for v in self.values], self.low, self.high, self.mapping)
+        return ric_desired_rewards([by_name[v] for v in self.values], self.low, self.high, self.mapping,
+                                   self.quantiles or None)
 
     def text(self, preference: Sequence[float], value_names: Sequence[str], system_prompt: str | None = None) -> str:
         text = reward_text(self.rewards(preference, value_names), self.values)
@@ -154,7 +178,7 @@ class RewardsInContext(PromptConditioning):
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "values": list(self.values), "low": list(self.low), "high": list(self.high),
-                "mapping": self.mapping}
+                "mapping": self.mapping, "quantiles": [list(q) for q in self.quantiles]}
 
 
 CONDITIONINGS: dict[str, type[PromptConditioning]] = {c.name: c for c in (PreferenceWeights, RewardsInContext)}

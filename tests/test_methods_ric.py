@@ -55,7 +55,7 @@ def test_registered_as_a_conditioned_method_with_its_paper():
     assert "ric" in available_methods()
     method = get_method("ric")
     assert method.kind is CONDITIONED and method.composition == "conditioned" and "2402.10207" in method.paper
-    assert method.settings == ("scorers",)
+    assert method.settings == ("scorers", "mapping")
 
 
 def test_reward_text_is_rics_one_decimal_format():
@@ -85,8 +85,24 @@ def test_preference_to_reward_mapping_by_hand():
     assert ric_desired_rewards([0.2, 0.2, 0.6], [0] * 3, [1] * 3, "l2").tolist() == [0.3, 0.3, 0.9]
     with pytest.raises(ConfigError, match="unknown; choose one of"):
         ric_desired_rewards([0.5, 0.5], low, high, "cosine")
+    with pytest.raises(ConfigError, match="quantile mapping needs each value's score quantiles"):
+        ric_desired_rewards([0.5, 0.5], low, high, "quantile")
     with pytest.raises(ConfigError, match="non-negative"):
         ric_desired_rewards([-0.5, 1.5], low, high)
+
+
+def test_quantile_mapping_by_hand():
+    """quantile: f_i = Q_i(min(N p_i, 1)), Q_i the quantile function of value i's training scores (linear between
+    order statistics, as numpy's default): a's scores 0,1,2,3,10 -> Q(0.6) at position 4·0.6 = 2.4 -> 2.4."""
+    Z = np.array([[0.0, 5.0], [1.0, 4.0], [2.0, 3.0], [3.0, 2.0], [10.0, 1.0]])
+    ric = RewardsInContext.from_scores(["a", "b"], Z, "quantile")
+    assert (ric.low, ric.high) == ((0.0, 1.0), (10.0, 5.0))
+    assert ric.rewards([0.3, 0.7], ["a", "b"]).tolist() == [2.4, 5.0]  # b (sorted 1..5) at Q(1) = 5
+    assert ric.rewards([0.7, 0.3], ["a", "b"]).tolist() == [10.0, 3.4]  # b at Q(0.6): 1 + 2.4 = 3.4
+    assert ric.rewards([0.0, 1.0], ["a", "b"]).tolist() == [0.0, 5.0]
+    # linf on the same range asks a for 0.6·10 = 6: a score only the outlier 10 comes near
+    assert replace(ric, mapping="linf").rewards([0.3, 0.7], ["a", "b"]).tolist() == [6.0, 5.0]
+    assert conditioning_from_meta({"conditioning": ric.to_dict()}) == ric
 
 
 def test_the_policy_reads_p_by_value_name_in_its_training_order():
@@ -181,7 +197,9 @@ def test_train_writes_a_policy_whose_step_one_loss_is_the_base_nll_and_resumes(b
     assert CONDITIONED.is_policy([vector]) and meta["method"] == "ric" and meta["values"] == ["warm", "short"]
     assert meta["scorers"] == scorers and meta["n_responses"] == N_DISTINCT and "2402.10207" in meta["paper"]
     ric = CONDITIONED.conditioning([vector])
-    assert ric == RewardsInContext(("warm", "short"), tuple(Z.min(axis=0)), tuple(Z.max(axis=0)), "linf")
+    assert (ric.values, ric.low, ric.high, ric.mapping) == (("warm", "short"), tuple(Z.min(axis=0)),
+                                                            tuple(Z.max(axis=0)), "linf")
+    assert np.allclose(ric.quantiles, np.quantile(Z, np.linspace(0, 1, 101), axis=0).T)
     assert meta["condition_example"] == ric.text([0.5, 0.5], ["warm", "short"])
     assert any(t.abs().sum() > 0 for k, t in load_file(str(full / "adapter_model.safetensors")).items() if "lora_B" in k)
 
@@ -264,3 +282,9 @@ def test_cli_train_then_sweep_at_the_evaluation_preferences(tmp_path, base):
     assert card["conditioning"] == {"preference": {"warm": 0.3, "short": 0.7}, "system_prompt": text}
     again = run("sweep", "--method", "ric", "--workspace", ws_dir)  # resumable: nothing new
     assert len(candidate_table(Workspace(ws_dir)).query("method == 'ric'")) == 11, again.stdout
+    # --mapping reaches the stored policy (the default above is linf)
+    assert load_value_vector(policy).meta["conditioning"]["mapping"] == "linf"
+    run("train", "--method", "ric", "--values", "warm,short", "--data", f"warm={tmp_path / 'warm.jsonl'}",
+        "--data", f"short={tmp_path / 'short.jsonl'}", "--base", base_dir, "--steps", "1", "--mapping", "quantile",
+        "--out", tmp_path / "q", "--workspace", ws_dir)
+    assert CONDITIONED.conditioning([load_value_vector(tmp_path / "q" / "policy")]).mapping == "quantile"

@@ -25,10 +25,13 @@ What differs from RiC, and what is left out:
   - the mapping's range: RiC's LLM evaluation script takes [low, high] as the min and max of 50 000 standard-normal
     draws (about ±4.2, the span of z-scores over its ~160k responses); with a few hundred responses that asks for
     scores the policy never saw, so we take the min and max of the policy's own normalised training scores.
-  - the mapping: `linf` (the default of RiC's `map_rewards_from_preference`: min(N·p_i, 1) of the way from low_i
-    to high_i, so the most preferred value asks for its maximum); `l2` (p_i / ‖p‖₂, what the released LLM
-    evaluation script passes) is the option `mapping="l2"`. The paper's own text was not available to us offline:
-    both are read from the released code.
+  - the mapping (`mapping`, chosen at training, stored with the policy): `linf` (default) is the default of RiC's
+    `map_rewards_from_preference`, min(N·p_i, 1) of the way from low_i to high_i, so the most preferred value asks
+    for its maximum; `l2` (p_i / ‖p‖₂ of the way) is what the released LLM evaluation script passes; `quantile`
+    (Q_i(min(N·p_i, 1)), the quantile of value i's training scores) is what its text-to-image inference script
+    does, and suits a skewed scorer (the demo's brevity z-scores: median −0.2, 99th percentile 4.7, max 9.1, so
+    linf asks for z ≥ 1.2 — the top 5 % — at any p_brevity ≥ 0.1). The paper's own text was not available to us
+    offline: all three are read from the released code.
   - left out: RiC's online stage (multi-objective rejection sampling: generate with sampled desired scores, keep
     the responses above the 0.7 quantile on some value, fine-tune again), its optional score rebalancing
     (`balancing_rewards`, unused by its main script), its 8-bit base and its LoRA (r 64, α 128): `ric` trains with
@@ -129,13 +132,14 @@ def train_ric_policy(
     if not keep.all():
         warnings.warn(f"{int((~keep).sum())} of {len(keep)} responses have a non-finite score and are left out of "
                       "RiC's training data", stacklevel=2)
-    conditioning = RewardsInContext(tuple(values), tuple(Z[keep].min(axis=0)), tuple(Z[keep].max(axis=0)), mapping)
+    conditioning = RewardsInContext.from_scores(values, Z[keep], mapping)
     rows = [{"prompt": render_prompts(base.tokenizer, [x], conditioning_prompt(z, values, config.system_prompt))[0],
              "completion": y}  # trl appends the EOS to the completion
             for (x, y), z, k in zip(pairs, Z, keep) if k]
 
+    # what the weights depend on (the run identity a resume checks); the mapping only steers evaluation
     settings = {"scorers": {v: scorers[v] for v in values}, "mean": [float(m) for m in mean],
-                "sd": [float(s) for s in sd], "conditioning": conditioning.to_dict(), "n_responses": len(rows)}
+                "sd": [float(s) for s in sd], "n_responses": len(rows)}
 
     def make_trainer(partial: Path, all_callbacks: list[Any]) -> Any:
         args = trainer_arguments(SFTConfig, config, partial, progress, num_train_epochs=config.num_train_epochs,
@@ -149,7 +153,7 @@ def train_ric_policy(
     meta = run_meta(run, value=method, method=method, base_dir=base_dir, base_fingerprint=base_fingerprint,
                     config=config)
     meta.update({CONDITIONED.name: True,  # the flag CONDITIONED.is_policy reads; `conditioning` says how p is read
-                 "values": values, **settings,
+                 "values": values, **settings, "conditioning": conditioning.to_dict(),
                  "condition_example": conditioning.text([1 / len(values)] * len(values), values, config.system_prompt),
                  "token_accuracies": run.curve("mean_token_accuracy"), "paper": RIC_PAPER})
     save_adapter(run, out_dir, meta, overwrite)
@@ -171,15 +175,14 @@ class RiC(TrainingMethod):
     description = ("RiC: one policy, SFT on responses with their scores in the prompt; evaluated with RiC's desired "
                    "scores for each p (offline stage only)")
     kind = CONDITIONED
-    settings = ("scorers",)
-    mapping: RicMapping = "linf"
+    settings = ("scorers", "mapping")
 
     def train_all(self, base_dir: str, datasets: Datasets, out_root: Path, config: TrainConfig,
                   base_fingerprint: str, *, progress: bool = True, scorers: Mapping[str, str] | None = None,
-                  **_: Any) -> list[dict[str, Any]]:
+                  mapping: RicMapping = "linf", **_: Any) -> list[dict[str, Any]]:
         """The one policy into out_root/policy/; a finished one is kept (a rerun resumes or skips)."""
         out = Path(out_root) / POLICY_DIR
         if (out / "adapter_config.json").is_file():
             return []
         return [train_ric_policy(base_dir, datasets, out, config, base_fingerprint, scorers or {},
-                                 mapping=self.mapping, method=self.name, progress=progress)]
+                                 mapping=mapping, method=self.name, progress=progress)]
