@@ -85,13 +85,12 @@ def ric_desired_rewards(preference: Sequence[float], low: Sequence[float], high:
     (p normalised to sum 1, N values, [low_i, high_i] the range of value i's normalised training scores, Q_i their
     quantile function), rounded to 1 decimal as RiC writes them:
 
-        linf:      f_i(p) = min(N·p_i, 1) · (high_i − low_i) + low_i    (`ric/utils.py::map_rewards_from_preference`,
-                                                                          its default: the most preferred value
-                                                                          asks for high_i)
-        l2:        f_i(p) = p_i / ‖p‖₂ · (high_i − low_i) + low_i      (the same function with method='l2', what
-                                                                          its LLM evaluation script passes)
-        quantile:  f_i(p) = Q_i(min(N·p_i, 1))                          (its text-to-image inference script, for 2
-                                                                          values: Q(2·p_i) below the top value)
+        linf:      f_i(p) = min(N·p_i, 1) · (high_i − low_i) + low_i
+        l2:        f_i(p) = p_i / ‖p‖₂ · (high_i − low_i) + low_i
+        quantile:  f_i(p) = Q_i(min(N·p_i, 1))
+    linf is the default of `ric/utils.py::map_rewards_from_preference` (the most preferred value asks for high_i);
+    l2 is that function with method='l2', what RiC's LLM evaluation script passes; quantile is its text-to-image
+    inference script (2 values: the top value at its maximum, the other at Q(2·p_i)).
     `quantiles` (mapping "quantile"): per value, Q_i at `QUANTILE_LEVELS` (interpolated linearly between them).
     """
     p = np.asarray(preference, dtype=float)
