@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from . import pareto
 from .atomic import check_target
+from .conditioning import RIC_MAPPINGS
 from .config import CPU_SMALL, PAPER, DecodingConfig, SearchSpace, check_name, parse_weights
 from .data import load_prompts
 from .demo import DEMOS, build_demo, demo_report
@@ -208,6 +209,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     given: dict[str, Callable[[], object]] = {  # the settings the CLI has; the method names the ones it reads
         "alpha": lambda: args.alpha, "mode": lambda: args.mode, "estimator": lambda: args.hsic_estimator,
         "scorers": lambda: _workspace_scorers(args.workspace, values),
+        "mapping": lambda: args.mapping,
         **({"preferences": lambda: [parse_weights(p) for p in args.preferences.split(";")]} if args.preferences else {}),
     }
     settings = {k: given[k]() for k in method.settings if k in given}
@@ -453,6 +455,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--allow-pickle", action="store_true")
     t.add_argument("--preferences", default=None,
                    help="dpo-lw/modpo: simplex preferences, ';'-separated, e.g. '0.25,0.75;0.75,0.25'")
+    t.add_argument("--mapping", choices=list(RIC_MAPPINGS), default="linf",
+                   help="ric: RiC's preference-to-reward mapping used at evaluation (linf: min(N·p_i, 1) of each value's "
+                        "training score range, RiC's default; l2: p_i/|p|; quantile: that share as a quantile of the "
+                        "training scores, robust to skewed scorers)")
 
     da = add("data", cmd_data, "preference pairs from hh-rlhf / PKU-SafeRLHF, split 94/1/5 into train/validation/test")
     da.add_argument("--from", dest="source", required=True,

@@ -5,7 +5,7 @@ order rows are listed in, and how a candidate is evaluated: weights into the mod
 the preference p into the prompt (`CONDITIONED`). Code asks the kind object (`get_kind(name)`); the names are
 what workspace rows, the registry and the CLI's `--kind` carry.
 
-Imports only config, pareto and vectors: every layer above may ask a kind.
+Imports only config, conditioning, pareto and vectors: every layer above may ask a kind.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, ClassVar, Iterator, Sequence
 
 import numpy as np
 
+from .conditioning import PromptConditioning, conditioning_from_meta
 from .config import ConfigError, SearchSpace
 from .pareto import preference_vectors
 from .vectors import META_FILE, ValueVector
@@ -151,6 +152,12 @@ class Conditioned(_OneAtATime):
     def is_policy(vectors: Sequence[ValueVector]) -> bool:
         """Is this vector set one preference-conditioned policy (methods.conditioned writes the flag)?"""
         return len(vectors) == 1 and bool(vectors[0].meta.get(CONDITIONED.name))
+
+    @staticmethod
+    def conditioning(vectors: Sequence[ValueVector]) -> PromptConditioning:
+        """How the policy reads p (the `conditioning` its mva_vector.json names: MO-ODPO's weights, RiC's
+        desired rewards); what evaluation and export write into its prompt."""
+        return conditioning_from_meta(vectors[0].meta)
 
     @staticmethod
     def is_candidate(preference: object) -> bool:

@@ -17,7 +17,6 @@ import pandas as pd
 from . import pareto
 from .atomic import ExportError, atomic_dir
 from .bootstrap import BootstrapComparison, MethodScores, bootstrap_compare
-from .conditioning import condition_text
 from .export import FORMATS, export_card, export_merged, export_mergekit, export_peft
 from .judges import get_judge, judge_win_rate
 from .kinds import CONDITIONED
@@ -491,11 +490,6 @@ def export_candidate(ws: Workspace, candidate_id: int, fmt: str, out: str | Path
     card = {"method": str(row["method"]), "candidate_id": int(candidate_id), "scores": scores,
             "dominance_layer": int(row["rank"]) if is_finite(row["rank"]) else None,  # 0 = on the front
             "on_front": bool(row["on_front"])}
-    preference = row.get("preference")
-    if CONDITIONED.is_candidate(preference):  # the model alone is not the candidate: its prompt is part of it
-        card["conditioning"] = {"preference": dict(zip(ws.value_names, preference)),
-                                "system_prompt": condition_text(preference, ws.value_names,
-                                                                ws.manifest.decoding.system_prompt)}
     if fmt == "csv":
         with atomic_dir(out, force) as tmp:
             table.drop(columns=["key"]).to_csv(tmp / "candidates.csv", index=False)
@@ -512,6 +506,10 @@ def export_candidate(ws: Workspace, candidate_id: int, fmt: str, out: str | Path
                               f"under {ws.root / 'vectors'} (retrained or deleted); re-run the sweep and export a "
                               "candidate of the current vectors")
         vectors.append(load_value_vector(by_hash[h]))
+    preference = row.get("preference")
+    if CONDITIONED.is_candidate(preference):  # the model alone is not the candidate: its prompt is part of it
+        text = CONDITIONED.conditioning(vectors).text(preference, ws.value_names, ws.manifest.decoding.system_prompt)
+        card["conditioning"] = {"preference": dict(zip(ws.value_names, preference)), "system_prompt": text}
     weights = list(row["weights"])
     if fmt == "merged":
         return export_merged(base, vectors, weights, out, force, card)

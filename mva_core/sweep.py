@@ -19,7 +19,6 @@ import numpy as np
 from .compose import WeightBatchedModel
 from .generate import Cancelled, generate_samples
 from .config import ConfigError, DecodingConfig, SearchSpace
-from .conditioning import condition_text
 from .kinds import CONDITIONED, SIMPLEX, get_kind
 from .models import BaseModel, load_base
 from .scorers import get_scorer
@@ -56,6 +55,8 @@ class Evaluator:
         # A preference-conditioned policy (MO-ODPO, MI-EPO): one vector at weight 1, and each candidate's
         # "weights" are the preference p its prompt carries (methods.conditioned).
         self.conditioned = CONDITIONED.is_policy(self.vectors)
+        # how that policy reads p in its prompt (MO-ODPO's weights, RiC's desired rewards): its own stored object
+        self.conditioning = CONDITIONED.conditioning(self.vectors) if self.conditioned else None
         check_compatible(self.vectors, self.base.model, self.base.fingerprint)
         self.model = WeightBatchedModel(self.base.model, self.vectors)
         self.prompts = workspace.prompts()
@@ -75,11 +76,12 @@ class Evaluator:
             self.space = SearchSpace(n_values=len(self.vectors), C=max(1.0, float(workspace.manifest.C)), step=1.0)
 
     def decoding_for(self, preference: Sequence[float] | None) -> DecodingConfig:
-        """The workspace's decoding; for a conditioned policy with p written into its system message."""
+        """The workspace's decoding; for a conditioned policy with p written into its system message (the way
+        the policy reads p: `self.conditioning`)."""
         if preference is None:
             return self.decoding
-        return replace(self.decoding, system_prompt=condition_text(preference, self.value_names,
-                                                                   self.decoding.system_prompt))
+        return replace(self.decoding, system_prompt=self.conditioning.text(preference, self.value_names,
+                                                                           self.decoding.system_prompt))
 
     def on_prompts(self, prompts: Sequence[str]) -> "Evaluator":
         """This evaluator on another prompt set, sharing the model (the shared one is not changed). Its candidates

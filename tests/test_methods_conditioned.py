@@ -120,6 +120,7 @@ def test_step_one_losses_are_log2_and_log2_plus_beta_w_log2(base, tmp_path):
     meta = json.loads((tmp_path / "mi" / "mva_vector.json").read_text())
     assert meta["conditioned"] is True and meta["values"] == ["warm", "short"] and meta["beta_w"] == 0.5
     assert meta["scorers"] == scorers and len(meta["losses"]) == CFG.max_steps
+    assert meta["conditioning"] == {"name": "preference-weights"}  # reads p as its weights (conditioning.py)
     # the policy moved: its LoRA B is no longer zero
     from safetensors.torch import load_file
     assert any(t.abs().sum() > 0 for k, t in load_file(str(tmp_path / "mi" / "adapter_model.safetensors")).items()

@@ -16,7 +16,7 @@ from ..store import Store
 from ..vectors import META_FILE
 from .base import Datasets, TrainingMethod, UnknownMethodError, available_methods, get_method, register_method
 # Importing a method module registers it.
-from . import conditioned, dpo, dpo_lw, dpo_seqt, modpo, mva, soup  # noqa: F401  (registers them)
+from . import conditioned, dpo, dpo_lw, dpo_seqt, modpo, mva, ric, soup  # noqa: F401  (registers them)
 
 __all__ = ["TrainingMethod", "UnknownMethodError", "available_methods", "get_method", "register_method",
            "train_method", "vector_logs"]

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..conditioning import condition_text, quantise
+from ..conditioning import PreferenceWeights, condition_text, quantise
 from ..config import ConfigError, TrainConfig
 from ..kinds import CONDITIONED
 from ..models import render_prompts, sequence_logps
@@ -275,7 +275,7 @@ def train_conditioned_policy(
     meta = run_meta(run, value=method, method=method, base_dir=base_dir, base_fingerprint=base_fingerprint,
                     config=config)
     meta.update({CONDITIONED.name: True,  # the flag CONDITIONED.is_policy reads
-                 "values": values,
+                 "values": values, "conditioning": PreferenceWeights().to_dict(),  # how it reads p (its weights)
                  "condition_example": condition_text([1 / len(values)] * len(values), values, config.system_prompt),
                  **settings, "weight_consistency_terms": terms, "scalarised_reward_margins": margins,
                  "paper": get_paper(method)})

@@ -184,11 +184,12 @@ def load_training_base(base_dir: str, base_fingerprint: str, out_dir: Path, over
 # ---- One run: arguments, resume, finite check, save ----
 
 def trainer_arguments(args_class: type, config: TrainConfig, partial: Path, progress: bool, **specific: Any) -> Any:
-    """`args_class` (trl's DPOConfig, OnlineDPOConfig) with the settings every method shares: `config`'s
-    optimisation, checkpoints every `config.checkpoint_every` steps into `partial`, a log entry per step;
-    `specific` adds the trainer's own."""
+    """`args_class` (trl's DPOConfig, OnlineDPOConfig, SFTConfig) with the settings every method shares: `config`'s
+    optimisation (β where the trainer has one), checkpoints every `config.checkpoint_every` steps into `partial`,
+    a log entry per step; `specific` adds the trainer's own."""
+    beta = {"beta": config.beta} if "beta" in {f.name for f in fields(args_class)} else {}  # SFT has no β
     return args_class(
-        output_dir=str(partial), beta=config.beta, learning_rate=config.learning_rate, max_steps=config.max_steps,
+        output_dir=str(partial), **beta, learning_rate=config.learning_rate, max_steps=config.max_steps,
         per_device_train_batch_size=config.per_device_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps, max_length=config.max_length,
         seed=config.seed, data_seed=config.seed,
