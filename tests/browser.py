@@ -61,3 +61,21 @@ def serve_app(workspace: Path, log: Path, address: str = "127.0.0.1", env: dict[
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=20)
+
+
+def your_point(page) -> dict | None:
+    """The Explore chart's 'your point' marker read from the live DOM ({x, y, hover}); None when not drawn, and
+    {"count": -1} when the chart is not there yet."""
+    return page.evaluate("""() => {
+        const plot = document.querySelector('.js-plotly-plot');
+        if (!plot || !plot._fullData) return {count: -1};
+        const t = plot._fullData.find(d => d.name === 'your point');  // _fullData: arrays decoded
+        if (!t || !t.x.length) return null;
+        return {count: t.x.length, x: t.x[0], y: t.y[0], hover: t.hovertext ? t.hovertext[0] : ''};
+    }""")
+
+
+def your_point_count(page) -> int:
+    """Number of 'your point' markers in the rendered Plotly figure (-1: no chart yet)."""
+    point = your_point(page)
+    return 0 if point is None else point["count"]
