@@ -12,7 +12,7 @@ import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -28,16 +28,17 @@ def free_port() -> int:
 
 @contextmanager
 def serve_app(workspace: Path, log: Path, address: str = "127.0.0.1", env: dict[str, str] | None = None,
-              timeout: float = 90.0) -> Iterator[tuple[str, subprocess.Popen]]:
+              timeout: float = 90.0, launcher: Sequence[str] = (sys.executable, "-m", "streamlit"),
+              ) -> Iterator[tuple[str, subprocess.Popen]]:
     """`streamlit run app.py` on `workspace`, bound to `address`, its output in `log`; yields (url on loopback,
     process) once its health check answers, and stops it on exit. `env` adds to (or, with "", removes from) the
-    environment."""
+    environment; `launcher` is what runs Streamlit's command line (a wrapper that measures the server)."""
     port = free_port()
     full = {**os.environ, "MVA_WORKSPACE": str(workspace), "HF_HUB_OFFLINE": "1", **(env or {})}
     full = {k: v for k, v in full.items() if v != ""}
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+            [*launcher, "run", "app.py", "--server.headless", "true", "--server.port", str(port),
              "--server.address", address, "--browser.gatherUsageStats", "false"],
             cwd=ROOT, env=full, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -79,3 +80,24 @@ def your_point_count(page) -> int:
     """Number of 'your point' markers in the rendered Plotly figure (-1: no chart yet)."""
     point = your_point(page)
     return 0 if point is None else point["count"]
+
+
+def set_weights(page, moves: tuple[int, ...]) -> tuple[float, ...]:
+    """Move each weight slider by `moves` steps of 0.05 with the keyboard and return the weights set; a key press
+    lost while the page reruns (the previous slider's change) is made up until the slider shows the wanted value."""
+    thumbs = page.locator('[data-testid="stSlider"] input[type="range"]')
+    wants = [float(thumbs.nth(i).input_value()) + 0.05 * n for i, n in enumerate(moves)]
+    for i, (n, want) in enumerate(zip(moves, wants)):
+        thumbs.nth(i).focus()
+        for _ in range(abs(n)):
+            page.keyboard.press("ArrowRight" if n > 0 else "ArrowLeft")
+        for _ in range(40):
+            page.wait_for_timeout(500)  # the rerun the slider triggered settles
+            now = float(thumbs.nth(i).input_value())
+            if abs(now - want) < 1e-6:
+                break
+            thumbs.nth(i).focus()
+            page.keyboard.press("ArrowRight" if now < want else "ArrowLeft")
+    got = tuple(round(float(thumbs.nth(i).input_value()), 6) for i in range(len(moves)))
+    assert got == tuple(round(w, 6) for w in wants), (got, wants)
+    return got

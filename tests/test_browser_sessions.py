@@ -24,7 +24,7 @@ from mva_core.models import load_base
 from mva_core.sweep import Evaluator, evaluate_base
 from mva_core.vectors import load_value_vector
 from mva_core.workspace import MANIFEST, Workspace
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, serve_app, your_point
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, serve_app, set_weights, your_point
 from tests.tiny import make_tiny_workspace
 
 METHOD = "mva-no-hsic"
@@ -50,25 +50,6 @@ def ws_root(tmp_path_factory):
 def brevity(responses: list[str]) -> float:
     """The brevity scorer computed by hand: mean of 1 / (1 + words / 20)."""
     return float(np.mean([1.0 / (1.0 + len(r.split()) / 20.0) for r in responses]))
-
-
-def set_weights(page, moves: tuple[int, ...]) -> None:
-    """Move each weight slider by `moves` steps of 0.05 with the keyboard; a key press lost while the page reruns
-    (the previous slider's change) is made up until the slider shows the wanted value."""
-    thumbs = page.locator('[data-testid="stSlider"] input[type="range"]')
-    wants = [float(thumbs.nth(i).input_value()) + 0.05 * n for i, n in enumerate(moves)]
-    for i, (n, want) in enumerate(zip(moves, wants)):
-        thumbs.nth(i).focus()
-        for _ in range(abs(n)):
-            page.keyboard.press("ArrowRight" if n > 0 else "ArrowLeft")
-        for _ in range(40):
-            page.wait_for_timeout(500)  # the rerun the slider triggered settles
-            now = float(thumbs.nth(i).input_value())
-            if abs(now - want) < 1e-6:
-                break
-            thumbs.nth(i).focus()
-            page.keyboard.press("ArrowRight" if now < want else "ArrowLeft")
-    assert [round(float(thumbs.nth(i).input_value()), 6) for i in range(len(moves))] == [round(w, 6) for w in wants]
 
 
 def running(page) -> bool:
