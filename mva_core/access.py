@@ -64,7 +64,7 @@ def required_token(address: str | None, environ: Mapping[str, str] = os.environ)
     if is_loopback(address):
         return None
     token = environ.get(TOKEN_ENV, "").strip()
-    where = f"server.address = {address!r}" if address else "server.address unset (every interface)"
+    where = f"server.address = {address!r}" if address else "server.address unset: every interface"
     if not token:
         raise TokenNotConfiguredError(
             f"this app listens beyond this machine ({where}) and {TOKEN_ENV} is not set, so it refuses to serve; "
