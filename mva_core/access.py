@@ -3,7 +3,8 @@ its sidebar may open as workspaces.
 
 Bound to a loopback address the app is one person's. Bound elsewhere, anyone who reaches the port could open any
 directory, run evaluations and write exports, so it asks for `MVA_AUTH_TOKEN` (given once as `?token=`, as Jupyter
-does) and refuses to serve without one configured. Whatever the address, the sidebar opens workspaces only under
+does) and refuses to serve without one configured; a configured token is asked on loopback too (behind a reverse
+proxy on the same machine). Whatever the address, the sidebar opens workspaces only under
 `MVA_WORKSPACE_ROOTS`. Pure functions of what the app reads (the bound address, the URL, the environment).
 """
 
@@ -57,13 +58,14 @@ def is_loopback(address: str | None) -> bool:
 
 
 def required_token(address: str | None, environ: Mapping[str, str] = os.environ) -> str | None:
-    """The token visitors must give, or None when the server is bound to loopback (nothing asked).
+    """The token visitors must give: MVA_AUTH_TOKEN whenever it is set (also on loopback: a reverse proxy on the
+    same machine exposes a loopback-bound app), else None on loopback (nothing asked).
 
     Exposed without a usable MVA_AUTH_TOKEN, raises TokenNotConfiguredError: the app refuses to serve.
     """
-    if is_loopback(address):
-        return None
     token = environ.get(TOKEN_ENV, "").strip()
+    if is_loopback(address) and not token:
+        return None
     where = f"server.address = {address!r}" if address else "server.address unset: every interface"
     if not token:
         raise TokenNotConfiguredError(
@@ -72,8 +74,8 @@ def required_token(address: str | None, environ: Mapping[str, str] = os.environ)
             "or bind it to localhost (the default)")
     if len(token) < MIN_TOKEN_LENGTH:
         raise TokenNotConfiguredError(
-            f"{TOKEN_ENV} is {len(token)} characters; an exposed app ({where}) needs at least {MIN_TOKEN_LENGTH} so "
-            f"it cannot be guessed; make one with {MAKE_TOKEN}")
+            f"{TOKEN_ENV} is {len(token)} characters ({where}); a token needs at least {MIN_TOKEN_LENGTH} so it "
+            f"cannot be guessed; make one with {MAKE_TOKEN}")
     return token
 
 

@@ -4,6 +4,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A token in the developer's environment would make every app test ask for it (mva_core.access); tests that need
+# one set it themselves.
+os.environ.pop("MVA_AUTH_TOKEN", None)
 
 # AppTest runs no server: the app under test is bound as the shipped .streamlit/config.toml binds it (loopback),
 # whichever directory pytest starts in (that file is read from the current directory). Tests of the exposed app

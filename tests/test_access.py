@@ -36,7 +36,8 @@ def test_which_addresses_are_loopback(address, loopback):
 
 def test_token_is_required_only_when_exposed():
     assert required_token("localhost", {}) is None
-    assert required_token("127.0.0.1", {"MVA_AUTH_TOKEN": TOKEN}) is None  # loopback: never asked
+    assert required_token("localhost", {"MVA_AUTH_TOKEN": "  "}) is None
+    assert required_token("127.0.0.1", {"MVA_AUTH_TOKEN": TOKEN}) == TOKEN  # configured: asked (a proxy may expose it)
     assert required_token("0.0.0.0", {"MVA_AUTH_TOKEN": f"  {TOKEN}\n"}) == TOKEN
     for env in ({}, {"MVA_AUTH_TOKEN": ""}, {"MVA_AUTH_TOKEN": "   "}):
         with pytest.raises(TokenNotConfiguredError, match=r"MVA_AUTH_TOKEN is not set, so it refuses to serve; start "
@@ -44,8 +45,9 @@ def test_token_is_required_only_when_exposed():
             required_token("0.0.0.0", env)
     with pytest.raises(TokenNotConfiguredError, match="every interface"):
         required_token(None, {})  # Streamlit's unset address listens everywhere
-    with pytest.raises(TokenNotConfiguredError, match=f"is 5 characters; .* at least {MIN_TOKEN_LENGTH}"):
-        required_token("0.0.0.0", {"MVA_AUTH_TOKEN": "short"})
+    for address in ("0.0.0.0", "localhost"):
+        with pytest.raises(TokenNotConfiguredError, match=f"is 5 characters .* at least {MIN_TOKEN_LENGTH}"):
+            required_token(address, {"MVA_AUTH_TOKEN": "short"})
 
 
 def test_admit_and_token_comparison():
@@ -186,8 +188,12 @@ def test_exposed_app_with_the_token_opens_and_keeps_the_session(exposed, ws_root
     assert all(TOKEN not in repr(v) for v in at.session_state.to_dict().values())  # the token itself is kept nowhere
 
 
-def test_loopback_app_asks_nothing(ws_root, monkeypatch):
+def test_loopback_app_asks_nothing_unless_a_token_is_configured(ws_root, monkeypatch):
     at = open_app(monkeypatch, ws_root, configured=None)
+    assert not at.exception and not at.error and at.get("plotly_chart")
+    at = open_app(monkeypatch, ws_root, configured=TOKEN)  # e.g. behind a reverse proxy on this machine
+    assert rendered(at) == ["error"] and "this app is shared with a token" in at.error[0].value
+    at = open_app(monkeypatch, ws_root, TOKEN, configured=TOKEN)
     assert not at.exception and not at.error and at.get("plotly_chart")
 
 
