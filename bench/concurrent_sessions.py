@@ -144,7 +144,7 @@ def main() -> None:
         print(f"# workspace copy ready ({args.prompts} prompts x {args.new_tokens} tokens, base + 4 corners "
               f"evaluated) in {time.time() - t0:.1f} s", flush=True)
         loads = tmp / "loads.jsonl"
-        with serve_app(tmp / "ws", tmp / "server.log", env={"MVA_BENCH_LOADS": str(loads)},
+        with serve_app(tmp / "ws", tmp / "server.log", env={"MVA_BENCH_LOADS": str(loads), "MVA_AUTH_TOKEN": ""},
                        launcher=(sys.executable, str(Path(__file__).resolve()), "--serve")) as (url, proc), \
                 sync_playwright() as p:
             mem = MemorySampler(proc.pid)

@@ -34,7 +34,7 @@ def test_which_addresses_are_loopback(address, loopback):
     assert is_loopback(address) is loopback
 
 
-def test_token_is_required_only_when_exposed():
+def test_token_is_required_when_exposed_or_configured():
     assert required_token("localhost", {}) is None
     assert required_token("localhost", {"MVA_AUTH_TOKEN": "  "}) is None
     assert required_token("127.0.0.1", {"MVA_AUTH_TOKEN": TOKEN}) == TOKEN  # configured: asked (a proxy may expose it)
