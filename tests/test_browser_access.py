@@ -64,9 +64,8 @@ def test_exposed_app_refuses_without_a_token_and_opens_with_it(ws, tmp_path):
         log = tmp_path / "token.log"
         with serve_app(ws, log, address="0.0.0.0", env={"MVA_AUTH_TOKEN": token}) as (url, _):
             stranger = browser.new_context().new_page()
-            for path, expect in [("", "this app is shared with a token"), ("/compare", "this app is shared with a token"),
-                                 (f"?token={token[:-1]}", "the token in this link is wrong"),
-                                 ("?token=", "this app is shared with a token")]:
+            asked, wrong = "this app is shared with a token", "the token in this link is wrong"
+            for path, expect in [("", asked), ("/compare", asked), (f"?token={token[:-1]}", wrong), ("?token=", asked)]:
                 stranger.goto(url + path, timeout=60_000)
                 shut(stranger, ws, expect)
 
