@@ -1,11 +1,21 @@
-"""MVA Explorer — Streamlit entry: navigation, workspace picker, shared sidebar."""
+"""MVA Explorer — Streamlit entry: access gate, navigation, workspace picker, shared sidebar."""
 
 import streamlit as st
 
+from mva_core.access import AccessError, admit
 from mva_core.errors import as_user_error
 from views.shared import sidebar
 
 st.set_page_config(page_title="MVA Explorer", page_icon="⚖️", layout="wide")
+# ---- Access: exposed, nothing of a workspace renders before the token is accepted ----
+if not st.session_state.get("_mva_admitted"):
+    try:
+        admit(st.get_option("server.address"), st.query_params.get("token"))
+    except AccessError as exc:
+        st.error(str(exc))
+        st.stop()
+    st.session_state["_mva_admitted"] = True  # the session is admitted; the token itself is kept nowhere
+    st.query_params.pop("token", None)  # and leaves the address bar
 sidebar()
 nav = st.navigation([
     st.Page("views/explore.py", title="Explore", icon=":material/tune:", default=True),

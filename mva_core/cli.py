@@ -30,6 +30,7 @@ from .generate import generate_responses
 from .kinds import GRID_KINDS
 from .methods import get_method, train_method
 from .models import load_base
+from .notices import notices_to
 from .preference_data import load_preference_jsonl, load_source, pairs_sha256, write_splits
 from .results import (
     candidate_table, compare_with_intervals, comparison_json, crd_by_method, export_candidate, judge_against_base,
@@ -515,7 +516,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.workspace is None:
         args.workspace = default_workspace()
     try:
-        return int(args.fn(args))
+        with notices_to(lambda message: print(f"\nwarning: {message}", file=sys.stderr)):  # below any progress bar
+            return int(args.fn(args))
     except Exception as exc:
         user_error = as_user_error(exc)
         if user_error is None:

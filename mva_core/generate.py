@@ -18,8 +18,9 @@ from transformers import (LogitsProcessor, LogitsProcessorList, StoppingCriteria
 
 from .compose import WeightBatchedModel, row_weights
 from .config import ConfigError, DecodingConfig
-from .errors import MVAError
+from .errors import MVAError, ResourceLimitError
 from .models import chat_prompt, reply_stop
+from .notices import notify
 
 Progress = Callable[[int, int], None]  # (decoding steps done, steps total)
 
@@ -87,6 +88,14 @@ class RowSampler(LogitsProcessor):
         out = torch.full_like(scores, float("-inf"))
         out[torch.arange(B, device=scores.device), drawn] = 0.0
         return out
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """An accelerator or CPU allocation that failed: torch.OutOfMemoryError (CUDA), or a RuntimeError saying so
+    (MPS and older torch: "out of memory"; the CPU allocator: "can't allocate memory")."""
+    text = str(exc).lower()
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text))
 
 
 class PromptTooLongError(MVAError):
@@ -182,28 +191,55 @@ def generate_samples(
                    pad_token_id=pad_id, **(dict(stop_strings=[stop], tokenizer=tokenizer) if stop else {}))
     n_calls = -(-len(rows) // decoding.batch_size)
     total = n_calls * decoding.max_new_tokens
-    for call, start in enumerate(range(0, len(rows), decoding.batch_size)):
-        chunk = rows[start:start + decoding.batch_size]
-        done = call * decoding.max_new_tokens
-        watch = _EachToken(lambda step, done=done: progress(done + step, total) if progress else None, cancel)
+    fits = [decoding.batch_size]  # rows per generate call that fit in memory so far: halved on out-of-memory
+
+    def decode(chunk: list[tuple[int, int, int]], watch: _EachToken) -> list[str]:
+        """New text per row of `chunk`; out of memory, the rows are halved (here and for later calls) and go on.
+        Each row keeps its own sampling seed, so a halved call draws what the whole one would have."""
+        if len(chunk) > fits[0]:
+            return decode(chunk[:len(chunk) // 2], watch) + decode(chunk[len(chunk) // 2:], watch)
         enc = tokenizer(  # type: ignore[operator]
             [texts[j] for _, j, _ in chunk], return_tensors="pt", padding=True, padding_side="left",
             add_special_tokens=False,
         )
         processors = LogitsProcessorList([RowSampler([row_seed(identities[k], j, s) for k, j, s in chunk],
                                                      decoding.temperature, decoding.top_p)] if decoding.do_sample else [])
-        with torch.no_grad():
-            if batched:
-                with row_weights(weights[[k for k, _, _ in chunk]]):
+        criteria = StoppingCriteriaList([watch])
+        try:
+            with torch.no_grad():
+                if batched:
+                    with row_weights(weights[[k for k, _, _ in chunk]]):
+                        gen = net.generate(**enc, **lengths, **sampling, logits_processor=processors,
+                                           stopping_criteria=criteria)
+                else:
                     gen = net.generate(**enc, **lengths, **sampling, logits_processor=processors,
-                                       stopping_criteria=StoppingCriteriaList([watch]))
-            else:
-                gen = net.generate(**enc, **lengths, **sampling, logits_processor=processors,
-                                   stopping_criteria=StoppingCriteriaList([watch]))
+                                       stopping_criteria=criteria)
+        except RuntimeError as exc:  # torch.OutOfMemoryError is one
+            if not is_out_of_memory(exc):
+                raise
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+            if len(chunk) == 1:
+                raise ResourceLimitError(
+                    f"out of memory generating a single row ({enc['input_ids'].shape[1]} prompt tokens + "
+                    f"{decoding.max_new_tokens} new): {reason}; lower decoding.max_new_tokens in workspace.json or "
+                    "use a smaller base model") from exc
+            fits[0] = len(chunk) // 2
+            notify(f"out of memory generating {len(chunk)} rows in one call ({reason}); going on with {fits[0]} "
+                   f"rows per call (set decoding.batch_size to {fits[0]} in workspace.json to start there)")
+            return decode(chunk, watch)
+        new_tokens = gen[:, enc["input_ids"].shape[1]:]  # (rows, new) — left padding keeps prompts aligned
+        return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)  # type: ignore[attr-defined]
+
+    for call, start in enumerate(range(0, len(rows), decoding.batch_size)):
+        chunk = rows[start:start + decoding.batch_size]
+        done = call * decoding.max_new_tokens
+        watch = _EachToken(lambda step, done=done: progress(done + step, total) if progress else None, cancel)
+        texts_out = decode(chunk, watch)
         if cancel is not None and cancel.is_set():
             raise Cancelled(f"stopped by request during generate call {call + 1} of {n_calls}; finished work is kept")
-        new_tokens = gen[:, enc["input_ids"].shape[1]:]  # (rows, new) — left padding keeps prompts aligned
-        for (k, j, s), seq in zip(chunk, tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):  # type: ignore[attr-defined]
+        for (k, j, s), seq in zip(chunk, texts_out):
             out[k][j][s] = (seq.split(stop)[0] if stop else seq).strip()  # the reply, not the next turn it began
         if progress is not None:
             progress(done + decoding.max_new_tokens, total)

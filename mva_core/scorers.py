@@ -47,6 +47,10 @@ class RewardModelError(MVAError, ValueError):
     """A reward model that cannot be used as a scalar scorer (e.g. more than one output label)."""
 
 
+class ScorerFailedError(MVAError, RuntimeError):
+    """A scorer raised while scoring; the responses it was given stay stored, and the work stops there."""
+
+
 class Scorer(ABC):
     """A reward function over (prompt, response) pairs."""
 

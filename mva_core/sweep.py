@@ -21,7 +21,8 @@ from .generate import Cancelled, generate_samples
 from .config import ConfigError, DecodingConfig, SearchSpace
 from .kinds import CONDITIONED, SIMPLEX, get_kind
 from .models import BaseModel, load_base
-from .scorers import get_scorer
+from .errors import MVAError
+from .scorers import ScorerFailedError, get_scorer
 from .store import CandidateSpec, prompts_hash
 from .vectors import ValueVector, check_compatible, load_value_vector
 from .workspace import Workspace, WorkspaceError
@@ -166,8 +167,8 @@ def score_missing(ws: Workspace, candidate_ids: Sequence[int], progress: StagePr
         if missing:
             samples = ws.store.samples(missing)
             rows = ws.store.responses(sorted(set(missing) - set(samples["candidate_id"].astype(int))))
-            scores = get_scorer(scorer).score(rows["prompt"].tolist() + samples["prompt"].tolist(),
-                                              rows["response"].tolist() + samples["response"].tolist())
+            scores = _score(scorer, rows["prompt"].tolist() + samples["prompt"].tolist(),
+                            rows["response"].tolist() + samples["response"].tolist(), len(missing))
             if len(rows):
                 ws.store.add_scores_batch(scorer, {int(cid): scores[grp.index.to_numpy()]
                                                    for cid, grp in rows.groupby("candidate_id", sort=False)})
@@ -176,6 +177,22 @@ def score_missing(ws: Workspace, candidate_ids: Sequence[int], progress: StagePr
                                            scores[len(rows):])
         if progress:
             progress("score", n + 1, len(scorers))
+
+
+def _score(scorer: str, prompts: list[str], responses: list[str], n_candidates: int) -> np.ndarray:
+    """One scorer over rows; a scorer that raises (a reward model, a registered class: code from elsewhere) stops
+    the work with one line naming it, its responses already stored."""
+    fn = get_scorer(scorer)
+    try:
+        return fn.score(prompts, responses)
+    except MVAError:
+        raise
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no message"
+        raise ScorerFailedError(
+            f"scorer {scorer!r} failed on {len(responses)} responses of {n_candidates} candidates "
+            f"({type(exc).__name__}: {reason}); their responses are stored and finished chunks kept: fix the scorer "
+            "(or the value's scorer in workspace.json) and run again to resume") from exc
 
 
 def evaluate_base(ws: Workspace, base: BaseModel | None = None, progress: StageProgress | None = None,

@@ -4,3 +4,14 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A token in the developer's environment would make every app test ask for it (mva_core.access); tests that need
+# one set it themselves.
+os.environ.pop("MVA_AUTH_TOKEN", None)
+
+# AppTest runs no server: the app under test is bound as the shipped .streamlit/config.toml binds it (loopback),
+# whichever directory pytest starts in (that file is read from the current directory). Tests of the exposed app
+# (tests/test_access.py) set another address themselves.
+from streamlit import config as _st_config  # noqa: E402
+
+if _st_config.get_option("server.address") is None:
+    _st_config.set_option("server.address", "localhost")

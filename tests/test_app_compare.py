@@ -143,8 +143,9 @@ def test_compare_across_workspaces(ws, tmp_path, monkeypatch):
     groups = method_groups(other, "mva-no-hsic", step=1.0)
     evaluate_base(other, groups[0][0].base)
     sweep_groups("mva-no-hsic", groups)
+    monkeypatch.setenv("MVA_WORKSPACE_ROOTS", str(tmp_path))  # other workspaces open only under the allowed roots
     at = open_page(monkeypatch, ws.root, "views/compare.py")
-    at.text_area(key="compare_other_ws").set_value(f"{other.root}\n{tmp_path / 'missing'}").run()
+    at.text_area(key="compare_other_ws").set_value(f"{other.root}\n{tmp_path / 'missing'}\n/etc").run()
     assert not at.exception, at.exception
     got = at.dataframe[0].value.set_index("method")
     assert got.loc["mva-no-hsic @ second", "candidates"] == 4  # the 2 x 2 grid of step 1, written out: 4 points
@@ -155,6 +156,8 @@ def test_compare_across_workspaces(ws, tmp_path, monkeypatch):
     names = [t.get("name") for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]]
     assert f"base model @ {here}" in names and "base model @ second" in names
     assert any("missing" in e.value and "not an MVA workspace" in e.value for e in at.error)
+    assert any(e.value.startswith("/etc: workspace '/etc'") and "is outside the directories this app may open"
+               in e.value for e in at.error)
 
 
 def record_downloads(monkeypatch) -> dict[str, bytes]:

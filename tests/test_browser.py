@@ -10,22 +10,11 @@ copied to $MVA_SCREENSHOTS when set).
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, serve_app, your_point_count
 
 
 @pytest.fixture()
@@ -35,32 +24,8 @@ def server(tmp_path):
     assert (DEMO_WORKSPACE / "workspace.json").is_file(), "the shipped demo workspace is missing: run `python -m mva_core demo build`"
     ws = tmp_path / "ws"
     shutil.copytree(DEMO_WORKSPACE, ws)
-    port = free_port()
-    env = {**os.environ, "MVA_WORKSPACE": str(ws), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, env=env, stdout=open(tmp_path / "server.log", "w"), stderr=subprocess.STDOUT)
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.5)
-    yield f"http://127.0.0.1:{port}", ws
-    proc.terminate()
-    proc.wait(timeout=20)
-
-
-def your_point_count(page) -> int:
-    """Number of 'your point' markers in the rendered Plotly figure (read from the live DOM)."""
-    return page.evaluate("""() => {
-        const plot = document.querySelector('.js-plotly-plot');
-        if (!plot || !plot._fullData) return -1;
-        const t = plot._fullData.find(d => d.name === 'your point');  // _fullData: arrays decoded
-        return t ? t.x.length : 0;
-    }""")
+    with serve_app(ws, tmp_path / "server.log") as (url, _):
+        yield url, ws
 
 
 def predicted_point(page) -> list[float] | None:
@@ -130,9 +95,7 @@ def test_slider_evaluate_in_real_browser(server, tmp_path):
 
     url, ws = server
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(url, timeout=60_000)
         page.wait_for_selector(".js-plotly-plot", timeout=60_000)

@@ -17,7 +17,8 @@ from mva_core.results import (
 )
 from mva_core.sweep import BASE_METHOD
 from views.shared import (
-    Front, Mark, axis_picker, current_workspace, front_figure, get_table, get_workspace, hover_text, table_version,
+    Front, Mark, axis_picker, current_workspace, front_figure, get_table, get_workspace, hover_text, open_allowed,
+    table_version,
 )
 
 @st.cache_data(show_spinner="Bootstrapping over the prompts…")
@@ -70,7 +71,7 @@ others = st.text_area("Other workspaces to compare (one path per line)", key="co
 loaded = [(ws, table)]  # (workspace, table) of every workspace compared; the current one first
 for line in [ln.strip() for ln in others.splitlines() if ln.strip()]:
     try:
-        other = get_workspace(line)
+        other = open_allowed(line)
     except ValueError as exc:
         st.error(f"{line}: {exc}")
         continue

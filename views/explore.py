@@ -10,8 +10,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mva_core.export import ExportError
+from mva_core.notices import notices_to
 from mva_core.pareto import best_for_preference
 from mva_core.results import compare_table, export_candidate, single_vector_points, summarise, win_rates
+from mva_core.scorers import ScorerFailedError
 from mva_core.surrogate import MIN_CANDIDATES, fit_surrogate
 from mva_core.sweep import BASE_METHOD
 from views.shared import (
@@ -141,6 +143,7 @@ if st.session_state.get("explore_cancel"):  # the click reran the script, which 
     st.warning("Evaluation cancelled: nothing of that point was stored.")
 if evaluate:
     label = "preference p" if conditioned else "weights"
+    notes = st.container()  # outside the status box, which folds away when the evaluation is done
     with st.status(f"Evaluating {label} {dict(zip(values, np.round(weights, 3).tolist()))}…", expanded=True) as status:
         bar = st.progress(0.0, text="1/3 loading the model and value vectors…")
         st.button("Cancel", key="explore_cancel", help="Stops at the next token; nothing of this point is stored.")
@@ -154,8 +157,9 @@ if evaluate:
             bar.progress(min(share, 1.0), text=text)
 
         try:
-            result = ev.evaluate([weights], source="live", progress=on_progress)
-        except ValueError as exc:
+            with notices_to(notes.warning):  # e.g. out of memory: the rows were halved and generation went on
+                result = ev.evaluate([weights], source="live", progress=on_progress)
+        except (ValueError, ScorerFailedError) as exc:
             status.update(label="Evaluation failed", state="error")
             st.error(str(exc))
             st.stop()

@@ -12,6 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
+from mva_core.access import check_workspace_path, workspace_roots
 from mva_core.pareto import is_finite
 from mva_core.results import candidate_table, methods_present
 from mva_core.models import BaseModel, load_base
@@ -29,6 +30,12 @@ def _open_workspace(root: str, manifest_stamp: int) -> Workspace:
 def get_workspace(root: str) -> Workspace:
     """The workspace at `root`, reopened when its workspace.json changes (edits apply without a restart)."""
     return _open_workspace(root, manifest_stamp(root))
+
+
+def open_allowed(path: str) -> Workspace:
+    """The workspace a visitor named (sidebar, Compare's other workspaces) when it lies under the allowed roots
+    ($MVA_WORKSPACE_ROOTS; symlinks and `..` resolved first); OutsideRootsError (a WorkspaceError) otherwise."""
+    return get_workspace(str(check_workspace_path(path, workspace_roots())))
 
 
 @st.cache_resource(show_spinner="Loading the base model…")
@@ -96,15 +103,17 @@ def sidebar() -> None:
     default = str(default_workspace())
     with st.sidebar:
         path = st.text_input("Workspace", value=default, key="workspace",
-                             help="A directory with workspace.json (default: $MVA_WORKSPACE or data/workspace).")
+                             help="A directory with workspace.json (default: $MVA_WORKSPACE or data/workspace), "
+                                  "under the directories this app may open ($MVA_WORKSPACE_ROOTS).")
     # An emptied box means "the default", never the current directory.
     st.session_state["workspace_path"] = path.strip() or default
 
 
 def current_workspace() -> Workspace | None:
-    """The sidebar's workspace, or None after showing why it cannot be opened (a damaged or invalid one)."""
+    """The sidebar's workspace, or None after showing why it cannot be opened (outside the allowed roots, damaged
+    or invalid)."""
     try:
-        return get_workspace(st.session_state.get("workspace_path", str(default_workspace())))
+        return open_allowed(st.session_state.get("workspace_path", str(default_workspace())))
     except Exception as exc:
         user_error = as_user_error(exc)
         if user_error is None:

@@ -13,7 +13,8 @@ import streamlit as st
 from mva_core.config import ConfigError
 from mva_core.data import DataFileError
 from mva_core.kinds import GRID_KINDS, get_kind
-from mva_core.scorers import available_scorers
+from mva_core.notices import notices_to
+from mva_core.scorers import ScorerFailedError, available_scorers
 from mva_core.search import search_method
 from mva_core.sweep import BASE_METHOD, evaluate_base, method_groups, sweep_groups
 from views.shared import (
@@ -152,6 +153,8 @@ last = st.session_state.get("sweep_last")
 if last and not start:
     st.success(f"Last sweep ({last['method']}, {last['candidates']} candidates): {last['generated']} generated, "
                f"{last['candidates'] - last['generated']} answered from the store, in {last['seconds']:.1f} s.")
+    for note in last.get("notices", []):
+        st.warning(note)
 progress_slot = st.empty()
 progress_slot_cancel = st.empty()
 if st.session_state.get("sweep_cancel"):  # pressing it reran the script, which stopped the sweep at the next token
@@ -200,6 +203,15 @@ if extras:
     draw_extra_scores()
 
 # ---- Sweep ----
+notices: list[str] = []
+
+
+def note(message: str) -> None:
+    if message not in notices:  # each chunk's generate call may say the same
+        notices.append(message)
+        st.warning(message)
+
+
 if start:
     missing, n_chunks = len(grid) - stored, -(-len(grid) // chunk)
     bar = progress_slot.progress(0.0, text="Scoring the base model (the reference for z-scores)…")
@@ -225,13 +237,14 @@ if start:
             now.update(done=done, chunk=now["chunk"] + 1)
             draw_front(now["chunk"])
 
-        res = sweep_groups(method, groups, chunk=chunk, progress=on_progress, extra_scorers=extras,
-                           space=ws.space(kind, step, C) if has_grid else None)
-    except ValueError as exc:
+        with notices_to(note):  # e.g. out of memory: the rows were halved and generation went on
+            res = sweep_groups(method, groups, chunk=chunk, progress=on_progress, extra_scorers=extras,
+                               space=ws.space(kind, step, C) if has_grid else None)
+    except (ValueError, ScorerFailedError) as exc:
         st.error(f"The sweep stopped: {exc}. Finished chunks are stored; press Resume to continue.")
         st.stop()
     st.session_state["sweep_last"] = dict(method=method, candidates=len(res.candidate_ids), generated=res.generated,
-                                          seconds=time.monotonic() - t0)
+                                          seconds=time.monotonic() - t0, notices=notices)
     st.rerun()  # refresh the counts, the button label and the runs table
 
 # ---- Adaptive search ----
