@@ -19,6 +19,7 @@ from mva_core.models import BaseModel, load_base
 from mva_core.sweep import Evaluator
 from mva_core.vectors import load_value_vector
 from mva_core.errors import as_user_error
+from mva_core.demo import DEMOS, working_copy
 from mva_core.workspace import MANIFEST, Workspace, default_workspace, open_workspace
 
 
@@ -101,7 +102,20 @@ def keep_choices_across_pages() -> None:
 def sidebar() -> None:
     keep_choices_across_pages()
     default = str(default_workspace())
+    shipped = {name: spec for name, spec in DEMOS.items() if (spec.root / MANIFEST).is_file()}
+
+    def open_shipped() -> None:  # the picked demo's directory goes into the Workspace box
+        name = st.session_state.get("shipped_demo")
+        if name in shipped:
+            st.session_state["workspace"] = str(working_copy(name))
+
     with st.sidebar:
+        if shipped:
+            st.selectbox("Shipped demos", list(shipped), index=None, key="shipped_demo", on_change=open_shipped,
+                         placeholder="open a shipped demo…",
+                         format_func=lambda n: f"{n}: {', '.join(v.name for v in shipped[n].values)}",
+                         help="The demo workspaces shipped in data/ (`python -m mva_core demo build --demo all`), "
+                              "opened as a working copy (data/workspace, data/workspace-<name>; git-ignored).")
         path = st.text_input("Workspace", value=default, key="workspace",
                              help="A directory with workspace.json (default: $MVA_WORKSPACE or data/workspace), "
                                   "under the directories this app may open ($MVA_WORKSPACE_ROOTS).")
