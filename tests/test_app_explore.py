@@ -85,14 +85,13 @@ def test_preference_highlight_single_vectors_and_detail(ws_root, monkeypatch):
     assert np.isfinite(F).all()
 
 
-def test_three_values_get_3d_and_parallel_coordinates(tmp_path, monkeypatch):
-    import numpy as np
 
+def three_value_workspace(root):
+    """The tiny workspace with a third value (civility) and its vector; the base model evaluated."""
     from mva_core.sweep import Evaluator, evaluate_base
     from mva_core.workspace import MANIFEST
     from tests.tiny import make_value_vector
 
-    root = tmp_path / "ws3"
     make_tiny_workspace(root)
     make_value_vector(root / "base", root / "vectors" / "mva-no-hsic" / "civility", "civility", seed=13,
                       method="mva-no-hsic")
@@ -102,6 +101,14 @@ def test_three_values_get_3d_and_parallel_coordinates(tmp_path, monkeypatch):
     ws = Workspace(root)
     ev = Evaluator(ws, "mva-no-hsic")
     evaluate_base(ws, ev.base)
+    return ws, ev
+
+
+def test_three_values_get_3d_and_parallel_coordinates(tmp_path, monkeypatch):
+    import numpy as np
+
+    ws, ev = three_value_workspace(tmp_path / "ws3")
+    root = ws.root
     ev.evaluate([[1, 0, 0], [0, 1, 0], [0, 0, 1], [0.5, 0.5, 0.5], [1, 1, 1]])
     monkeypatch.setenv("MVA_WORKSPACE", str(root))
     at = AppTest.from_file(APP, default_timeout=180).run()
@@ -194,20 +201,8 @@ def test_three_value_brush_filters_scatter_3d_and_parallel_coordinates(tmp_path,
     constraint range on that axis of the parallel coordinates; the surrogate's prediction appears in 3-D."""
     import numpy as np
 
-    from mva_core.sweep import Evaluator, evaluate_base
-    from mva_core.workspace import MANIFEST
-    from tests.tiny import make_value_vector
-
-    root = tmp_path / "ws3"
-    make_tiny_workspace(root)
-    make_value_vector(root / "base", root / "vectors" / "mva-no-hsic" / "civility", "civility", seed=13,
-                      method="mva-no-hsic")
-    manifest = json.loads((root / MANIFEST).read_text())
-    manifest["values"].append({"name": "civility", "scorer": "civility"})
-    (root / MANIFEST).write_text(json.dumps(manifest))
-    ws = Workspace(root)
-    ev = Evaluator(ws, "mva-no-hsic")
-    evaluate_base(ws, ev.base)
+    ws, ev = three_value_workspace(tmp_path / "ws3")
+    root = ws.root
     grid = [[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 0.5)]
     ev.evaluate(grid)
     monkeypatch.setenv("MVA_WORKSPACE", str(root))
