@@ -8,10 +8,11 @@ Prints per seed and the mean; saves the HV-vs-evaluations curves under bench/out
 
     hv_fraction=X eval_fraction=Y grid=N seeds=S
 
-    python bench/adaptive_search.py [--workspace data/demo3] [--method mva] [--step 0.25] [--seeds 3] [--reuse-grid]
+    python bench/adaptive_search.py [--workspace data/demo] [--method mva] [--step 0.1] [--seeds 3] [--reuse-grid]
 
-`--reuse-grid` reads the grid's candidates from the workspace's store when it already holds them (the demo build
-evaluated [0, 1]^3 at step 0.25 once, on the same prompts, scorers and decoding; its recorded sweep time is shown).
+`--reuse-grid` reads the grid's candidates from the workspace's store where it already holds them (the 3-value
+demo's build evaluates [0, 1]^3 at step 0.25 once: `--workspace data/demo3 --step 0.25 --reuse-grid`), on the same
+prompts, scorers and decoding; the grid's recorded sweep time is shown.
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ def z_of(ws: Workspace, method: str) -> tuple[np.ndarray, np.ndarray]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--workspace", default="data/demo3")
+    ap.add_argument("--workspace", default="data/demo")
     ap.add_argument("--method", default="mva")
-    ap.add_argument("--step", type=float, default=0.25)
+    ap.add_argument("--step", type=float, default=0.1)
     ap.add_argument("--reuse-grid", action="store_true", help="answer the grid from the workspace's stored sweep")
     ap.add_argument("--fraction", type=float, default=0.2, help="adaptive evaluations / grid evaluations")
     ap.add_argument("--seeds", type=int, default=3)
