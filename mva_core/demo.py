@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
@@ -30,7 +31,8 @@ from .scorers import get_scorer
 from .search import search_method
 from .store import prompts_hash
 from .sweep import BASE_METHOD, evaluate_base, method_groups, sweep_groups
-from .workspace import DEFAULT_WORKSPACE, DEMO_WORKSPACE, MANIFEST, REPO_ROOT, Manifest, ValueSpec, Workspace
+from .workspace import (DEFAULT_WORKSPACE, DEMO_WORKSPACE, MANIFEST, REPO_ROOT, Manifest, ValueSpec, Workspace,
+                        open_workspace)
 
 Progress = Callable[[str, int, int], None]
 
@@ -131,15 +133,24 @@ def onpolicy_pairs(prompts: list[str], value: ValueSpec, samples: list[list[str]
     return pairs
 
 
+def pair_responses(files: list[Path]) -> dict[str, list[str]]:
+    """The distinct sampled responses per prompt kept in preference-pair files (chosen and rejected alike)."""
+    seen: dict[str, dict[str, None]] = {}
+    for path in files:
+        for pair in load_preference_jsonl(path):
+            seen.setdefault(pair["prompt"], {}).update({pair["chosen"]: None, pair["rejected"]: None})
+    return {prompt: list(kept) for prompt, kept in seen.items()}
+
+
 def working_copy(name: str) -> Path:
     """Where the app opens shipped demo `name`: a git-ignored copy (data/workspace for `demo`, the default
     workspace; data/workspace-<name> for the others), made from data/<name> the first time, so evaluating in the
     app never changes the shipped files."""
     spec = DEMOS[name]
-    path = DEFAULT_WORKSPACE if spec.root == DEMO_WORKSPACE else REPO_ROOT / "data" / f"workspace-{name}"
+    if spec.root == DEMO_WORKSPACE:
+        return open_workspace(DEFAULT_WORKSPACE).root  # its first open copies the shipped demo there
+    path = REPO_ROOT / "data" / f"workspace-{name}"
     if not (path / MANIFEST).is_file():
-        import shutil
-
         shutil.copytree(spec.root, path, dirs_exist_ok=True, ignore=shutil.ignore_patterns("mva.sqlite-*"))
     return path
 
@@ -149,20 +160,15 @@ def start_from(source: Path, root: Path, spec: DemoSpec) -> None:
     both have; for every other value, pairs chosen = best / rejected = worst among the distinct sampled responses
     the source's pairs kept per prompt (2-4 of the 4 samples: on-policy, the same samples); and the vectors of the
     shared methods for the leading values both have, in order."""
-    import shutil
-
     shared = [v for v in spec.values if (source / "pairs" / f"{v.name}.jsonl").is_file()]
-    responses: dict[str, dict[str, None]] = {}
+    (root / "pairs").mkdir(parents=True, exist_ok=True)
     for v in shared:
-        (root / "pairs").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source / "pairs" / f"{v.name}.jsonl", root / "pairs" / f"{v.name}.jsonl")
-        for pair in load_preference_jsonl(source / "pairs" / f"{v.name}.jsonl"):
-            responses.setdefault(pair["prompt"], {}).update({pair["chosen"]: None, pair["rejected"]: None})
-    prompts = list(responses)
+    responses = pair_responses([source / "pairs" / f"{v.name}.jsonl" for v in shared])
     for v in spec.values:
         if v not in shared:
             write_jsonl(root / "pairs" / f"{v.name}.jsonl",
-                        onpolicy_pairs(prompts, v, [list(responses[p]) for p in prompts]))
+                        onpolicy_pairs(list(responses), v, list(responses.values())))
     lead = []
     for v in spec.values:  # the leading values both demos share, in order
         if v not in shared:
@@ -253,15 +259,11 @@ def pair_response_stats(ws: Workspace) -> list[str]:
     """Markdown table: every value's scorer on the distinct sampled base responses in the preference pairs
     (pairs/<value>.jsonl): mean ± sd, [min, max] and the correlation with every other value (how much the values
     conflict, or not, before any training)."""
-    seen: dict[tuple[str, str], None] = {}
-    for v in ws.manifest.values:
-        path = ws.root / "pairs" / f"{v.name}.jsonl"
-        if path.is_file():
-            for pair in load_preference_jsonl(path):
-                seen.update({(pair["prompt"], pair["chosen"]): None, (pair["prompt"], pair["rejected"]): None})
-    if not seen:
+    kept = pair_responses([f for v in ws.manifest.values if (f := ws.root / "pairs" / f"{v.name}.jsonl").is_file()])
+    if not kept:
         return []
-    prompts, responses = [p for p, _ in seen], [r for _, r in seen]
+    prompts = [p for p, rs in kept.items() for _ in rs]
+    responses = [r for rs in kept.values() for r in rs]
     S = np.stack([get_scorer(v.scorer).score(prompts, responses) for v in ws.manifest.values], axis=1)
     corr = np.corrcoef(S, rowvar=False)
     names = ws.value_names
