@@ -355,7 +355,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     ws = open_workspace(args.workspace)
     ws.store.check_writable()
     bar = _bar()
-    result, run_id = search_method(ws, args.method, args.budget, seed=args.seed, batch=args.batch, progress=bar)
+    result, run_id = search_method(ws, args.method, args.budget, step=args.step, seed=args.seed, batch=args.batch,
+                                   progress=bar)
     front = result.front
     print(f"search run {run_id} of {args.method}: {len(result.weights)} points known, front of {len(front)}; "
           f"hypervolume {result.hv_history[-1]:.4f} (ref {np.round(result.ref, 3).tolist()})")
@@ -487,7 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
     se = add("search", cmd_search, "adaptive front search: evaluate where the front is, not the whole grid")
     se.add_argument("--method", required=True)
     se.add_argument("--budget", type=int, default=25, help="new evaluations (a rerun after a kill spends what is left)")
-    se.add_argument("--batch", type=int, default=8, help="candidates per weight-batched generate call")
+    se.add_argument("--step", type=float, default=0.1,
+                    help="the lattice searched: weights 0, step, 2·step, … ≤ C (a sweep at this step reuses the points)")
+    se.add_argument("--batch", type=int, default=4, help="points chosen per surrogate fit, evaluated in one batch")
     se.add_argument("--seed", type=int, default=0)
 
     co = add("compare", cmd_compare, "HV and MIP per method with bootstrap intervals over prompts, paired differences")

@@ -238,7 +238,7 @@ def build_demo(root: Path | None = None, seed: int = 0, progress: Progress | Non
     for method, budget in spec.searches.items():
         runs = ws.store.runs()
         if not ((runs["kind"] == "search") & (runs["method"] == method) & (runs["status"] == "done")).any():
-            search_method(ws, method, budget, seed=seed, batch=8, progress=progress)
+            search_method(ws, method, budget, step=spec.grid_step, seed=seed, progress=progress)
     for m in ws.compared_methods():
         if m.name in spec.without_grid:
             continue

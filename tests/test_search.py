@@ -12,7 +12,8 @@ import pytest
 
 from mva_core import pareto
 from mva_core.cli import main
-from mva_core.search import search_front, search_method
+from mva_core.config import SearchSpace
+from mva_core.search import MAX_POOL, candidate_pool, dominance_gap, search_front, search_method, seed_design
 from mva_core.workspace import Workspace
 from tests.tiny import make_tiny_workspace
 
@@ -34,10 +35,43 @@ def test_search_reaches_the_grids_hypervolume_with_a_fifth_of_the_evaluations(se
         calls.append(len(W))
         return interference(W)
 
-    result = search_front(evaluate, 3, 1.0, budget=25, ref=ref, seed=seed, batch=4)
+    result = search_front(evaluate, SearchSpace(n_values=3, C=1.0, step=0.25), budget=25, ref=ref, seed=seed)
     assert sum(calls) == 25 and len(result.weights) == 25
     assert result.hv_history[-1] >= 0.95 * pareto.hypervolume(interference(grid), ref)
     assert all(a <= b + 1e-12 for a, b in zip(result.hv_history, result.hv_history[1:]))  # the front only grows
+
+
+def test_seed_design_is_the_extremes_of_the_trade_off():
+    assert seed_design(SearchSpace(n_values=3, C=2.0, step=0.5)).tolist() == [
+        [0, 0, 0], [2, 0, 0], [0, 2, 0], [0, 0, 2], [2, 2, 2]]
+    assert seed_design(SearchSpace(n_values=1, C=1.0, step=0.5)).tolist() == [[0], [1]]
+
+
+def test_dominance_gap_by_hand():
+    front = np.array([[1.0, 0.0], [0.0, 1.0]])
+    points = np.array([[0.5, -0.5],  # below (1, 0) by 0.5 and 0.5: must rise 0.5; (0, 1) needs only -0.5
+                       [0.2, 0.3],  # under neither front point's both coordinates: 0.2 > 0 and 0.3 > 0
+                       [-1.0, -1.0]])  # must rise 1 in both values to tie either front point
+    # max over f of min_j (f_j - p_j): [max(min(.5, .5), min(-.5, 1.5)), max(min(.8, -.3), min(-.2, .7)), 1]
+    assert dominance_gap(points, front).tolist() == pytest.approx([0.5, -0.2, 1.0])
+
+
+def test_candidate_pool_is_the_lattice_left_and_samples_a_large_one():
+    small = SearchSpace(n_values=2, C=1.0, step=0.5)
+    done = np.array([[0.0, 0.0], [0.5, 1.0]])
+    pool = candidate_pool(small, done, done, np.random.default_rng(0))
+    assert len(pool) == 9 - 2 and not any((pool == w).all(axis=1).any() for w in done)
+    large = SearchSpace(n_values=4, C=1.0, step=0.05)  # 21^4 = 194,481 points: sampled, on the lattice
+    assert large.grid_size() > MAX_POOL
+    pool = candidate_pool(large, done[:0].reshape(0, 4), np.full((1, 4), 0.5), np.random.default_rng(0))
+    assert 0 < len(pool) <= MAX_POOL and len(np.unique(pool, axis=0)) == len(pool)
+    assert np.allclose(pool / 0.05, np.rint(pool / 0.05)) and pool.min() >= 0 and pool.max() <= 1
+
+
+def test_search_stops_when_the_lattice_is_spent():
+    space = SearchSpace(n_values=2, C=1.0, step=0.5)  # 9 points
+    result = search_front(lambda W: interference(np.pad(W, ((0, 0), (0, 1))))[:, :2], space, budget=20, batch=4)
+    assert len(result.weights) == 9 and len(np.unique(result.weights, axis=0)) == 9
 
 
 def test_search_through_the_engine_stores_and_resumes(tmp_path):

@@ -252,12 +252,16 @@ st.subheader("Or search adaptively")
 if not (compared[method].kind.has_grid and compared[method].kind.extrapolates):
     st.caption(f"Adaptive search explores a weight box [0, C]^n; {method} has none.")
 else:
-    st.caption("Instead of every grid point: a space-filling seed, then batches where a surrogate (a Gaussian "
-               "process per value on the stored candidates) expects the front's hypervolume to grow most. Every "
-               "candidate of the method already stored counts for free; a stopped search resumes.")
+    st.caption(f"Instead of every point of the grid above (step {step:g}): its extremes (the base, each value alone "
+               "at C, all at C), then batches of the points where a surrogate (a Gaussian process per value on the "
+               "stored candidates) predicts the front's hypervolume grows most. Every candidate of the method "
+               "already stored counts for free; a stopped search resumes; a later sweep at this step reuses its "
+               "points.")
     c1, c2, c3 = st.columns(3)
     budget = int(c1.number_input("Budget (new evaluations)", 1, 2000, 25, key="search_budget"))
-    search_batch = int(c2.number_input("Batch", 1, 64, 8, key="search_batch"))
+    search_batch = int(c2.number_input("Batch", 1, 64, 4, key="search_batch",
+                                       help="Points chosen per surrogate fit and generated together; smaller "
+                                            "batches follow the surrogate more closely, larger ones generate faster."))
     go_search = c3.button("Start search", key="search_start", type="primary")
     search_slot = st.empty()
     if go_search:
@@ -272,7 +276,7 @@ else:
             elif stage == "generate":
                 sbar.progress(0.0 if total == 0 else min(done / total, 1.0), text=f"generating: token {done} of {total}")
 
-        search_method(ws, method, budget, batch=search_batch, progress=on_search)
+        search_method(ws, method, budget, step=float(step), batch=search_batch, progress=on_search)
         st.rerun()
     searches = ws.store.runs()
     searches = searches[(searches["kind"] == "search") & (searches["method"] == method) & searches["log"].notna()]
