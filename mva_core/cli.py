@@ -355,8 +355,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     ws = open_workspace(args.workspace)
     ws.store.check_writable()
     bar = _bar()
+    values = [v.strip() for v in args.values.split(",") if v.strip()] if args.values else None
     result, run_id = search_method(ws, args.method, args.budget, step=args.step, seed=args.seed, batch=args.batch,
-                                   progress=bar)
+                                   values=values, progress=bar)
     front = result.front
     print(f"search run {run_id} of {args.method}: {len(result.weights)} points known, front of {len(front)}; "
           f"hypervolume {result.hv_history[-1]:.4f} (ref {np.round(result.ref, 3).tolist()})")
@@ -490,6 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--budget", type=int, default=25, help="new evaluations (a rerun after a kill spends what is left)")
     se.add_argument("--step", type=float, default=0.1,
                     help="the lattice searched: weights 0, step, 2·step, … ≤ C (a sweep at this step reuses the points)")
+    se.add_argument("--values", default=None, help="comma-separated subset of values to search; the others stay at 0")
     se.add_argument("--batch", type=int, default=4, help="points chosen per surrogate fit, evaluated in one batch")
     se.add_argument("--seed", type=int, default=0)
 

@@ -18,7 +18,7 @@ evaluations on corners and noise; the n + 2 extremes, the posterior mean and bat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from .config import SearchSpace
 from .errors import MVAError
 from .results import candidate_table
 from .store import prompts_hash
-from .surrogate import fit_surrogate
+from .surrogate import MIN_CANDIDATES, fit_surrogate
 from .sweep import Evaluator, evaluate_base, score_missing
 from .workspace import Workspace
 
@@ -90,14 +90,31 @@ def dominance_gap(points: np.ndarray, front: np.ndarray) -> np.ndarray:
     return (front[None, :, :] - points[:, None, :]).min(axis=2).max(axis=1)
 
 
+def spread_out(pool: np.ndarray, W: np.ndarray, batch: int) -> np.ndarray:
+    """Up to `batch` points of `pool`, each the farthest (Euclidean) from `W` and the ones picked before it."""
+    taken = W.copy()
+    chosen: list[int] = []
+    for _ in range(min(batch, len(pool))):
+        gap = np.linalg.norm(pool[:, None, :] - taken[None, :, :], axis=2).min(axis=1) if len(taken) else \
+            np.ones(len(pool))
+        gap[chosen] = -np.inf
+        chosen.append(int(np.argmax(gap)))
+        taken = np.vstack([taken, pool[chosen[-1]]])
+    return pool[chosen]
+
+
 def propose(W: np.ndarray, Z: np.ndarray, space: SearchSpace, batch: int, ref: np.ndarray,
             rng: np.random.Generator) -> np.ndarray:
     """The next (≤ `batch`) lattice points: greedy hypervolume improvement of the surrogate's predicted mean, each
     pick's prediction added to the front before the next (module docstring). Where no point is predicted to add
-    volume, the one closest to the front (smallest `dominance_gap`) is taken. Empty when the lattice is spent."""
+    volume, the one closest to the front (smallest `dominance_gap`) is taken. With too few points for a surrogate
+    (one value's seed design has two), the points farthest from everything evaluated. Empty when the lattice is
+    spent."""
+    pool = candidate_pool(space, W, W[pareto.front_indices(Z)], rng)
+    if len(W) < MIN_CANDIDATES:
+        return spread_out(pool, W, batch)
     model = fit_surrogate(W, Z, [f"v{j}" for j in range(Z.shape[1])], seed=int(rng.integers(1 << 31)))
     front = Z[pareto.front_indices(Z)]
-    pool = candidate_pool(space, W, W[pareto.front_indices(Z)], rng)
     mean, _ = model.predict(pool) if len(pool) else (np.zeros((0, Z.shape[1])), None)
     chosen: list[int] = []
     for _ in range(min(batch, len(pool))):
@@ -155,9 +172,11 @@ def search_front(evaluate: Evaluate, space: SearchSpace, budget: int, ref: np.nd
 
 
 def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, seed: int = 0, batch: int = 4,
+                  values: Sequence[str] | None = None,
                   progress: Callable[[str, int, int], None] | None = None) -> tuple[SearchResult, int]:
     """Adaptive search over `method`'s weights: the lattice [0, C]^n at `step` (C from workspace.json), evaluated and
-    stored like a sweep.
+    stored like a sweep. `values` (a subset of the workspace's) searches only those values' weights, the others
+    fixed at 0, as a sweep's `values` does; the front is on every value's z-score, as on Explore.
 
     Every candidate of the method already stored on the workspace's prompts is known for free; `budget` counts the
     new evaluations of this search, so a rerun after a kill (the same method, budget, step, seed and batch: the same run,
@@ -166,23 +185,33 @@ def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, se
     if not compared.kind.has_grid or not compared.kind.extrapolates:
         raise SearchError(f"method {method!r} has no weight box to search ({compared.kind.name}); search a method "
                           "whose candidates are base + Σ wᵢ·θᵢ with wᵢ in [0, C], e.g. mva")
-    space = SearchSpace(n_values=len(ws.value_names), C=float(ws.manifest.C), step=float(step))
+    values = list(ws.value_names if values is None else values)
+    if not values or any(v not in ws.value_names for v in values) or len(set(values)) < len(values):
+        raise SearchError(f"values to search {values}: choose one or more of {ws.value_names}, each once")
+    active = [ws.value_names.index(v) for v in values]  # searched weights; the others stay 0
+    n = len(ws.value_names)
+    space = SearchSpace(n_values=len(active), C=float(ws.manifest.C), step=float(step))
     ev = Evaluator(ws, method)
     evaluate_base(ws, ev.base)
     config = {"method": method, "budget": budget, "step": space.step, "seed": seed, "batch": batch, "C": space.C,
               "prompts_hash": prompts_hash(ev.prompts)}
+    if len(active) < n:
+        config["values"] = values
     run_id = ws.store.start_run("search", config, method, adopt=True)
     zc = [f"z_{v}" for v in ws.value_names]
 
     def known() -> tuple[np.ndarray, np.ndarray, int]:
         table = candidate_table(ws)
         rows = table[(table["method"] == method)].sort_values("id")
-        W = np.array(rows["weights"].tolist(), dtype=float).reshape(-1, len(ws.value_names))
+        W = np.array(rows["weights"].tolist(), dtype=float).reshape(-1, n)
         spent = int((ws.store.candidates(method).set_index("id").reindex(rows["id"])["run_id"] == run_id).sum())
-        return W, rows[zc].to_numpy(dtype=float), spent
+        inside = np.delete(W, active, axis=1).max(axis=1, initial=0.0) == 0  # in the searched subspace
+        return W[inside][:, active], rows[zc].to_numpy(dtype=float)[inside], spent
 
     def evaluate(W: np.ndarray) -> np.ndarray:
-        ids = ev.evaluate(W, "search", progress=progress, run_id=run_id).candidate_ids
+        full = np.zeros((len(W), n))
+        full[:, active] = W
+        ids = ev.evaluate(full, "search", progress=progress, run_id=run_id).candidate_ids
         table = candidate_table(ws)
         rows = table[table["method"] == method].set_index("id")
         return rows.loc[ids, zc].to_numpy(dtype=float)

@@ -13,7 +13,8 @@ import pytest
 from mva_core import pareto
 from mva_core.cli import main
 from mva_core.config import SearchSpace
-from mva_core.search import MAX_POOL, candidate_pool, dominance_gap, search_front, search_method, seed_design
+from mva_core.search import (MAX_POOL, candidate_pool, dominance_gap, search_front, search_method, seed_design,
+                              spread_out)
 from mva_core.workspace import Workspace
 from tests.tiny import make_tiny_workspace
 
@@ -66,6 +67,11 @@ def test_candidate_pool_is_the_lattice_left_and_samples_a_large_one():
     pool = candidate_pool(large, done[:0].reshape(0, 4), np.full((1, 4), 0.5), np.random.default_rng(0))
     assert 0 < len(pool) <= MAX_POOL and len(np.unique(pool, axis=0)) == len(pool)
     assert np.allclose(pool / 0.05, np.rint(pool / 0.05)) and pool.min() >= 0 and pool.max() <= 1
+
+
+def test_spread_out_takes_the_farthest_points_first():
+    pool = np.array([[0.25], [0.5], [0.75]])
+    assert spread_out(pool, np.array([[0.0], [1.0]]), 2).tolist() == [[0.5], [0.25]]  # 0.25 and 0.75 tie: first
 
 
 def test_search_stops_when_the_lattice_is_spent():
@@ -137,3 +143,17 @@ def test_search_resumes_candidates_stored_but_not_yet_scored(tmp_path):
     cands = Workspace(ws.root).store.candidates("mva-no-hsic")
     assert len(cands) == 9 and int(first["id"].iloc[0]) in set(cands["id"])
     assert np.isfinite(cands[["s_warmth", "s_brevity"]].to_numpy(dtype=float)).all()
+
+
+def test_search_over_a_subset_of_values_keeps_the_others_at_zero(tmp_path):
+    ws = make_tiny_workspace(tmp_path / "ws", n_prompts=2)
+    first = ws.value_names[0]
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["search", "--workspace", str(ws.root), "--method", "mva-no-hsic", "--budget", "4",
+                     "--step", "0.25", "--values", first]) == 0
+    W = np.array(Workspace(ws.root).store.candidates("mva-no-hsic")["weights"].tolist())
+    assert len(W) == 4 and (W[:, 1:] == 0).all()  # the seed design of one value (0 and C), then the lattice
+    assert sorted(W[:, 0].tolist()) == sorted(set(W[:, 0].tolist())) and set(W[:, 0]) <= {0, 0.25, 0.5, 0.75, 1}
+    with pytest.raises(Exception, match="choose one or more of"):
+        search_method(Workspace(ws.root), "mva-no-hsic", budget=2, values=["kindness"])

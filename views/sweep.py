@@ -12,6 +12,7 @@ import streamlit as st
 
 from mva_core.config import ConfigError
 from mva_core.data import DataFileError
+from mva_core.errors import MVAError
 from mva_core.kinds import GRID_KINDS, get_kind
 from mva_core.notices import notices_to
 from mva_core.scorers import ScorerFailedError, available_scorers
@@ -276,7 +277,13 @@ else:
             elif stage == "generate":
                 sbar.progress(0.0 if total == 0 else min(done / total, 1.0), text=f"generating: token {done} of {total}")
 
-        search_method(ws, method, budget, step=float(step), batch=search_batch, progress=on_search)
+        try:
+            with notices_to(st.warning):
+                search_method(ws, method, budget, step=float(step), batch=search_batch, values=chosen,
+                              progress=on_search)
+        except (ValueError, MVAError) as exc:  # a scorer that fails, a bad step, …
+            st.error(f"The search stopped: {exc}. What it evaluated is stored; press Start search to resume.")
+            st.stop()
         st.rerun()
     searches = ws.store.runs()
     searches = searches[(searches["kind"] == "search") & (searches["method"] == method) & searches["log"].notna()]
