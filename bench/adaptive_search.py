@@ -136,7 +136,8 @@ def main() -> None:
         try:
             import plotly.graph_objects as go
 
-            fig = go.Figure([go.Scatter(x=np.arange(1, len(c) + 1), y=c, name=k, mode="lines") for k, c in curves.items()])
+            fig = go.Figure([go.Scatter(x=np.arange(1, len(c) + 1), y=c, name=k, mode="lines")
+                             for k, c in curves.items()])
             fig.update_layout(xaxis_title="evaluations", yaxis_title="hypervolume (shared ref)")
             fig.write_html(out / "adaptive_search.html")
         except ImportError:

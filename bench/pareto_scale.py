@@ -17,7 +17,7 @@ from typing import Callable, TypeVar
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from mva_core.pareto import front_indices, hypervolume, non_dominated_rank, reference_point  # noqa: E402
+from mva_core.pareto import hypervolume, non_dominated_rank, reference_point  # noqa: E402
 
 T = TypeVar("T")
 TARGET_2D_S = 1.0  # DESIGN: a 10^4-candidate comparison must rank and score interactively

@@ -179,8 +179,8 @@ def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, se
     fixed at 0, as a sweep's `values` does; the front is on every value's z-score, as on Explore.
 
     Every candidate of the method already stored on the workspace's prompts is known for free; `budget` counts the
-    new evaluations of this search, so a rerun after a kill (the same method, budget, step, seed and batch: the same run,
-    adopted) spends only what is left. Returns the result (known and new points) and the run id."""
+    new evaluations of this search, so a rerun after a kill (the same method, budget, step, seed, batch and values:
+    the same run, adopted) spends only what is left. Returns the result (known and new points) and the run id."""
     compared = ws.compared_method(method)
     if not compared.kind.has_grid or not compared.kind.extrapolates:
         raise SearchError(f"method {method!r} has no weight box to search ({compared.kind.name}); search a method "

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 from pymoo.indicators.hv import HV
 
-from mva_core.results import candidate_table
 from mva_core.sweep import evaluate_base, method_groups, sweep_groups
 from tests.apptest import open_page, plotly_array
 from tests.tiny import make_tiny_workspace

@@ -1,7 +1,6 @@
 """AppTest of the Explore page on a tiny workspace: move sliders, evaluate, the point lands and is stored."""
 
 import json
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest

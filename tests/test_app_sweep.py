@@ -1,11 +1,9 @@
 """AppTest of the Sweep page on a tiny workspace: a 0.5-step grid is generated once, stored, never recomputed."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from mva_core.sweep import Evaluator
 from mva_core.workspace import Workspace

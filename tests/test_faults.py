@@ -5,7 +5,6 @@ tests/test_cli.py runs as a real subprocess); docs/faults.md lists what each one
 
 from __future__ import annotations
 
-import json
 import shutil
 
 import pytest

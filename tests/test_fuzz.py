@@ -5,7 +5,6 @@ brute-force oracle of tests/test_pareto.py."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -211,7 +211,6 @@ def test_explore_evaluates_a_conditioned_policy_at_the_slider_preference(tmp_pat
     from mva_core.models import load_base
     from mva_core.vectors import load_value_vector
     from mva_core.compose import WeightBatchedModel
-    from mva_core.workspace import Workspace
     from tests.apptest import APP
     from tests.tiny import make_tiny_workspace, make_value_vector
 

@@ -5,7 +5,6 @@ CLI train → sweep at MI-EPO's preferences → Compare's MIP and an exported ca
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import replace
 

@@ -22,7 +22,6 @@ from transformers import TrainerCallback
 from mva_core.config import TrainConfig
 from mva_core.methods.dpo import train_dpo_vector
 from mva_core.methods.harness import ResumeMismatchError, partial_dir
-from mva_core.preference_data import load_preference_jsonl
 from mva_core.methods.mva import train_value
 from mva_core.models import weights_fingerprint
 from test_methods_dpo import PAIRS  # the same toy pairs
