@@ -293,7 +293,9 @@ def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], ch
     run_id = ws.store.start_run("sweep", config, method, adopt=True)  # a rerun of a killed sweep takes it over
     ids: list[int] = []
     generated = 0
-    jobs = [(ev, W[start:start + chunk]) for ev, W in groups for start in range(0, len(W), chunk)]
+    # a conditioned policy generates each p in its own call anyway (its prompt differs): each is stored when done
+    sizes = [1 if ev.conditioned else chunk for ev, _ in groups]
+    jobs = [(ev, W[start:start + size]) for (ev, W), size in zip(groups, sizes) for start in range(0, len(W), size)]
     supplied = executor.responses(jobs) if executor is not None else iter([None] * len(jobs))
     try:
         for (ev, part), responses in zip(jobs, supplied):

@@ -300,3 +300,22 @@ def test_compare_draws_a_conditioned_policy_in_order_of_p_with_its_mip(tmp_path,
     shown = at.dataframe[0].value.set_index("method")
     want = np.mean([w @ z for w, z in zip(rows[["w_warmth", "w_brevity"]].to_numpy(), rows[["z_warmth", "z_brevity"]].to_numpy())])
     assert shown.loc["mo-odpo", "MIP"] == pytest.approx(want, abs=1e-3)
+
+
+def test_a_conditioned_sweep_stores_each_preference_as_it_is_done(tmp_path):
+    """One generate call per p either way; so each p is stored (and counted) before the next starts: a sweep of
+    11 preferences reports 1, 2, … 11 candidates, not 0 until the first chunk of 8 is done."""
+    from mva_core.sweep import evaluate_base, method_groups, sweep_groups
+    from tests.tiny import make_tiny_workspace, make_value_vector
+
+    ws = make_tiny_workspace(tmp_path)
+    policy = make_value_vector(tmp_path / "base", tmp_path / "vectors" / "mo-odpo" / "policy", "mo-odpo", seed=5,
+                               method="mo-odpo")
+    meta = json.loads((policy / "mva_vector.json").read_text())
+    (policy / "mva_vector.json").write_text(json.dumps({**meta, "conditioned": True, "values": ["warmth", "brevity"]}))
+    evaluate_base(ws)
+    counts = []
+    sweep_groups("mo-odpo", method_groups(ws, "mo-odpo", 0.1), chunk=8,
+                 progress=lambda stage, done, total: counts.append(done) if stage == "candidates" else None)
+    assert counts == list(range(1, 12))
+    assert len(ws.store.candidates("mo-odpo")) == 11
