@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import weakref
 from typing import Callable, Sequence
 
 import numpy as np
@@ -135,6 +136,11 @@ def generate_responses(
             generate_samples(model, tokenizer, prompts, weights, decoding, progress, cancel, identities)]
 
 
+# Rows per generate call found to fit in memory, per model and max_new_tokens: the next call on the model (the next
+# sweep chunk) starts there instead of running out of memory, and telling so, once more.
+_ROWS_THAT_FIT: weakref.WeakKeyDictionary[nn.Module, dict[int, int]] = weakref.WeakKeyDictionary()
+
+
 def generate_samples(
     model: nn.Module | WeightBatchedModel,
     tokenizer: object,
@@ -191,7 +197,8 @@ def generate_samples(
                    pad_token_id=pad_id, **(dict(stop_strings=[stop], tokenizer=tokenizer) if stop else {}))
     n_calls = -(-len(rows) // decoding.batch_size)
     total = n_calls * decoding.max_new_tokens
-    fits = [decoding.batch_size]  # rows per generate call that fit in memory so far: halved on out-of-memory
+    learned = _ROWS_THAT_FIT.get(model, {}).get(decoding.max_new_tokens, decoding.batch_size)
+    fits = [min(decoding.batch_size, learned)]  # rows per generate call that fit in memory: halved on out-of-memory
 
     def decode(chunk: list[tuple[int, int, int]], watch: _EachToken) -> list[str]:
         """New text per row of `chunk`; out of memory, the rows are halved (here and for later calls) and go on.
@@ -226,6 +233,7 @@ def generate_samples(
                     f"{decoding.max_new_tokens} new): {reason}; lower decoding.max_new_tokens in workspace.json or "
                     "use a smaller base model") from exc
             fits[0] = len(chunk) // 2
+            _ROWS_THAT_FIT.setdefault(model, {})[decoding.max_new_tokens] = fits[0]
             notify(f"out of memory generating {len(chunk)} rows in one call ({reason}); going on with {fits[0]} "
                    f"rows per call (set decoding.batch_size to {fits[0]} in workspace.json to start there)")
             return decode(chunk, watch)

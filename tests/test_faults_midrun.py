@@ -160,6 +160,22 @@ def test_out_of_memory_halves_the_rows_and_goes_on(tiny_ws, error):
         "call (set decoding.batch_size to 2 in workspace.json to start there)"]
 
 
+def test_the_next_call_starts_at_the_rows_that_fit_and_tells_nothing_again(tiny_ws):
+    """A sweep's next chunk on the same model does not run out of memory (and say so) again."""
+    ev = Evaluator(tiny_ws, METHOD)
+    W = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.6, 0.9]])
+    told: list[str] = []
+    with memory_for_rows(2, cuda_oom) as passed, notices_to(told.append):
+        first = ev.generate(W[:2])  # 6 rows in one call fail, 3 fail, then 1 per call: two notices
+        n_told = len(told)
+        passed.clear()
+        second = ev.generate(W[2:])
+    assert n_told == 2 and len(told) == n_told  # the second call told nothing
+    assert passed and max(passed) <= 2  # and began at the rows that fit
+    assert Evaluator(tiny_ws, METHOD).generate(W[:2]) == first  # a fresh evaluator (no fault) agrees
+    assert len(second) == 2
+
+
 def test_out_of_memory_in_a_cli_sweep_is_told_and_the_sweep_finishes(tmp_path, capsys):
     ws = make_tiny_workspace(tmp_path / "ws", n_prompts=3)
     with memory_for_rows(4, cuda_oom):
