@@ -309,13 +309,14 @@ def demo_report(ws: Workspace) -> str:
     lines += ["", f"Shared reference point (z units, per-value minimum over all candidates and the base model): "
               f"{np.round(ref, 3).tolist()}. Intervals: 95 % percentile bootstrap over the {len(ws.prompts())} "
               f"prompts ({boot.n_resamples} resamples, seed {boot.seed}; z-scores and fronts recomputed per resample).",
-              "", "| method | candidates | front | hypervolume [95 % CI] | MIP [95 % CI] | CRD |", "|---|---|---|---|---|---|"]
+              "", "| method | candidates | front | hypervolume [95 % CI] | MIP [95 % CI] | CRD [95 % CI] |", "|---|---|---|---|---|---|"]
     crd = crd_by_method(ws, table, list(metrics["method"]))  # the Compare page's and compare --json's CRD
     for _, row in metrics.iterrows():
         m, c = boot.methods[row["method"]], crd[row["method"]]
         lines.append(f"| {row['method']} | {row['candidates']} | {row['front size']} | {row['hypervolume']:.4f} "
                      f"[{m.hv.low:.4f}, {m.hv.high:.4f}] | {row['MIP']:.4f} [{m.mip.low:.4f}, {m.mip.high:.4f}] | "
-                     f"{'—' if c.value is None else format(c.value, '.4g')} |")
+                     f"{'—' if c.value is None else format(c.value, '.4g')}"
+                     f"{'' if c.interval is None else f' [{c.interval.low:.4g}, {c.interval.high:.4g}]'} |")
     if any(c.value is None for c in crd.values()):
         lines += ["", "CRD —: " + "; ".join(sorted({c.why for c in crd.values() if c.value is None})) + "."]
     pairs = [("mva", "soup"), ("mva", "mva-no-hsic"), ("mva", "mi-epo"), ("mva", "ric"), ("mi-epo", "ric"),

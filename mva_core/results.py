@@ -16,7 +16,8 @@ import pandas as pd
 
 from . import pareto
 from .atomic import ExportError, atomic_dir
-from .bootstrap import BootstrapComparison, MethodScores, bootstrap_compare
+from .bootstrap import (BootstrapComparison, Interval, MethodScores, bootstrap_compare, percentile_interval,
+                        resample_indices, z_means)
 from .export import FORMATS, export_card, export_merged, export_mergekit, export_peft
 from .judges import get_judge, judge_win_rate
 from .kinds import CONDITIONED
@@ -242,6 +243,7 @@ class MethodCRD:
     value: float | None
     why: str = ""
     samples_per_preference: int = 0  # reward vectors in each covariance: prompts × samples per prompt
+    interval: Interval | None = None  # 95 % percentile bootstrap over the prompts (`crd_interval`)
 
 
 def crd_by_method(ws: Workspace, table: pd.DataFrame, methods: Sequence[str]) -> dict[str, MethodCRD]:
@@ -281,8 +283,44 @@ def crd_by_method(ws: Workspace, table: pd.DataFrame, methods: Sequence[str]) ->
         if not all(np.isfinite(R).all() for R in per_p):
             out[name] = MethodCRD(None, "a sampled response of a chosen candidate has a non-finite score")
             continue
-        out[name] = MethodCRD(pareto.crd(per_p), "", int(per_p[0].shape[0]))
+        base_rewards = prompt_rewards(ws, base_ids[-1:])[0]
+        out[name] = MethodCRD(pareto.crd(per_p), "", int(per_p[0].shape[0]),
+                              crd_interval(ws, grp, P, chosen, base_rewards, pareto.crd(per_p)))
     return out
+
+
+def crd_interval(ws: Workspace, group: pd.DataFrame, preferences: np.ndarray, chosen: Sequence[int],
+                 base: np.ndarray, estimate: float, n_resamples: int = 1000, seed: int = 0) -> Interval:
+    """95 % percentile interval of a method's CRD over the evaluation prompts, as HV's and MIP's (`bootstrap`):
+    each resample draws the prompts with replacement, z-scores against the base model's rewards `base` (P, V) on
+    those prompts, chooses each p's candidate again on them (the front candidate maximising p·z; a conditioned
+    policy keeps its run with p, `chosen`) and pools the chosen candidates' samples on those prompts. A resample
+    whose choice has no samples is left out."""
+    zc = [f"z_{v}" for v in ws.value_names]
+    finite = group[np.isfinite(group[zc].to_numpy(dtype=float)).all(axis=1)]
+    ids = finite["id"].astype(int).to_numpy()
+    idx = resample_indices(base.shape[0], n_resamples, seed)  # (B, P)
+    if _is_conditioned(group):
+        choices = np.tile(np.asarray(chosen, dtype=int), (n_resamples, 1))  # (B, |P|)
+    else:
+        Z = z_means(prompt_rewards(ws, ids), base, idx)  # (B, K, V)
+        choices = np.empty((n_resamples, len(preferences)), dtype=int)
+        for b in range(n_resamples):
+            front = pareto.front_indices(Z[b])
+            if not len(front):
+                choices[b] = -1
+                continue
+            choices[b] = ids[front[np.argmax(Z[b][front] @ preferences.T, axis=0)]]  # first maximum, as s(p)
+    samples = sample_rewards(ws, sorted(set(choices[choices >= 0].tolist())))
+    values = np.full(n_resamples, np.nan)
+    for b in range(n_resamples):
+        if (choices[b] < 0).any() or any(c not in samples for c in choices[b]):
+            continue
+        normaliser = ScoreNormaliser().fit(base[idx[b]])
+        per_p = [normaliser.transform(samples[c][idx[b]].reshape(-1, base.shape[1])) for c in choices[b]]
+        if all(np.isfinite(R).all() for R in per_p):
+            values[b] = pareto.crd(per_p)
+    return percentile_interval(values, estimate)
 
 
 def win_rates_at(ws: Workspace, table: pd.DataFrame, methods: Sequence[str], p: Sequence[float]) -> pd.DataFrame:
@@ -363,7 +401,8 @@ def comparison_json(result: BootstrapComparison, crd: dict[str, MethodCRD]) -> d
     def crd_of(name: str) -> dict:
         c = crd.get(name, MethodCRD(None, "not computed for this method"))
         return {"crd": c.value, "crd_why": c.why or None,
-                **({"crd_samples_per_preference": c.samples_per_preference} if c.value is not None else {})}
+                **({"crd_samples_per_preference": c.samples_per_preference} if c.value is not None else {}),
+                **({"crd_ci": c.interval.as_list()} if c.interval is not None else {})}
 
     return {
         "ref": [float(x) for x in result.ref], "n_resamples": result.n_resamples, "seed": result.seed,

@@ -159,18 +159,22 @@ def test_page_cli_and_report_show_one_crd(swept, monkeypatch):
     doc = compare_json(swept)
     at = open_page(monkeypatch, swept, "views/compare.py")
     table = next(d.value for d in at.dataframe if "CRD" in d.value.columns).set_index("method")
-    report = {row[0]: row[1] for row in
-              re.findall(r"^\| (\S+) \| \d+ \| \d+ \| .*\| ([^|]+) \|$", demo_report(Workspace(swept)), re.M)}
+    report = {row[0]: (row[1], row[2]) for row in
+              re.findall(r"^\| (\S+) \| \d+ \| \d+ \| .*\| (\S+) \[([^|]+)\] \|$", demo_report(Workspace(swept)),
+                         re.M)}
     assert set(table.index) == set(doc["methods"]) == set(report)
     for name, m in doc["methods"].items():
         assert isinstance(m["crd"], float), name
         assert table.loc[name, "CRD"] == pytest.approx(m["crd"], rel=1e-12)
-        assert float(report[name]) == pytest.approx(m["crd"], rel=1e-3)
+        assert float(report[name][0]) == pytest.approx(m["crd"], rel=1e-3)
+        assert [float(x) for x in report[name][1].split(",")] == pytest.approx(m["crd_ci"], rel=1e-3)
+        assert table.loc[name, "CRD 95% CI"] == "[{:.4g}, {:.4g}]".format(*m["crd_ci"])
 
 
-def crd_from_sqlite(root: Path, method: str) -> float:
+def crd_from_sqlite(root: Path, method: str, prompts: np.ndarray | None = None) -> float:
     """CRD recomputed from the raw rows: per-prompt means -> z against the base -> s(p) by brute force (the front by
-    pairwise dominance, then p·z maximised) -> the chosen candidate's samples in z -> 2×2 det by hand."""
+    pairwise dominance, then p·z maximised) -> the chosen candidate's samples in z -> 2×2 det by hand. `prompts`
+    (indices, repeats allowed): on those prompts only, as one bootstrap resample."""
     con = sqlite3.connect(root / "mva.sqlite")
     cands = {cid: (m, json.loads(w)) for cid, m, w in con.execute("SELECT id, method, weights FROM candidates")}
     samples: dict[int, dict[str, np.ndarray]] = {}
@@ -178,6 +182,8 @@ def crd_from_sqlite(root: Path, method: str) -> float:
                                                 "FROM sample_scores"):
         samples.setdefault(cid, {}).setdefault(scorer, np.zeros((3, 3)))[j, k] = value
     con.close()
+    if prompts is not None:
+        samples = {c: {v: rows[prompts] for v, rows in per.items()} for c, per in samples.items()}
     values = list(SCORERS)  # the scorers of warmth and brevity
     (base,) = [c for c, (m, _) in cands.items() if m == "base"]
     base_means = np.stack([samples[base][v].mean(axis=1) for v in values], axis=1)  # (P, V)
@@ -194,6 +200,25 @@ def crd_from_sqlite(root: Path, method: str) -> float:
         cxy = np.sum((x - x.mean()) * (y - y.mean())) / (len(x) - 1)
         dets.append(cxx * cyy - cxy ** 2)
     return float(np.mean(dets))
+
+
+def test_crd_interval_resamples_the_prompts_as_a_brute_force_does(swept):
+    """Each resample: z-scores, fronts and each p's choice recomputed on the drawn prompts, then their samples."""
+    from mva_core.bootstrap import resample_indices
+    from mva_core.results import candidate_table, crd_interval, preference_choice, prompt_rewards
+
+    ws = Workspace(swept)
+    table = candidate_table(ws)
+    group = table[table["method"] == "mva-no-hsic"]
+    P = preference_vectors(2)
+    chosen = [preference_choice(group, ws.value_names, p) for p in P]
+    base = prompt_rewards(ws, table.loc[table["method"] == "base", "id"].tolist())[0]
+    got = crd_interval(ws, group, P, chosen, base, estimate=0.5, n_resamples=6, seed=3)
+    want = [crd_from_sqlite(swept, "mva-no-hsic", prompts=idx) for idx in resample_indices(3, 6, seed=3)]
+    assert got.estimate == 0.5 and [got.low, got.high] == pytest.approx(np.percentile(want, [2.5, 97.5]), rel=1e-9)
+    assert len(set(np.round(want, 9))) > 1  # the resamples differ: the interval has a width
+    low, high = compare_json(swept)["methods"]["mva-no-hsic"]["crd_ci"]
+    assert low < high
 
 
 def test_greedy_workspace_has_no_crd_and_says_why(tmp_path):

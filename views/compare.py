@@ -123,6 +123,10 @@ boot = get_intervals(str(ws.root), table_version(ws), own, tuple(float(x) for x 
 crd = get_crd(str(ws.root), table_version(ws), own) if single else {}
 result.insert(result.columns.get_loc("MIP") + 1, "CRD",
               [crd[m].value if m in crd and crd[m].value is not None else np.nan for m in result["method"]])
+if any(c.interval is not None for c in crd.values()):
+    result.insert(result.columns.get_loc("CRD") + 1, "CRD 95% CI",
+                  [f"[{crd[m].interval.low:.4g}, {crd[m].interval.high:.4g}]"
+                   if m in crd and crd[m].interval is not None else "—" for m in result["method"]])
 if boot is not None:
     for metric, col in (("hv", "hypervolume"), ("mip", "MIP")):
         ci = {name: getattr(m, metric) for name, m in boot.methods.items()}
@@ -175,8 +179,9 @@ st.dataframe(result, width="stretch", hide_index=True, column_config={
                                          "of the front candidate maximising p·z (MI-EPO)."),
     "CRD": st.column_config.NumberColumn(format="%.4g", help="CRD (MI-EPO) = mean over the evaluation preferences p "
                                          "of det Cov of the z-scored rewards of every response sampled for p (all "
-                                         "prompts × samples of the candidate p is scored with). Empty when the "
-                                         "candidates were decoded greedily."),
+                                         "prompts × samples of the candidate p is scored with); its interval "
+                                         "resamples the prompts as HV's does. Empty when the candidates were "
+                                         "decoded greedily."),
     **{f"best {v}": st.column_config.NumberColumn(format="%.3f", help=f"The method's highest z-score on {v}.")
        for v in values},
 })
