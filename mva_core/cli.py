@@ -345,7 +345,7 @@ def cmd_judge(args: argparse.Namespace) -> int:
         return 0
     for row in doc["candidates"]:
         print(f"candidate {row['id']:>5}  wins {row['judge_win']:.2f}  P(better) {row['judge_preference']:.3f}  "
-              f"({row['prompts']} prompts)")
+              f"({row['prompts']} prompts{', from the store' if row['from_store'] else ''})")
     return 0
 
 

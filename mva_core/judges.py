@@ -182,7 +182,12 @@ def judge_win_rate(judge: PairwiseJudge, prompts: Sequence[str], responses: Sequ
     """Win rate of `responses` against `reference` (the base model's, same prompts) by a pairwise judge: on each
     prompt the candidate wins when pref > ½, ties count half (as the reward win rates, `results.win_rates`). A tie
     is |pref − ½| < 1e-6: identical responses give ½ up to the float noise of differently padded batches."""
-    pref = judge.prefer(prompts, responses, reference)
+    return verdict_of(judge.prefer(prompts, responses, reference))
+
+
+def verdict_of(preference: np.ndarray) -> JudgeVerdict:
+    """The verdict of per-prompt preferences P(candidate ≻ reference) (`judge_win_rate`'s counting)."""
+    pref = np.asarray(preference, dtype=float)
     if len(pref) == 0:
         raise JudgeError("no prompts to judge; evaluate the candidate and the base model on a prompt set first")
     tie = np.abs(pref - 0.5) < 1e-6

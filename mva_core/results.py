@@ -19,7 +19,7 @@ from .atomic import ExportError, atomic_dir
 from .bootstrap import (BootstrapComparison, Interval, MethodScores, bootstrap_compare, percentile_interval,
                         resample_indices, z_means)
 from .export import FORMATS, export_card, export_merged, export_mergekit, export_peft
-from .judges import get_judge, judge_win_rate
+from .judges import get_judge, verdict_of
 from .kinds import CONDITIONED
 from .models import load_base
 from .pareto import is_finite
@@ -351,8 +351,10 @@ def judge_against_base(ws: Workspace, candidate_ids: Sequence[int], base_id: int
     """Each candidate's responses judged against the base model's on the same prompts by a pairwise LLM judge
     (`judges`, spec `judge:hf:MODEL`; both orders averaged). Columns: id, `judge_win` (share of prompts the judge
     prefers the candidate's response, ties half), `judge_preference` (mean P(candidate ≻ base)), `prompts`. A
-    sampled candidate is judged by its first sample per prompt (the response the Responses page shows)."""
-    chosen = get_judge(judge)
+    sampled candidate is judged by its first sample per prompt (the response the Responses page shows).
+
+    Verdicts are stored per prompt (`Store.add_judge_verdicts`) and a rerun answers from the store without loading
+    the judge (`from_store`); a read-only store is judged anew each time."""
     base = ws.store.responses([int(base_id)]).sort_values("prompt_idx")
     rows = []
     for cid in candidate_ids:
@@ -360,10 +362,17 @@ def judge_against_base(ws: Workspace, candidate_ids: Sequence[int], base_id: int
         if cand["prompt"].tolist() != base["prompt"].tolist():
             raise WorkspaceError(f"candidate {cid} and the base model (candidate {base_id}) were not evaluated on the "
                                  "same prompts; judge candidates of one prompt set")
-        verdict = judge_win_rate(chosen, cand["prompt"].tolist(), cand["response"].tolist(), base["response"].tolist())
+        preference = ws.store.judge_verdicts(judge, int(cid), int(base_id))
+        stored = len(preference) == len(cand)
+        if not stored:
+            preference = get_judge(judge).prefer(cand["prompt"].tolist(), cand["response"].tolist(),
+                                                 base["response"].tolist())
+            if not ws.store.read_only:
+                ws.store.add_judge_verdicts(judge, int(cid), int(base_id), preference)
+        verdict = verdict_of(preference)
         rows.append({"id": int(cid), "judge_win": verdict.win_rate, "judge_preference": verdict.mean_preference,
-                     "prompts": len(cand)})
-    return pd.DataFrame(rows, columns=["id", "judge_win", "judge_preference", "prompts"])
+                     "prompts": len(cand), "from_store": stored})
+    return pd.DataFrame(rows, columns=["id", "judge_win", "judge_preference", "prompts", "from_store"])
 
 
 def compare_with_intervals(ws: Workspace, table: pd.DataFrame, methods: Sequence[str] | None = None,

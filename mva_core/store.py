@@ -51,20 +51,26 @@ CREATE TABLE IF NOT EXISTS scores (
 );
 CREATE INDEX IF NOT EXISTS candidates_method ON candidates(method);
 """
-# Added with sampled decoding (issue 16 item 3); created in a store that lacks them, so old stores open unchanged.
-SAMPLE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS samples (
+# Tables added after the first stores were written; each is created in a store that lacks it, so old stores open
+# unchanged: the samples of sampled decoding (issue 16 item 3), a pairwise judge's verdicts (judges.py).
+ADDED_TABLES = {
+    "samples": """CREATE TABLE IF NOT EXISTS samples (
     candidate_id INTEGER NOT NULL REFERENCES candidates(id), prompt_idx INTEGER NOT NULL,
     sample_idx INTEGER NOT NULL, response TEXT NOT NULL, PRIMARY KEY (candidate_id, prompt_idx, sample_idx)
-);
-CREATE TABLE IF NOT EXISTS sample_scores (
+);""",
+    "sample_scores": """CREATE TABLE IF NOT EXISTS sample_scores (
     candidate_id INTEGER NOT NULL REFERENCES candidates(id), prompt_idx INTEGER NOT NULL,
     sample_idx INTEGER NOT NULL, scorer TEXT NOT NULL, value REAL, finite INTEGER NOT NULL,
     PRIMARY KEY (candidate_id, prompt_idx, sample_idx, scorer)
-);
-"""
+);""",
+    "judge_verdicts": """CREATE TABLE IF NOT EXISTS judge_verdicts (
+    candidate_id INTEGER NOT NULL REFERENCES candidates(id), base_id INTEGER NOT NULL REFERENCES candidates(id),
+    judge TEXT NOT NULL, prompt_idx INTEGER NOT NULL, preference REAL NOT NULL,
+    PRIMARY KEY (candidate_id, base_id, judge, prompt_idx)
+);""",
+}
+ADDED_SCHEMA = "\n".join(ADDED_TABLES.values())
 TABLES = {"runs", "candidates", "responses", "scores"}
-SAMPLE_TABLES = {"samples", "sample_scores"}
 
 
 def prompts_hash(prompts: Sequence[str]) -> str:
@@ -185,7 +191,7 @@ class Store:
             self._checked = None  # deleted: a file made here next may reuse the old one's inode
         if not self.path.exists() and not write:  # viewing never creates the store: an empty one in memory
             con = sqlite3.connect(":memory:")
-            con.executescript(SCHEMA + SAMPLE_SCHEMA)
+            con.executescript(SCHEMA + ADDED_SCHEMA)
             _migrate(con)
             return con
         if self.read_only:  # immutable: no -wal/-shm files are needed or made in a directory we cannot write
@@ -204,14 +210,15 @@ class Store:
             if self.read_only:  # an empty or old file we may not upgrade: read what there is through memory
                 con.close()
                 con = sqlite3.connect(":memory:")
-            con.executescript(SCHEMA + SAMPLE_SCHEMA)
+            con.executescript(SCHEMA + ADDED_SCHEMA)
             _migrate(con)
             con.commit()
-        elif not SAMPLE_TABLES <= tables:  # a store from before sampled decoding: add its (empty) sample tables
+        elif not set(ADDED_TABLES) <= tables:  # an older store: add the (empty) tables it lacks
+            missing = "\n".join(ddl for name, ddl in ADDED_TABLES.items() if name not in tables)
             if self.read_only:  # not in the file: empty temporary tables of this connection, so reads see none
-                con.executescript(SAMPLE_SCHEMA.replace("CREATE TABLE", "CREATE TEMP TABLE"))
+                con.executescript(missing.replace("CREATE TABLE", "CREATE TEMP TABLE"))
             else:
-                con.executescript(SAMPLE_SCHEMA)
+                con.executescript(missing)
                 con.commit()
         self._checked = None if self.read_only else file_id
         return con
@@ -265,6 +272,8 @@ class Store:
         other = "SELECT id FROM candidates WHERE prompts_hash != ?"
         with self._connect(write=True) as con:
             n = con.execute(f"SELECT COUNT(*) FROM ({other})", (keep,)).fetchone()[0]
+            con.execute(f"DELETE FROM judge_verdicts WHERE candidate_id IN ({other}) OR base_id IN ({other})",
+                        (keep, keep))
             for table in ("sample_scores", "samples", "scores", "responses"):
                 con.execute(f"DELETE FROM {table} WHERE candidate_id IN ({other})", (keep,))
             con.execute("DELETE FROM candidates WHERE prompts_hash != ?", (keep,))
@@ -356,6 +365,20 @@ class Store:
             con.executemany("INSERT OR REPLACE INTO scores(candidate_id, prompt_idx, scorer, value, finite)"
                             " VALUES (?,?,?,?,?)",
                             [(c, j, sc, None if math.isnan(m) else m, int(math.isfinite(m))) for c, j, sc, m in means])
+
+    def add_judge_verdicts(self, judge: str, candidate_id: int, base_id: int, preferences: Sequence[float]) -> None:
+        """P(candidate ≻ base) on each prompt (in prompt order) by `judge` (its spec, e.g. judge:hf:MODEL)."""
+        rows = [(int(candidate_id), int(base_id), judge, j, float(x)) for j, x in enumerate(preferences)]
+        with self._connect(write=True) as con:
+            con.executemany("INSERT OR REPLACE INTO judge_verdicts(candidate_id, base_id, judge, prompt_idx, "
+                            "preference) VALUES (?,?,?,?,?)", rows)
+
+    def judge_verdicts(self, judge: str, candidate_id: int, base_id: int) -> np.ndarray:
+        """(P,) the stored P(candidate ≻ base) per prompt by `judge`, in prompt order; empty when none is stored."""
+        with self._connect() as con:
+            rows = con.execute("SELECT preference FROM judge_verdicts WHERE candidate_id=? AND base_id=? AND judge=? "
+                               "ORDER BY prompt_idx", (int(candidate_id), int(base_id), judge)).fetchall()
+        return np.array([r[0] for r in rows], dtype=float)
 
     def samples(self, candidate_ids: Sequence[int]) -> pd.DataFrame:
         """Long table of sampled candidates' responses: candidate_id, prompt_idx, sample_idx, prompt, response, one

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 from contextlib import redirect_stdout
 
 import numpy as np
@@ -106,3 +107,14 @@ def test_cli_judges_candidates_against_the_base(tmp_path, judge_dir):
                                                      base["response"].tolist())
     assert rows[ids[1]]["judge_preference"] == pytest.approx(pref.mean(), abs=1e-9) and rows[ids[1]]["prompts"] == 3
     assert main(["judge", "--workspace", str(ws.root), "--judge", f"judge:hf:{judge_dir}", "--candidate", "999"]) == 2
+    # the verdicts were stored per prompt; a rerun reads them (proved by changing them in the file)
+    assert ws.store.judge_verdicts(f"judge:hf:{judge_dir}", ids[1], doc["base_candidate"]) == pytest.approx(pref)
+    con = sqlite3.connect(ws.root / "mva.sqlite")
+    con.execute("UPDATE judge_verdicts SET preference = 0.9 WHERE candidate_id = ?", (ids[1],))
+    con.commit()
+    con.close()
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["judge", "--workspace", str(ws.root), "--judge", f"judge:hf:{judge_dir}",
+                     "--candidate", str(ids[1])]) == 0
+    assert f"candidate {ids[1]:>5}  wins 1.00  P(better) 0.900  (3 prompts, from the store)" in out.getvalue()

@@ -244,8 +244,30 @@ def test_old_store_opens_unchanged_and_gains_the_sample_tables(tmp_path):
     assert np.allclose(table.set_index("id")["s_warmth"].loc[list(means)].to_numpy(), list(means.values()))
     assert st.samples(table["id"].tolist()[:5]).empty
     con = sqlite3.connect(old)
-    assert {"samples", "sample_scores"} <= {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+    assert {"samples", "sample_scores", "judge_verdicts"} <= tables
     con.close()
+
+
+def test_read_only_store_lacking_only_the_judge_table_keeps_its_samples(swept, tmp_path):
+    """A store with samples but from before judge verdicts, read-only: only the missing table is made (temporary,
+    empty); the samples in the file stay visible, not shadowed by an empty temporary twin."""
+    from tests.test_faults_workspace import in_mount_namespace
+
+    root = tmp_path / "ws"
+    shutil.copytree(swept, root)
+    con = sqlite3.connect(root / "mva.sqlite")
+    con.execute("DROP TABLE IF EXISTS judge_verdicts")
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.commit()
+    n = con.execute("SELECT COUNT(*) FROM samples").fetchone()[0]
+    con.close()
+    script = ("from mva_core.store import Store; s = Store('$WS/mva.sqlite'); assert s.read_only; "
+              "t = s.candidates(); print('samples', len(s.samples(t['id'].tolist())), "
+              "'verdicts', len(s.judge_verdicts('judge:hf:x', 1, 1)))")
+    proc = in_mount_namespace(f'mount --bind -o ro "$WS" "$WS"\n{sys.executable} -c "{script}"', {"WS": root})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"samples {n} verdicts 0" in proc.stdout and n > 0
 
 
 def test_read_only_store_without_sample_tables_is_read_in_full(tmp_path):
