@@ -276,10 +276,9 @@ def test_training_curves_show_the_weight_consistency_term():
     assert curves["penalty_term"].tolist() == [0.693, 0.690] and curves["loss"].tolist() == [0.70, 0.69]
 
 
-def test_compare_draws_a_conditioned_policy_in_order_of_p_with_its_mip(tmp_path, monkeypatch):
-    from mva_core.results import candidate_table
-    from mva_core.sweep import Evaluator, evaluate_base
-    from tests.apptest import open_page, plotly_array
+def mo_odpo_workspace(tmp_path):
+    """A tiny workspace with a (random) MO-ODPO policy marked conditioned on both values, and its base evaluated."""
+    from mva_core.sweep import evaluate_base
     from tests.tiny import make_tiny_workspace, make_value_vector
 
     ws = make_tiny_workspace(tmp_path)
@@ -288,6 +287,15 @@ def test_compare_draws_a_conditioned_policy_in_order_of_p_with_its_mip(tmp_path,
     meta = json.loads((policy / "mva_vector.json").read_text())
     (policy / "mva_vector.json").write_text(json.dumps({**meta, "conditioned": True, "values": ["warmth", "brevity"]}))
     evaluate_base(ws)
+    return ws
+
+
+def test_compare_draws_a_conditioned_policy_in_order_of_p_with_its_mip(tmp_path, monkeypatch):
+    from mva_core.results import candidate_table
+    from mva_core.sweep import Evaluator
+    from tests.apptest import open_page, plotly_array
+
+    ws = mo_odpo_workspace(tmp_path)
     P = pareto.preference_vectors(2)
     Evaluator(ws, "mo-odpo").evaluate(P[::-1])  # stored in another order than p's
     at = open_page(monkeypatch, tmp_path, "views/compare.py")
@@ -305,15 +313,9 @@ def test_compare_draws_a_conditioned_policy_in_order_of_p_with_its_mip(tmp_path,
 def test_a_conditioned_sweep_stores_each_preference_as_it_is_done(tmp_path):
     """One generate call per p either way; so each p is stored (and counted) before the next starts: a sweep of
     11 preferences reports 1, 2, … 11 candidates, not 0 until the first chunk of 8 is done."""
-    from mva_core.sweep import evaluate_base, method_groups, sweep_groups
-    from tests.tiny import make_tiny_workspace, make_value_vector
+    from mva_core.sweep import method_groups, sweep_groups
 
-    ws = make_tiny_workspace(tmp_path)
-    policy = make_value_vector(tmp_path / "base", tmp_path / "vectors" / "mo-odpo" / "policy", "mo-odpo", seed=5,
-                               method="mo-odpo")
-    meta = json.loads((policy / "mva_vector.json").read_text())
-    (policy / "mva_vector.json").write_text(json.dumps({**meta, "conditioned": True, "values": ["warmth", "brevity"]}))
-    evaluate_base(ws)
+    ws = mo_odpo_workspace(tmp_path)
     counts = []
     sweep_groups("mo-odpo", method_groups(ws, "mo-odpo", 0.1), chunk=8,
                  progress=lambda stage, done, total: counts.append(done) if stage == "candidates" else None)
