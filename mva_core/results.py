@@ -266,7 +266,8 @@ def crd_by_method(ws: Workspace, table: pd.DataFrame, methods: Sequence[str]) ->
                 for m in names}
     if not base_ids:
         return {m: MethodCRD(None, "no base-model candidate on these prompts: rewards cannot be z-scored") for m in names}
-    normaliser = ScoreNormaliser().fit(prompt_rewards(ws, base_ids[-1:])[0])  # (P, V) per-prompt rewards of the base
+    base_rewards = prompt_rewards(ws, base_ids[-1:])[0]  # (P, V) per-prompt rewards of the base
+    normaliser = ScoreNormaliser().fit(base_rewards)
     out = {}
     for name in names:
         grp = table[table["method"] == name]
@@ -283,9 +284,9 @@ def crd_by_method(ws: Workspace, table: pd.DataFrame, methods: Sequence[str]) ->
         if not all(np.isfinite(R).all() for R in per_p):
             out[name] = MethodCRD(None, "a sampled response of a chosen candidate has a non-finite score")
             continue
-        base_rewards = prompt_rewards(ws, base_ids[-1:])[0]
-        out[name] = MethodCRD(pareto.crd(per_p), "", int(per_p[0].shape[0]),
-                              crd_interval(ws, grp, P, chosen, base_rewards, pareto.crd(per_p)))
+        estimate = pareto.crd(per_p)
+        out[name] = MethodCRD(estimate, "", int(per_p[0].shape[0]),
+                              crd_interval(ws, grp, P, chosen, base_rewards, estimate))
     return out
 
 
