@@ -171,6 +171,20 @@ def search_front(evaluate: Evaluate, space: SearchSpace, budget: int, ref: np.nd
     return result
 
 
+def stored_history(ws: Workspace, method: str) -> tuple[list[float], np.ndarray]:
+    """The hypervolume history of `method`'s stored candidates in the order they were stored, with the per-value
+    minimum of their finite z-scores as the reference point: what a running search has reached so far (a search
+    that started with no candidates of the method logs the same curve when it ends). Empty with no finite one."""
+    table = candidate_table(ws)
+    rows = table[table["method"] == method].sort_values("id")
+    Z = rows[[f"z_{v}" for v in ws.value_names]].to_numpy(dtype=float)
+    finite = np.isfinite(Z).all(axis=1)
+    if not finite.any():
+        return [], np.zeros(len(ws.value_names))
+    ref = pareto.reference_point(Z[finite])
+    return hypervolume_history(Z, ref), ref
+
+
 def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, seed: int = 0, batch: int = 4,
                   values: Sequence[str] | None = None,
                   progress: Callable[[str, int, int], None] | None = None) -> tuple[SearchResult, int]:

@@ -266,3 +266,28 @@ def test_explore_tells_of_out_of_memory(tmp_path, monkeypatch):
         "out of memory generating 4 rows in one call (CUDA out of memory. Tried to allocate 256 MiB (test: 4 rows)); "
         "going on with 2 rows per call (set decoding.batch_size to 2 in workspace.json to start there)"]
     assert at.session_state["explore_candidate"] in set(Workspace(ws.root).store.candidates(METHOD)["id"])
+
+
+def test_a_search_stopped_by_a_scorer_shows_its_front_and_hypervolume_so_far(tmp_path, monkeypatch):
+    """The Sweep page's search draws its hypervolume curve as batches are stored: stopped in its second batch by a
+    failing scorer, the page still shows the curve of the seed design (the store's) with the error."""
+    from mva_core.search import stored_history
+    from tests.apptest import open_page, plotly_array
+
+    ws = make_tiny_workspace(tmp_path / "ws", n_prompts=2)
+    manifest = json.loads((ws.root / MANIFEST).read_text())
+    manifest["values"][1]["scorer"] = FLAKY
+    (ws.root / MANIFEST).write_text(json.dumps(manifest))
+    evaluate_base(Workspace(ws.root))  # the scorer's first call
+    get_scorer(FLAKY).calls = 1
+    at = open_page(monkeypatch, ws.root, "views/sweep.py")
+    at.selectbox(key="sweep_method").set_value(METHOD).run()
+    at.number_input(key="search_budget").set_value(8).run()
+    at.button(key="search_start").click().run()  # the seed design's 4 points scored (call 2); the next batch's fail
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error][0].startswith("The search stopped: scorer 'words-failing-third-call' failed")
+    live = [c for c in at.get("plotly_chart") if "-search_live_" in c.proto.id]
+    assert live, [c.proto.id for c in at.get("plotly_chart")]
+    hv, _ = stored_history(Workspace(ws.root), METHOD)  # 8 stored: the failed batch's 4 wait unscored
+    shown = plotly_array(json.loads(live[-1].proto.spec)["data"][0]["y"]).tolist()
+    assert len(hv) == 8 and shown == pytest.approx(hv[:4])

@@ -14,7 +14,7 @@ from mva_core import pareto
 from mva_core.cli import main
 from mva_core.config import SearchSpace
 from mva_core.search import (MAX_POOL, candidate_pool, dominance_gap, search_front, search_method, seed_design,
-                              spread_out)
+                              spread_out, stored_history)
 from mva_core.workspace import Workspace
 from tests.tiny import make_tiny_workspace
 
@@ -124,6 +124,9 @@ def test_sweep_page_search_mode_runs_and_draws_the_hypervolume_history(tmp_path,
     log = json.loads(Workspace(ws.root).store.runs().query("kind == 'search'")["log"].iloc[-1])
     assert plotly_array(chart["data"][0]["y"]).tolist() == pytest.approx(log["hv_history"])
     assert len(log["hv_history"]) == 7
+    # the live curve, drawn from the store after every batch, ends where the logged one does
+    live, ref = stored_history(Workspace(ws.root), "mva-no-hsic")
+    assert live == pytest.approx(log["hv_history"]) and ref.tolist() == pytest.approx(log["ref"])
 
 
 def test_search_resumes_candidates_stored_but_not_yet_scored(tmp_path):

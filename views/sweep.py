@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from mva_core.config import ConfigError
@@ -16,7 +17,7 @@ from mva_core.errors import MVAError
 from mva_core.kinds import GRID_KINDS, get_kind
 from mva_core.notices import notices_to
 from mva_core.scorers import ScorerFailedError, available_scorers
-from mva_core.search import search_method
+from mva_core.search import search_method, stored_history
 from mva_core.sweep import BASE_METHOD, evaluate_base, method_groups, sweep_groups
 from views.shared import (
     Front, Mark, axis_picker, current_workspace, eta_text, forget_stale, front_figure, get_evaluator, get_table,
@@ -264,7 +265,13 @@ else:
                                        help="Points chosen per surrogate fit and generated together; smaller "
                                             "batches follow the surrogate more closely, larger ones generate faster."))
     go_search = c3.button("Start search", key="search_start", type="primary")
-    search_slot = st.empty()
+    search_slot, history_slot = st.empty(), st.empty()
+
+    def history_figure(hv: list[float], ref: np.ndarray, title: str) -> go.Figure:
+        frame = pd.DataFrame({"evaluations": np.arange(1, len(hv) + 1), "hypervolume": hv})
+        return px.line(frame, x="evaluations", y="hypervolume", markers=True, height=300,
+                       title=f"{title} (ref {np.round(ref, 3).tolist()}, z units)")
+
     if go_search:
         t_search = time.monotonic()
         sbar = search_slot.progress(0.0, text="seed design…")
@@ -274,6 +281,10 @@ else:
                 sbar.progress(min(done / max(total, 1), 1.0),
                               text=f"{done}/{total} evaluations · {eta_text(t_search, done / max(total, 1))}")
                 draw_front(10_000 + done)
+                hv, ref = stored_history(ws, method)  # the curve grows as the batches are stored
+                if hv:
+                    history_slot.plotly_chart(history_figure(hv, ref, f"Hypervolume of {method}'s candidates so far"),
+                                              width="stretch", key=f"search_live_{done}")
             elif stage == "generate":
                 sbar.progress(0.0 if total == 0 else min(done / total, 1.0), text=f"generating: token {done} of {total}")
 
@@ -290,12 +301,9 @@ else:
     if not searches.empty:
         log = json.loads(searches["log"].iloc[-1])
         if log.get("hv_history"):
-            hv = pd.DataFrame({"evaluations": np.arange(1, len(log["hv_history"]) + 1),
-                               "hypervolume": log["hv_history"]})
-            st.plotly_chart(px.line(hv, x="evaluations", y="hypervolume", markers=True, height=300,
-                                    title=f"Hypervolume history of search run #{int(searches['id'].iloc[-1])} "
-                                          f"(ref {np.round(log['ref'], 3).tolist()}, z units)"),
-                            width="stretch", key="search_history")
+            history_slot.plotly_chart(history_figure(log["hv_history"], np.asarray(log["ref"]),
+                                                     f"Hypervolume history of search run #{int(searches['id'].iloc[-1])}"),
+                                      width="stretch", key="search_history")
 
 # ---- Past sweeps ----
 st.subheader("Past runs")
