@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import TrainerCallback
 
 from mva_core import pareto
 from mva_core.conditioning import (PreferenceWeights, RewardsInContext, conditioning_from_meta, reward_text,
@@ -24,11 +23,10 @@ from mva_core.methods.harness import partial_dir
 from mva_core.methods.ric import normalised_scores, scored_responses, train_ric_policy
 from mva_core.models import weights_fingerprint
 from tests.test_cli import run
+from tests.test_methods_conditioned import WARM  # the same warm pairs
+from tests.test_train_resume import Interrupt, StopAfter  # a crash after optimizer step k
 from tests.tiny import make_tiny_llama
 
-WARM = [{"prompt": "Say hi", "chosen": "Hello friend, lovely to see you!", "rejected": "Go away."},
-        {"prompt": "Rate my cake", "chosen": "It looks wonderful, well done!", "rejected": "It is bad."},
-        {"prompt": "Any advice?", "chosen": "You can do it, I believe in you!", "rejected": "No."}]
 # the first rejected response is WARM's first chosen one, for the same prompt: one distinct (prompt, response)
 SHORT = [{"prompt": "Say hi", "chosen": "Hi.", "rejected": "Hello friend, lovely to see you!"},
          {"prompt": "Rate my cake", "chosen": "Good.", "rejected": "Well, let me think about the cake in great detail."},
@@ -136,21 +134,6 @@ def test_responses_are_the_distinct_pairs_scored_and_normalised_by_hand():
     flat = [{"prompt": "a", "chosen": "one two", "rejected": "three four"}]
     with pytest.raises(ConfigError, match=r"value\(s\) \['x'\] gives every response the same score"):
         normalised_scores(scored_responses({"x": flat}, {"x": "brevity"})[1], ["x"])
-
-
-class Interrupt(Exception):
-    pass
-
-
-class StopAfter(TrainerCallback):
-    """Raise at the end of optimizer step `k`, before its log and checkpoint, like a crash."""
-
-    def __init__(self, k: int):
-        self.k = k
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.k:
-            raise Interrupt(f"cut after step {self.k}")
 
 
 def base_completion_nll(base_dir: str, prompts: list[str], completions: list[str]) -> float:
