@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import pareto
-from .atomic import check_target
+from .atomic import atomic_file, check_file_target, check_target
 from .conditioning import RIC_MAPPINGS
 from .config import CPU_SMALL, PAPER, DecodingConfig, SearchSpace, check_name, parse_weights
 from .data import load_prompts
@@ -182,7 +183,7 @@ def _grid(text: str) -> tuple[float, float, float]:
 
 def cmd_export(args: argparse.Namespace) -> int:
     check_target(args.out, args.force)
-    ws = open_workspace(args.workspace)
+    ws = open_workspace(args.workspace, read_only=True)
     print(export_candidate(ws, args.candidate, args.format, args.out, force=args.force, method=args.method))
     return 0
 
@@ -245,7 +246,7 @@ def _workspace_scorers(workspace: str | Path, values: list[str]) -> dict[str, st
 
 def cmd_demo(args: argparse.Namespace) -> int:
     if args.action == "report":
-        print(demo_report(open_workspace(args.workspace)))
+        print(demo_report(open_workspace(args.workspace, read_only=True)))
         return 0
     if args.demo is None:  # one workspace, where --workspace says, as the 2-value demo
         build_demo(Path(args.workspace), seed=args.seed, progress=_bar())
@@ -266,8 +267,15 @@ def cmd_init(args: argparse.Namespace) -> int:
         if not sep or not pairs or any(not name or not colon or not path for name, colon, path in pairs):
             raise CliError(f"--vectors {item!r}: write it as METHOD=VALUE:DIR,VALUE:DIR, e.g. "
                            "--vectors mva=helpful:runs/help,harmless:runs/harm")
-        vectors[check_name(method, "--vectors method")] = {check_name(n, "--vectors value"): Path(d)
-                                                           for n, _, d in pairs}
+        method = check_name(method, "--vectors method")
+        if method in vectors:
+            raise CliError(f"--vectors names method {method!r} twice; give all of its value vectors in one flag, "
+                           f"e.g. --vectors {method}=helpful:runs/help,harmless:runs/harm")
+        names = [check_name(n, "--vectors value") for n, _, _ in pairs]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise CliError(f"--vectors {item!r} gives value {twice[0]!r} more than one vector; give one DIR per value")
+        vectors[method] = {n: Path(d) for n, (_, _, d) in zip(names, pairs)}
     ws = init_workspace(args.dir, args.base, values, vectors, args.prompts, args.preset,
                         check_base=not args.no_base_check)
     print(f"workspace {ws.root}: values {ws.value_names}, methods {sorted(vectors) or 'none yet'}; open it with "
@@ -277,22 +285,30 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_results(args: argparse.Namespace) -> int:
     """The candidate table for scripts and pandas: method, w_<value>, raw_<value>, z_<value>, on_front."""
-    ws = open_workspace(args.workspace)
-    table = candidate_table(ws, methods=[args.method] if args.method else None)
+    if args.csv != "-":
+        check_file_target(args.csv, args.force)  # before reading: a bad path says so at once
+    ws = open_workspace(args.workspace, read_only=True)
+    table = candidate_table(ws)
     cols = ["id", "method"] + [f"{k}_{v}" for k in ("w", "raw", "z") for v in ws.value_names] + ["on_front"]
-    if table.empty:
-        table = table.reindex(columns=cols)
-    elif args.method and args.method not in set(table["method"]):
-        raise CliError(f"--method {args.method!r} has no candidates in {ws.root}; methods with candidates: "
-                       f"{sorted(set(table['method']))}")
+    if args.method:
+        known = sorted(set(table["method"]) - {BASE_METHOD}) if not table.empty else []
+        if args.method not in known:
+            raise CliError(f"--method {args.method!r} has no candidates in {ws.root}; methods with candidates: "
+                           f"{known or 'none (run a sweep first)'}")
+        table = table[table["method"].isin([args.method, BASE_METHOD])]  # rank and front are per method already
     out = table.reindex(columns=cols)
-    out.to_csv(sys.stdout if args.csv == "-" else args.csv, index=False)
+    if args.csv == "-":
+        out.to_csv(sys.stdout, index=False)
+        return 0
+    with atomic_file(args.csv, args.force) as tmp:
+        out.to_csv(tmp, index=False)
+    print(Path(args.csv).resolve(), file=sys.stderr)
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """HV and MIP per method with 95 % bootstrap intervals over prompts, and paired differences (DESIGN §3)."""
-    ws = open_workspace(args.workspace)
+    ws = open_workspace(args.workspace, read_only=True)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     if args.resamples < 1000:
         raise CliError(f"--resamples {args.resamples}: use at least 1000 for 95 % intervals")
@@ -485,7 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = add("results", cmd_results, "print the candidate table (CSV) for scripts and pandas")
     r.add_argument("--method", default=None, help="one comparison row, e.g. mva (default: all)")
-    r.add_argument("--csv", default="-", help="output file, '-' for stdout (default)")
+    r.add_argument("--csv", default="-", help="output file, '-' for stdout (default); an existing file is refused "
+                                              "unless --force, a workspace's own files always")
+    r.add_argument("--force", action="store_true", help="replace an existing --csv table written by this command")
 
     se = add("search", cmd_search, "adaptive front search: evaluate where the front is, not the whole grid")
     se.add_argument("--method", required=True)
@@ -524,6 +542,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with notices_to(lambda message: print(f"\nwarning: {message}", file=sys.stderr)):  # below any progress bar
             return int(args.fn(args))
+    except BrokenPipeError:  # the reader of our stdout left (`results | head`): stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the interpreter's final flush is quiet
+        return 0
     except Exception as exc:
         user_error = as_user_error(exc)
         if user_error is None:

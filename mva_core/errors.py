@@ -54,6 +54,9 @@ def as_user_error(exc: BaseException, where: str | Path | None = None) -> MVAErr
     if isinstance(exc, sqlite3.OperationalError) and "readonly" in text.lower().replace("-", "").replace(" ", ""):
         return ReadOnlyError(f"cannot write{place}: {text}; the workspace is read-only; copy it somewhere writable "
                              "to evaluate or train (browsing, comparing and exporting elsewhere still work)")
+    if isinstance(exc, sqlite3.OperationalError) and "unable to open" in text.lower():
+        return StoreError(f"cannot open the results store{place}: {text}; it must be a readable SQLite file (not a "
+                          "directory) in a readable directory; fix its permissions or move it aside")
     if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
         return StoreError(f"the results store{place} is damaged or not an SQLite file ({text}); move it aside "
                           "(a new empty store is made on the next evaluation) or restore it from a copy")

@@ -149,13 +149,16 @@ class Store:
     naming it. The file may be deleted or replaced while the app runs: every call opens it anew.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, read_only: bool = False):
         self.path = Path(path)
+        self._forced_read_only = read_only  # e.g. the shipped demo read in place: never written, whatever the OS allows
         self._checked: tuple[int, int] | None = None  # (device, inode) of the file last found with the full schema
 
     @property
     def read_only(self) -> bool:
-        """True when this process may not write the store (a read-only directory or file)."""
+        """True when this process may not write the store (opened read-only, or a read-only directory or file)."""
+        if self._forced_read_only:
+            return True
         if self.path.exists():
             return not os.access(self.path, os.W_OK) or not os.access(self.path.parent, os.W_OK)
         parent = next((p for p in [self.path.parent, *self.path.parent.parents] if p.exists()), None)
@@ -163,6 +166,9 @@ class Store:
 
     def check_writable(self) -> None:
         """Raise ReadOnlyError, saying what still works, when results cannot be stored here."""
+        if self._forced_read_only:
+            raise ReadOnlyError(f"{self.path} was opened read-only (a shipped demo read in place); open a workspace "
+                                "of your own to store results, e.g. --workspace data/workspace")
         if self.read_only:
             raise ReadOnlyError(f"{self.path} cannot be written (read-only workspace); browsing, comparing and "
                                 "exporting work; to evaluate or train, copy the workspace somewhere writable "
@@ -187,6 +193,8 @@ class Store:
             raise user_error from exc
 
     def _open(self, write: bool) -> sqlite3.Connection:
+        """A connection with the full schema. Only a write upgrades an older file in place; a read of an older
+        file sees an upgraded copy in memory (missing tables: empty temporary ones), so reading never writes."""
         if not self.path.exists():
             self._checked = None  # deleted: a file made here next may reuse the old one's inode
         if not self.path.exists() and not write:  # viewing never creates the store: an empty one in memory
@@ -197,29 +205,36 @@ class Store:
         if self.read_only:  # immutable: no -wal/-shm files are needed or made in a directory we cannot write
             con = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
         else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if write:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             con = sqlite3.connect(self.path, timeout=60.0)
-            con.execute("PRAGMA journal_mode=WAL")
+            if write:
+                con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA foreign_keys=ON")
         stat = self.path.stat()
         file_id = (stat.st_dev, stat.st_ino)
         if self._checked == file_id:  # this very file was found complete before: skip the schema check
             return con
+        upgrade_file = write and not self.read_only
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if not TABLES <= tables or not _migrated(con):
-            if self.read_only:  # an empty or old file we may not upgrade: read what there is through memory
+            if not upgrade_file:  # an empty or old file read without upgrading it: its copy in memory, upgraded
+                memory = sqlite3.connect(":memory:")
+                con.backup(memory)
                 con.close()
-                con = sqlite3.connect(":memory:")
+                con = memory
             con.executescript(SCHEMA + ADDED_SCHEMA)
             _migrate(con)
             con.commit()
+            if not upgrade_file:
+                return con
         elif not set(ADDED_TABLES) <= tables:  # an older store: add the (empty) tables it lacks
             missing = "\n".join(ddl for name, ddl in ADDED_TABLES.items() if name not in tables)
-            if self.read_only:  # not in the file: empty temporary tables of this connection, so reads see none
+            if not upgrade_file:  # not in the file: empty temporary tables of this connection, so reads see none
                 con.executescript(missing.replace("CREATE TABLE", "CREATE TEMP TABLE"))
-            else:
-                con.executescript(missing)
-                con.commit()
+                return con
+            con.executescript(missing)
+            con.commit()
         self._checked = None if self.read_only else file_id
         return con
 

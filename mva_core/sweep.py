@@ -25,11 +25,10 @@ from .errors import MVAError
 from .scorers import ScorerFailedError, get_scorer
 from .store import CandidateSpec, prompts_hash
 from .vectors import ValueVector, check_compatible, load_value_vector
-from .workspace import Workspace, WorkspaceError
+from .workspace import BASE_METHOD, Workspace, WorkspaceError
 
 StageProgress = Callable[[str, int, int], None]  # (stage, done, total)
 
-BASE_METHOD = "base"
 
 
 @dataclass

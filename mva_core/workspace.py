@@ -33,6 +33,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKSPACE = REPO_ROOT / "data" / "workspace"
 DEMO_WORKSPACE = REPO_ROOT / "data" / "demo"
 MANIFEST = "workspace.json"
+# The comparison row of the base model itself (every sweep evaluates it; z-scores are relative to it): no method
+# may take its name.
+BASE_METHOD = "base"
 
 
 class WorkspaceError(MVAError, ValueError):
@@ -142,7 +145,7 @@ class ComparedMethod:
 
 
 class Workspace:
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, read_only: bool = False):
         self.root = Path(root).resolve()
         if not (self.root / MANIFEST).is_file():
             raise WorkspaceError(
@@ -150,7 +153,7 @@ class Workspace:
                 f"`python -m mva_core demo build --workspace {self.root}` or pass another --workspace"
             )
         self.manifest = load_manifest(self.root / MANIFEST)
-        self.store = Store(self.root / "mva.sqlite")
+        self.store = Store(self.root / "mva.sqlite", read_only=read_only)
 
     @classmethod
     def create(cls, root: str | Path, manifest: Manifest) -> "Workspace":
@@ -174,7 +177,8 @@ class Workspace:
         if not vec.is_dir():
             return []
         return sorted(m.name for m in vec.iterdir()
-                      if m.is_dir() and all((m / v / "adapter_config.json").is_file() for v in self.value_names))
+                      if m.is_dir() and m.name != BASE_METHOD  # the base model's row, never a method's
+                      and all((m / v / "adapter_config.json").is_file() for v in self.value_names))
 
     def adapter_dirs(self, name: str) -> list[Path]:
         """Every value-vector dir under vectors/<name>/ (sorted by name)."""
@@ -189,7 +193,7 @@ class Workspace:
         method name is shown as an extrapolation grid.
         """
         vec = self.root / "vectors"
-        on_disk = sorted(p.name for p in vec.iterdir() if p.is_dir()) if vec.is_dir() else []
+        on_disk = sorted(p.name for p in vec.iterdir() if p.is_dir() and p.name != BASE_METHOD) if vec.is_dir() else []
         grid_sets = set(self.methods())
         rows: list[ComparedMethod] = []
         for name in [*available_methods(), *[m for m in on_disk if m not in available_methods()]]:
@@ -263,10 +267,15 @@ def default_workspace() -> Path:
     return Path(env) if env else DEFAULT_WORKSPACE
 
 
-def open_workspace(root: str | Path | None = None) -> Workspace:
-    """Open a workspace; the default one is copied from the shipped demo (data/demo) the first time."""
+def open_workspace(root: str | Path | None = None, read_only: bool = False) -> Workspace:
+    """Open a workspace; the default one is copied from the shipped demo (data/demo) the first time it is
+    opened to be written. A read (`read_only`) of a default workspace not made yet reads the shipped demo in
+    place, read-only, and copies nothing. (Any other workspace is opened as it is: reading its store never
+    writes it, see Store._open.)"""
     path = Path(root) if root is not None else default_workspace()
     if not (path / MANIFEST).is_file() and path.resolve() == DEFAULT_WORKSPACE.resolve() and (DEMO_WORKSPACE / MANIFEST).is_file():
+        if read_only:
+            return Workspace(DEMO_WORKSPACE, read_only=True)
         shutil.copytree(DEMO_WORKSPACE, path, dirs_exist_ok=True)
     return Workspace(path)
 
@@ -294,6 +303,9 @@ def init_workspace(root: str | Path, base: str, values: Sequence[ValueSpec] = ()
     base as the user gave it. The workspace is built aside and renamed into place: nothing half-made remains.
     """
     root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise WorkspaceError(f"{root} is a file; `init` makes a new workspace directory; choose a path that does "
+                             "not exist yet (or an empty directory)")
     if (root / MANIFEST).exists() or (root.is_dir() and any(root.iterdir())):
         raise WorkspaceError(f"{root} already exists and is not empty; `init` never writes over files; choose a "
                              "new directory")
@@ -309,12 +321,21 @@ def init_workspace(root: str | Path, base: str, values: Sequence[ValueSpec] = ()
         check_scorer_spec(v.scorer)
     vectors = vectors or {}
     loaded = {}
+    names = [v.name for v in manifest.values]
     for method, by_value in vectors.items():
         check_name(method, "method name")
-        unknown = sorted(set(by_value) - set(v.name for v in manifest.values))
+        if method == BASE_METHOD:
+            raise WorkspaceError(f"--vectors {method}: the method name {BASE_METHOD!r} is reserved for the base model "
+                                 "(every comparison's reference row); name the method otherwise, e.g. mva")
+        unknown = sorted(set(by_value) - set(names))
         if unknown:
             raise WorkspaceError(f"--vectors {method}: {unknown} are not values of this workspace "
-                                 f"({[v.name for v in manifest.values]}); declare them with --value")
+                                 f"({names}); declare them with --value")
+        lacking = [n for n in names if n not in by_value]
+        if lacking:
+            raise WorkspaceError(f"--vectors {method}: no value vector for {lacking}; a method needs one per value "
+                                 f"of the workspace ({names}), e.g. --vectors {method}="
+                                 + ",".join(f"{n}:DIR" for n in names))
         loaded[method] = {value: load_value_vector(path) for value, path in by_value.items()}
     fingerprint = ""
     if check_base and loaded:
