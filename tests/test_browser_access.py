@@ -3,6 +3,11 @@
 - no MVA_AUTH_TOKEN: every page shows the one-line refusal, nothing else of the app;
 - MVA_AUTH_TOKEN set: a browser without the token (or with a wrong one, or on a page's own URL) sees no workspace
   data; one opened with ?token= sees the app, the token leaves its address bar, and it stays admitted page to page;
+- a fresh server's first request to a page's own URL (/export, /compare) still runs app.py's gate first, and the
+  navigation lists only app.py's pages. (This is why the pages live in views/, not pages/: with a pages/ folder
+  beside app.py, Streamlit 1.67 runs in its legacy multipage mode until some session has called st.navigation,
+  and then runs pages/sweep.py by itself on a first request to /sweep, without app.py's gate: seen on 2026-12-06,
+  the Sweep page with the workspace's values rendered for a browser without the token.)
 - the token is in no server log line; visitors see no Deploy button or developer menu (item 7).
 """
 
@@ -55,7 +60,7 @@ def test_exposed_app_refuses_without_a_token_and_opens_with_it(ws, tmp_path):
         # ---- Exposed with no token configured: refuses to serve ----
         with serve_app(ws, tmp_path / "no_token.log", address="0.0.0.0", env={"MVA_AUTH_TOKEN": ""}) as (url, _):
             page = browser.new_page()
-            for path in ("", "/export", f"?token={token}"):
+            for path in ("/export", "", f"?token={token}"):  # first a page's own URL, on a server no session has used
                 page.goto(url + path, timeout=60_000)
                 shut(page, ws, "MVA_AUTH_TOKEN is not set, so it refuses to serve; start it with MVA_AUTH_TOKEN=")
             page.close()
@@ -63,17 +68,23 @@ def test_exposed_app_refuses_without_a_token_and_opens_with_it(ws, tmp_path):
         # ---- Exposed with a token ----
         log = tmp_path / "token.log"
         with serve_app(ws, log, address="0.0.0.0", env={"MVA_AUTH_TOKEN": token}) as (url, _):
-            stranger = browser.new_context().new_page()
-            asked, wrong = "this app is shared with a token", "the token in this link is wrong"
-            for path, expect in [("", asked), ("/compare", asked), (f"?token={token[:-1]}", wrong), ("?token=", asked)]:
-                stranger.goto(url + path, timeout=60_000)
-                shut(stranger, ws, expect)
-
+            # the server's first request is a page's own URL with the token: it goes through app.py's gate
             friend = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-            friend.goto(f"{url}/?token={token}", timeout=60_000)
+            friend.goto(f"{url}/compare?token={token}", timeout=60_000)
             friend.wait_for_selector(".js-plotly-plot", timeout=120_000)
             assert friend.locator(ALERT).filter(has_text="token").count() == 0
             friend.wait_for_function("() => !location.search.includes('token')", timeout=20_000)
+            # only the pages app.py lists: Streamlit's legacy pages/ mode (a page per file) is off
+            links = friend.locator('[data-testid="stSidebarNav"] a')
+            assert [t.split()[-1] for t in links.all_inner_texts()] == \
+                ["Explore", "Compare", "Sweep", "Responses", "Diagnostics", "Export"], links.all_inner_texts()
+
+            stranger = browser.new_context().new_page()
+            asked, wrong = "this app is shared with a token", "the token in this link is wrong"
+            for path, expect in [("/sweep", asked), ("", asked), ("/compare", asked), (f"?token={token[:-1]}", wrong),
+                                 ("?token=", asked)]:
+                stranger.goto(url + path, timeout=60_000)
+                shut(stranger, ws, expect)
             assert "Deploy" not in page_text(friend)  # client.toolbarMode = "viewer"
             friend.locator('[data-testid="stSidebarNav"] a[href$="/compare"]').click()
             friend.wait_for_function("() => location.pathname.endsWith('/compare')", timeout=30_000)
