@@ -90,8 +90,8 @@ def local_model_path(path_or_id: str) -> Path | None:
     p = Path(path_or_id).expanduser()
     if p.exists():
         return p
-    if p.is_absolute() or path_or_id.count("/") != 1:
-        return None  # not a hub id (org/name)
+    if p.is_absolute() or path_or_id.count("/") > 1:
+        return None  # not a hub id (name or org/name)
     try:
         from huggingface_hub import snapshot_download  # only for hub ids
 
