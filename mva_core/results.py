@@ -371,7 +371,8 @@ def judge_against_base(ws: Workspace, candidate_ids: Sequence[int], base_id: int
             model = get_judge(judge)
             preference = model.prefer(cand["prompt"].tolist(), cand["response"].tolist(), base["response"].tolist())
             if not ws.store.read_only:
-                ws.store.add_judge_verdicts(model.key, int(cid), int(base_id), preference)
+                # the key of the files just read (they are on this machine now, even a hub id's)
+                ws.store.add_judge_verdicts(judge_key(judge) or model.key, int(cid), int(base_id), preference)
         verdict = verdict_of(preference)
         rows.append({"id": int(cid), "judge_win": verdict.win_rate, "judge_preference": verdict.mean_preference,
                      "prompts": len(cand), "from_store": stored})
