@@ -28,7 +28,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .errors import MVAError
-from .models import chat_prompt, load_base
+from .fingerprints import content_key, model_fingerprint
+from .models import DEFAULT_BASE, ModelLoadError, chat_prompt, load_base, named_tensors, packaged_gguf
 
 JUDGE_PREFIX = "judge:"
 
@@ -57,6 +58,12 @@ class PairwiseJudge(ABC):
 
     name: str  # the spec it was built from
     reference: str = ""
+    key: str  # the content key its verdicts are stored under (`judge_key`): the spec with its model's fingerprint
+
+    @classmethod
+    @abstractmethod
+    def fingerprint_of(cls, argument: str) -> str | None:
+        """Fingerprint of the model files the spec's argument names, without loading them; None when not here."""
 
     @abstractmethod
     def first_better(self, prompts: Sequence[str], first: Sequence[str], second: Sequence[str]) -> np.ndarray:
@@ -105,12 +112,24 @@ def parse_judge_spec(spec: str) -> tuple[str, str]:
 
 
 def get_judge(spec: str) -> PairwiseJudge:
-    """The judge for `spec` (cached: a model loads once per process)."""
+    """The judge for `spec` (cached per spec and fingerprint of its model's files: a model loads once per process,
+    and again, the old one dropped, when its files change)."""
     kind, argument = parse_judge_spec(spec)
+    cache_key = f"{spec}\0{_KINDS[kind].fingerprint_of(argument)}"  # type: ignore[attr-defined]
     with _LOCK:
-        if spec not in _CACHE:
-            _CACHE[spec] = _KINDS[kind](argument)
-        return _CACHE[spec]
+        if cache_key not in _CACHE:
+            for old in [k for k in _CACHE if k.partition("\0")[0] == spec]:
+                del _CACHE[old]
+            _CACHE[cache_key] = _KINDS[kind](argument)
+        return _CACHE[cache_key]
+
+
+def judge_key(spec: str) -> str | None:
+    """The key this judge's verdicts are stored under now: `<spec>#<fingerprint of its model's files>`, without
+    loading the model; None when its files are not on this machine (then only loading it can say)."""
+    kind, argument = parse_judge_spec(spec)
+    fp = _KINDS[kind].fingerprint_of(argument)  # type: ignore[attr-defined]
+    return None if fp is None else content_key(spec, fp)
 
 
 @register_judge("hf")
@@ -121,7 +140,13 @@ class HFLogitJudge(PairwiseJudge):
 
     def __init__(self, model: str, batch_size: int = 8):
         self.base = load_base(model)
+        if self.base.new_weights:  # never judge with a random head (transformers only logs them as MISSING)
+            raise JudgeError(f"judge model {model} has no trained weights for {named_tensors(self.base.new_weights)} "
+                             "(they would be random, and so would every verdict); use a checkpoint that holds every "
+                             "weight of the model")
         self.name = f"{JUDGE_PREFIX}hf:{model}"
+        fp = self.fingerprint_of(model)
+        self.key = self.name if fp is None else content_key(self.name, fp)
         self.batch_size = batch_size
         tok = self.base.tokenizer
         self.answer_ids: list[list[int]] = []
@@ -134,6 +159,17 @@ class HFLogitJudge(PairwiseJudge):
             self.answer_ids.append(ids)
         if set(self.answer_ids[0]) & set(self.answer_ids[1]):
             raise JudgeError(f"the tokenizer of {model} maps 'A' and 'B' to a shared token; it cannot judge")
+
+    @classmethod
+    def fingerprint_of(cls, argument: str) -> str | None:
+        """The model's files as `load_base` reads them: the embedded default's packaged GGUF, a `.gguf` file, a model
+        dir, or a hub id's local snapshot."""
+        if argument == DEFAULT_BASE:
+            try:
+                return model_fingerprint(str(packaged_gguf()))
+            except ModelLoadError:  # not installed: loading will say so
+                return None
+        return model_fingerprint(argument)
 
     def texts(self, prompts: Sequence[str], first: Sequence[str], second: Sequence[str]) -> list[str]:
         """The judging prompts as the model reads them (its chat template, ready for the answer)."""

@@ -15,7 +15,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 
@@ -57,6 +57,9 @@ class BaseModel:
     spec: str  # what the user asked for: DEFAULT_BASE, a hub id, a directory or a .gguf path
     path: str  # the directory (or hub id) the weights were loaded from
     fingerprint: str  # content hash of the weights: value vectors record it to detect a different base
+    # the tensors from_pretrained had to initialise (the checkpoint lacks them, or has another shape): random
+    # weights, which a judge refuses (judges.HFLogitJudge); () when every weight was loaded
+    new_weights: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -164,14 +167,27 @@ def load_base(spec: str = DEFAULT_BASE, allow_pickle: bool = False) -> BaseModel
         )
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=None if allow_pickle else True)
+        model, info = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, output_loading_info=True,
+                                                           use_safetensors=None if allow_pickle else True)
     except OSError as exc:
         raise ModelLoadError(f"could not load base model {spec!r} from {path}: {exc}".splitlines()[0]) from exc
     model.eval()
     model.requires_grad_(False)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    return BaseModel(model=model, tokenizer=tokenizer, spec=spec, path=path, fingerprint=weights_fingerprint(path))
+    return BaseModel(model=model, tokenizer=tokenizer, spec=spec, path=path, fingerprint=weights_fingerprint(path),
+                     new_weights=newly_initialised(info))
+
+
+def newly_initialised(info: Mapping[str, Any]) -> tuple[str, ...]:
+    """The tensors `from_pretrained(..., output_loading_info=True)` had to initialise: missing from the checkpoint, or
+    there with another shape (their values are random)."""
+    return tuple(sorted(info.get("missing_keys") or ()) + sorted(k for k, *_ in info.get("mismatched_keys") or ()))
+
+
+def named_tensors(names: Sequence[str]) -> str:
+    """Tensor names for a one-line message: the first 5, then how many more."""
+    return ", ".join(names[:5]) + (f" (+{len(names) - 5} more)" if len(names) > 5 else "")
 
 
 def chat_prompt(tokenizer: object, prompt: str, system_prompt: str | None = None) -> str:

@@ -19,7 +19,7 @@ from .atomic import ExportError, atomic_dir
 from .bootstrap import (BootstrapComparison, Interval, MethodScores, bootstrap_compare, percentile_interval,
                         resample_indices, z_means)
 from .export import FORMATS, export_card, export_merged, export_mergekit, export_peft
-from .judges import get_judge, verdict_of
+from .judges import get_judge, judge_key, verdict_of
 from .kinds import CONDITIONED
 from .models import load_base
 from .pareto import is_finite
@@ -354,22 +354,25 @@ def judge_against_base(ws: Workspace, candidate_ids: Sequence[int], base_id: int
     prefers the candidate's response, ties half), `judge_preference` (mean P(candidate ≻ base)), `prompts`. A
     sampled candidate is judged by its first sample per prompt (the response the Responses page shows).
 
-    Verdicts are stored per prompt (`Store.add_judge_verdicts`) and a rerun answers from the store without loading
-    the judge (`from_store`); a read-only store is judged anew each time."""
+    Verdicts are stored per prompt (`Store.add_judge_verdicts`) under the judge's content key (`judges.judge_key`:
+    the spec with the fingerprint of its model's files), and a rerun answers from the store without loading the
+    judge (`from_store`) while those files are unchanged; a read-only store is judged anew each time."""
     base = ws.store.responses([int(base_id)]).sort_values("prompt_idx")
+    key = judge_key(judge) or get_judge(judge).key  # None: a hub id not on this machine yet: loading fetches it
     rows = []
     for cid in candidate_ids:
         cand = ws.store.responses([int(cid)]).sort_values("prompt_idx")
         if cand["prompt"].tolist() != base["prompt"].tolist():
             raise WorkspaceError(f"candidate {cid} and the base model (candidate {base_id}) were not evaluated on the "
                                  "same prompts; judge candidates of one prompt set")
-        preference = ws.store.judge_verdicts(judge, int(cid), int(base_id))
+        preference = ws.store.judge_verdicts(key, int(cid), int(base_id))
         stored = len(preference) == len(cand)
         if not stored:
-            preference = get_judge(judge).prefer(cand["prompt"].tolist(), cand["response"].tolist(),
-                                                 base["response"].tolist())
+            model = get_judge(judge)
+            preference = model.prefer(cand["prompt"].tolist(), cand["response"].tolist(), base["response"].tolist())
             if not ws.store.read_only:
-                ws.store.add_judge_verdicts(judge, int(cid), int(base_id), preference)
+                # the key of the files just read (they are on this machine now, even a hub id's)
+                ws.store.add_judge_verdicts(judge_key(judge) or model.key, int(cid), int(base_id), preference)
         verdict = verdict_of(preference)
         rows.append({"id": int(cid), "judge_win": verdict.win_rate, "judge_preference": verdict.mean_preference,
                      "prompts": len(cand), "from_store": stored})

@@ -19,11 +19,12 @@ import importlib.util
 import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Mapping, Sequence
 
 import numpy as np
 
 from .errors import MVAError
+from .fingerprints import content_key, model_fingerprint, split_key
 
 if TYPE_CHECKING:  # annotations only: torch is imported at first use
     import torch
@@ -57,6 +58,9 @@ class Scorer(ABC):
     name: str  # registry key (or the `hf:` spec)
     measures: str  # one honest sentence: what the number really is
     reference: str = ""  # paper / package the score comes from
+    # Content fingerprint of the model files it scores with (`fingerprints.model_fingerprint`); None for a packaged
+    # scorer, whose content is this package's code and its pinned dependencies, so its key is its name.
+    fingerprint: str | None = None
 
     @abstractmethod
     def score(self, prompts: list[str], responses: list[str]) -> np.ndarray:
@@ -97,17 +101,67 @@ def get_scorer(spec: str) -> Scorer:
     """The scorer for a registered name or an `hf:<path-or-id>[@sign=-1,batch_size=N,max_length=N,template=T]` spec
     (T: hh | pku | chat | plain; default the known paper model's own, else chat when the tokenizer has one).
 
-    Cached per spec: a model loads once per process.
+    Cached per spec and, for a reward model, per fingerprint of its files: a model loads once per process, and
+    loads again (the old one dropped) when the files at its path change.
     """
     key = _cache_key(spec)
+    if key[0] == "hf":
+        key = (*key, model_fingerprint(key[1]))
     with _CACHE_LOCK:  # one load even if two threads (Streamlit sessions) ask at once
         if key not in _CACHE:
             if key[0] == "hf":
-                _, path, options = key
+                _, path, options, _ = key
+                for old in [k for k in _CACHE if k[:3] == key[:3]]:  # the same spec on files since replaced
+                    del _CACHE[old]
                 _CACHE[key] = HFRewardModel(path, **dict(options))
             else:
                 _CACHE[key] = _REGISTRY[key[1]]()
         return _CACHE[key]
+
+
+def scorer_key(spec: str) -> str | None:
+    """The key this spec's scores are stored under now (`Store`): a packaged scorer's name; for a reward model
+    `<spec>#<fingerprint of its files>`, computed without loading it (None when its files are not on this
+    machine: then only loading it can say). Raises UnknownScorerError / ScorerSpecError for a bad spec."""
+    key = _cache_key(spec)
+    if key[0] != "hf":
+        return spec
+    fp = model_fingerprint(key[1])
+    return None if fp is None else content_key(spec, fp)
+
+
+def stored_key(spec: str, scorer: Scorer) -> str:
+    """The key scores of `scorer` (loaded from `spec`) are stored under: the spec with the scorer's fingerprint."""
+    return spec if scorer.fingerprint is None else content_key(spec, scorer.fingerprint)
+
+
+def current_scorer_keys(stored: Sequence[str], latest: Callable[[], Mapping[str, int]]) -> dict[str, str]:
+    """Of the scorer keys found in a store, those that answer for a spec now -> that spec. A reward model's
+    scores count only under the fingerprint of the files at its path now; when those files are not on this machine
+    (a workspace copied without its reward models) the key written last counts (`latest()`: key -> a number that
+    grows with writing, e.g. the rows' max rowid), as nothing here can tell it stale. Other keys are names."""
+    out: dict[str, str] = {}
+    unresolved: dict[str, list[str]] = {}
+    now: dict[str, str | None] = {}
+    for key in sorted(set(stored)):
+        spec, _ = split_key(key)
+        if not spec.startswith(HF_PREFIX):
+            out[key] = key
+            continue
+        if spec not in now:
+            try:
+                now[spec] = scorer_key(spec)
+            except MVAError:  # a spec no longer valid: its stored rows answer for it as written
+                now[spec] = key
+        if now[spec] is None:
+            unresolved.setdefault(spec, []).append(key)
+        elif now[spec] == key:
+            out[key] = spec
+    if unresolved:
+        order = latest()
+        for spec, keys in unresolved.items():
+            out[max(keys, key=lambda k: order.get(k, -1))] = spec
+    return out
 
 
 def check_scorer_spec(spec: str) -> None:
@@ -179,11 +233,12 @@ def default_template(path: str, has_chat_template: bool) -> str:
 
 def _refuse_new_weights(path: str, info: dict, what: str) -> None:
     """Never score with random weights: a tensor the checkpoint lacks was newly initialised on load."""
-    missing = sorted(info.get("missing_keys", ())) + sorted(k for k, *_ in info.get("mismatched_keys", ()))
+    from .models import named_tensors, newly_initialised  # torch: loaded with the reward model anyway
+
+    missing = newly_initialised(info)
     if missing:
-        shown = ", ".join(missing[:5]) + (f" (+{len(missing) - 5} more)" if len(missing) > 5 else "")
-        raise RewardModelError(f"{path} has no trained weights for {shown} (they would be random): it seems to be "
-                               f"{what}; use a reward model whose checkpoint holds its head")
+        raise RewardModelError(f"{path} has no trained weights for {named_tensors(missing)} (they would be random): "
+                               f"it seems to be {what}; use a reward model whose checkpoint holds its head")
 
 
 class HFRewardModel(Scorer):
@@ -222,6 +277,8 @@ class HFRewardModel(Scorer):
         self.safe_rlhf = any(a.endswith("ModelForScore") for a in (getattr(cfg, "architectures", None) or []))
         self._load_safe_rlhf(cfg) if self.safe_rlhf else self._load_sequence_classifier()
         self.model.to(self.device).eval()
+        # after loading: a hub id's files are on this machine now
+        self.fingerprint = model_fingerprint(self.path)
         self.name = HF_PREFIX + self.path + ("@sign=-1" if self.sign < 0 else "")
         self.measures = (f"{'negated ' if self.sign < 0 else ''}scalar output of the reward model {self.path} "
                          f"({'safe-rlhf end score' if self.safe_rlhf else 'sequence classification'}) on the "

@@ -3,7 +3,10 @@
 A candidate is identified by a content key over everything that determines its responses: base
 fingerprint, the value vectors' hashes (in order), the weights, the prompt set and the decoding
 config. Scores are stored per (candidate, prompt, scorer), so re-scoring is a cache hit and adding a
-scorer later scores only what is missing. A candidate decoded by sampling also has its responses per sample
+scorer later scores only what is missing. The `scorer` of a stored score (and the `judge` of a verdict) is the
+content key of what computed it (`scorers.scorer_key`, `judges.judge_key`): a packaged scorer's name, or a reward
+model's spec with the fingerprint of its files, `hf:DIR#<fingerprint>`; tables read back name each current key by
+its spec, and scores of files since replaced are left out (so a sweep scores them again). A candidate decoded by sampling also has its responses per sample
 (`samples`) and their scores (`sample_scores`); then `responses` holds sample 0 of each prompt and `scores` the
 mean over the samples, so everything that reads per-prompt rewards works unchanged. WAL mode + one transaction
 per write: a killed process leaves either a whole candidate or none, and two writers on one workspace do not
@@ -28,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import ReadOnlyError, as_user_error
+from .scorers import current_scorer_keys
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -338,7 +342,7 @@ class Store:
             return cid
 
     def scored(self, candidate_ids: Sequence[int], scorer: str) -> set[int]:
-        """Which of these candidates already have every prompt scored by `scorer`."""
+        """Which of these candidates already have every prompt scored by `scorer` (a key: `scorers.scorer_key`)."""
         if not candidate_ids:
             return set()
         with self._connect() as con:
@@ -352,8 +356,8 @@ class Store:
         self.add_scores_batch(scorer, {candidate_id: values})
 
     def add_scores_batch(self, scorer: str, per_candidate: Mapping[int, Sequence[float]]) -> None:
-        """Per-prompt raw scores of many candidates in one transaction. Non-finite values are kept
-        (NaN as NULL) and flagged finite=0."""
+        """Per-prompt raw scores of many candidates in one transaction, under `scorer`'s key
+        (`scorers.stored_key`). Non-finite values are kept (NaN as NULL) and flagged finite=0."""
         rows = [(cid, j, scorer, None if math.isnan(float(v)) else float(v), int(math.isfinite(float(v))))
                 for cid, values in per_candidate.items() for j, v in enumerate(values)]
         with self._connect(write=True) as con:
@@ -382,18 +386,32 @@ class Store:
                             [(c, j, sc, None if math.isnan(m) else m, int(math.isfinite(m))) for c, j, sc, m in means])
 
     def add_judge_verdicts(self, judge: str, candidate_id: int, base_id: int, preferences: Sequence[float]) -> None:
-        """P(candidate ≻ base) on each prompt (in prompt order) by `judge` (its spec, e.g. judge:hf:MODEL)."""
+        """P(candidate ≻ base) on each prompt (in prompt order) by `judge` (its key, `judges.judge_key`:
+        judge:hf:MODEL#<fingerprint>)."""
         rows = [(int(candidate_id), int(base_id), judge, j, float(x)) for j, x in enumerate(preferences)]
         with self._connect(write=True) as con:
             con.executemany("INSERT OR REPLACE INTO judge_verdicts(candidate_id, base_id, judge, prompt_idx, "
                             "preference) VALUES (?,?,?,?,?)", rows)
 
     def judge_verdicts(self, judge: str, candidate_id: int, base_id: int) -> np.ndarray:
-        """(P,) the stored P(candidate ≻ base) per prompt by `judge`, in prompt order; empty when none is stored."""
+        """(P,) the stored P(candidate ≻ base) per prompt by `judge` (its key), in prompt order; empty when none is
+        stored."""
         with self._connect() as con:
             rows = con.execute("SELECT preference FROM judge_verdicts WHERE candidate_id=? AND base_id=? AND judge=? "
                                "ORDER BY prompt_idx", (int(candidate_id), int(base_id), judge)).fetchall()
         return np.array([r[0] for r in rows], dtype=float)
+
+    def _current(self, con: sqlite3.Connection, scores: pd.DataFrame) -> pd.DataFrame:
+        """`scores` (a `scorer` column of stored keys) with only the keys that answer for a spec now, each renamed to
+        that spec (`scorers.current_scorer_keys`): what a page or a table reads by the workspace's scorer specs."""
+        if scores.empty:
+            return scores
+        current = current_scorer_keys(
+            scores["scorer"].unique().tolist(),
+            lambda: dict(con.execute("SELECT scorer, MAX(rowid) FROM scores GROUP BY scorer").fetchall()))
+        out = scores[scores["scorer"].isin(list(current))].copy()
+        out["scorer"] = out["scorer"].map(current)
+        return out
 
     def samples(self, candidate_ids: Sequence[int]) -> pd.DataFrame:
         """Long table of sampled candidates' responses: candidate_id, prompt_idx, sample_idx, prompt, response, one
@@ -407,8 +425,9 @@ class Store:
                 f"SELECT s.candidate_id, s.prompt_idx, s.sample_idx, r.prompt, s.response FROM samples s JOIN responses r"
                 f" ON r.candidate_id=s.candidate_id AND r.prompt_idx=s.prompt_idx WHERE s.candidate_id IN ({marks})",
                 con, params=list(candidate_ids))
-            sc = pd.read_sql_query(f"SELECT candidate_id, prompt_idx, sample_idx, scorer, value FROM sample_scores"
-                                   f" WHERE candidate_id IN ({marks})", con, params=list(candidate_ids))
+            sc = self._current(con, pd.read_sql_query(
+                f"SELECT candidate_id, prompt_idx, sample_idx, scorer, value FROM sample_scores"
+                f" WHERE candidate_id IN ({marks})", con, params=list(candidate_ids)))
         if len(sc):
             wide = sc.pivot_table(index=["candidate_id", "prompt_idx", "sample_idx"], columns="scorer", values="value",
                                   aggfunc="first", dropna=False).reset_index()
@@ -423,8 +442,9 @@ class Store:
         with self._connect() as con:
             resp = pd.read_sql_query(f"SELECT * FROM responses WHERE candidate_id IN ({marks})", con,
                                      params=list(candidate_ids))
-            sc = pd.read_sql_query(f"SELECT candidate_id, prompt_idx, scorer, value, finite FROM scores"
-                                   f" WHERE candidate_id IN ({marks})", con, params=list(candidate_ids))
+            sc = self._current(con, pd.read_sql_query(
+                f"SELECT candidate_id, prompt_idx, scorer, value, finite FROM scores"
+                f" WHERE candidate_id IN ({marks})", con, params=list(candidate_ids)))
         if len(sc):
             wide = sc.pivot_table(index=["candidate_id", "prompt_idx"], columns="scorer", values="value",
                                   aggfunc="first", dropna=False).reset_index()
@@ -437,9 +457,9 @@ class Store:
         with self._connect() as con:
             q = "SELECT * FROM candidates" + (" WHERE method=?" if method else "") + " ORDER BY id"
             cand = pd.read_sql_query(q, con, params=[method] if method else None)
-            agg = pd.read_sql_query(
+            agg = self._current(con, pd.read_sql_query(
                 "SELECT candidate_id, scorer, AVG(value) AS mean, SUM(1 - finite) AS bad, COUNT(*) AS n"
-                " FROM scores GROUP BY candidate_id, scorer", con)
+                " FROM scores GROUP BY candidate_id, scorer", con))
         if cand.empty:
             return cand
         cand["weights"] = cand["weights"].map(json.loads)

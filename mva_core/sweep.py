@@ -22,7 +22,7 @@ from .config import ConfigError, DecodingConfig, SearchSpace
 from .kinds import CONDITIONED, SIMPLEX, get_kind
 from .models import BaseModel, load_base
 from .errors import MVAError
-from .scorers import ScorerFailedError, get_scorer
+from .scorers import ScorerFailedError, get_scorer, scorer_key, stored_key
 from .store import CandidateSpec, prompts_hash
 from .vectors import ValueVector, check_compatible, load_value_vector
 from .workspace import BASE_METHOD, Workspace, WorkspaceError
@@ -157,33 +157,37 @@ def store_candidate(ws: Workspace, spec: CandidateSpec, prompts: Sequence[str], 
 def score_missing(ws: Workspace, candidate_ids: Sequence[int], progress: StageProgress | None = None,
                   extra_scorers: Sequence[str] = ()) -> None:
     """Score every (candidate, scorer) pair not yet in the store, for the values' scorers and `extra_scorers`;
-    each scorer sees all its rows in one call. A sampled candidate's every sample is scored, and its per-prompt
-    score is the mean over its samples (store.add_sample_scores)."""
+    each scorer sees all its rows in one call. Scores are stored under the scorer's content key
+    (`scorers.scorer_key`): a reward model whose files changed since counts as a new scorer, and scores anew
+    (a reward model is loaded only when something is missing). A sampled candidate's every sample is scored, and
+    its per-prompt score is the mean over its samples (store.add_sample_scores)."""
     unique = sorted(set(candidate_ids))
     scorers = list(dict.fromkeys([v.scorer for v in ws.manifest.values] + list(extra_scorers)))
     for n, scorer in enumerate(scorers):
-        missing = sorted(set(unique) - ws.store.scored(unique, scorer))
+        key = scorer_key(scorer) or stored_key(scorer, get_scorer(scorer))  # None: a hub id not here yet: load it
+        missing = sorted(set(unique) - ws.store.scored(unique, key))
         if missing:
             samples = ws.store.samples(missing)
             rows = ws.store.responses(sorted(set(missing) - set(samples["candidate_id"].astype(int))))
-            scores = _score(scorer, rows["prompt"].tolist() + samples["prompt"].tolist(),
-                            rows["response"].tolist() + samples["response"].tolist(), len(missing))
+            scores, key = _score(scorer, rows["prompt"].tolist() + samples["prompt"].tolist(),
+                                 rows["response"].tolist() + samples["response"].tolist(), len(missing))
             if len(rows):
-                ws.store.add_scores_batch(scorer, {int(cid): scores[grp.index.to_numpy()]
-                                                   for cid, grp in rows.groupby("candidate_id", sort=False)})
+                ws.store.add_scores_batch(key, {int(cid): scores[grp.index.to_numpy()]
+                                                for cid, grp in rows.groupby("candidate_id", sort=False)})
             if len(samples):
-                ws.store.add_sample_scores(scorer, samples[["candidate_id", "prompt_idx", "sample_idx"]].to_numpy(),
+                ws.store.add_sample_scores(key, samples[["candidate_id", "prompt_idx", "sample_idx"]].to_numpy(),
                                            scores[len(rows):])
         if progress:
             progress("score", n + 1, len(scorers))
 
 
-def _score(scorer: str, prompts: list[str], responses: list[str], n_candidates: int) -> np.ndarray:
-    """One scorer over rows; a scorer that raises (a reward model, a registered class: code from elsewhere) stops
-    the work with one line naming it, its responses already stored."""
+def _score(scorer: str, prompts: list[str], responses: list[str], n_candidates: int) -> tuple[np.ndarray, str]:
+    """One scorer over rows, and the key to store them under (that of the model that scored them); a scorer that
+    raises (a reward model, a registered class: code from elsewhere) stops the work with one line naming it, its
+    responses already stored."""
     fn = get_scorer(scorer)
     try:
-        return fn.score(prompts, responses)
+        return fn.score(prompts, responses), stored_key(scorer, fn)
     except MVAError:
         raise
     except Exception as exc:

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from mva_core.cli import main
-from mva_core.judges import JUDGE_PROMPT, HFLogitJudge, JudgeError, JudgeSpecError, get_judge, judge_win_rate
+from mva_core.judges import (JUDGE_PROMPT, HFLogitJudge, JudgeError, JudgeSpecError, get_judge, judge_key,
+                             judge_win_rate)
 from mva_core.sweep import Evaluator, evaluate_base
 from tests.tiny import make_tiny_llama, make_tiny_workspace
 
@@ -108,7 +109,9 @@ def test_cli_judges_candidates_against_the_base(tmp_path, judge_dir):
     assert rows[ids[1]]["judge_preference"] == pytest.approx(pref.mean(), abs=1e-9) and rows[ids[1]]["prompts"] == 3
     assert main(["judge", "--workspace", str(ws.root), "--judge", f"judge:hf:{judge_dir}", "--candidate", "999"]) == 2
     # the verdicts were stored per prompt; a rerun reads them (proved by changing them in the file)
-    assert ws.store.judge_verdicts(f"judge:hf:{judge_dir}", ids[1], doc["base_candidate"]) == pytest.approx(pref)
+    key = judge_key(f"judge:hf:{judge_dir}")  # the spec with the fingerprint of the judge's files
+    assert key.startswith(f"judge:hf:{judge_dir}#")
+    assert ws.store.judge_verdicts(key, ids[1], doc["base_candidate"]) == pytest.approx(pref)
     con = sqlite3.connect(ws.root / "mva.sqlite")
     con.execute("UPDATE judge_verdicts SET preference = 0.9 WHERE candidate_id = ?", (ids[1],))
     con.commit()
