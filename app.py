@@ -1,5 +1,8 @@
 """MVA Explorer — Streamlit entry: access gate, navigation, workspace picker, shared sidebar."""
 
+import logging
+import os
+
 import streamlit as st
 
 from mva_core.access import AccessError, admit
@@ -27,8 +30,13 @@ nav = st.navigation([
 ])
 try:
     nav.run()
-except Exception as exc:  # an expected failure (damaged store, read-only, disk full…) is shown, a bug raises
+except Exception as exc:  # an expected failure (damaged store, read-only, disk full…) is shown as its message
     user_error = as_user_error(exc)
-    if user_error is None:
+    if user_error is not None:
+        st.error(str(user_error))
+    elif os.environ.get("MVA_DEBUG"):  # the tests (and developers) see a bug's traceback on the page
         raise
-    st.error(str(user_error))
+    else:  # a bug: its traceback goes to the server log, the page says so in one line
+        logging.getLogger("mva_explorer").exception("internal error on a page")
+        st.error(f"Internal error ({type(exc).__name__}): a bug in MVA Explorer, not your input. Its traceback is in "
+                 "the server log; please report it. Other pages still work.")

@@ -4,6 +4,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# A bug on a page raises (AppTest's `at.exception`, the browser's exception box) instead of the one-line "internal
+# error" users see (app.py); tests/test_app_errors.py checks that line with it unset.
+os.environ.setdefault("MVA_DEBUG", "1")
 # A token in the developer's environment would make every app test ask for it (mva_core.access); tests that need
 # one set it themselves.
 os.environ.pop("MVA_AUTH_TOKEN", None)

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 import streamlit as st
 
+from mva_core.errors import MVAError
 from mva_core.pareto import preference_vectors
 from mva_core.results import (
     best_per_value, compare_table, compare_with_intervals, crd_by_method, merge_workspace_tables, win_rates_at,
@@ -72,7 +73,7 @@ loaded = [(ws, table)]  # (workspace, table) of every workspace compared; the cu
 for line in [ln.strip() for ln in others.splitlines() if ln.strip()]:
     try:
         other = open_allowed(line)
-    except ValueError as exc:
+    except MVAError as exc:
         st.error(f"{line}: {exc}")
         continue
     if other.value_names != values:

@@ -9,12 +9,12 @@ import plotly.graph_objects as go
 import streamlit as st
 from plotly.subplots import make_subplots
 
+from mva_core.errors import MVAError
 from mva_core.diagnostics import (
     DiagnosticsError, hsic_matrix, hsic_null_table, interference, layer_cosines, load_method_vectors, load_preference_pairs,
     preference_pair_files, training_curves, vector_cosines, vector_set_stamp, vector_training_curves,
 )
 from mva_core.hsic import KERNELS, SAMPLE_MODES
-from mva_core.models import ModelLoadError
 from mva_core.vectors import ValueVector, VectorError
 from mva_core.pareto import is_finite
 from views.shared import current_workspace, forget_stale, get_base, get_workspace
@@ -208,7 +208,7 @@ if pair_files is not None:
                     bar.progress(min(done / max(total, 1), 1.0), text=f"{stage}: {done}/{total} micro-batches")
 
                 result = interference(base, vectors, pairs, weights=weights, n_pairs=n_pairs, progress=on_progress)
-            except (ValueError, ModelLoadError) as exc:  # DiagnosticsError, VectorError, bad pair data
+            except MVAError as exc:  # DiagnosticsError, VectorError, ModelLoadError, bad pair data
                 status.update(label="Interference failed", state="error")
                 st.error(str(exc))
             else:

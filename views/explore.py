@@ -9,11 +9,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from mva_core.export import ExportError
+from mva_core.errors import MVAError
 from mva_core.notices import notices_to
 from mva_core.pareto import best_for_preference
 from mva_core.results import compare_table, export_candidate, single_vector_points, summarise, win_rates
-from mva_core.scorers import ScorerFailedError
 from mva_core.surrogate import MIN_CANDIDATES, fit_surrogate
 from mva_core.sweep import BASE_METHOD
 from views.shared import (
@@ -159,7 +158,7 @@ if evaluate:
         try:
             with notices_to(notes.warning):  # e.g. out of memory: the rows were halved and generation went on
                 result = ev.evaluate([weights], source="live", progress=on_progress)
-        except (ValueError, ScorerFailedError) as exc:
+        except MVAError as exc:  # a scorer that fails, vectors that do not fit, …
             status.update(label="Evaluation failed", state="error")
             st.error(str(exc))
             st.stop()
@@ -333,5 +332,5 @@ if mine is not None and (table["id"] == mine).any():
             try:
                 path = export_candidate(ws, int(mine), "merged", out, force=True)
                 st.success(f"Exported to {path} (loads with AutoModelForCausalLM.from_pretrained).")
-            except (ExportError, ValueError) as exc:
+            except MVAError as exc:
                 st.error(str(exc))

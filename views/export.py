@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from mva_core.errors import MVAError
 from mva_core.config import ConfigError, check_name
 from mva_core.export import FORMATS, estimated_export_bytes
-from mva_core.models import DEFAULT_BASE, ModelLoadError, model_cache_dir
+from mva_core.models import DEFAULT_BASE, model_cache_dir
 from mva_core.results import export_candidate
 from mva_core.workspace import WorkspaceError
 from views.shared import current_workspace, forget_stale, get_table, pick_method, table_columns, table_version
@@ -147,7 +148,7 @@ if st.button("Export", type="primary", key="export_go", disabled=not targets):
             continue
         try:
             written.append(export_candidate(ws, cid, fmt, out, force=force, method=method))
-        except (ValueError, ModelLoadError) as exc:  # ExportError, VectorError, WorkspaceError, bad data
+        except MVAError as exc:  # ExportError, VectorError, WorkspaceError, ModelLoadError, bad data
             failed.append(f"candidate {cid}: {exc}")
     bar.progress(1.0, text=f"{len(written)} written, {len(failed)} failed")
     st.session_state["export_written"] = [str(p) for p in written]

@@ -16,7 +16,7 @@ from mva_core.data import DataFileError
 from mva_core.errors import MVAError
 from mva_core.kinds import GRID_KINDS, get_kind
 from mva_core.notices import notices_to
-from mva_core.scorers import ScorerFailedError, available_scorers
+from mva_core.scorers import available_scorers
 from mva_core.search import search_method, stored_history
 from mva_core.sweep import BASE_METHOD, evaluate_base, method_groups, sweep_groups
 from views.shared import (
@@ -108,7 +108,7 @@ try:
 except ConfigError as exc:
     st.error(f"Bad grid: {exc}")
     st.stop()
-except ValueError as exc:  # vectors that do not fit the base model, a missing vector dir, ...
+except MVAError as exc:  # vectors that do not fit the base model, a missing vector dir, ...
     st.error(str(exc))
     st.stop()
 grid = np.concatenate([W for _, W in groups]) if groups else np.zeros((0, len(values)))
@@ -242,7 +242,7 @@ if start:
         with notices_to(note):  # e.g. out of memory: the rows were halved and generation went on
             res = sweep_groups(method, groups, chunk=chunk, progress=on_progress, extra_scorers=extras,
                                space=ws.space(kind, step, C) if has_grid else None)
-    except (ValueError, ScorerFailedError) as exc:
+    except MVAError as exc:  # a scorer that fails, …
         st.error(f"The sweep stopped: {exc}. Finished chunks are stored; press Resume to continue.")
         st.stop()
     st.session_state["sweep_last"] = dict(method=method, candidates=len(res.candidate_ids), generated=res.generated,
@@ -292,7 +292,7 @@ else:
             with notices_to(st.warning):
                 search_method(ws, method, budget, step=float(step), batch=search_batch, values=chosen,
                               progress=on_search)
-        except (ValueError, MVAError) as exc:  # a scorer that fails, a bad step, …
+        except MVAError as exc:  # a scorer that fails, a bad step, …
             st.error(f"The search stopped: {exc}. What it evaluated is stored; press Start search to resume.")
             st.stop()
         st.rerun()
