@@ -85,7 +85,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
     adapters = _named_paths(args.adapter, "--adapter")
     weights = parse_weights(args.weights)
     SearchSpace(n_values=len(adapters), C=args.C, step=args.C).check(weights)
-    base = load_base(args.base, allow_pickle=args.allow_pickle)
+    base = load_base(args.base, allow_pickle=args.allow_pickle, pickle_flag="--allow-pickle")
     vectors = []
     for name, path in adapters:
         v = load_value_vector(path, allow_pickle=args.allow_pickle)
@@ -101,7 +101,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     prompts = load_prompts(args.prompts)
     scorers = [get_scorer(s) for s in args.scorer]
-    base = load_base(args.model, allow_pickle=args.allow_pickle)
+    base = load_base(args.model, allow_pickle=args.allow_pickle, pickle_flag="--allow-pickle")
     decoding = DecodingConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     bar = _bar()
     responses = generate_responses(base.model, base.tokenizer, prompts, None, decoding,
@@ -200,7 +200,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                    ("checkpoint_every", args.checkpoint_every)] if v is not None}
     config = replace(config, **overrides)
     datasets = {v: load_preference_jsonl(data[v]) for v in values}  # in --values order: the training order
-    base = load_base(args.base, allow_pickle=args.allow_pickle)
+    base = load_base(args.base, allow_pickle=args.allow_pickle, pickle_flag="--allow-pickle")
     out_root = Path(args.out) if args.out else Path(args.workspace) / "vectors" / args.method
     run_config = {
         "method": args.method, "values": values, "base": args.base, "base_fingerprint": base.fingerprint,
