@@ -142,9 +142,10 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     if args.chunk < 1:
         raise CliError(f"--chunk {args.chunk}: candidates per generate call must be >= 1, e.g. --chunk 8")
-    ws = open_workspace(args.workspace)
-    ws.store.check_writable()  # a read-only workspace says so before the model loads
     lo, hi, step = _grid(args.grid)
+    ws = open_workspace(args.workspace)
+    ws.store.check_writable()  # a read-only workspace, or a damaged store, says so before the model loads
+    ws.store.check_intact()
     if hi > ws.manifest.C + 1e-9:
         raise CliError(f"--grid {args.grid!r} goes to {hi:g}, above this workspace's C = {ws.manifest.C:g} "
                        f"(workspace.json); use STOP <= {ws.manifest.C:g}")
@@ -175,6 +176,8 @@ def _grid(text: str) -> tuple[float, float, float]:
         lo, hi, step = (float(x) for x in text.split(":"))
     except ValueError:
         raise CliError(f"--grid {text!r}: write START:STOP:STEP, e.g. 0:1:0.25") from None
+    if not all(np.isfinite([lo, hi, step])):
+        raise CliError(f"--grid {text!r}: START, STOP and STEP must be finite numbers, e.g. 0:1:0.25")
     if not (0 <= lo < hi and step > 0):
         raise CliError(f"--grid {text!r}: need 0 <= START < STOP and STEP > 0, e.g. 0:1:0.25")
     return lo, hi, step
@@ -353,8 +356,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     """Adaptive front search: evaluations where the front is (stored like a sweep; a rerun resumes)."""
     if args.budget < 1:
         raise CliError(f"--budget {args.budget}: the number of new evaluations must be >= 1, e.g. --budget 25")
+    if args.batch < 1:
+        raise CliError(f"--batch {args.batch}: points chosen per surrogate fit must be >= 1, e.g. --batch 4")
     ws = open_workspace(args.workspace)
     ws.store.check_writable()
+    ws.store.check_intact()
     bar = _bar()
     values = [v.strip() for v in args.values.split(",") if v.strip()] if args.values else None
     result, run_id = search_method(ws, args.method, args.budget, step=args.step, seed=args.seed, batch=args.batch,
