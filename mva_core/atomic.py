@@ -145,6 +145,9 @@ def atomic_dir(out: str | Path, force: bool = False, kind: str = "export") -> It
         yield tmp
         (tmp / MARKER).write_text(json.dumps({"written_by": "mva-explorer", "kind": kind}) + "\n")
         tmp.chmod(0o777 & ~UMASK)  # mkdtemp makes 0700; the export gets what the user's umask gives a new dir
+        for f in tmp.rglob("*"):  # safetensors writes its files 0600: every file gets what the umask gives one
+            if f.is_file() and not f.is_symlink():
+                f.chmod((0o666 | (f.stat().st_mode & 0o111)) & ~UMASK)
         if target.exists():
             old = target.with_name(f".{target.name}.old-{os.getpid()}")
             os.replace(target, old)

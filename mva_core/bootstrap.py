@@ -20,6 +20,12 @@ import numpy as np
 
 from . import pareto
 from .errors import MVAError
+from .notices import notify
+
+# Below this many evaluation prompts the intervals say little: P prompts allow only C(2P−1, P) distinct resamples
+# (10 for 3 prompts, 126 for 5), each repeating a few prompts, and a percentile interval over them spans nearly
+# every value the data allow (3 prompts gave an HV interval of [0.016, 149.7], issue 25).
+MIN_PROMPTS_FOR_INTERVALS = 10
 
 
 class BootstrapError(MVAError, ValueError):
@@ -67,6 +73,7 @@ class BootstrapComparison:
     pairs: dict[tuple[str, str], PairDifference]
     n_resamples: int
     seed: int
+    caveat: str | None = None  # why the intervals say little (too few prompts), shown beside them
 
     def difference(self, a: str, b: str) -> PairDifference | None:
         """HV(a) − HV(b) whichever order the pair was computed in; None when either method was not compared."""
@@ -153,12 +160,22 @@ def percentile_interval(samples: np.ndarray, estimate: float, level: float = 0.9
     return Interval(float(estimate), float(low), float(high))
 
 
+def few_prompts_caveat(n_prompts: int) -> str | None:
+    """The warning for intervals over fewer than MIN_PROMPTS_FOR_INTERVALS prompts (None when there are enough)."""
+    if n_prompts >= MIN_PROMPTS_FOR_INTERVALS:
+        return None
+    return (f"only {n_prompts} evaluation prompts: bootstrap intervals over so few prompts say almost nothing "
+            f"(they span nearly every value the scores allow); give the workspace's prompt set (workspace.json's "
+            f"\"prompts\") at least {MIN_PROMPTS_FOR_INTERVALS} prompts and sweep again before comparing by them")
+
+
 def bootstrap_compare(methods: Sequence[MethodScores], base: np.ndarray, ref: np.ndarray | None = None,
                       preferences: np.ndarray | None = None, n_resamples: int = 1000, seed: int = 0,
                       level: float = 0.95) -> BootstrapComparison:
     """HV and MIP of every method with percentile intervals over prompt resamples, and every pair's paired HV
     difference. `base` (P, V) is the base model's per-prompt rewards; `ref` (V,) in z units defaults to the
-    per-value minimum over every compared candidate and the base (z = 0), on the prompts as they are."""
+    per-value minimum over every compared candidate and the base (z = 0), on the prompts as they are. Fewer than
+    MIN_PROMPTS_FOR_INTERVALS prompts: the result carries a `caveat`, also sent as a notice."""
     base = np.asarray(base, dtype=float)
     if base.ndim != 2 or base.shape[0] < 2:
         raise BootstrapError(f"base rewards have shape {base.shape}; need (prompts >= 2, values)")
@@ -175,7 +192,7 @@ def bootstrap_compare(methods: Sequence[MethodScores], base: np.ndarray, ref: np
     if ref is None:
         every = np.concatenate([np.zeros((1, n_values)), *point.values()])
         ref = pareto.reference_point(every[pareto.finite_rows(every)])
-    ref = np.asarray(ref, dtype=float)
+    ref = pareto.check_reference_point(ref, n_values)  # a NaN or inf reference would give NaN or 0 hypervolumes
     idx = resample_indices(n_prompts, n_resamples, seed)
     out: dict[str, MethodMetrics] = {}
     for m in methods:
@@ -191,4 +208,7 @@ def bootstrap_compare(methods: Sequence[MethodScores], base: np.ndarray, ref: np
         pairs[(a, b)] = PairDifference(
             percentile_interval(diff, out[a].hv.estimate - out[b].hv.estimate, level),
             float(np.mean(diff > 0) + 0.5 * np.mean(diff == 0)))
-    return BootstrapComparison(ref, out, pairs, n_resamples, seed)
+    caveat = few_prompts_caveat(n_prompts)
+    if caveat:
+        notify(caveat)
+    return BootstrapComparison(ref, out, pairs, n_resamples, seed, caveat)

@@ -86,7 +86,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
     adapters = _named_paths(args.adapter, "--adapter")
     weights = parse_weights(args.weights)
     SearchSpace(n_values=len(adapters), C=args.C, step=args.C).check(weights)
-    base = load_base(args.base, allow_pickle=args.allow_pickle)
+    base = load_base(args.base, allow_pickle=args.allow_pickle, pickle_flag="--allow-pickle")
     vectors = []
     for name, path in adapters:
         v = load_value_vector(path, allow_pickle=args.allow_pickle)
@@ -102,7 +102,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     prompts = load_prompts(args.prompts)
     scorers = [get_scorer(s) for s in args.scorer]
-    base = load_base(args.model, allow_pickle=args.allow_pickle)
+    base = load_base(args.model, allow_pickle=args.allow_pickle, pickle_flag="--allow-pickle")
     decoding = DecodingConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
     bar = _bar()
     responses = generate_responses(base.model, base.tokenizer, prompts, None, decoding,
@@ -143,9 +143,10 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 def cmd_sweep(args: argparse.Namespace) -> int:
     if args.chunk < 1:
         raise CliError(f"--chunk {args.chunk}: candidates per generate call must be >= 1, e.g. --chunk 8")
-    ws = open_workspace(args.workspace)
-    ws.store.check_writable()  # a read-only workspace says so before the model loads
     lo, hi, step = _grid(args.grid)
+    ws = open_workspace(args.workspace)
+    ws.store.check_writable()  # a read-only workspace, or a damaged store, says so before the model loads
+    ws.store.check_intact()
     if hi > ws.manifest.C + 1e-9:
         raise CliError(f"--grid {args.grid!r} goes to {hi:g}, above this workspace's C = {ws.manifest.C:g} "
                        f"(workspace.json); use STOP <= {ws.manifest.C:g}")
@@ -176,6 +177,8 @@ def _grid(text: str) -> tuple[float, float, float]:
         lo, hi, step = (float(x) for x in text.split(":"))
     except ValueError:
         raise CliError(f"--grid {text!r}: write START:STOP:STEP, e.g. 0:1:0.25") from None
+    if not all(np.isfinite([lo, hi, step])):
+        raise CliError(f"--grid {text!r}: START, STOP and STEP must be finite numbers, e.g. 0:1:0.25")
     if not (0 <= lo < hi and step > 0):
         raise CliError(f"--grid {text!r}: need 0 <= START < STOP and STEP > 0, e.g. 0:1:0.25")
     return lo, hi, step
@@ -201,7 +204,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                    ("checkpoint_every", args.checkpoint_every)] if v is not None}
     config = replace(config, **overrides)
     datasets = {v: load_preference_jsonl(data[v]) for v in values}  # in --values order: the training order
-    base = load_base(args.base, allow_pickle=args.allow_pickle)
+    base = load_base(args.base, allow_pickle=args.allow_pickle, pickle_flag="--allow-pickle")
     out_root = Path(args.out) if args.out else Path(args.workspace) / "vectors" / args.method
     run_config = {
         "method": args.method, "values": values, "base": args.base, "base_fingerprint": base.fingerprint,
@@ -369,8 +372,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     """Adaptive front search: evaluations where the front is (stored like a sweep; a rerun resumes)."""
     if args.budget < 1:
         raise CliError(f"--budget {args.budget}: the number of new evaluations must be >= 1, e.g. --budget 25")
+    if args.batch < 1:
+        raise CliError(f"--batch {args.batch}: points chosen per surrogate fit must be >= 1, e.g. --batch 4")
     ws = open_workspace(args.workspace)
     ws.store.check_writable()
+    ws.store.check_intact()
     bar = _bar()
     values = [v.strip() for v in args.values.split(",") if v.strip()] if args.values else None
     result, run_id = search_method(ws, args.method, args.budget, step=args.step, seed=args.seed, batch=args.batch,

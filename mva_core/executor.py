@@ -14,6 +14,7 @@ Local Ray: `RayExecutor(workers=2)` starts one; a cluster: `ray start --head` on
 
 from __future__ import annotations
 
+import socket
 from collections import deque
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -30,6 +31,30 @@ from .workspace import Workspace
 
 class ExecutorError(MVAError):
     """The Ray executor could not start or lost its workers; finished chunks are stored."""
+
+
+# How long to wait for a cluster's address to answer before saying it cannot be reached: `ray.init` itself retries
+# an unreachable address for minutes.
+CONNECT_TIMEOUT_S = 5.0
+
+
+def check_reachable(address: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise ExecutorError naming `address` (HOST:PORT, or ray://HOST:PORT) when nothing accepts a TCP connection
+    there within `timeout` seconds; "auto" and "local" (found by Ray itself) are not checked."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ExecutorError(f"--address {address!r}: write it as HOST:PORT, e.g. 127.0.0.1:6379 (what "
+                            "`ray start --head` prints)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        reason = f"no answer within {timeout:g} s" if isinstance(exc, TimeoutError) else exc.strerror or str(exc)
+        raise ExecutorError(f"could not reach Ray at {address} ({reason}); start one there with "
+                            "`ray start --head` and pass the address it prints, or leave out --address to start a "
+                            "local Ray") from None
 
 
 class _Worker:
@@ -62,6 +87,8 @@ class RayExecutor:
         self._actors: list = []
 
     def _start(self, root: Path) -> list:
+        if self.address:
+            check_reachable(self.address)  # before ray.init, which retries an unreachable address for minutes
         import ray  # heavy, optional: only the Ray executor needs it
 
         if not ray.is_initialized():
@@ -79,12 +106,10 @@ class RayExecutor:
         """For each job in order, a function of its missing rows that returns what an actor generated for them.
 
         Each job's missing rows are submitted ahead (up to `in_flight_per_worker` per actor) so actors stay busy
-        while the driver stores and scores; rows found stored meanwhile are not submitted."""
-        import ray  # heavy, optional: only the Ray executor needs it
-
+        while the driver stores and scores; rows found stored meanwhile are not submitted. Ray is started (or its
+        cluster joined) only when some job has rows to generate: a sweep answered from the store needs no Ray."""
         if not jobs:
             return
-        self._actors = self._actors or self._start(jobs[0][0].ws.root)
         pending: deque = deque()
 
         def submit(k: int) -> None:
@@ -93,6 +118,7 @@ class RayExecutor:
             missing = [i for i in range(len(W)) if i not in ev.stored(W)]
             ref = None
             if missing:
+                self._actors = self._actors or self._start(ev.ws.root)
                 dirs = tuple(str(v.path) for v in ev.vectors)
                 actor = self._actors[k % len(self._actors)]
                 ref = actor.generate.remote(ev.method, dirs, list(ev.prompts), W[missing])
@@ -105,11 +131,17 @@ class RayExecutor:
             rows, ref = pending.popleft()
             if k + ahead < len(jobs):
                 submit(k + ahead)
-            try:
-                done = ray.get(ref) if ref is not None else []
-            except ray.exceptions.RayError as exc:
-                raise ExecutorError(f"a Ray worker failed on chunk {k + 1} of {len(jobs)} ({type(exc).__name__}); "
-                                    "finished chunks are stored, rerun the sweep to go on") from exc
+            if ref is None:
+                done: list = []
+            else:
+                import ray  # heavy, optional: imported once some chunk went to an actor
+
+                try:
+                    done = ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    raise ExecutorError(f"a Ray worker failed on chunk {k + 1} of {len(jobs)} "
+                                        f"({type(exc).__name__}); finished chunks are stored, rerun the sweep to go on"
+                                        ) from exc
 
             def supplied(W: np.ndarray, rows: np.ndarray = rows, done: list = done) -> list[list[list[str]]]:
                 if W.shape != rows.shape or not np.array_equal(W, rows):  # stored by someone else meanwhile

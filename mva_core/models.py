@@ -115,6 +115,25 @@ def convert_gguf(gguf: Path, out_dir: Path, spec: str | None = None) -> Path:
     return out_dir
 
 
+def missing_local_path(spec: str) -> bool:
+    """True when `spec` names no file or directory here and cannot be a hub repo id either (`/abs/path`, `./x`,
+    `a/b/c`, `~/x`): the user meant a local path that is not there, and the hub's repo-id complaint would mislead."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if Path(spec).expanduser().exists():
+        return False
+    try:
+        validate_repo_id(spec)
+    except HFValidationError:
+        return True
+    return False
+
+
+def model_weight_files(path: Path) -> tuple[list[Path], list[Path]]:
+    """(safetensors files, pickle checkpoints) of a local model directory; both empty: it holds no weights."""
+    return sorted(path.glob("*.safetensors")), sorted(p for p in path.glob("*.bin") if p.is_file())
+
+
 def resolve_base(spec: str) -> str:
     """Turn a base spec into something `from_pretrained` loads: a local dir or a hub id."""
     if spec == DEFAULT_BASE:
@@ -126,6 +145,9 @@ def resolve_base(spec: str) -> str:
         return str(convert_gguf(path, model_cache_dir() / path.stem, spec))
     if path.exists() and not (path / "config.json").is_file():
         raise ModelLoadError(f"{spec} is not a model directory (no config.json); pass a model dir, a .gguf or a hub id")
+    if missing_local_path(spec):
+        raise ModelLoadError(f"base model {spec} does not exist; check the path, or pass a model directory, a .gguf "
+                             f"file, a hub id (e.g. {DEFAULT_BASE_HUB_ID}) or {DEFAULT_BASE}")
     return spec
 
 
@@ -154,17 +176,25 @@ def weights_fingerprint(model_dir: str) -> str:
     return digest
 
 
-def load_base(spec: str = DEFAULT_BASE, allow_pickle: bool = False) -> BaseModel:
-    """Load base model (fp32, eval mode, frozen) and tokenizer. Pickle checkpoints need `allow_pickle=True`."""
+def load_base(spec: str = DEFAULT_BASE, allow_pickle: bool = False, pickle_flag: str | None = None) -> BaseModel:
+    """Load base model (fp32, eval mode, frozen) and tokenizer. Pickle checkpoints need `allow_pickle=True`;
+    `pickle_flag` names the caller's option that sets it (e.g. "--allow-pickle"), offered when one is refused."""
     from transformers import AutoModelForCausalLM, AutoTokenizer  # heavy: loaded when a model is loaded
 
     path = resolve_base(spec)
     local = Path(path)
-    if local.is_dir() and not list(local.glob("*.safetensors")) and not allow_pickle:
-        raise ModelLoadError(
-            f"{path} has no .safetensors weights (only pickle checkpoints, which can run code when loaded); "
-            "convert them to safetensors, or pass --allow-pickle if you trust the source"
-        )
+    if local.is_dir():
+        safetensors, pickles = model_weight_files(local)
+        if not safetensors and not pickles:
+            raise ModelLoadError(f"{path} has no model weights (no *.safetensors or pytorch_model.bin beside its "
+                                 "config.json); pass the directory that holds the weights, e.g. one written by "
+                                 "save_pretrained")
+        if not safetensors and not allow_pickle:
+            trust = f", or pass {pickle_flag} if you trust the source" if pickle_flag else ""
+            raise ModelLoadError(
+                f"{path} has only pickle checkpoints ({', '.join(p.name for p in pickles)}), which can run code when "
+                f"loaded; convert them to safetensors (load the model and save_pretrained it){trust}"
+            )
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model, info = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, output_loading_info=True,

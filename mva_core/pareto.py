@@ -88,7 +88,8 @@ def reference_point(F: np.ndarray) -> np.ndarray:
     return F[finite].min(axis=0)
 
 
-def _check_ref(ref: Any, n_objectives: int) -> np.ndarray:
+def check_reference_point(ref: Any, n_objectives: int) -> np.ndarray:
+    """`ref` as a 1-D float array; raises ParetoError unless it is `n_objectives` finite numbers."""
     ref = np.asarray(ref, dtype=float).reshape(-1)
     if ref.shape[0] != n_objectives or not np.isfinite(ref).all():
         raise ParetoError(f"reference point {ref.tolist()} must be {n_objectives} finite numbers, "
@@ -103,7 +104,7 @@ def hypervolume(F: np.ndarray, ref: np.ndarray) -> float:
     as in pymoo. No finite rows → 0.0.
     """
     F = _as_objectives(F)
-    ref = _check_ref(ref, F.shape[1])
+    ref = check_reference_point(ref, F.shape[1])
     front = F[front_indices(F)]
     if front.shape[0] == 0:
         return 0.0
@@ -131,7 +132,7 @@ def analyse(F: np.ndarray, ref: np.ndarray | None = None) -> ParetoResult:
     Rows with a non-finite objective are excluded from the front and the hypervolume (rank None).
     """
     F = _as_objectives(F)
-    ref = reference_point(F) if ref is None else _check_ref(ref, F.shape[1])
+    ref = reference_point(F) if ref is None else check_reference_point(ref, F.shape[1])
     rank = non_dominated_rank(F)
     return ParetoResult(
         pareto=[int(i) for i in np.flatnonzero(rank == 0)],

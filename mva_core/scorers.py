@@ -241,6 +241,31 @@ def _refuse_new_weights(path: str, info: dict, what: str) -> None:
                                f"it seems to be {what}; use a reward model whose checkpoint holds its head")
 
 
+def _check_reward_model_path(path: str) -> None:
+    """Refuse a local path that cannot hold a reward model, saying what to pass instead, before transformers
+    answers it with a hub error or a traceback. A hub id is left to the hub."""
+    from .models import missing_local_path, model_weight_files  # below this module; imports torch, as loading does
+
+    hint = (f"give {HF_PREFIX} a reward model directory (config.json, tokenizer, model.safetensors) or a hub id, e.g. "
+            f"{HF_PREFIX}Ray2333/gpt2-large-helpful-reward_model")
+    local = Path(path).expanduser()
+    if missing_local_path(path):
+        raise RewardModelError(f"reward model {path} does not exist; check the path, or {hint}")
+    if not local.exists():
+        return
+    if not local.is_dir():
+        raise RewardModelError(f"reward model {path} is a file, not a model directory; {hint}")
+    if (local / "adapter_config.json").is_file() and not (local / "config.json").is_file():
+        raise RewardModelError(f"{path} is a LoRA adapter (adapter_config.json), not a reward model: it has no "
+                               "classification head of its own; merge it into its base and save that with "
+                               f"save_pretrained, or {hint}")
+    if not (local / "config.json").is_file():
+        raise RewardModelError(f"{path} is not a model directory (no config.json); {hint}")
+    if not any(model_weight_files(local)):
+        raise RewardModelError(f"{path} has no model weights (no *.safetensors or pytorch_model.bin beside its "
+                               f"config.json); {hint}")
+
+
 class HFRewardModel(Scorer):
     """The scalar reward of a reward model, times `sign`, on the text its trainer fed it (`template`).
 
@@ -268,12 +293,18 @@ class HFRewardModel(Scorer):
         self.path = str(path_or_id)
         self.sign, self.batch_size, self.max_length = float(sign), int(batch_size), int(max_length)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=False)
+        _check_reward_model_path(self.path)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path, trust_remote_code=False)
+            cfg = AutoConfig.from_pretrained(self.path, trust_remote_code=False)
+        except OSError as exc:  # transformers' "not found / not on the hub / cannot reach it"
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RewardModelError(f"could not load reward model {self.path} ({reason}); pass a local reward model "
+                                   "directory, or a hub id this machine can download") from exc
         self.template = template or default_template(self.path, bool(getattr(self.tokenizer, "chat_template", None)))
         if self.template == "chat" and not getattr(self.tokenizer, "chat_template", None):
             raise ScorerSpecError(f"template=chat, but the tokenizer of {self.path} has no chat template; "
                                   f"choose one of {', '.join(t for t in TEMPLATES if t != 'chat')}")
-        cfg = AutoConfig.from_pretrained(self.path, trust_remote_code=False)
         self.safe_rlhf = any(a.endswith("ModelForScore") for a in (getattr(cfg, "architectures", None) or []))
         self._load_safe_rlhf(cfg) if self.safe_rlhf else self._load_sequence_classifier()
         self.model.to(self.device).eval()

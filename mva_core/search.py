@@ -195,6 +195,8 @@ def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, se
     Every candidate of the method already stored on the workspace's prompts is known for free; `budget` counts the
     new evaluations of this search, so a rerun after a kill (the same method, budget, step, seed, batch and values:
     the same run, adopted) spends only what is left. Returns the result (known and new points) and the run id."""
+    if batch < 1:
+        raise SearchError(f"batch = {batch}: points chosen per surrogate fit must be >= 1, e.g. 4")
     compared = ws.compared_method(method)
     if not compared.kind.has_grid or not compared.kind.extrapolates:
         raise SearchError(f"method {method!r} has no weight box to search ({compared.kind.name}); search a method "

@@ -103,10 +103,25 @@ class Manifest(Record):
         return cls(values=[ValueSpec.from_dict(v) for v in values], decoding=DecodingConfig.from_dict(decoding), **rest)
 
 
+def _unreadable(path: Path, exc: OSError) -> WorkspaceError:
+    """A workspace this process may not read: a permission to fix, not a location to write elsewhere."""
+    return WorkspaceError(f"cannot read {path} ({exc.strerror or exc}); make the workspace readable by this user "
+                          "(e.g. chmod -R u+rX on it) or run as its owner")
+
+
+def _has_manifest(root: Path) -> bool:
+    try:
+        return (root / MANIFEST).is_file()
+    except PermissionError as exc:  # a directory this user may not enter
+        raise _unreadable(root, exc) from None
+
+
 def load_manifest(path: Path) -> Manifest:
     """workspace.json, validated; every problem raises WorkspaceError naming the file, the field and the fix."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except PermissionError as exc:
+        raise _unreadable(path, exc) from None
     except json.JSONDecodeError as exc:
         raise WorkspaceError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
                              "fix the file or rebuild the workspace") from None
@@ -147,7 +162,7 @@ class ComparedMethod:
 class Workspace:
     def __init__(self, root: str | Path, read_only: bool = False):
         self.root = Path(root).resolve()
-        if not (self.root / MANIFEST).is_file():
+        if not _has_manifest(self.root):
             raise WorkspaceError(
                 f"{self.root} is not an MVA workspace (no {MANIFEST}); build one with "
                 f"`python -m mva_core demo build --workspace {self.root}` or pass another --workspace"
@@ -273,7 +288,7 @@ def open_workspace(root: str | Path | None = None, read_only: bool = False) -> W
     place, read-only, and copies nothing. (Any other workspace is opened as it is: reading its store never
     writes it, see Store._open.)"""
     path = Path(root) if root is not None else default_workspace()
-    if not (path / MANIFEST).is_file() and path.resolve() == DEFAULT_WORKSPACE.resolve() and (DEMO_WORKSPACE / MANIFEST).is_file():
+    if not _has_manifest(path) and path.resolve() == DEFAULT_WORKSPACE.resolve() and (DEMO_WORKSPACE / MANIFEST).is_file():
         if read_only:
             return Workspace(DEMO_WORKSPACE, read_only=True)
         shutil.copytree(DEMO_WORKSPACE, path, dirs_exist_ok=True)

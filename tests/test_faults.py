@@ -38,6 +38,10 @@ def parts(tmp_path_factory):
 
     torch.save(load_file(root / "vec_pickle" / "adapter_model.safetensors"), root / "vec_pickle" / "adapter_model.bin")
     (root / "vec_pickle" / "adapter_model.safetensors").unlink()
+    (root / "noweights").mkdir()  # a model dir with its config and tokenizer but no weight file
+    for f in (root / "base").iterdir():
+        if f.suffix == ".json" or f.name.startswith("tokenizer"):
+            shutil.copy(f, root / "noweights" / f.name)
     files = {
         "missing_key.jsonl": '{"prompt": "a"}\n{"text": "b"}\n',
         "empty_prompt.jsonl": '{"prompt": "a"}\n{"prompt": "  "}\n',
@@ -46,6 +50,7 @@ def parts(tmp_path_factory):
         "nonnumeric.csv": "a,b\n1,2\n3,x\n",
         "missing_col.csv": "a,c\n1,2\n",
         "empty.csv": "",
+        "prompts.jsonl": '{"prompt": "a"}\n',
     }
     for name, text in files.items():
         (root / name).write_text(text)
@@ -55,6 +60,11 @@ def parts(tmp_path_factory):
 
 def compose(root, adapter, weights="0.5", *extra):
     return ["compose", "--base", root / "base", "--adapter", f"help={adapter}", "--weights", weights, *extra]
+
+
+def score_with(root, scorer):
+    return ["score", "--model", root / "base", "--scorer", scorer, "--prompts", root / "prompts.jsonl",
+            "--max-new-tokens", "2"]
 
 
 CASES = {  # id -> (argv builder, substring the one-line message must contain)
@@ -85,6 +95,18 @@ CASES = {  # id -> (argv builder, substring the one-line message must contain)
     "pareto: non-numeric column": (lambda r: ["pareto", r / "nonnumeric.csv", "--objectives", "a,b"], "'b'"),
     "pareto: missing column": (lambda r: ["pareto", r / "missing_col.csv", "--objectives", "a,b"], "'b'"),
     "pareto: empty file": (lambda r: ["pareto", r / "empty.csv", "--objectives", "a,b"], "empty.csv"),
+    # issue 25 items 8 and 9
+    "hf: scorer is a file": (lambda r: score_with(r, f"hf:{r / 'empty.csv'}"), "empty.csv is a file"),
+    "hf: scorer dir without weights": (lambda r: score_with(r, f"hf:{r / 'noweights'}"), "has no model weights"),
+    "hf: scorer is a LoRA adapter": (lambda r: score_with(r, f"hf:{r / 'vec'}"), "is a LoRA adapter"),
+    "hf: scorer path does not exist": (lambda r: score_with(r, "hf:/nonexistent"), "/nonexistent does not exist"),
+    "base path does not exist": (lambda r: ["compose", "--base", "/nonexistent/base", "--adapter", f"help={r / 'vec'}",
+                                            "--weights", "0.5"], "/nonexistent/base does not exist"),
+    "base dir without weights": (lambda r: ["compose", "--base", r / "noweights", "--adapter", f"help={r / 'vec'}",
+                                            "--weights", "0.5"], "has no model weights"),
+    "grid step inf": (lambda r: ["sweep", "--method", "mva-no-hsic", "--grid", "0:1:inf"], "finite"),
+    "search batch 0": (lambda r: ["search", "--method", "mva-no-hsic", "--batch", "0"], "--batch 0"),
+    "search batch -1": (lambda r: ["search", "--method", "mva-no-hsic", "--batch", "-1"], "--batch -1"),
 }
 
 
@@ -96,7 +118,7 @@ def test_fault_gives_one_line_error(case, parts, tmp_path, capsys):
     if argv[0] == "compose":
         argv += ["--out", str(out)]
     ws = tmp_path / "ws"
-    if argv[0] == "sweep":
+    if argv[0] in ("sweep", "search"):
         from tests.tiny import make_tiny_workspace
 
         make_tiny_workspace(ws)

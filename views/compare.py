@@ -211,6 +211,8 @@ if boot is None:
                + ("remove the other workspaces to see them." if len(merged.base_methods) > 1 else "run a sweep first."))
 else:
     st.subheader("How sure: intervals over the evaluation prompts")
+    if boot.caveat:
+        st.warning(boot.caveat)
     st.plotly_chart(forest_figure(boot, chosen), width="stretch", key="compare_forest")
     st.caption(f"95 % percentile bootstrap intervals: {boot.n_resamples} resamples of the {len(ws.prompts())} "
                "prompts, each recomputing the z-scores against the base model, the fronts and HV from the shared "
