@@ -25,13 +25,12 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from .errors import ReadOnlyError, StoreError, as_user_error
-from .scorers import current_scorer_keys
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -75,6 +74,8 @@ ADDED_TABLES = {
 }
 ADDED_SCHEMA = "\n".join(ADDED_TABLES.values())
 TABLES = {"runs", "candidates", "responses", "scores"}
+# (stored scorer keys, latest: () -> {key: a number growing with writing}) -> {key that answers now: its spec}
+KeyResolver = Callable[[Sequence[str], Callable[[], Mapping[str, int]]], dict[str, str]]
 
 
 def prompts_hash(prompts: Sequence[str]) -> str:
@@ -153,8 +154,11 @@ class Store:
     naming it. The file may be deleted or replaced while the app runs: every call opens it anew.
     """
 
-    def __init__(self, path: str | Path, read_only: bool = False):
+    def __init__(self, path: str | Path, read_only: bool = False, current_keys: KeyResolver | None = None):
         self.path = Path(path)
+        # which stored scorer keys answer for a scorer spec now (the workspace passes scorers.current_scorer_keys:
+        # a reward model's scores count under the fingerprint of its files now); default: every key as written
+        self._current_keys = current_keys or (lambda stored, latest: {k: k for k in stored})
         self._forced_read_only = read_only  # e.g. the shipped demo read in place: never written, whatever the OS allows
         self._checked: tuple[int, int] | None = None  # (device, inode) of the file last found with the full schema
 
@@ -412,10 +416,11 @@ class Store:
 
     def _current(self, con: sqlite3.Connection, scores: pd.DataFrame) -> pd.DataFrame:
         """`scores` (a `scorer` column of stored keys) with only the keys that answer for a spec now, each renamed to
-        that spec (`scorers.current_scorer_keys`): what a page or a table reads by the workspace's scorer specs."""
+        that spec (the `current_keys` given, e.g. `scorers.current_scorer_keys`): what a page or a table reads by the
+        workspace's scorer specs."""
         if scores.empty:
             return scores
-        current = current_scorer_keys(
+        current = self._current_keys(
             scores["scorer"].unique().tolist(),
             lambda: dict(con.execute("SELECT scorer, MAX(rowid) FROM scores GROUP BY scorer").fetchall()))
         out = scores[scores["scorer"].isin(list(current))].copy()

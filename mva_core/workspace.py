@@ -25,7 +25,7 @@ from .data import load_prompts, write_jsonl
 from .kinds import EXTRAPOLATION, CompositionKind, WeightSet, get_kind
 from .methods import available_methods, get_method
 from .models import DEFAULT_BASE, load_base
-from .scorers import check_scorer_spec
+from .scorers import check_scorer_spec, current_scorer_keys
 from .store import Store
 from .vectors import ADAPTER_FILE, META_FILE, check_compatible, file_hash, load_value_vector
 
@@ -168,7 +168,7 @@ class Workspace:
                 f"`python -m mva_core demo build --workspace {self.root}` or pass another --workspace"
             )
         self.manifest = load_manifest(self.root / MANIFEST)
-        self.store = Store(self.root / "mva.sqlite", read_only=read_only)
+        self.store = Store(self.root / "mva.sqlite", read_only=read_only, current_keys=current_scorer_keys)
 
     @classmethod
     def create(cls, root: str | Path, manifest: Manifest) -> "Workspace":
