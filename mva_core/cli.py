@@ -401,8 +401,8 @@ def _ref(text: str | None, n: int, noun: str = "value") -> np.ndarray | None:
 
 
 # ---- parser ----
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m mva_core", description="MVA Explorer: multi-value alignment workbench")
+def build_parser(prog: str = "python -m mva_core") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="MVA Explorer: multi-value alignment workbench")
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name: str, fn: Callable, help: str) -> argparse.ArgumentParser:
@@ -542,7 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    installed = Path(sys.argv[0]).name == "mva"  # the console script of `pip install .`
+    args = build_parser("mva" if installed else "python -m mva_core").parse_args(argv)
     if args.workspace is None:
         args.workspace = default_workspace()
     try:
