@@ -29,7 +29,7 @@ from .executor import RayExecutor
 from .export import export_merged, export_mergekit, export_peft
 from .generate import generate_responses
 from .kinds import GRID_KINDS
-from .methods import get_method, train_method
+from .methods import get_method, setting_flags, train_method
 from .models import load_base
 from .notices import notices_to
 from .preference_data import load_preference_jsonl, load_source, pairs_sha256, write_splits
@@ -199,6 +199,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     data = dict(_named_paths(args.data, "--data"))
     if not values or set(data) != set(values):
         raise CliError(f"--values {values} and --data {sorted(data)} must name the same values, one --data VALUE=FILE each")
+    # the method's settings from the flags given (generated from the settings dataclasses: `_train_setting_flags`);
+    # a flag of another method's setting is refused by make_settings, naming the ones this method has
+    given = {k.removeprefix(SETTING_DEST): v for k, v in vars(args).items() if k.startswith(SETTING_DEST) and v is not None}
+    if "scorers" in method.settings:  # not a flag: the reward models of the workspace's manifest
+        given["scorers"] = _workspace_scorers(args.workspace, values)
+    settings = method.make_settings(given).to_dict()  # bad settings fail here, before the base model is loaded
     config = {"cpu-small": CPU_SMALL, "paper": PAPER}[args.preset]
     overrides = {k: v for k, v in [("max_steps", args.steps), ("learning_rate", args.lr), ("seed", args.seed),
                                    ("checkpoint_every", args.checkpoint_every)] if v is not None}
@@ -208,16 +214,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     out_root = Path(args.out) if args.out else Path(args.workspace) / "vectors" / args.method
     run_config = {
         "method": args.method, "values": values, "base": args.base, "base_fingerprint": base.fingerprint,
-        "alpha": args.alpha, "mode": args.mode, "train_config": config.to_dict(), "out": str(out_root),
+        "alpha": settings.get("alpha"), "mode": settings.get("mode"), "train_config": config.to_dict(),
+        "out": str(out_root),
         "data": {v: {"file": str(data[v]), "sha256": pairs_sha256(datasets[v]), "pairs": len(datasets[v])} for v in values},
     }
-    given: dict[str, Callable[[], object]] = {  # the settings the CLI has; the method names the ones it reads
-        "alpha": lambda: args.alpha, "mode": lambda: args.mode, "estimator": lambda: args.hsic_estimator,
-        "scorers": lambda: _workspace_scorers(args.workspace, values),
-        "mapping": lambda: args.mapping,
-        **({"preferences": lambda: [parse_weights(p) for p in args.preferences.split(";")]} if args.preferences else {}),
-    }
-    settings = {k: given[k]() for k in method.settings if k in given}
     # log: per vector dir (one per value, "seqt", or one per preference "w=0.25,0.75") its curves
     log = train_method(args.method, base, datasets, out_root, config, store=Store(Path(args.workspace) / "mva.sqlite"),
                        run_config={**run_config, **({"settings": settings} if settings else {})}, **settings)
@@ -226,6 +226,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"{name}: {out_root / name}  loss {losses[0]:.3f} -> {losses[-1]:.3f}  "
               f"({entry['seconds_per_step'] or 0:.2f} s/step)")
     return 0
+
+
+SETTING_DEST = "setting_"  # argparse dest prefix of the flags made from method settings
+
+
+def _train_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per field of the registered methods' settings dataclasses (methods/*.py): the flag from the field
+    name, help from its metadata, choices from its Literal, type from its annotation; a new field appears here."""
+    for s in setting_flags():
+        parser.add_argument(*s.flags, dest=SETTING_DEST + s.name, type=s.parse, choices=s.choices, default=None,
+                            metavar=None if s.choices else s.name.upper(), help=s.help.replace("%", "%%"))
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -461,16 +472,11 @@ def build_parser(prog: str = "python -m mva_core") -> argparse.ArgumentParser:
     e.add_argument("--method", default=None, help="the comparison row it is exported from (the card names it); "
                                                    "default: the first method holding the candidate")
 
-    t = add("train", cmd_train, "train value vectors (dpo, mva, mva-no-hsic, ortho)")
+    t = add("train", cmd_train, "train value vectors (dpo, mva, mva-no-hsic, ortho, ...)")
     t.add_argument("--method", required=True, help="registered method name, e.g. mva")
     t.add_argument("--values", required=True, help="comma-separated, in training order, e.g. help,harm")
     t.add_argument("--data", action="append", required=True, help="VALUE=FILE.jsonl (prompt/chosen/rejected), once per value")
     t.add_argument("--base", required=True, help="hub id, model dir, .gguf file, or smollm2-135m-instruct")
-    t.add_argument("--alpha", type=float, default=None, help="penalty weight α (mva default 10; paper: 1, 10, 50)")
-    t.add_argument("--mode", choices=["lora_A", "delta"], default="lora_A", help="HSIC samples: rows of A, or of ΔW")
-    t.add_argument("--hsic-estimator", choices=["biased", "unbiased"], default="biased",
-                   help="HSIC in the penalty: biased = MVA Eq.6 (the paper's); unbiased = Song et al. 2012 (zero in "
-                        "expectation for independent vectors, so the penalty has no floor at small r)")
     t.add_argument("--preset", choices=["cpu-small", "paper"], default="cpu-small")
     t.add_argument("--steps", type=int, default=None, help="override the preset's max_steps")
     t.add_argument("--lr", type=float, default=None, help="override the preset's learning rate")
@@ -479,12 +485,7 @@ def build_parser(prog: str = "python -m mva_core") -> argparse.ArgumentParser:
                    help="steps between checkpoints in <out>/<value>.partial/; a rerun resumes from the latest (default 10)")
     t.add_argument("--out", default=None, help="default: <workspace>/vectors/<method>")
     t.add_argument("--allow-pickle", action="store_true")
-    t.add_argument("--preferences", default=None,
-                   help="dpo-lw/modpo: simplex preferences, ';'-separated, e.g. '0.25,0.75;0.75,0.25'")
-    t.add_argument("--mapping", choices=list(RIC_MAPPINGS), default="linf",
-                   help="ric: RiC's preference-to-reward mapping used at evaluation (linf: min(N·p_i, 1) of each value's "
-                        "training score range, RiC's default; l2: p_i/|p|; quantile: that share as a quantile of the "
-                        "training scores, robust to skewed scorers)")
+    _train_setting_flags(t)  # --alpha, --mode, --preferences, --mapping, ...: the methods' settings fields
 
     da = add("data", cmd_data, "preference pairs from hh-rlhf / PKU-SafeRLHF, split 94/1/5 into train/validation/test")
     da.add_argument("--from", dest="source", required=True,

@@ -223,9 +223,11 @@ def build_demo(root: Path | None = None, seed: int = 0, progress: Progress | Non
         if out.is_dir() and len(ws.adapter_dirs(method)) >= _expected_vectors(method, settings, len(datasets)):
             continue  # built: no empty "train" run in the store
         options = {k: v for k, v in settings.items() if k != "train"}
+        if "scorers" in get_method(method).settings:  # the reward models of the methods that score while training
+            options["scorers"] = scorers
         config = replace(demo_train_config(seed), **settings.get("train", {}))
         # recorded as a train run, with the pair files, so Diagnostics shows its curves and interference data
-        train_method(method, base, datasets, out, config, scorers=scorers,
+        train_method(method, base, datasets, out, config,
                      progress=progress is not None, store=ws.store, run_config={
                          "method": method, "values": list(datasets), "base": ws.manifest.base, "seed": seed,
                          "train_config": config.to_dict(), "out": str(out.relative_to(root)),

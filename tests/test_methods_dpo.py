@@ -149,7 +149,7 @@ def test_identical_chosen_and_rejected_refused(tmp_path):
 
 def test_registry_and_config_validation():
     assert "dpo" in available_methods() and available_methods()["dpo"]
-    assert get_method("dpo").paper.startswith("https://") and get_method("dpo").config_class is TrainConfig
+    assert get_method("dpo").paper.startswith("https://") and get_method("dpo").settings == ()  # β, LoRA shape: TrainConfig
     with pytest.raises(UnknownMethodError, match="valid methods: .*dpo"):
         get_method("dpo-typo")
     assert (PAPER.lora_r, PAPER.lora_alpha, CPU_SMALL.lora_r, CPU_SMALL.lora_alpha) == (64, 128, 8, 16)

@@ -14,12 +14,15 @@ from ..config import TrainConfig
 from ..models import BaseModel
 from ..store import Store
 from ..vectors import META_FILE
-from .base import Datasets, TrainingMethod, UnknownMethodError, available_methods, get_method, register_method
+from .base import (
+    Datasets, MethodSettings, SettingFlag, TrainingMethod, UnknownMethodError, UnknownSettingError, available_methods,
+    get_method, register_method, setting_flags,
+)
 # Importing a method module registers it.
 from . import conditioned, dpo, dpo_lw, dpo_seqt, modpo, mva, ric, soup  # noqa: F401  (registers them)
 
-__all__ = ["TrainingMethod", "UnknownMethodError", "available_methods", "get_method", "register_method",
-           "train_method", "vector_logs"]
+__all__ = ["MethodSettings", "SettingFlag", "TrainingMethod", "UnknownMethodError", "UnknownSettingError", "available_methods",
+           "get_method", "register_method", "setting_flags", "train_method", "vector_logs"]
 
 
 def train_method(name: str, base: BaseModel, datasets: Datasets, out_root: str | Path, config: TrainConfig, *,
@@ -28,19 +31,20 @@ def train_method(name: str, base: BaseModel, datasets: Datasets, out_root: str |
     """Train registered method `name` on `datasets` (value -> preference pairs, in training order) into
     `out_root`, the way `python -m mva_core train` and `demo build` both do; finished vectors are skipped.
 
-    Of `settings`, the method gets the ones it names (`TrainingMethod.settings`: alpha/mode for the sequential
-    methods, preferences/scorers for one vector per preference...). With a `store` the run is recorded (kind "train":
+    `settings` are the fields of the method's `settings_class` (alpha/penalty/mode... for the sequential methods,
+    preferences/scorers for one vector per preference...); a name the method does not have raises
+    UnknownSettingError listing the ones it has, before anything is trained. With a `store` the run is recorded (kind "train":
     `run_config`, then per vector dir its losses, reward accuracies and penalty terms, or "stopped").
     Returns that per-vector log: {dir name: {losses, reward_accuracies, hsic_terms, ortho_terms, ...}}.
     """
     method = get_method(name)
+    checked = method.make_settings(settings)  # refuses unknown or bad settings before a run is recorded
     out_root = Path(out_root)
     run_id = store.start_run("train", run_config or {"method": name, "values": list(datasets),
                                                      "train_config": config.to_dict(), "out": str(out_root)},
                              name) if store is not None else None
     try:
-        method.train_all(base.path, datasets, out_root, config, base.fingerprint, progress=progress,
-                         **{k: v for k, v in settings.items() if k in method.settings})
+        method.train_vectors(base.path, datasets, out_root, config, base.fingerprint, checked, progress=progress)
     except BaseException as exc:
         if run_id is not None:
             store.finish_run(run_id, "stopped", {"error": repr(exc)})

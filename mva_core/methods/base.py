@@ -1,16 +1,21 @@
 """The method interface and its registry (mergekit's `MergeMethod` + registry): name -> one instance.
 
 Each method module subclasses `TrainingMethod` and registers it with `@register_method("name")`; the class
-carries the `paper` it implements. This module imports nothing of `methods/`, so every method module can
-import it without a cycle.
+carries the `paper` it implements and its `settings_class`, a `MethodSettings` dataclass (peft's `LoraConfig`
+style: typed fields with defaults and a `help` each) that `train_all` builds from its keyword settings, refusing
+unknown ones; `python -m mva_core train` generates its flags from those fields. This module imports nothing of
+`methods/`, so every method module can import it without a cycle.
 """
 
 from __future__ import annotations
 
+import types
+import typing
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping, TypeVar
+from typing import Any, Callable, ClassVar, Literal, Mapping, TypeVar
 
-from ..config import TrainConfig
+from ..config import ConfigError, Record, TrainConfig, parse_weights
 from ..errors import MVAError, TrainingError
 from ..kinds import EXTRAPOLATION, CompositionKind, get_kind
 
@@ -22,13 +27,39 @@ class UnknownMethodError(MVAError, ValueError):
     """No training method is registered under the requested name."""
 
 
+class UnknownSettingError(ConfigError):
+    """A training method was given a setting its settings dataclass has no field for (e.g. a typo)."""
+
+
+@dataclass
+class MethodSettings(Record):
+    """A training method's settings, one typed field each (`field(default=..., metadata={"help": ...})`,
+    `Literal[...]` for closed choices); subclasses add fields and raise in `__post_init__` on contradictions.
+
+    Field metadata the CLI reads: `help` (required), `cli=False` for a setting the caller fills from the workspace
+    (the scorers of its manifest) rather than a flag, `aliases` for extra flag spellings kept from older releases.
+    """
+
+    def __post_init__(self) -> None:
+        self.check_types()
+
+
+def scorers_field() -> Any:
+    """The `scorers` setting of methods that score responses while training (MODPO's margins, the conditioned
+    policies' rewards): value -> scorer spec, filled from the workspace manifest, so not a CLI flag."""
+    return field(default=None, metadata={
+        "help": "value -> scorer spec (its reward model); the CLI takes them from the workspace's workspace.json",
+        "cli": False})
+
+
 class TrainingMethod:
     """A training method of the DESIGN §1 table.
 
     `kind` says how its candidates are composed from the vectors in `vectors/<vectors_from or name>/`; a method
     without vectors of its own (`soup`, `dpo-<value>`) reads another method's (`vectors_from`): a candidate is
-    identified by its content, so one stored candidate can be a point of several methods. `settings` names the
-    keyword settings `train_all` reads (the CLI passes just those).
+    identified by its content, so one stored candidate can be a point of several methods. `settings_class` holds
+    the keyword settings `train_all` takes (`settings` lists their names); variants of one algorithm (mva, ortho,
+    mva-no-hsic) are one class with different settings defaults, as mergekit's TIES/DARE are.
     """
 
     name: str = ""  # set by register_method
@@ -36,18 +67,41 @@ class TrainingMethod:
     description: ClassVar[str] = ""
     kind: CompositionKind = EXTRAPOLATION
     vectors_from: str = ""  # set by register_method: its own name unless the class names another method
-    config_class: ClassVar[type] = TrainConfig
-    settings: ClassVar[tuple[str, ...]] = ()
+    settings_class: ClassVar[type[MethodSettings]] = MethodSettings
 
     @property
     def composition(self) -> str:
         """The name of its kind (what workspace rows store)."""
         return self.kind.name
 
+    @property
+    def settings(self) -> tuple[str, ...]:
+        """The names of the keyword settings `train_all` takes, in field order."""
+        return tuple(f.name for f in fields(self.settings_class))
+
+    def make_settings(self, given: Mapping[str, Any] | None = None, /, **more: Any) -> MethodSettings:
+        """This method's settings from `given` and `more` (the rest at their defaults); a name that is not a field
+        raises UnknownSettingError listing the known ones, a bad value ConfigError (the dataclass's checks)."""
+        given = {**(given or {}), **more}
+        unknown = sorted(set(given) - set(self.settings))
+        if unknown:
+            known = ", ".join(self.settings) or "(none)"
+            raise UnknownSettingError(
+                f"method {self.name!r} has no setting {', '.join(map(repr, unknown))}; its settings are: {known}. "
+                "Check the spelling, or leave the setting out for this method")
+        return self.settings_class(**given)
+
     def train_all(self, base_dir: str, datasets: Datasets, out_root: Path, config: TrainConfig,
                   base_fingerprint: str, *, progress: bool = True, **settings: Any) -> list[dict[str, Any]]:
         """Train this method's vectors for `datasets` into `out_root` (finished ones are kept, so a rerun resumes);
-        a summary per vector trained. The one training entry point."""
+        a summary per vector trained. The one training entry point: `settings` become `settings_class` (unknown
+        names refused), then `train_vectors` trains."""
+        return self.train_vectors(base_dir, datasets, Path(out_root), config, base_fingerprint,
+                                  self.make_settings(settings), progress=progress)
+
+    def train_vectors(self, base_dir: str, datasets: Datasets, out_root: Path, config: TrainConfig,
+                      base_fingerprint: str, settings: MethodSettings, *, progress: bool = True) -> list[dict[str, Any]]:
+        """What a method with a trainer overrides: train with validated `settings` (a `settings_class`)."""
         raise TrainingError(f"method {self.name!r} has no trainer: its vectors are placed in the workspace by hand "
                             f"(`python -m mva_core init --vectors {self.name}=NAME:DIR`); train another method")
 
@@ -102,3 +156,87 @@ def available_methods() -> dict[str, str]:
 def _describe(method: TrainingMethod) -> str:
     text = method.description or (type(method).__doc__ or "").strip()
     return text.splitlines()[0] if text else ""
+
+
+# ---- Settings as command-line flags ----
+
+@dataclass(frozen=True)
+class SettingFlag:
+    """One command-line flag of `python -m mva_core train`, made from the settings field `name` of every registered
+    method that has it (`setting_flags`): the field's help and type, and which methods read it with which default."""
+
+    name: str  # the settings field
+    flags: tuple[str, ...]  # "--beta-w", then the field's metadata aliases
+    help: str
+    parse: Callable[[str], Any]  # text -> the field's type
+    choices: tuple[Any, ...] | None  # a Literal's values
+    methods: tuple[str, ...]
+
+
+def setting_flags() -> list[SettingFlag]:
+    """A flag per settings field over the registered methods (fields with metadata `cli=False` left out), in
+    registry order. A field without a `help`, a type that text cannot give, or one name with two different types
+    raises TypeError: a method's settings are then wrong, not the user's input."""
+    found: dict[str, list[tuple[str, Field, Any]]] = {}
+    for name in sorted(_REGISTRY):
+        cls = _REGISTRY[name].settings_class
+        hints = typing.get_type_hints(cls)
+        for f in fields(cls):
+            if not f.metadata.get("help"):
+                raise TypeError(f"{cls.__name__}.{f.name} (method {name!r}) needs metadata={{'help': ...}}")
+            if f.metadata.get("cli", True):
+                found.setdefault(f.name, []).append((name, f, hints[f.name]))
+    out = []
+    for setting, entries in found.items():
+        _, first, hint = entries[0]
+        parse, choices = _text_type(hint, setting)
+        for method, f, other in entries[1:]:
+            if _text_type(other, setting)[1] != choices or _plain(other) != _plain(hint):
+                raise TypeError(f"setting {setting!r} is {hint} in {entries[0][0]!r} but {other} in {method!r}; "
+                                "give one name one type")
+        by_default: dict[str, list[str]] = {}
+        for method, f, _ in entries:
+            by_default.setdefault(repr(f.default), []).append(method)
+        where = "; ".join(", ".join(ms) + ("" if d == "None" else f": default {d.strip(chr(39))}")
+                          for d, ms in by_default.items())
+        out.append(SettingFlag(setting, ("--" + setting.replace("_", "-"), *first.metadata.get("aliases", ())),
+                               f"{first.metadata['help']} [{where}]", parse, choices,
+                               tuple(m for m, _, _ in entries)))
+    return out
+
+
+def _plain(hint: Any) -> Any:
+    """`X | None` -> X."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0] if len(args) == 1 else hint
+    return hint
+
+
+def _text_type(hint: Any, name: str) -> tuple[Callable[[str], Any], tuple[Any, ...] | None]:
+    """How a flag's text becomes a value of `hint`: (parse, choices)."""
+    hint = _plain(hint)
+    if typing.get_origin(hint) is Literal:
+        choices = typing.get_args(hint)
+        return type(choices[0]), choices
+    if hint is bool:
+        return _parse_bool, (True, False)
+    if hint in (int, float, str):
+        return hint, None
+    if hint == list[float]:
+        return parse_weights, None
+    if hint == list[list[float]]:
+        return _parse_weight_lists, None
+    raise TypeError(f"setting {name!r}: no command-line form for {hint}; give its field metadata={{'cli': False}} "
+                    "and fill it in the caller, or use int, float, str, bool, Literal or list[float]")
+
+
+def _parse_bool(text: str) -> bool:
+    if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+        raise ValueError(f"{text!r} is not true or false")
+    return text.lower() in ("true", "1", "yes")
+
+
+def _parse_weight_lists(text: str) -> list[list[float]]:
+    """'0.25,0.75;0.75,0.25' -> [[0.25, 0.75], [0.75, 0.25]]."""
+    return [parse_weights(part) for part in text.split(";")]

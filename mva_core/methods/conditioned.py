@@ -30,7 +30,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -44,7 +44,7 @@ from ..kinds import CONDITIONED
 from ..models import render_prompts, sequence_logps
 from ..preference_data import check_pairs
 from ..scorers import get_scorer
-from .base import Datasets, TrainingMethod, register_method
+from .base import Datasets, MethodSettings, TrainingMethod, get_method, register_method, scorers_field
 from .harness import load_training_base, lora_config, run_identity, run_meta, save_adapter, train_resumable, trainer_arguments
 
 # trl ships OnlineDPOTrainer under trl.experimental and warns on every import; we use it knowingly (its
@@ -207,6 +207,13 @@ def training_rows(datasets: Mapping[str, list[dict[str, Any]]], n_rows: int, alp
     return [{QUESTION: prompts[i % len(prompts)], PREFERENCE: quantise(W[i])} for i in range(n_rows)]
 
 
+def _check_settings(beta_w: float, dirichlet_alpha: float) -> None:
+    if not (math.isfinite(beta_w) and beta_w >= 0):
+        raise ConfigError(f"beta_w={beta_w!r}: must be a finite number >= 0 (MI-EPO: 0.01; 0 = MO-ODPO)")
+    if not (math.isfinite(dirichlet_alpha) and dirichlet_alpha > 0):
+        raise ConfigError(f"dirichlet_alpha={dirichlet_alpha!r}: must be > 0 (1 = uniform on the simplex)")
+
+
 def train_conditioned_policy(
     base_dir: str,
     datasets: Mapping[str, list[dict[str, Any]]],
@@ -238,10 +245,7 @@ def train_conditioned_policy(
         raise ConfigError("no values given; a conditioned policy needs at least two values' data")
     for value, pairs in datasets.items():
         check_pairs(pairs, source=f"value {value!r}")
-    if not (math.isfinite(beta_w) and beta_w >= 0):
-        raise ConfigError(f"beta_w={beta_w!r}: must be a finite number >= 0 (MI-EPO: 0.01; 0 = MO-ODPO)")
-    if not (math.isfinite(dirichlet_alpha) and dirichlet_alpha > 0):
-        raise ConfigError(f"dirichlet_alpha={dirichlet_alpha!r}: must be > 0 (1 = uniform on the simplex)")
+    _check_settings(beta_w, dirichlet_alpha)
     if config.max_steps < 1:
         raise ConfigError(f"max_steps={config.max_steps}: an online method needs a step count (it has no epochs "
                           "over fixed data); set max_steps >= 1")
@@ -278,7 +282,7 @@ def train_conditioned_policy(
                  "values": values, "conditioning": PreferenceWeights().to_dict(),  # how it reads p (its weights)
                  "condition_example": condition_text([1 / len(values)] * len(values), values, config.system_prompt),
                  **settings, "weight_consistency_terms": terms, "scalarised_reward_margins": margins,
-                 "paper": get_paper(method)})
+                 "paper": get_method(method).paper})
     save_adapter(run, out_dir, meta, overwrite)
     return {"out_dir": str(out_dir), "losses": run.losses, "weight_consistency_terms": terms,
             "scalarised_reward_margins": margins, "step_seconds": run.step_seconds, "train_seconds": run.train_seconds}
@@ -288,24 +292,56 @@ MO_ODPO_PAPER = "https://arxiv.org/abs/2503.00295"
 MI_EPO_PAPER = "https://arxiv.org/abs/2607.01392"
 
 
-def get_paper(method: str) -> str:
-    return MI_EPO_PAPER if method == "mi-epo" else MO_ODPO_PAPER
+@dataclass
+class ConditionedSettings(MethodSettings):
+    """Settings of a preference-conditioned policy trained online (module docstring); `mo-odpo` and `mi-epo` are
+    one method with different `beta_w` defaults."""
+
+    scorers: dict[str, str] | None = scorers_field()
+    beta_w: float = field(default=0.0, metadata={
+        "help": "weight β_w of MI-EPO's weight-consistency term (0 = MO-ODPO; MI-EPO: 0.01)"})
+    dirichlet_alpha: float = field(default=1.0, metadata={
+        "help": "concentration of the Dirichlet the training preferences w are drawn from (1 = uniform on the "
+                "simplex)"})
+    max_new_tokens: int = field(default=48, metadata={
+        "help": "tokens per online sample the policy generates during training"})
+    temperature: float = field(default=0.7, metadata={
+        "help": "sampling temperature of the online samples during training"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_settings(self.beta_w, self.dirichlet_alpha)
+
+
+@dataclass
+class MIEPOSettings(ConditionedSettings):
+    """`mi-epo`: the conditioned policy with the weight-consistency term on."""
+
+    beta_w: float = field(default=0.01, metadata={  # DESIGN §1
+        "help": "weight β_w of MI-EPO's weight-consistency term (MI-EPO: 0.01; 0 = MO-ODPO)"})
 
 
 class _Conditioned(TrainingMethod):
     kind = CONDITIONED
-    beta_w = 0.0
-    settings = ("scorers",)
+    settings_class = ConditionedSettings
 
-    def train_all(self, base_dir: str, datasets: Datasets, out_root: Path, config: TrainConfig,
-                  base_fingerprint: str, *, progress: bool = True, scorers: Mapping[str, str] | None = None,
-                  **_: Any) -> list[dict[str, Any]]:
+    @property
+    def beta_w(self) -> float:
+        """β_w when none is given (the settings class's default)."""
+        return self.settings_class().beta_w
+
+    def train_vectors(self, base_dir: str, datasets: Datasets, out_root: Path, config: TrainConfig,
+                      base_fingerprint: str, settings: ConditionedSettings, *,
+                      progress: bool = True) -> list[dict[str, Any]]:
         """The one policy into out_root/policy/; a finished one is kept (a rerun resumes or skips)."""
         out = Path(out_root) / POLICY_DIR
         if (out / "adapter_config.json").is_file():
             return []
-        return [train_conditioned_policy(base_dir, datasets, out, config, base_fingerprint, scorers or {},
-                                         method=self.name, beta_w=self.beta_w, progress=progress)]
+        s = settings
+        return [train_conditioned_policy(base_dir, datasets, out, config, base_fingerprint, s.scorers or {},
+                                         method=self.name, beta_w=s.beta_w, dirichlet_alpha=s.dirichlet_alpha,
+                                         max_new_tokens=s.max_new_tokens, temperature=s.temperature,
+                                         progress=progress)]
 
 
 @register_method("mo-odpo")
@@ -314,7 +350,6 @@ class MOODPO(_Conditioned):
 
     paper = MO_ODPO_PAPER
     description = "MO-ODPO: one policy with w in its prompt, online DPO ranking its own samples by w·r"
-    beta_w = 0.0
 
 
 @register_method("mi-epo")
@@ -323,4 +358,4 @@ class MIEPO(_Conditioned):
 
     paper = MI_EPO_PAPER
     description = "MI-EPO: MO-ODPO + weight-consistency term (β_w = 0.01; our reading of the paper's MI objective)"
-    beta_w = 0.01
+    settings_class = MIEPOSettings

@@ -19,7 +19,7 @@ from ..config import ConfigError, TrainConfig
 from ..kinds import VERTICES
 from ..models import render_prompts
 from ..preference_data import PreferenceDataError, check_pairs, pairs_sha256
-from .base import Datasets, TrainingMethod, register_method
+from .base import Datasets, MethodSettings, TrainingMethod, register_method
 from .harness import (
     restore_terms, load_training_base, lora_config, run_identity, run_meta, save_adapter, train_resumable,
     trainer_arguments,
@@ -157,9 +157,10 @@ class DPO(TrainingMethod):
     kind = VERTICES
     vectors_from = "mva-no-hsic"  # its vectors are these same per-value DPO vectors when vectors/dpo is absent
 
-    def train_all(self, base_dir: str, datasets: Datasets, out_root: Path, config: TrainConfig,
-                  base_fingerprint: str, *, progress: bool = True, **_: Any) -> list[dict[str, Any]]:
-        """One vector per value into out_root/<value>/; values with a finished vector are skipped."""
+    def train_vectors(self, base_dir: str, datasets: Datasets, out_root: Path, config: TrainConfig,
+                      base_fingerprint: str, settings: MethodSettings, *, progress: bool = True) -> list[dict[str, Any]]:
+        """One vector per value into out_root/<value>/; values with a finished vector are skipped (no settings:
+        β and the LoRA shape are the TrainConfig's)."""
         return [self.train(base_dir, pairs, value, Path(out_root) / value, config, base_fingerprint, progress=progress)
                 for value, pairs in datasets.items()
                 if not (Path(out_root) / value / "adapter_config.json").is_file()]

@@ -11,6 +11,7 @@ Batches are split by weight in `compute_loss` (trl's loss is a batch mean): Σ_c
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -19,7 +20,7 @@ import torch
 from ..config import ConfigError, TrainConfig
 from ..kinds import EACH
 from ..preference_data import check_pairs
-from .base import Datasets, TrainingMethod, register_method
+from .base import Datasets, MethodSettings, TrainingMethod, register_method
 from .dpo import train_dpo_vector, with_pair_columns
 from .mva import MVA_PAPER
 
@@ -64,6 +65,20 @@ def weighted_pairs(datasets: Mapping[str, list[dict[str, Any]]], preference: Seq
             [w * N / len(pairs) for pairs, w in used for _ in pairs])
 
 
+@dataclass
+class PreferenceSettings(MethodSettings):
+    """Settings of a method with one vector per simplex preference w (dpo-lw, modpo)."""
+
+    preferences: list[list[float]] | None = field(default=None, metadata={
+        "help": "simplex preferences w, one vector each (CLI: ';'-separated, e.g. '0.25,0.75;0.75,0.25'); "
+                "default for 2 values: 0.25,0.75;0.5,0.5;0.75,0.25"})
+
+    def __post_init__(self) -> None:
+        if isinstance(self.preferences, (list, tuple)):  # any sequences of numbers; checked on the simplex later
+            self.preferences = [list(p) if isinstance(p, (list, tuple)) else p for p in self.preferences]
+        super().__post_init__()
+
+
 @functools.cache
 def weighted_trainer() -> type:
     """A `trl.DPOTrainer` whose loss is the per-pair-weighted mean Σ_i c_i ℓ_i / B."""
@@ -96,15 +111,15 @@ class DPOLW(TrainingMethod):
     paper = MVA_PAPER  # a baseline row of the MVA paper
     description = "DPO-LW: one vector per simplex preference w, trained on Σ_k w_k L_DPO(D_k); each used alone"
     kind = EACH
-    settings = ("preferences",)
+    settings_class = PreferenceSettings
     default_preferences = {2: [[0.25, 0.75], [0.5, 0.5], [0.75, 0.25]]}
 
-    def train_all(self, base_dir: str, datasets: Datasets, out_root: Path,
-                  config: TrainConfig, base_fingerprint: str, *, progress: bool = True,
-                  preferences: Sequence[Sequence[float]] | None = None, **_: Any) -> list[dict[str, Any]]:
+    def train_vectors(self, base_dir: str, datasets: Datasets, out_root: Path, config: TrainConfig,
+                      base_fingerprint: str, settings: PreferenceSettings, *,
+                      progress: bool = True) -> list[dict[str, Any]]:
         """One vector per preference into out_root/'w=…'/; finished dirs are skipped (a rerun resumes)."""
         summaries = []
-        for p, out in pending_preferences(datasets, out_root, preferences, self.default_preferences):
+        for p, out in pending_preferences(datasets, out_root, settings.preferences, self.default_preferences):
             pairs, c = weighted_pairs(datasets, p)
             summaries.append(train_dpo_vector(
                 base_dir, pairs, "+".join(datasets), out, config, base_fingerprint, method=self.name,

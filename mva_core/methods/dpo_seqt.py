@@ -14,7 +14,7 @@ from typing import Any
 from ..config import TrainConfig
 from ..kinds import EACH
 from ..preference_data import check_pairs
-from .base import Datasets, TrainingMethod, register_method
+from .base import Datasets, MethodSettings, TrainingMethod, register_method
 from .dpo import train_dpo_vector
 from .mva import MVA_PAPER
 
@@ -29,8 +29,8 @@ class DPOSeqT(TrainingMethod):
     description = "DPO-SeqT: one vector trained by DPO on D_1, then on D_2, …; used alone"
     kind = EACH
 
-    def train_all(self, base_dir: str, datasets: Datasets, out_root: Path,
-                  config: TrainConfig, base_fingerprint: str, *, progress: bool = True, **_: Any) -> list[dict[str, Any]]:
+    def train_vectors(self, base_dir: str, datasets: Datasets, out_root: Path, config: TrainConfig,
+                      base_fingerprint: str, settings: MethodSettings, *, progress: bool = True) -> list[dict[str, Any]]:
         """Train out_root/'seqt'/ (skipped when it holds a finished vector); stages live in a temp dir."""
         for value, pairs in datasets.items():
             check_pairs(pairs, source=f"value {value!r}")

@@ -57,9 +57,9 @@ def step_clock() -> Any:
     return StepClock()
 
 
-def no_checkpointing(config_class: type) -> dict[str, bool]:
+def no_checkpointing(args_class: type) -> dict[str, bool]:
     """Activation checkpointing off, under the name this transformers version reads (renamed in 5.x)."""
-    names = {f.name for f in fields(config_class)}
+    names = {f.name for f in fields(args_class)}
     return {"activation_checkpointing": False} if "activation_checkpointing" in names else {"gradient_checkpointing": False}
 
 

@@ -15,6 +15,7 @@ models).
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -25,9 +26,9 @@ import torch.nn.functional as F
 from ..config import ConfigError, TrainConfig
 from ..kinds import EACH
 from ..scorers import get_scorer
-from .base import Datasets, TrainingMethod, register_method
+from .base import Datasets, TrainingMethod, register_method, scorers_field
 from .dpo import train_dpo_vector, with_pair_columns
-from .dpo_lw import pending_preferences
+from .dpo_lw import PreferenceSettings, pending_preferences
 
 MARGIN = "modpo_margin"
 
@@ -103,6 +104,13 @@ def modpo_trainer() -> type:
     return MODPOTrainer
 
 
+@dataclass
+class MODPOSettings(PreferenceSettings):
+    """dpo-lw's preferences, plus the reward models r_j of the margin (Eq.7 above)."""
+
+    scorers: dict[str, str] | None = scorers_field()
+
+
 @register_method("modpo")
 class MODPO(TrainingMethod):
     """MODPO: one vector per preference w; DPO on the primary value with the other values' rewards as margin."""
@@ -110,16 +118,15 @@ class MODPO(TrainingMethod):
     paper = "https://arxiv.org/abs/2310.03708"
     description = "MODPO: one vector per preference w, DPO on value argmax(w) with the others' rewards as a margin"
     kind = EACH
-    settings = ("preferences", "scorers")
+    settings_class = MODPOSettings
     default_preferences = {2: [[0.25, 0.75], [0.5, 0.5], [0.75, 0.25]]}
 
-    def train_all(self, base_dir: str, datasets: Datasets, out_root: Path,
-                  config: TrainConfig, base_fingerprint: str, *, progress: bool = True,
-                  preferences: Sequence[Sequence[float]] | None = None, scorers: Mapping[str, str] | None = None,
-                  **_: Any) -> list[dict[str, Any]]:
+    def train_vectors(self, base_dir: str, datasets: Datasets, out_root: Path, config: TrainConfig,
+                      base_fingerprint: str, settings: MODPOSettings, *,
+                      progress: bool = True) -> list[dict[str, Any]]:
         """One vector per preference into out_root/'w=…'/; finished dirs are skipped (a rerun resumes)."""
-        values, summaries = list(datasets), []
-        for p, out in pending_preferences(datasets, out_root, preferences, self.default_preferences):
+        values, summaries, scorers = list(datasets), [], settings.scorers
+        for p, out in pending_preferences(datasets, out_root, settings.preferences, self.default_preferences):
             k = primary_value(p)
             m = margins(datasets, p, scorers or {})
             summaries.append(train_dpo_vector(

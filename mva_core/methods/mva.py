@@ -9,6 +9,8 @@ target layers both vectors adapt, and
 - `mva`          P = HSIC(θ_i, θ_j) (Eq.6, `mva_core.hsic`), samples per layer = rows of lora_A or of ΔW;
 - `mva-no-hsic`  the same code with α = 0: independent per-value DPO vectors (paper "w/o HSIC");
 - `ortho`        P = ‖ΔW_iᵀ ΔW_j‖²_F, an orthogonality penalty (the paper's contrast to HSIC).
+The three are one method class, `Decorrelation`, with different `DecorrelationSettings` defaults (mergekit's
+variants): `penalty` and `alpha` are settings, not method names.
 The term is added in a `trl.DPOTrainer` subclass that overrides `compute_loss` only (and `log`, to keep the
 per-step values); the unweighted Σ_j P is logged each step and stored as `<penalty>_terms` in mva_vector.json.
 """
@@ -20,7 +22,7 @@ import os
 import math
 import re
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping, Sequence
 
@@ -32,7 +34,7 @@ from ..vectors import LoraLayer, VectorError, load_value_vector
 from ..errors import TrainingError
 from ..kinds import EXTRAPOLATION
 from ..preference_data import check_pairs, pairs_sha256
-from .base import Datasets, TrainingMethod, register_method
+from .base import Datasets, MethodSettings, TrainingMethod, available_methods, get_method, register_method
 from .dpo import train_dpo_vector
 from .harness import OutputExistsError
 
@@ -41,6 +43,57 @@ Penalty = Literal["hsic", "ortho"]
 Layers = Mapping[str, LoraLayer]  # module name in the base model -> LoRA factors, as ValueVector.layers
 # peft parameter names: base_model.model.<module>.lora_A.<adapter>.weight (PeftModel over a causal LM)
 _PEFT_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])\.(?P<adapter>[^.]+)\.weight$")
+
+
+# ---- Settings (one dataclass, a default per variant) ----
+
+@dataclass
+class DecorrelationSettings(MethodSettings):
+    """Eq.14's settings: the penalty P, its weight α, and how HSIC reads the vectors (DESIGN §1 "HSIC")."""
+
+    alpha: float = field(default=10.0, metadata={
+        "help": "penalty weight α of MVA Eq.14 (paper: 1, 10, 50); 0 trains independent DPO vectors"})
+    penalty: Penalty = field(default="hsic", metadata={
+        "help": "P(θ_i, θ_j) of Eq.14: hsic = HSIC (MVA Eq.6); ortho = ‖ΔW_iᵀ ΔW_j‖²_F, the paper's contrast"})
+    mode: SampleMode = field(default="lora_A", metadata={
+        "help": "HSIC samples per layer: rows of lora_A (the paper's code) or rows of ΔW (the paper's text)"})
+    estimator: Estimator = field(default="biased", metadata={
+        "help": "HSIC in the penalty: biased = MVA Eq.6 (the paper's); unbiased = Song et al. 2012 (zero in "
+                "expectation for independent vectors, so the penalty has no floor at small r)",
+        "aliases": ("--hsic-estimator",)})
+    kernel: Kernel = field(default="gaussian", metadata={
+        "help": "HSIC kernel: gaussian (MVA Eq.6) or linear (for diagnostics)"})
+    # None: the median heuristic, per sample set (DESIGN §1), which adapts to the scale of A or ΔW.
+    sigma: float | None = field(default=None, metadata={
+        "help": "Gaussian kernel bandwidth σ; default: the median heuristic for each vector separately"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_settings(self.alpha, self.penalty, self.mode, self.kernel, self.sigma, self.estimator)
+
+
+@dataclass
+class OrthoSettings(DecorrelationSettings):
+    """`ortho`: Eq.14 with the orthogonality penalty in place of HSIC."""
+
+    penalty: Penalty = field(default="ortho", metadata={
+        "help": "P(θ_i, θ_j) of Eq.14: ortho = ‖ΔW_iᵀ ΔW_j‖²_F (default here); hsic = HSIC (MVA Eq.6)"})
+
+
+@dataclass
+class IndependentSettings(DecorrelationSettings):
+    """`mva-no-hsic` (and `soup`, which trains the same vectors): α is fixed at 0; the penalty is only logged."""
+
+    alpha: float = field(default=0.0, metadata={
+        "help": "fixed at 0 (independent vectors, paper 'w/o HSIC'); another value is ignored with a warning"})
+
+    def __post_init__(self) -> None:
+        self.check_types()
+        if self.alpha != 0:
+            warnings.warn(f"alpha={self.alpha} is ignored: mva-no-hsic trains independent vectors (alpha = 0)",
+                          stacklevel=4)
+            self.alpha = 0.0
+        super().__post_init__()
 
 
 # ---- Penalties P(θ_i, θ_j), each summed over the shared target layers ----
@@ -200,23 +253,32 @@ def train_value(base_dir: str, pairs: list[dict[str, Any]], value: str, out_dir:
 def train_sequence(base_dir: str, datasets: Mapping[str, list[dict[str, Any]]], out_root: str | Path,
                    config: TrainConfig, alpha: float, mode: SampleMode, base_fingerprint: str, method: str = "mva",
                    *, kernel: Kernel = "gaussian", sigma: float | None = None, estimator: Estimator = "biased",
-                   progress: bool = True) -> list[dict[str, Any]]:
+                   penalty: Penalty | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """`decorrelated_sequence` with the settings as arguments: `method` is a registered `Decorrelation` variant
+    (mva, mva-no-hsic, ortho), whose settings class gives the defaults (the penalty when `penalty` is None)."""
+    variant = get_method(method)
+    if not isinstance(variant, Decorrelation):
+        names = sorted(n for n in available_methods() if isinstance(get_method(n), Decorrelation))
+        raise ConfigError(f"method={method!r}: train_sequence trains {names}")
+    settings = variant.make_settings(alpha=alpha, mode=mode, kernel=kernel, sigma=sigma, estimator=estimator,
+                                     **({} if penalty is None else {"penalty": penalty}))
+    return decorrelated_sequence(base_dir, datasets, out_root, config, base_fingerprint, settings, method,
+                                 progress=progress)
+
+
+def decorrelated_sequence(base_dir: str, datasets: Mapping[str, list[dict[str, Any]]], out_root: str | Path,
+                          config: TrainConfig, base_fingerprint: str, settings: DecorrelationSettings,
+                          method: str = "mva", *, progress: bool = True) -> list[dict[str, Any]]:
     """Train the values in the order of `datasets`, each against the ones before it; write `out_root/<value>/`.
 
-    `method` is `mva` (HSIC), `mva-no-hsic` (α forced to 0) or `ortho`. A value whose dir already holds a
-    vector of this same run (method, settings, data, base, earlier vectors) is skipped, so an interrupted
-    sequence resumes at vector granularity; a dir from a different run is refused (nothing is overwritten).
-    The i-th value (from 0) trains with seed `config.seed + i`.
+    `settings` choose the penalty and its weight; `method` is the name recorded in each vector's metadata. A value
+    whose dir already holds a vector of this same run (method, settings, data, base, earlier vectors) is skipped,
+    so an interrupted sequence resumes at vector granularity; a dir from a different run is refused (nothing is
+    overwritten). The i-th value (from 0) trains with seed `config.seed + i`.
     """
-    if method not in SEQUENTIAL_METHODS:
-        raise ConfigError(f"method={method!r}: train_sequence trains {sorted(SEQUENTIAL_METHODS)}")
     if not datasets:
         raise ConfigError("no values to train; give at least one value -> preference pairs")
-    penalty: Penalty = "ortho" if method == "ortho" else "hsic"
-    if method == "mva-no-hsic" and alpha != 0:
-        warnings.warn(f"alpha={alpha} is ignored: mva-no-hsic trains independent vectors (alpha = 0)", stacklevel=2)
-        alpha = 0.0
-    _check_settings(alpha, penalty, mode, kernel, sigma, estimator)
+    s = settings
     out_root = Path(out_root)
     summaries, done = [], []
     for i, (value, pairs) in enumerate(datasets.items()):
@@ -226,15 +288,15 @@ def train_sequence(base_dir: str, datasets: Mapping[str, list[dict[str, Any]]], 
         # lora_A-mode HSIC of the second vector would start at that of two identical matrices.
         value_config = replace(config, seed=config.seed + i)
         if out_dir.exists():
-            vec = _resumable(out_dir, value, pairs, value_config, alpha, penalty, mode, kernel, sigma,
-                             base_fingerprint, method, done, estimator)
-            terms = f"{penalty}_terms"
+            vec = _resumable(out_dir, value, pairs, value_config, s.alpha, s.penalty, s.mode, s.kernel, s.sigma,
+                             base_fingerprint, method, done, s.estimator)
+            terms = f"{s.penalty}_terms"
             summaries.append({"value": value, "method": method, "out_dir": str(out_dir), "skipped": True,
                               "losses": vec.meta.get("losses", []), terms: vec.meta.get(terms, [])})
         else:
             summaries.append(train_value(base_dir, pairs, value, out_dir, value_config, base_fingerprint, earlier=done,
-                                         alpha=alpha, penalty=penalty, mode=mode, kernel=kernel, sigma=sigma,
-                                         estimator=estimator, method=method, progress=progress))
+                                         alpha=s.alpha, penalty=s.penalty, mode=s.mode, kernel=s.kernel,
+                                         sigma=s.sigma, estimator=s.estimator, method=method, progress=progress))
         done.append(out_dir)
     return summaries
 
@@ -277,65 +339,57 @@ def _resumable(out_dir: Path, value: str, pairs: list[dict[str, Any]], config: T
     return vec
 
 
-# ---- Registry entries ----
+# ---- Registry entries: one class, three settings defaults ----
 
-class _Sequential(TrainingMethod):
+class Decorrelation(TrainingMethod):
     """Sequential value vectors with a decorrelation penalty; see the module docstring."""
 
     paper = MVA_PAPER
     kind = EXTRAPOLATION
     sequential = True  # trains the values in order, each against the ones before it (Eq.14)
-    settings = ("alpha", "mode", "estimator")
-    penalty: Penalty = "hsic"
-    default_alpha = 10.0  # the middle of the paper's α ∈ {1, 10, 50}
+    settings_class = DecorrelationSettings
 
-    def train_all(self, base_dir: str, datasets: Datasets, out_root: Path, config: TrainConfig,
-                  base_fingerprint: str, *, progress: bool = True, alpha: float | None = None,
-                  mode: SampleMode = "lora_A", kernel: Kernel = "gaussian", sigma: float | None = None,
-                  estimator: Estimator = "biased", **_: Any) -> list[dict[str, Any]]:
-        """The values in order into out_root/<value>/ (`train_sequence`); finished vectors of this run are kept."""
-        return train_sequence(base_dir, datasets, out_root, config, self.default_alpha if alpha is None else alpha,
-                              mode, base_fingerprint, self.name, kernel=kernel, sigma=sigma, estimator=estimator,
-                              progress=progress)
+    @property
+    def default_alpha(self) -> float:
+        """α when none is given (the settings class's default)."""
+        return self.settings_class().alpha
+
+    def train_vectors(self, base_dir: str, datasets: Datasets, out_root: Path, config: TrainConfig,
+                      base_fingerprint: str, settings: DecorrelationSettings, *,
+                      progress: bool = True) -> list[dict[str, Any]]:
+        """The values in order into out_root/<value>/ (`decorrelated_sequence`); finished vectors of this run are kept."""
+        return decorrelated_sequence(base_dir, datasets, out_root, config, base_fingerprint, settings, self.name,
+                                     progress=progress)
 
     def train(self, base_dir: str, pairs: list[dict[str, Any]], value: str, out_dir: Path, config: TrainConfig,
               base_fingerprint: str, progress: bool = True, overwrite: bool = False, *,
-              earlier: Sequence[str | Path] = (), alpha: float | None = None, mode: SampleMode = "lora_A",
-              kernel: Kernel = "gaussian", sigma: float | None = None,
-              estimator: Estimator = "biased") -> dict[str, Any]:
-        """One value of the sequence, against the frozen vectors at `earlier`."""
-        return train_value(base_dir, pairs, value, out_dir, config, base_fingerprint, earlier=earlier,
-                           alpha=self.default_alpha if alpha is None else alpha, penalty=self.penalty, mode=mode,
-                           kernel=kernel, sigma=sigma, estimator=estimator, method=self.name, progress=progress,
-                           overwrite=overwrite)
+              earlier: Sequence[str | Path] = (), **settings: Any) -> dict[str, Any]:
+        """One value of the sequence, against the frozen vectors at `earlier`; `settings` as `train_all`'s (None:
+        the default)."""
+        s = self.make_settings({k: v for k, v in settings.items() if v is not None})
+        return train_value(base_dir, pairs, value, out_dir, config, base_fingerprint, earlier=earlier, alpha=s.alpha,
+                           penalty=s.penalty, mode=s.mode, kernel=s.kernel, sigma=s.sigma, estimator=s.estimator,
+                           method=self.name, progress=progress, overwrite=overwrite)
 
 
 @register_method("mva")
-class MVA(_Sequential):
+class MVA(Decorrelation):
     """MVA Value Decorrelation Training: sequential DPO + α Σ_{j<i} HSIC(θ_i, θ_j) (Eq.14), extrapolated grid."""
 
     description = "MVA: sequential DPO vectors decorrelated by α Σ_j HSIC(θ_i, θ_j) (Eq.14); extrapolated grid"
 
 
 @register_method("mva-no-hsic")
-class MVANoHSIC(_Sequential):
+class MVANoHSIC(Decorrelation):
     """Independent per-value DPO vectors (paper 'w/o HSIC'): MVA with α = 0, extrapolated grid."""
 
     description = "MVA w/o HSIC: independent per-value DPO vectors (α = 0); extrapolated grid"
-    default_alpha = 0.0
-
-    def train(self, *args: Any, alpha: float | None = None, **kwargs: Any) -> dict[str, Any]:
-        if alpha:
-            warnings.warn(f"alpha={alpha} is ignored: mva-no-hsic trains independent vectors (alpha = 0)", stacklevel=2)
-        return super().train(*args, alpha=0.0, **kwargs)
+    settings_class = IndependentSettings
 
 
 @register_method("ortho")
-class Ortho(_Sequential):
+class Ortho(Decorrelation):
     """Sequential DPO, an orthogonality penalty α Σ_{j<i} ‖ΔW_iᵀ ΔW_j‖²_F: the paper's contrast to HSIC."""
 
     description = "Ortho: sequential DPO vectors with α Σ_j ‖ΔW_iᵀ ΔW_j‖²_F instead of HSIC"
-    penalty = "ortho"
-
-
-SEQUENTIAL_METHODS = ("mva", "mva-no-hsic", "ortho")
+    settings_class = OrthoSettings

@@ -44,6 +44,7 @@ What differs from RiC, and what is left out:
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -55,7 +56,7 @@ from ..kinds import CONDITIONED
 from ..models import render_prompts
 from ..preference_data import check_pairs
 from ..scorers import get_scorer
-from .base import Datasets, TrainingMethod, register_method
+from .base import Datasets, MethodSettings, TrainingMethod, register_method, scorers_field
 from .conditioned import POLICY_DIR
 from .harness import (load_training_base, lora_config, run_identity, run_meta, save_adapter, train_resumable,
                       trainer_arguments)
@@ -172,6 +173,17 @@ def conditioning_prompt(scores: Sequence[float], values: Sequence[str], system_p
     return f"{system_prompt}\n{text}" if system_prompt else text
 
 
+@dataclass
+class RiCSettings(MethodSettings):
+    """RiC's settings: the reward models whose scores go in the prompt, and the preference-to-reward mapping."""
+
+    scorers: dict[str, str] | None = scorers_field()
+    mapping: RicMapping = field(default="linf", metadata={
+        "help": "RiC's preference-to-reward mapping used at evaluation, stored with the policy (linf: min(N·p_i, 1) "
+                "of each value's training score range, RiC's default; l2: p_i/|p|; quantile: that share as a "
+                "quantile of the training scores, robust to skewed scorers)"})
+
+
 @register_method("ric")
 class RiC(TrainingMethod):
     """RiC: one policy, SFT on responses with their per-value scores in the prompt; steered by desired scores."""
@@ -180,14 +192,13 @@ class RiC(TrainingMethod):
     description = ("RiC: one policy, SFT on responses with their scores in the prompt; evaluated with RiC's desired "
                    "scores for each p (offline stage only)")
     kind = CONDITIONED
-    settings = ("scorers", "mapping")
+    settings_class = RiCSettings
 
-    def train_all(self, base_dir: str, datasets: Datasets, out_root: Path, config: TrainConfig,
-                  base_fingerprint: str, *, progress: bool = True, scorers: Mapping[str, str] | None = None,
-                  mapping: RicMapping = "linf", **_: Any) -> list[dict[str, Any]]:
+    def train_vectors(self, base_dir: str, datasets: Datasets, out_root: Path, config: TrainConfig,
+                      base_fingerprint: str, settings: RiCSettings, *, progress: bool = True) -> list[dict[str, Any]]:
         """The one policy into out_root/policy/; a finished one is kept (a rerun resumes or skips)."""
         out = Path(out_root) / POLICY_DIR
         if (out / "adapter_config.json").is_file():
             return []
-        return [train_ric_policy(base_dir, datasets, out, config, base_fingerprint, scorers or {},
-                                 mapping=mapping, method=self.name, progress=progress)]
+        return [train_ric_policy(base_dir, datasets, out, config, base_fingerprint, settings.scorers or {},
+                                 mapping=settings.mapping, method=self.name, progress=progress)]

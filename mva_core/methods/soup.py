@@ -14,6 +14,7 @@ from typing import Any
 from ..config import TrainConfig
 from ..kinds import SIMPLEX
 from .base import Datasets, TrainingMethod, get_method, register_method
+from .mva import IndependentSettings
 
 
 @register_method("soup")
@@ -24,10 +25,11 @@ class Soup(TrainingMethod):
     description = "Rewarded Soups: mva-no-hsic's independent DPO vectors, interpolated on the simplex"
     kind = SIMPLEX
     vectors_from = "mva-no-hsic"
-    settings = ("alpha", "mode")
+    settings_class = IndependentSettings  # the settings of the method it trains as
 
-    def train_all(self, base_dir: str, datasets: Datasets, out_root: Path, config: TrainConfig,
-                  base_fingerprint: str, *, progress: bool = True, **settings: Any) -> list[dict[str, Any]]:
+    def train_vectors(self, base_dir: str, datasets: Datasets, out_root: Path, config: TrainConfig,
+                      base_fingerprint: str, settings: IndependentSettings, *,
+                      progress: bool = True) -> list[dict[str, Any]]:
         """mva-no-hsic's training, exactly (its vectors, recorded under its name)."""
-        return get_method(self.vectors_from).train_all(base_dir, datasets, out_root, config, base_fingerprint,
-                                                       progress=progress, **settings)
+        return get_method(self.vectors_from).train_vectors(base_dir, datasets, out_root, config, base_fingerprint,
+                                                           settings, progress=progress)
