@@ -19,7 +19,6 @@ from tqdm import tqdm
 
 from . import pareto
 from .atomic import atomic_file, check_file_target, check_target
-from .conditioning import RIC_MAPPINGS
 from .config import CPU_SMALL, PAPER, DecodingConfig, SearchSpace, check_name, parse_weights
 from .data import load_prompts
 from .demo import DEMOS, build_demo, demo_report

@@ -438,7 +438,7 @@ def training_curves(runs: pd.DataFrame) -> pd.DataFrame:
     for _, run in runs[runs["kind"] == "train"].iterrows():
         log = json.loads(run["log"]) if isinstance(run["log"], str) and run["log"] else {}
         config = json.loads(run["config"]) if isinstance(run["config"], str) else {}
-        default_penalty = "ortho" if run["method"] == "ortho" else "hsic"
+        default_penalty = _penalty_of(run["method"], config)
         alpha = config.get("alpha")
         for value, entry in log.items():
             if not isinstance(entry, dict) or not entry.get("losses"):
@@ -447,6 +447,21 @@ def training_curves(runs: pd.DataFrame) -> pd.DataFrame:
                     "alpha": math.nan if alpha is None else float(alpha)}
             rows += _curve_rows(base, entry, default_penalty)
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
+
+
+def _penalty_of(method: str, config: Mapping[str, Any]) -> str:
+    """The decorrelation penalty a recorded train run used: its settings, else its method's default (runs recorded
+    before settings were stored), else "hsic"."""
+    recorded = config.get("settings", {}).get("penalty") if isinstance(config.get("settings"), dict) else None
+    if isinstance(recorded, str):
+        return recorded
+    from .methods import available_methods, get_method  # the registry; training code loads lazily
+
+    if method in available_methods():
+        default = getattr(get_method(method).settings_class(), "penalty", None)
+        if isinstance(default, str):
+            return default
+    return "hsic"
 
 
 def vector_training_curves(vectors: Sequence[ValueVector]) -> pd.DataFrame:
