@@ -238,11 +238,14 @@ def test_old_store_opens_unchanged_and_gains_the_sample_tables(tmp_path):
     n, means = con.execute("SELECT COUNT(*) FROM candidates").fetchone()[0], dict(con.execute(
         "SELECT candidate_id, AVG(value) FROM scores WHERE scorer='warmth' GROUP BY candidate_id"))
     con.close()
+    before = old.read_bytes()
     st = Store(old)
     table = st.candidates()
     assert len(table) == n
     assert np.allclose(table.set_index("id")["s_warmth"].loc[list(means)].to_numpy(), list(means.values()))
     assert st.samples(table["id"].tolist()[:5]).empty
+    assert old.read_bytes() == before  # reading never writes (issue 25 item 10): the tables it lacks are not added
+    st.start_run("probe", {})  # the first write adds them
     con = sqlite3.connect(old)
     tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
     assert {"samples", "sample_scores", "judge_verdicts"} <= tables
