@@ -25,20 +25,19 @@ from .demo import DEMOS, build_demo, demo_report
 from .diagnostics import hsic_null_table, load_method_vectors
 from .errors import MVAError, as_user_error
 from .executor import RayExecutor
-from .export import export_merged, export_mergekit, export_peft
+from .export import export_candidate, get_format
 from .generate import generate_responses
 from .kinds import GRID_KINDS
 from .methods import get_method, setting_flags, train_method
 from .models import load_base
 from .notices import notices_to
 from .preference_data import load_preference_jsonl, load_source, pairs_sha256, write_splits
-from .results import (
-    candidate_table, compare_with_intervals, comparison_json, crd_by_method, export_candidate, judge_against_base,
-)
+from .metrics import compare_with_intervals, comparison_json, crd_by_method
+from .results import judge_against_base, load_table
 from .scorers import get_scorer
 from .search import search_method
 from .store import Store
-from .sweep import BASE_METHOD, evaluate_base, method_groups, seconds_per_candidate, sweep_groups
+from .sweep import evaluate_base, method_groups, seconds_per_candidate, sweep_groups
 from .vectors import check_compatible, load_value_vector
 from .workspace import MANIFEST, REPO_ROOT, ValueSpec, default_workspace, init_workspace, load_manifest, open_workspace
 
@@ -92,8 +91,7 @@ def cmd_compose(args: argparse.Namespace) -> int:
         v.value = name
         vectors.append(v)
     check_compatible(vectors, base.model, base.fingerprint)
-    writer = {"merged": export_merged, "peft": export_peft, "mergekit": export_mergekit}[args.format]
-    out = writer(base, vectors, weights, args.out, force=args.force)
+    out = get_format(args.format).model(base, vectors, weights, args.out, force=args.force)
     print(out)
     return 0
 
@@ -301,15 +299,14 @@ def cmd_results(args: argparse.Namespace) -> int:
     if args.csv != "-":
         check_file_target(args.csv, args.force)  # before reading: a bad path says so at once
     ws = open_workspace(args.workspace, read_only=True)
-    table = candidate_table(ws)
-    cols = ["id", "method"] + [f"{k}_{v}" for k in ("w", "raw", "z") for v in ws.value_names] + ["on_front"]
+    table = load_table(ws)
     if args.method:
-        known = sorted(set(table["method"]) - {BASE_METHOD}) if not table.empty else []
+        known = table.methods(sort=True)
         if args.method not in known:
             raise CliError(f"--method {args.method!r} has no candidates in {ws.root}; methods with candidates: "
                            f"{known or 'none (run a sweep first)'}")
-        table = table[table["method"].isin([args.method, BASE_METHOD])]  # rank and front are per method already
-    out = table.reindex(columns=cols)
+        table = table.for_methods([args.method])  # with the base model; rank and front are per method already
+    out = table.frame.reindex(columns=table.results_columns())
     if args.csv == "-":
         out.to_csv(sys.stdout, index=False)
         return 0
@@ -325,7 +322,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     if args.resamples < 1000:
         raise CliError(f"--resamples {args.resamples}: use at least 1000 for 95 % intervals")
-    table = candidate_table(ws)
+    table = load_table(ws)
     result = compare_with_intervals(ws, table, methods, _ref(args.ref, len(ws.value_names)),
                                     n_resamples=args.resamples, seed=args.seed)
     doc = comparison_json(result, crd_by_method(ws, table, list(result.methods)))
@@ -350,25 +347,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_judge(args: argparse.Namespace) -> int:
     """Win rate of candidates against the base model by a pairwise LLM judge (both orders averaged)."""
     ws = open_workspace(args.workspace)
-    table = candidate_table(ws)
-    base_ids = table.loc[table["method"] == BASE_METHOD, "id"].tolist() if not table.empty else []
-    if not base_ids:
+    table = load_table(ws)
+    base_id = table.base_id()
+    if base_id is None:
         raise CliError(f"{ws.root} has no base-model candidate on its prompts; run a sweep first (it evaluates the "
                        "base model, which the judge compares against)")
     if args.candidate:
         ids = list(dict.fromkeys(args.candidate))
-        unknown = [i for i in ids if i not in set(table["id"])]
+        unknown = [i for i in ids if i not in set(table.ids())]
         if unknown:
             raise CliError(f"--candidate {unknown}: not candidates of {ws.root} on its prompts; list them with "
                            "`python -m mva_core results`")
     else:
-        rows = table[(table["method"] == args.method) & table["on_front"]] if args.method else table.iloc[:0]
+        rows = table.front(args.method) if args.method else table.for_methods([], base=False)
         if rows.empty:
             raise CliError(f"--method {args.method!r} has no front candidates in {ws.root}; name a method with "
-                           f"candidates ({sorted(set(table['method']) - {BASE_METHOD})}) or pass --candidate ID")
-        ids = sorted(set(rows["id"].astype(int)))
-    out = judge_against_base(ws, ids, int(base_ids[-1]), args.judge)
-    doc = {"judge": args.judge, "base_candidate": int(base_ids[-1]), "candidates": out.to_dict(orient="records")}
+                           f"candidates ({table.methods(sort=True)}) or pass --candidate ID")
+        ids = sorted(set(rows.ids().astype(int)))
+    out = judge_against_base(ws, ids, base_id, args.judge)
+    doc = {"judge": args.judge, "base_candidate": base_id, "candidates": out.to_dict(orient="records")}
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0

@@ -26,11 +26,12 @@ from .generate import generate_responses
 from .methods import get_method, train_method
 from .models import DEFAULT_BASE, BaseModel, load_base
 from .preference_data import load_preference_jsonl
-from .results import candidate_table, compare_table, compare_with_intervals, crd_by_method
+from .metrics import compare_table, compare_with_intervals, crd_by_method
+from .results import load_table
 from .scorers import get_scorer
 from .search import search_method
 from .store import prompts_hash
-from .sweep import BASE_METHOD, evaluate_base, method_groups, sweep_groups
+from .sweep import evaluate_base, method_groups, sweep_groups
 from .workspace import (DEFAULT_WORKSPACE, DEMO_WORKSPACE, MANIFEST, REPO_ROOT, Manifest, ValueSpec, Workspace,
                         open_workspace)
 
@@ -284,7 +285,7 @@ def demo_report(ws: Workspace) -> str:
     each value's spread and the values' correlation on the base model's responses and on each single-value
     vector's responses (per prompt), each method's front size / hypervolume / MIP with one shared reference
     point, and whether MVA's extrapolated front beats the SOUP interpolation."""
-    table = candidate_table(ws)
+    table = load_table(ws)
     values, scorers = ws.value_names, [v.scorer for v in ws.manifest.values]
     lines = [f"Validation prompts: {len(ws.prompts())}; decoding: {ws.manifest.decoding.to_dict()}", ""]
     lines += pair_response_stats(ws) + [""]
@@ -292,11 +293,11 @@ def demo_report(ws: Workspace) -> str:
     def per_prompt(cid: int) -> pd.DataFrame:
         return ws.store.responses([cid])[scorers].astype(float)
 
-    singles = {BASE_METHOD: table.loc[table["method"] == BASE_METHOD, "id"].iloc[-1]}
+    singles = {"base": table.base_id()}
     for v in values:
-        rows = table[table["method"] == f"dpo-{v}"]
+        rows = table.for_method(f"dpo-{v}")
         if len(rows):
-            singles[f"dpo-{v} (w=1)"] = rows["id"].iloc[0]
+            singles[f"dpo-{v} (w=1)"] = rows.ids()[0]
     value_pairs = [(i, j) for i in range(len(values)) for j in range(i + 1, len(values))]
     lines += ["| responses of | " + " | ".join(f"{v} mean ± sd [min, max]" for v in values)
               + "".join(f" | corr({values[i]}, {values[j]})" for i, j in value_pairs) + " |",
@@ -306,7 +307,7 @@ def demo_report(ws: Workspace) -> str:
         cells = [f"{s[c].mean():.3f} ± {s[c].std():.3f} [{s[c].min():.3f}, {s[c].max():.3f}]" for c in scorers]
         corrs = [float(np.corrcoef(s[scorers[i]], s[scorers[j]])[0, 1]) for i, j in value_pairs]
         lines.append(f"| {label} | " + " | ".join(cells) + "".join(f" | {c:+.2f}" for c in corrs) + " |")
-    metrics, ref = compare_table(table, values)  # the Compare page's numbers: one definition of each metric
+    metrics, ref = compare_table(table)  # the Compare page's numbers: one definition of each metric
     boot = compare_with_intervals(ws, table, list(metrics["method"]), ref)
     lines += ["", f"Shared reference point (z units, per-value minimum over all candidates and the base model): "
               f"{np.round(ref, 3).tolist()}. Intervals: 95 % percentile bootstrap over the {len(ws.prompts())} "

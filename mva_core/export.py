@@ -1,4 +1,5 @@
-"""Writers for a composed candidate: merged model, one PEFT adapter, mergekit recipe, model card, CSV.
+"""Writers for a composed candidate: merged model, one PEFT adapter, mergekit recipe, model card, CSV; a registry of
+them by format name (`get_format`), and `export_candidate`, which writes a stored candidate with them.
 
 Every writer builds its output in a temp dir beside the target and renames it into place, so a
 half-written export never appears at the target path; an existing target is refused unless `force`.
@@ -9,8 +10,9 @@ weight-batched composition.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -18,10 +20,13 @@ import yaml
 
 from .atomic import ExportError, atomic_dir
 from .compose import WeightBatchedModel, delta_weight, merge
-from .models import BaseModel
-from .vectors import LoraLayer, ValueVector, save_value_vector
-
-FORMATS = ("merged", "peft", "mergekit", "card", "csv")
+from .kinds import CONDITIONED
+from .models import BaseModel, load_base
+from .pareto import is_finite
+from .results import load_table
+from .table import CandidateTable, is_base
+from .vectors import LoraLayer, ValueVector, load_value_vector, save_value_vector
+from .workspace import Workspace
 
 
 def model_card(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequence[float],
@@ -150,3 +155,89 @@ def estimated_export_bytes(base_dir: str | Path | None, vector_dirs: Sequence[st
         return 4 * sum(safetensors_parameters(Path(d) / "adapter_model.safetensors") for d in vector_dirs)
     files = sorted(Path(base_dir).glob("*.safetensors")) if base_dir is not None and Path(base_dir).is_dir() else []
     return 4 * sum(safetensors_parameters(f) for f in files) if files else None
+
+
+# ---- The format registry ----
+
+class ModelWriter(Protocol):
+    def __call__(self, base: BaseModel, vectors: Sequence[ValueVector], weights: Sequence[float], out: str | Path,
+                 force: bool = False, card: dict[str, Any] | None = None) -> Path: ...
+
+
+def export_table(table: CandidateTable, out: str | Path, force: bool = False) -> Path:
+    """The candidate table (the one the exported candidate is scored in) as candidates.csv and candidates.json."""
+    frame = table.frame.drop(columns=["key"])
+    with atomic_dir(out, force) as tmp:
+        frame.to_csv(tmp / "candidates.csv", index=False)
+        (tmp / "candidates.json").write_text(frame.to_json(orient="records", indent=2))
+    return Path(out).resolve()
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    """One export format: a writer of the composed model (`model`) or of the candidate table (`table`)."""
+
+    name: str
+    description: str
+    model: ModelWriter | None = None
+    table: Callable[[CandidateTable, str | Path, bool], Path] | None = None
+
+
+_FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
+    ExportFormat("merged", "a full model dir: W + Σ w_i ΔW_i as safetensors, tokenizer, model card", model=export_merged),
+    ExportFormat("peft", "one PEFT LoRA adapter dir equal to Σ w_i θ_i (ranks concatenated)", model=export_peft),
+    ExportFormat("mergekit", "mergekit.yaml: a task_arithmetic recipe over base+adapter models", model=export_mergekit),
+    ExportFormat("card", "the model card alone (README.md)", model=export_card),
+    ExportFormat("csv", "the candidate table: candidates.csv and candidates.json", table=export_table),
+)}
+FORMATS: tuple[str, ...] = tuple(_FORMATS)
+
+
+def get_format(name: str) -> ExportFormat:
+    """The registered format `name`; an unknown name raises, listing the known ones."""
+    if name not in _FORMATS:
+        raise ExportError(f"format {name!r} is unknown; choose one of {list(FORMATS)}")
+    return _FORMATS[name]
+
+
+# ---- Export of a stored candidate ----
+
+def export_candidate(ws: Workspace, candidate_id: int, fmt: str, out: str | Path, force: bool = False,
+                     method: str | None = None) -> Path:
+    """Export a stored candidate with the same writers as `compose` (plus its scores in card/csv). `method` is the
+    comparison row it is exported from (a candidate can be a point of several: an `mva-no-hsic` grid point on
+    the simplex is also a `soup` point); the card names it. Default: the first row holding the candidate."""
+    writer = get_format(fmt)
+    # the table of the candidate's own prompt set (its scores are z-scored against the base on those prompts)
+    prompts = ws.store.responses([int(candidate_id)]).sort_values("prompt_idx")["prompt"].tolist()
+    table = load_table(ws, prompts=prompts or None)
+    rows = table.frame[table.frame["id"] == candidate_id] if not table.empty else table.frame
+    if rows.empty:
+        raise ExportError(f"candidate {candidate_id} is not in {ws.root}; list them on the Explore page or in mva.sqlite")
+    if method is not None:
+        if not (rows["method"] == method).any():
+            raise ExportError(f"candidate {candidate_id} is not a point of method {method!r}; it belongs to "
+                              f"{sorted(set(rows['method']))}")
+        rows = rows[rows["method"] == method]
+    row = rows.iloc[0]
+    card = {"method": str(row["method"]), "candidate_id": int(candidate_id), "scores": table.scores(row),
+            "dominance_layer": int(row["rank"]) if is_finite(row["rank"]) else None,  # 0 = on the front
+            "on_front": bool(row["on_front"])}
+    if writer.table is not None:
+        return writer.table(table, out, force)
+    if is_base(row["method"]) or not row["weights"]:
+        raise ExportError(f"candidate {candidate_id} is the base model itself; nothing to compose")
+    base = load_base(ws.manifest.base)
+    by_hash = ws.vector_index()
+    vectors = []
+    for h in json.loads(row["vector_hashes"]):
+        if h not in by_hash:
+            raise ExportError(f"candidate {candidate_id} was composed from a value vector (hash {h}) that is no longer "
+                              f"under {ws.root / 'vectors'} (retrained or deleted); re-run the sweep and export a "
+                              "candidate of the current vectors")
+        vectors.append(load_value_vector(by_hash[h]))
+    preference = row.get("preference")
+    if CONDITIONED.is_candidate(preference):  # the model alone is not the candidate: its prompt is part of it
+        text = CONDITIONED.conditioning(vectors).text(preference, ws.value_names, ws.manifest.decoding.system_prompt)
+        card["conditioning"] = {"preference": dict(zip(ws.value_names, preference)), "system_prompt": text}
+    return writer.model(base, vectors, list(row["weights"]), out, force, card)

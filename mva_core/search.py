@@ -25,7 +25,7 @@ import numpy as np
 from . import pareto
 from .config import SearchSpace
 from .errors import MVAError
-from .results import candidate_table
+from .results import load_table
 from .store import prompts_hash
 from .surrogate import MIN_CANDIDATES, fit_surrogate
 from .sweep import Evaluator, evaluate_base, score_missing
@@ -175,9 +175,7 @@ def stored_history(ws: Workspace, method: str) -> tuple[list[float], np.ndarray]
     """The hypervolume history of `method`'s stored candidates in the order they were stored, with the per-value
     minimum of their finite z-scores as the reference point: what a running search has reached so far (a search
     that started with no candidates of the method logs the same curve when it ends). Empty with no finite one."""
-    table = candidate_table(ws)
-    rows = table[table["method"] == method].sort_values("id")
-    Z = rows[[f"z_{v}" for v in ws.value_names]].to_numpy(dtype=float)
+    Z = load_table(ws).for_method(method).by_id().z()
     finite = np.isfinite(Z).all(axis=1)
     if not finite.any():
         return [], np.zeros(len(ws.value_names))
@@ -214,23 +212,19 @@ def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, se
     if len(active) < n:
         config["values"] = values
     run_id = ws.store.start_run("search", config, method, adopt=True)
-    zc = [f"z_{v}" for v in ws.value_names]
 
     def known() -> tuple[np.ndarray, np.ndarray, int]:
-        table = candidate_table(ws)
-        rows = table[(table["method"] == method)].sort_values("id")
-        W = np.array(rows["weights"].tolist(), dtype=float).reshape(-1, n)
-        spent = int((ws.store.candidates(method).set_index("id").reindex(rows["id"])["run_id"] == run_id).sum())
+        rows = load_table(ws).for_method(method).by_id()
+        W = np.array(rows.frame["weights"].tolist(), dtype=float).reshape(-1, n)
+        spent = int((ws.store.candidates(method).set_index("id").reindex(rows.ids())["run_id"] == run_id).sum())
         inside = np.delete(W, active, axis=1).max(axis=1, initial=0.0) == 0  # in the searched subspace
-        return W[inside][:, active], rows[zc].to_numpy(dtype=float)[inside], spent
+        return W[inside][:, active], rows.z()[inside], spent
 
     def evaluate(W: np.ndarray) -> np.ndarray:
         full = np.zeros((len(W), n))
         full[:, active] = W
         ids = ev.evaluate(full, "search", progress=progress, run_id=run_id).candidate_ids
-        table = candidate_table(ws)
-        rows = table[table["method"] == method].set_index("id")
-        return rows.loc[ids, zc].to_numpy(dtype=float)
+        return load_table(ws).for_method(method).take(ids).z()
 
     def report(result: SearchResult) -> None:
         if progress:
@@ -238,8 +232,7 @@ def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, se
 
     # a run killed between storing candidates and scoring them left rows without scores: score them first, or
     # they would read as non-finite and the search would spend its budget again around them
-    table = candidate_table(ws)
-    score_missing(ws, table.loc[table["method"] == method, "id"].astype(int).tolist(), progress)
+    score_missing(ws, load_table(ws).for_method(method).ids().astype(int).tolist(), progress)
     W0, Z0, spent = known()
     try:
         result = search_front(evaluate, space, len(W0) + budget - spent, seed=seed, batch=batch,

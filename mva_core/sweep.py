@@ -25,7 +25,8 @@ from .errors import MVAError
 from .scorers import ScorerFailedError, get_scorer, scorer_key, stored_key
 from .store import CandidateSpec, prompts_hash
 from .vectors import ValueVector, check_compatible, load_value_vector
-from .workspace import BASE_METHOD, Workspace, WorkspaceError
+from .table import BASE_METHOD
+from .workspace import Workspace, WorkspaceError
 
 StageProgress = Callable[[str, int, int], None]  # (stage, done, total)
 

@@ -27,15 +27,13 @@ from .methods import available_methods, get_method
 from .models import DEFAULT_BASE, load_base
 from .scorers import check_scorer_spec, current_scorer_keys
 from .store import Store
+from .table import BASE_METHOD  # the base model's row: no method may take its name
 from .vectors import ADAPTER_FILE, META_FILE, check_compatible, file_hash, load_value_vector
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKSPACE = REPO_ROOT / "data" / "workspace"
 DEMO_WORKSPACE = REPO_ROOT / "data" / "demo"
 MANIFEST = "workspace.json"
-# The comparison row of the base model itself (every sweep evaluates it; z-scores are relative to it): no method
-# may take its name.
-BASE_METHOD = "base"
 
 
 class WorkspaceError(MVAError, ValueError):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mva_core.compose import merge
-from mva_core.results import export_candidate
+from mva_core.export import export_candidate
 from mva_core.methods import register_method
 from mva_core.models import load_base
 from mva_core.results import candidate_table

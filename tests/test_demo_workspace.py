@@ -9,7 +9,8 @@ import pytest
 
 from mva_core import pareto
 from mva_core.demo import DEMO_GRID_STEP, DEMO_METHOD, DEMO_METHODS
-from mva_core.results import candidate_table, summarise
+from mva_core.metrics import summarise
+from mva_core.results import candidate_table
 from mva_core.vectors import load_value_vectors
 from mva_core.workspace import DEMO_WORKSPACE, Workspace
 

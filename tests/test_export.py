@@ -64,7 +64,7 @@ def test_export_a_candidate_of_another_prompt_set(tmp_path):
     against the base model on its own prompts (not refused as 'not in the workspace')."""
     import yaml
 
-    from mva_core.results import export_candidate
+    from mva_core.export import export_candidate
     from mva_core.sweep import Evaluator, evaluate_base
     from tests.tiny import make_tiny_workspace
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from mva_core.export import estimated_export_bytes
-from mva_core.results import export_candidate
+from mva_core.export import estimated_export_bytes, export_candidate
 from mva_core.sweep import Evaluator, evaluate_base
 from tests.apptest import open_page
 from tests.tiny import make_tiny_workspace

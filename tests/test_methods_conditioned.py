@@ -143,7 +143,8 @@ def test_cli_train_then_sweep_at_the_evaluation_preferences(tmp_path, base):
     prompt (distinct stored candidates, their p in w_<value>); Compare's MIP is mean_p p·z(s(p))."""
     from mva_core.config import DecodingConfig
     from mva_core.data import write_jsonl
-    from mva_core.results import candidate_table, compare_table
+    from mva_core.metrics import compare_table
+    from mva_core.results import candidate_table
     from mva_core.workspace import Manifest, ValueSpec, Workspace
 
     _, base_dir, _ = base
@@ -244,7 +245,7 @@ def test_export_of_a_conditioned_candidate_says_its_system_prompt(tmp_path):
     model is the policy at weight 1 (export's own reload check compares the logits)."""
     import yaml
 
-    from mva_core.results import export_candidate
+    from mva_core.export import export_candidate
     from mva_core.sweep import Evaluator
     from tests.tiny import make_tiny_workspace, make_value_vector
 

@@ -219,7 +219,9 @@ def test_cli_train_then_sweep_at_the_evaluation_preferences(tmp_path, base):
     from mva_core.data import write_jsonl
     from mva_core.generate import generate_responses
     from mva_core.models import load_base
-    from mva_core.results import candidate_table, compare_table, export_candidate
+    from mva_core.export import export_candidate
+    from mva_core.metrics import compare_table
+    from mva_core.results import candidate_table
     from mva_core.vectors import load_value_vector
     from mva_core.workspace import Manifest, ValueSpec, Workspace
 

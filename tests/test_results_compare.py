@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from pymoo.indicators.hv import HV
 
-from mva_core.results import best_per_value, compare_table
+from mva_core.metrics import best_per_value, compare_table
 
 VALUES = ["warmth", "brevity"]
 

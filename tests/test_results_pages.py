@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from mva_core.pareto import is_finite
-from mva_core.results import merge_workspace_tables, methods_present, single_vector_points
+from mva_core.results import merge_workspace_tables, single_vector_points
+from mva_core.table import methods_present
 
 NAN, INF = float("nan"), float("inf")
 
@@ -122,7 +123,7 @@ def test_is_finite(x, want):
 def test_win_rates_by_hand(tmp_path):
     """Issue 16 item 4: per value, the share of prompts where the candidate beats the base on the same prompt
     (ties half), computed here from the stored per-prompt scores with a plain loop."""
-    from mva_core.results import win_rates
+    from mva_core.metrics import win_rates
     from mva_core.sweep import Evaluator, evaluate_base
     from tests.tiny import make_tiny_workspace
 

@@ -205,7 +205,8 @@ def crd_from_sqlite(root: Path, method: str, prompts: np.ndarray | None = None) 
 def test_crd_interval_resamples_the_prompts_as_a_brute_force_does(swept):
     """Each resample: z-scores, fronts and each p's choice recomputed on the drawn prompts, then their samples."""
     from mva_core.bootstrap import resample_indices
-    from mva_core.results import candidate_table, crd_interval, preference_choice, prompt_rewards
+    from mva_core.metrics import crd_interval, preference_choice, prompt_rewards
+    from mva_core.results import candidate_table
 
     ws = Workspace(swept)
     table = candidate_table(ws)

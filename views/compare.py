@@ -13,10 +13,11 @@ import streamlit as st
 
 from mva_core.errors import MVAError
 from mva_core.pareto import preference_vectors
-from mva_core.results import (
-    best_per_value, compare_table, compare_with_intervals, crd_by_method, merge_workspace_tables, win_rates_at,
+from mva_core.metrics import (
+    best_per_value, compare_table, compare_with_intervals, crd_by_method, reference_point, win_rates_at,
 )
-from mva_core.sweep import BASE_METHOD
+from mva_core.results import merge_workspace_tables
+from mva_core.table import CandidateTable, weight_column, z_column
 from views.shared import (
     Front, Mark, axis_picker, current_workspace, front_figure, get_table, get_workspace, hover_text, open_allowed,
     table_version,
@@ -101,11 +102,11 @@ if not chosen:
     st.info("Choose at least one method.")
     st.stop()
 compared = merged.compared(chosen)  # the chosen methods and every workspace's base model
-shown = compared[compared["method"] != BASE_METHOD]
+shown = CandidateTable.of(compared, values).without_base().frame
 bases = merged.bases()
 
 # ---- Reference point ----
-default_ref = compare_table(compared, values)[1]
+default_ref = reference_point(compared, values)
 st.markdown("**Reference point** (z units; default: each value's minimum over all compared candidates and the "
             "base model). Every method's hypervolume is measured from this one point.")
 ref_cols = st.columns(len(values))
@@ -118,7 +119,7 @@ result, ref = compare_table(compared, values, ref)
 result = result.sort_values("method", key=lambda m: m.map(chosen.index), ignore_index=True)  # the chart's order
 # Intervals over the evaluation prompts, CRD and win rates: within one workspace (another workspace's prompts cannot
 # be paired, and its samples and base model are its own)
-single = len(merged.base_methods) == 1 and (table["method"] == BASE_METHOD).any()
+single = len(merged.base_methods) == 1 and CandidateTable.of(table, values).base_id() is not None
 own = tuple(m for m in chosen if m in set(table["method"]))
 boot = get_intervals(str(ws.root), table_version(ws), own, tuple(float(x) for x in ref)) if single else None
 crd = get_crd(str(ws.root), table_version(ws), own) if single else {}
@@ -144,7 +145,7 @@ for i, method in enumerate(chosen):
     color = palette[i % len(palette)]
     kind = composition.get(method)  # None for candidates of old vectors
     if kind is not None and kind.conditioned:  # one policy steered by p: its runs in order of p, dashed
-        steer = part.sort_values(f"w_{values[0]}")
+        steer = part.sort_values(weight_column(values[0]))
         layers.append(Mark(steer, f"{method} (p = 0→1 on {values[0]})",
                            dict(color=color, size=9, symbol="circle-open", line=dict(width=2)),
                            dict(mode="lines+markers", line=dict(color=color, width=2, dash="dash"), hoverinfo="text",
@@ -158,10 +159,10 @@ for i, method in enumerate(chosen):
     layers.append(Front(part, hover_text(part, values, f"{method} · candidate"), method, color,
                         staircase=len(values) == 2))
 for j, (label, part) in enumerate(bases.groupby("method", sort=False)):
-    layers.append(Mark(part, "base model" if len(bases["method"].unique()) == 1 else label.replace(BASE_METHOD, "base model", 1),
+    layers.append(Mark(part, "base model" if len(bases["method"].unique()) == 1 else merged.base_label(label),
                        dict(symbol=["square", "square-open", "square-x", "square-cross"][j % 4], size=12,
                             color="#444", line=dict(width=2, color="#444"))))
-layers.append(Mark(pd.DataFrame([ref], columns=[f"z_{v}" for v in values]), "reference point",
+layers.append(Mark(pd.DataFrame([ref], columns=[z_column(v) for v in values]), "reference point",
                    dict(symbol="x", size=12, color="#888")))
 st.plotly_chart(front_figure(x_name, y_name, layers, height=540), width="stretch", key="compare_plot")
 st.caption("Lines: the front of a grid method (its non-dominated candidates); faint dots: its other candidates. "

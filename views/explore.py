@@ -12,12 +12,14 @@ import streamlit as st
 from mva_core.errors import MVAError
 from mva_core.notices import notices_to
 from mva_core.pareto import best_for_preference
-from mva_core.results import compare_table, export_candidate, single_vector_points, summarise, win_rates
+from mva_core.export import export_candidate
+from mva_core.metrics import reference_point, summarise, win_rates
+from mva_core.results import single_vector_points
 from mva_core.surrogate import MIN_CANDIDATES, fit_surrogate
-from mva_core.sweep import BASE_METHOD
+from mva_core.table import raw_column, weight_column, z_column
 from views.shared import (
     Front, Mark, axis_picker, current_workspace, eta_text, forget_stale, front_figure, get_evaluator, get_table,
-    get_workspace, hover_text, rank_text, table_columns, table_version,
+    get_candidates, get_workspace, hover_text, rank_text, table_columns, table_version,
 )
 
 @st.cache_resource(show_spinner="Fitting the surrogate…", max_entries=16)
@@ -25,11 +27,12 @@ def get_surrogate(root: str, version: int, method: str):
     """One GP per value on the method's stored candidates (weights → z); refitted when the store changes."""
     cands = get_table(root, version)
     cands = cands[(cands["method"] == method) & cands["finite"]]
-    cols = [f"w_{v}" for v in get_workspace(root).value_names]
+    values = get_workspace(root).value_names
+    cols = [weight_column(v) for v in values]
     if len(cands) < MIN_CANDIDATES or not set(cols) <= set(cands.columns):
         return None
-    return fit_surrogate(cands[cols].to_numpy(dtype=float),
-                         cands[[c.replace("w_", "z_", 1) for c in cols]].to_numpy(dtype=float), cols)
+    return fit_surrogate(cands[cols].to_numpy(dtype=float), cands[[z_column(v) for v in values]].to_numpy(dtype=float),
+                         cols)
 
 
 def z_brush(cands: pd.DataFrame, values: list[str], method: str) -> dict[str, tuple[float, float]]:
@@ -41,8 +44,8 @@ def z_brush(cands: pd.DataFrame, values: list[str], method: str) -> dict[str, tu
     with st.expander("Brush: keep the candidates inside z ranges (filters the scatter, the 3-D front and the "
                      "parallel coordinates)"):
         for col, v in zip(st.columns(len(values)), values):
-            lo = float(np.floor(cands[f"z_{v}"].min() * 100) / 100)
-            hi = max(float(np.ceil(cands[f"z_{v}"].max() * 100) / 100), lo + 0.01)
+            lo = float(np.floor(cands[z_column(v)].min() * 100) / 100)
+            hi = max(float(np.ceil(cands[z_column(v)].max() * 100) / 100), lo + 0.01)
             # keyed by the span too: new candidates widen it, and a stored range outside it would be refused
             chosen = col.slider(f"{v} (z)", lo, hi, (lo, hi), step=0.01, key=f"brush_{method}_{v}_{lo}_{hi}")
             if chosen != (lo, hi):
@@ -57,7 +60,7 @@ def front_3d(inside: pd.DataFrame, outside: pd.DataFrame, base: pd.DataFrame, ax
     fig = go.Figure()
 
     def add(rows: pd.DataFrame, name: str, marker: dict, **style) -> None:
-        fig.add_trace(go.Scatter3d(x=rows[f"z_{axes[0]}"], y=rows[f"z_{axes[1]}"], z=rows[f"z_{axes[2]}"],
+        fig.add_trace(go.Scatter3d(x=rows[z_column(axes[0])], y=rows[z_column(axes[1])], z=rows[z_column(axes[2])],
                                    mode="markers", name=name, marker=marker, **style))
 
     for on_front, name, marker in [(False, "dominated", dict(color="#9aa5b1", size=4)),
@@ -68,7 +71,7 @@ def front_3d(inside: pd.DataFrame, outside: pd.DataFrame, base: pd.DataFrame, ax
         add(outside, "outside the brush", dict(color="#d5dbe1", size=3, opacity=0.5), hoverinfo="skip")
     add(base, "base model", dict(symbol="square", size=6, color="#1f77b4"))
     if predicted is not None:
-        point = pd.DataFrame([{f"z_{v}": m for v, (m, _) in predicted.items()}])
+        point = pd.DataFrame([{z_column(v): m for v, (m, _) in predicted.items()}])
         bars = {k: dict(type="data", array=[predicted[a][1]], color="#ff7f0e")
                 for k, a in zip(("error_x", "error_y", "error_z"), axes)}
         add(point, "predicted (surrogate)", dict(symbol="diamond-open", size=8, color="#ff7f0e"), **bars,
@@ -86,7 +89,7 @@ def parallel_coordinates(cands: pd.DataFrame, values: list[str], brush: dict[str
     """One line per candidate across every value's z-score: 0 dominated, 1 on the front, 2 selected on the
     scatter; the brush's ranges as constraint ranges on their axes."""
     color = cands["on_front"].astype(int).where(~cands["id"].isin(selected), 2)
-    dims = [dict(label=f"{v} (z)", values=cands[f"z_{v}"], **({"constraintrange": list(brush[v])} if v in brush else {}))
+    dims = [dict(label=f"{v} (z)", values=cands[z_column(v)], **({"constraintrange": list(brush[v])} if v in brush else {}))
             for v in values]
     return go.Figure(go.Parcoords(
         line=dict(color=color, cmin=0, cmax=2, colorscale=[[0, "#c5ccd3"], [0.5, "#d62728"], [1, "#ff7f0e"]]),
@@ -166,19 +169,20 @@ if evaluate:
         cached = "answered from the store" if result.generated == 0 else "generated and scored"
         status.update(label=f"Candidate {result.candidate_ids[0]} {cached}", state="complete", expanded=False)
 
-table = get_table(str(ws.root), table_version(ws))
+candidates = get_candidates(str(ws.root), table_version(ws))
+table = candidates.frame
 if table.empty:
     st.info("No candidates yet: press Evaluate or run a sweep.")
     st.stop()
-shown = table[table["method"].isin([method, BASE_METHOD])]
-zc = [f"z_{v}" for v in values]
+shown = candidates.for_methods([method]).frame
+zc = [z_column(v) for v in values]
 mine = st.session_state.get("explore_candidate")
 
 # ---- Metrics ----
 shared = st.toggle("Hypervolume from Compare's shared reference point", key="explore_shared_ref",
                    help="Off: the per-value minimum over this method's candidates and the base model. On: over every "
                         "method's candidates, the point the Compare page, `compare --json` and `demo report` use.")
-summary, ref = summarise(shown, values, compare_table(table, values)[1] if shared else None)
+summary, ref = summarise(shown, values, reference_point(candidates) if shared else None)
 s = next((m for m in summary if m.method == method), None)
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Candidates", 0 if s is None else s.candidates)
@@ -191,12 +195,12 @@ st.caption(f"Hypervolume measured from the reference point {np.round(ref, 3).tol
 # ---- Plot ----
 x_name, y_name = axis_picker(values, "explore")
 cands = shown[(shown["method"] == method) & shown["finite"]]
-base = shown[shown["method"] == BASE_METHOD]
+base = candidates.base().frame
 singles = single_vector_points(table, method, values)
 brush = z_brush(cands, values, method) if len(values) >= 3 else {}
 inside = np.ones(len(cands), dtype=bool)
 for v, (lo, hi) in brush.items():
-    inside &= cands[f"z_{v}"].between(lo, hi).to_numpy()
+    inside &= cands[z_column(v)].between(lo, hi).to_numpy()
 outside = cands[~inside]
 layers = [Front(cands[inside], hover_text(cands[inside], values)),
           Mark(outside, "outside the brush", dict(color="#d5dbe1", size=7, opacity=0.6),
@@ -213,7 +217,7 @@ predicted = None
 if model is not None:
     mean, sd = model.predict([weights])
     predicted = dict(zip(values, zip(mean[0], sd[0])))
-    layers.append(Mark(pd.DataFrame([{f"z_{v}": m for v, (m, _) in predicted.items()}]), "predicted (surrogate)",
+    layers.append(Mark(pd.DataFrame([{z_column(v): m for v, (m, _) in predicted.items()}]), "predicted (surrogate)",
                        dict(symbol="star-open", size=18, color="#ff7f0e", line=dict(width=2)),
                        dict(error_x=dict(type="data", array=[predicted[x_name][1]], color="#ff7f0e"),
                             error_y=dict(type="data", array=[predicted[y_name][1]], color="#ff7f0e"),
@@ -221,7 +225,7 @@ if model is not None:
                                                          + "<br>".join(f"{v}: z={m:+.2f} ± {d:.2f}"
                                                                        for v, (m, d) in predicted.items())])))
 preferred = None
-pool = cands if scope == "this method" else table[(table["method"] != BASE_METHOD) & table["finite"]]
+pool = cands if scope == "this method" else candidates.without_base().frame.loc[lambda f: f["finite"]]
 if preference is not None and pool["on_front"].any():
     front_rows = pool[pool["on_front"]]
     best = front_rows.iloc[[best_for_preference(front_rows[zc].to_numpy(dtype=float), preference)]]
@@ -257,7 +261,7 @@ if preferred is not None:
         open_preferred()
         slider = "cp_" if compositions[st.session_state["explore_method"]].conditioned else "w_"
         for v in values:
-            st.session_state[f"{slider}{v}"] = float(np.clip(preferred.get(f"w_{v}", 0.0), 0.0, ws.manifest.C))
+            st.session_state[f"{slider}{v}"] = float(np.clip(preferred.get(weight_column(v), 0.0), 0.0, ws.manifest.C))
 
     b1, b2, b3 = st.columns(3)
     b1.button("Open its details", key="explore_pick_open", on_click=open_preferred, width="stretch")
@@ -299,7 +303,7 @@ detail = [c for c in (selected or ([pick] if pick is not None else [])) if c in 
 if len(detail) > 1:  # several selected: one compact row each, the full detail folded below
     st.markdown(f"**{len(detail)} candidates selected**")
     rows = cands[cands["id"].isin(detail)].sort_values("id")
-    st.dataframe(rows[["id", *[f"w_{v}" for v in values if f"w_{v}" in rows], *[f"raw_{v}" for v in values], *zc,
+    st.dataframe(rows[["id", *[weight_column(v) for v in values if weight_column(v) in rows], *[raw_column(v) for v in values], *zc,
                        "rank", "on_front"]], hide_index=True, width="stretch", column_config=table_columns(values))
 for cid in detail:
     r = cands[cands["id"] == cid].iloc[0]
@@ -308,7 +312,7 @@ for cid in detail:
         cols = st.columns(len(values))
         wins = candidate_wins(cid)
         for col, v in zip(cols, values):
-            col.metric(v, f"{r[f'raw_{v}']:.3f}", f"{r[f'z_{v}']:+.2f} z vs base",
+            col.metric(v, f"{r[raw_column(v)]:.3f}", f"{r[z_column(v)]:+.2f} z vs base",
                        help=None if wins is None else f"beats the base model on {wins[v]:.0%} of the prompts "
                                                       "(same prompt, ties count half)")
         if wins is not None:
@@ -322,7 +326,7 @@ if mine is not None and (table["id"] == mine).any():
     st.subheader(f"Your candidate #{mine}")
     cols = st.columns(len(values) + 1)
     for col, v in zip(cols, values):
-        col.metric(v, f"{row[f'raw_{v}']:.3f}", f"{row[f'z_{v}']:+.2f} z vs base")
+        col.metric(v, f"{row[raw_column(v)]:.3f}", f"{row[z_column(v)]:+.2f} z vs base")
     cols[-1].metric("Dominance layer (0 = front)", rank_text(row["rank"]))
     resp = ws.store.responses([int(mine)])
     st.dataframe(resp.drop(columns=["candidate_id", "prompt_idx"]), width="stretch", hide_index=True)

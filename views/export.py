@@ -12,9 +12,9 @@ import streamlit as st
 
 from mva_core.errors import MVAError
 from mva_core.config import ConfigError, check_name
-from mva_core.export import FORMATS, estimated_export_bytes
+from mva_core.export import FORMATS, estimated_export_bytes, export_candidate
 from mva_core.models import DEFAULT_BASE, model_cache_dir
-from mva_core.results import export_candidate
+from mva_core.table import raw_column, weight_column, z_column
 from mva_core.workspace import WorkspaceError
 from views.shared import current_workspace, forget_stale, get_table, pick_method, table_columns, table_version
 
@@ -68,7 +68,7 @@ rows = {int(r["id"]): r for _, r in shown.iterrows()}
 def label(cid: int) -> str:
     r = rows[cid]
     w = ", ".join(f"{x:g}" for x in np.round(r["weights"], 3))
-    scores = " · ".join(f"{v} {r[f'z_{v}']:+.2f}" for v in values)
+    scores = " · ".join(f"{v} {r[z_column(v)]:+.2f}" for v in values)
     return f"#{cid} · w = ({w}) · {scores}" + (" · front" if r["on_front"] else "")
 
 
@@ -76,7 +76,7 @@ pick_key = f"export_pick_{method}"  # one selection per method
 forget_stale(pick_key, rows)
 front = shown[shown["on_front"] & shown["finite"]]
 if pick_key not in st.session_state:  # one candidate: the front's best mean z-score (a merged model is ~GBs)
-    zmean = front[[f"z_{v}" for v in values]].mean(axis=1)
+    zmean = front[[z_column(v) for v in values]].mean(axis=1)
     st.session_state[pick_key] = [int(front.loc[zmean.idxmax(), "id"])] if len(front) else []
 
 
@@ -169,8 +169,8 @@ for msg in st.session_state.get("export_failed", []):
 
 # ---- Candidate table ----
 st.subheader("Candidates of this method")
-cols = ["id", "method", "source"] + [f"w_{v}" for v in values if f"w_{v}" in shown] + \
-       [f"raw_{v}" for v in values] + [f"z_{v}" for v in values] + ["rank", "on_front", "finite"]
+cols = ["id", "method", "source"] + [weight_column(v) for v in values if weight_column(v) in shown] + \
+       [raw_column(v) for v in values] + [z_column(v) for v in values] + ["rank", "on_front", "finite"]
 st.dataframe(shown[[c for c in cols if c in shown]], width="stretch", hide_index=True, column_config=table_columns(values))
 st.download_button("Download all candidates (CSV)", table.drop(columns=["key"], errors="ignore").to_csv(index=False),
                    file_name=f"{ws.root.name}-candidates.csv", mime="text/csv", key="export_csv_download",

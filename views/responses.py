@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from mva_core.sweep import BASE_METHOD
+from mva_core.table import is_base, z_column
 from mva_core.pareto import is_finite
 from views.shared import (
-    current_workspace, forget_stale, get_table, get_workspace, pick_method, table_version,
+    current_workspace, forget_stale, get_candidates, get_workspace, pick_method, table_version,
 )
 
 PER_ROW = 4  # side-by-side columns per row; more candidates wrap onto the next row
@@ -33,26 +33,26 @@ st.caption("Pick candidates and a prompt: their responses appear side by side wi
 if ws.manifest.decoding.do_sample and ws.manifest.decoding.num_samples > 1:
     st.caption(f"Sampled decoding: each candidate has {ws.manifest.decoding.num_samples} responses per prompt; shown is "
                "the first, and each score is the mean over all of them (the reward a candidate is placed by).")
-table = get_table(str(ws.root), table_version(ws))
+candidates = get_candidates(str(ws.root), table_version(ws))
+table = candidates.frame
 
 # ---- Candidates ----
 method = pick_method(ws, table, "responses_method")
-shown = table[table["method"].isin([method, BASE_METHOD])]
+shown = candidates.for_methods([method]).frame
 rows = {int(r["id"]): r for _, r in shown.iterrows()}
-base_ids = shown.loc[shown["method"] == BASE_METHOD, "id"].astype(int).tolist()
-base_id = base_ids[-1] if base_ids else None  # the one candidate_table normalises against
+base_id = candidates.base_id()  # the one the table normalises against
 
 
 def weights_text(r) -> str:
-    return "base model (no vectors)" if r["method"] == BASE_METHOD else \
+    return "base model (no vectors)" if is_base(r["method"]) else \
         "w = (" + ", ".join(f"{w:g}" for w in np.round(r["weights"], 3)) + ")"
 
 
 def label(cid: int) -> str:
     r = rows[cid]
-    if r["method"] == BASE_METHOD:
+    if is_base(r["method"]):
         return f"#{cid} · base model"
-    scores = " · ".join(f"{v} {r[f'z_{v}']:+.2f}" for v in values)
+    scores = " · ".join(f"{v} {r[z_column(v)]:+.2f}" for v in values)
     return f"#{cid} · {weights_text(r)} · {scores}" + (" · front" if r["on_front"] else "")
 
 
@@ -60,7 +60,7 @@ pick_key = f"responses_pick_{method}"  # one selection per method: switching met
 forget_stale(pick_key, rows)  # e.g. another workspace's ids
 if pick_key not in st.session_state:
     front = shown[(shown["method"] == method) & shown["on_front"] & shown["finite"]]
-    extremes = [int(front.loc[front[f"z_{v}"].idxmax(), "id"]) for v in values] if not front.empty else []
+    extremes = [int(front.loc[front[z_column(v)].idxmax(), "id"]) for v in values] if not front.empty else []
     st.session_state[pick_key] = list(dict.fromkeys(([base_id] if base_id is not None else []) + extremes))
 picked = st.multiselect("Candidates", list(rows), format_func=label, key=pick_key,
                         help="Labelled by weights and z-scores vs the base model. Default: the base model and, "
@@ -92,7 +92,7 @@ for start in range(0, len(picked), PER_ROW):
     for col, cid in zip(st.columns(PER_ROW), part):
         r = rows[cid]
         with col.container(border=True):
-            st.markdown(f"**#{cid}**" + (" · on the front" if r["on_front"] and r["method"] != BASE_METHOD else ""))
+            st.markdown(f"**#{cid}**" + (" · on the front" if r["on_front"] and not is_base(r["method"]) else ""))
             st.caption(weights_text(r))
             if cid not in at_prompt.index:
                 st.warning("Not evaluated on this prompt (another prompt set).")

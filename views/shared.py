@@ -14,7 +14,8 @@ import streamlit as st
 
 from mva_core.access import check_workspace_path, workspace_roots
 from mva_core.pareto import is_finite
-from mva_core.results import candidate_table, methods_present
+from mva_core.results import load_table
+from mva_core.table import CandidateTable, methods_present, raw_column, weight_column, z_column
 from mva_core.models import BaseModel, load_base
 from mva_core.sweep import Evaluator
 from mva_core.vectors import load_value_vector
@@ -70,11 +71,16 @@ def manifest_stamp(root: str) -> int:
 
 
 @st.cache_data(show_spinner=False)
-def get_table(root: str, version: int, prompts_file: str | None = None):
+def get_candidates(root: str, version: int, prompts_file: str | None = None) -> CandidateTable:
     """Candidate table; `version` (the store's candidate count) invalidates it when results land. `prompts_file`:
     the candidates of that prompt set (default workspace.json's)."""
     ws = get_workspace(root)
-    return candidate_table(ws, prompts=None if prompts_file is None else ws.prompts(prompts_file))
+    return load_table(ws, prompts=None if prompts_file is None else ws.prompts(prompts_file))
+
+
+def get_table(root: str, version: int, prompts_file: str | None = None) -> pd.DataFrame:
+    """`get_candidates(...).frame`: the candidate table as the DataFrame a page renders."""
+    return get_candidates(root, version, prompts_file).frame
 
 
 def table_version(ws: Workspace) -> int:
@@ -190,9 +196,9 @@ def table_columns(values: Sequence[str]) -> dict[str, Any]:
     rank as the dominance layer it is (0 = on the front)."""
     config: dict[str, Any] = {"rank": st.column_config.NumberColumn("dominance layer (0 = front)", format="%d")}
     for v in values:
-        config[f"w_{v}"] = st.column_config.NumberColumn(f"w_{v}", format="%.2f")
-        config[f"raw_{v}"] = st.column_config.NumberColumn(f"raw_{v}", format="%.3f", help="mean reward (scorer units)")
-        config[f"z_{v}"] = st.column_config.NumberColumn(f"z_{v}", format="%+.3f",
+        config[weight_column(v)] = st.column_config.NumberColumn(weight_column(v), format="%.2f")
+        config[raw_column(v)] = st.column_config.NumberColumn(raw_column(v), format="%.3f", help="mean reward (scorer units)")
+        config[z_column(v)] = st.column_config.NumberColumn(z_column(v), format="%+.3f",
                                                          help="z-score vs the base model on the same prompts")
     return config
 
@@ -209,8 +215,8 @@ def hover_text(rows: pd.DataFrame, values: Sequence[str], title: str = "candidat
     """One hover text per row: `title` and id, its finite weights (`weight`_<value>; "p" for the preference a
     conditioned policy read), z-score and raw mean per value, front rank."""
     return [f"{title} {r['id']}<br>"
-            + "<br>".join(f"{weight}_{v} = {r[f'w_{v}']:.2f}" for v in values if is_finite(r.get(f"w_{v}")))
-            + "<br>" + "<br>".join(f"{v}: z={r[f'z_{v}']:.2f} raw={r[f'raw_{v}']:.3f}" for v in values)
+            + "<br>".join(f"{weight}_{v} = {r[weight_column(v)]:.2f}" for v in values if is_finite(r.get(weight_column(v))))
+            + "<br>" + "<br>".join(f"{v}: z={r[z_column(v)]:.2f} raw={r[raw_column(v)]:.3f}" for v in values)
             + f"<br>{rank_text(r['rank'])}" for _, r in rows.iterrows()]
 
 
@@ -240,7 +246,7 @@ class Mark:
 def front_figure(x_name: str, y_name: str, layers: Sequence[Front | Mark], height: int = 560) -> go.Figure:
     """Candidates in z-score space (vs the base model), `layers` drawn in order: the chart Explore, Sweep and
     Compare share. Front points carry their candidate id as customdata (a click opens it)."""
-    x, y = f"z_{x_name}", f"z_{y_name}"
+    x, y = z_column(x_name), z_column(y_name)
     fig = go.Figure()
     for layer in layers:
         if isinstance(layer, Mark):

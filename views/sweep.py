@@ -18,7 +18,8 @@ from mva_core.kinds import GRID_KINDS, get_kind
 from mva_core.notices import notices_to
 from mva_core.scorers import available_scorers
 from mva_core.search import search_method, stored_history
-from mva_core.sweep import BASE_METHOD, evaluate_base, method_groups, sweep_groups
+from mva_core.table import CandidateTable, raw_column, weight_column
+from mva_core.sweep import evaluate_base, method_groups, sweep_groups
 from views.shared import (
     Front, Mark, axis_picker, current_workspace, eta_text, forget_stale, front_figure, get_evaluator, get_table,
     hover_text, table_version,
@@ -179,7 +180,7 @@ def draw_front(n: int) -> None:
         layers = [Front(cands, hover_text(cands, values)),
                   Mark(mine, "in this grid", dict(symbol="circle-open", size=16, color="#333", line=dict(width=1.5)),
                        dict(hoverinfo="skip")),
-                  Mark(table[table["method"] == BASE_METHOD], "base model", dict(symbol="square", size=12,
+                  Mark(CandidateTable.of(table, values).base().frame, "base model", dict(symbol="square", size=12,
                                                                                 color="#1f77b4"))]
     # A fresh key per redraw: the chart is replaced several times within one script run.
     chart_slot.plotly_chart(front_figure(x_name, y_name, layers, height=420), width="stretch", key=f"sweep_plot_{n}")
@@ -196,7 +197,7 @@ def draw_extra_scores() -> None:
         st.caption("Extra scores appear here once this grid's candidates are stored and scored.")
         return
     mine = table[(table["method"] == method) & table["id"].isin(stored_ids())]
-    show = mine[["id", *[f"w_{v}" for v in values], *[f"raw_{v}" for v in values], *cols]]
+    show = mine[["id", *[weight_column(v) for v in values], *[raw_column(v) for v in values], *cols]]
     st.dataframe(show.rename(columns={f"s_{s}": s for s in extras}), hide_index=True, width="stretch")
 
 
