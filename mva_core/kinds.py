@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Iterator, Sequence
+from typing import ClassVar, Iterator, Sequence
 
 import numpy as np
 
@@ -22,8 +23,6 @@ from .config import ConfigError, SearchSpace
 from .pareto import preference_vectors
 from .vectors import META_FILE, ValueVector
 
-if TYPE_CHECKING:
-    from .workspace import ComparedMethod
 
 WeightSet = tuple[tuple[Path, ...], np.ndarray]  # (vector dirs, weights (K, n_vectors)) evaluated together
 
@@ -217,3 +216,29 @@ def policy_values(policy_dir: Path) -> list[str]:
     """The values a conditioned policy was trained for (its mva_vector.json), in its preference order."""
     meta = policy_dir / META_FILE
     return list(json.loads(meta.read_text()).get("values", [])) if meta.is_file() else []
+
+
+@dataclass(frozen=True)
+class ComparedMethod:
+    """One row of a comparison: a method's value vectors and the region of weights its candidates live in."""
+
+    name: str  # as shown: "mva", "soup", "dpo-warmth", "dpo-lw"
+    method: str  # registry name ("dpo" for the rows "dpo-<value>")
+    composition: str  # the name of its kind (mva_core.kinds.KINDS)
+    vector_dirs: tuple[Path, ...]
+    vector_hashes: tuple[str, ...]
+    vertex: int | None = None  # `vertices` rows: the value whose vector is used alone
+
+    @property
+    def kind(self) -> CompositionKind:
+        """What kind of composition this row is (mva_core.kinds): its weight sets, its candidates, its order."""
+        return get_kind(self.composition)
+
+    def weight_sets(self, C: float, step: float, active: Sequence[int] | None = None) -> Iterator[WeightSet]:
+        """(vector dirs, weights (K, n)) groups that make up this method's candidates; `step` for the grids.
+        `active` (grids only): sweep just these values' weights, the others fixed at 0."""
+        return self.kind.weight_sets(self, C, step, active)
+
+    def contains(self, vector_hashes: tuple[str, ...], weights: tuple[float, ...]) -> bool:
+        """Is a stored candidate (its vectors and weights) a point of this method?"""
+        return self.kind.contains(self, vector_hashes, weights)

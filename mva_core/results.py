@@ -17,7 +17,8 @@ from .judges import get_judge, judge_key, verdict_of
 from .store import prompts_hash
 from .table import BASE_METHOD, CandidateTable, is_base, methods_present, weight_column
 from .vectors import META_FILE
-from .workspace import ComparedMethod, Workspace, WorkspaceError
+from .kinds import ComparedMethod
+from .workspace import Workspace, WorkspaceError
 
 
 def load_table(ws: Workspace, methods: list[str] | None = None,

@@ -16,13 +16,13 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from .atomic import atomic_dir
 from .errors import MVAError
 from .config import ConfigError, DecodingConfig, Record, SearchSpace, check_name
 from .data import load_prompts, write_jsonl
-from .kinds import EXTRAPOLATION, CompositionKind, WeightSet, get_kind
+from .kinds import EXTRAPOLATION, ComparedMethod
 from .methods import available_methods, get_method
 from .models import DEFAULT_BASE, load_base
 from .scorers import check_scorer_spec, current_scorer_keys
@@ -129,32 +129,6 @@ def load_manifest(path: Path) -> Manifest:
         return Manifest.from_dict(data)
     except (ConfigError, TypeError) as exc:
         raise WorkspaceError(f"{path}: {exc}") from None
-
-
-@dataclass(frozen=True)
-class ComparedMethod:
-    """One row of a comparison: a method's value vectors and the region of weights its candidates live in."""
-
-    name: str  # as shown: "mva", "soup", "dpo-warmth", "dpo-lw"
-    method: str  # registry name ("dpo" for the rows "dpo-<value>")
-    composition: str  # the name of its kind (mva_core.kinds.KINDS)
-    vector_dirs: tuple[Path, ...]
-    vector_hashes: tuple[str, ...]
-    vertex: int | None = None  # `vertices` rows: the value whose vector is used alone
-
-    @property
-    def kind(self) -> CompositionKind:
-        """What kind of composition this row is (mva_core.kinds): its weight sets, its candidates, its order."""
-        return get_kind(self.composition)
-
-    def weight_sets(self, C: float, step: float, active: Sequence[int] | None = None) -> Iterator[WeightSet]:
-        """(vector dirs, weights (K, n)) groups that make up this method's candidates; `step` for the grids.
-        `active` (grids only): sweep just these values' weights, the others fixed at 0."""
-        return self.kind.weight_sets(self, C, step, active)
-
-    def contains(self, vector_hashes: tuple[str, ...], weights: tuple[float, ...]) -> bool:
-        """Is a stored candidate (its vectors and weights) a point of this method?"""
-        return self.kind.contains(self, vector_hashes, weights)
 
 
 class Workspace:
