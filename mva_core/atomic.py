@@ -13,7 +13,7 @@ directory is kept until the new one is complete and removed only then.
 A single file (a CSV) is written the same way (`atomic_file`): a temp file beside it, renamed into place; an
 existing file is replaced only with `force`, only if it is a table we wrote, never a workspace's own file.
 
-This module imports nothing of mva_core above `errors`.
+This module imports nothing of mva_core but `errors` and `config`.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from .config import META_FILE  # a value vector written before the marker existed holds only this
 from .errors import MVAError
 
 MARKER = ".mva-export"
-LEGACY_VECTOR_META = "mva_vector.json"  # a value vector written before the marker existed
 WORKSPACE_FILES = ("workspace.json", "mva.sqlite")
 VECTORS_DIR = "vectors"  # a workspace's value vectors: only retraining (kind "value_vector") replaces them
 EXPORT = "export"
@@ -69,7 +69,7 @@ def marker_kind(directory: Path) -> str | None:
         except (ValueError, UnicodeDecodeError, AttributeError):
             return "unreadable"
         return kind if isinstance(kind, str) else "unknown"
-    return VALUE_VECTOR if (directory / LEGACY_VECTOR_META).is_file() else None
+    return VALUE_VECTOR if (directory / META_FILE).is_file() else None
 
 
 def check_replaceable(out: str | Path, kind: str = EXPORT) -> Path:

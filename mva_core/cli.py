@@ -17,30 +17,13 @@ from typing import Callable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from . import pareto
+# Only light modules here, so `--help` answers without loading torch: each command imports what it runs.
 from .atomic import atomic_file, check_file_target, check_target
 from .config import CPU_SMALL, PAPER, DecodingConfig, SearchSpace, check_name, parse_weights
 from .data import load_prompts
-from .demo import DEMOS, build_demo, demo_report
-from .diagnostics import hsic_null_table, load_method_vectors
 from .errors import MVAError, as_user_error
-from .executor import RayExecutor
-from .export import export_candidate, get_format
-from .generate import generate_responses
 from .kinds import GRID_KINDS
-from .methods import get_method, setting_flags, train_method
-from .models import load_base
 from .notices import notices_to
-from .preference_data import load_preference_jsonl, load_source, pairs_sha256, write_splits
-from .metrics import compare_with_intervals, comparison_json, crd_by_method
-from .results import judge_against_base, load_table
-from .scorers import get_scorer
-from .search import search_method
-from .store import Store
-from .sweep import evaluate_base, method_groups, seconds_per_candidate, sweep_groups
-from .vectors import check_compatible, load_value_vector
-from .workspace import MANIFEST, REPO_ROOT, ValueSpec, default_workspace, init_workspace, load_manifest, open_workspace
-
 
 class CliError(MVAError, ValueError):
     """A command-line argument is malformed."""
@@ -80,6 +63,9 @@ def _named_paths(items: Sequence[str], flag: str) -> list[tuple[str, str]]:
 
 # ---- commands ----
 def cmd_compose(args: argparse.Namespace) -> int:
+    from .export import get_format
+    from .models import load_base
+    from .vectors import check_compatible, load_value_vector
     check_target(args.out, args.force)  # before minutes of loading and merging
     adapters = _named_paths(args.adapter, "--adapter")
     weights = parse_weights(args.weights)
@@ -97,6 +83,9 @@ def cmd_compose(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from .generate import generate_responses
+    from .models import load_base
+    from .scorers import get_scorer
     prompts = load_prompts(args.prompts)
     scorers = [get_scorer(s) for s in args.scorer]
     base = load_base(args.model, allow_pickle=args.allow_pickle, pickle_flag="--allow-pickle")
@@ -121,6 +110,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_pareto(args: argparse.Namespace) -> int:
+    from . import pareto
     objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
     if not objectives:
         raise CliError("--objectives is empty; name the CSV columns to maximise, e.g. --objectives help,harm")
@@ -138,6 +128,9 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from .executor import RayExecutor
+    from .sweep import evaluate_base, method_groups, seconds_per_candidate, sweep_groups
+    from .workspace import open_workspace
     if args.chunk < 1:
         raise CliError(f"--chunk {args.chunk}: candidates per generate call must be >= 1, e.g. --chunk 8")
     lo, hi, step = _grid(args.grid)
@@ -182,6 +175,8 @@ def _grid(text: str) -> tuple[float, float, float]:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_candidate
+    from .workspace import open_workspace
     check_target(args.out, args.force)
     ws = open_workspace(args.workspace, read_only=True)
     print(export_candidate(ws, args.candidate, args.format, args.out, force=args.force, method=args.method))
@@ -191,6 +186,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """Train one value vector per value with a registered method; vectors land in <out>/<value>/ and the run
     (config, data hashes, per-step losses and penalty terms) is recorded in the workspace store."""
+    from .methods import get_method, train_method
+    from .models import load_base
+    from .preference_data import load_preference_jsonl, pairs_sha256
+    from .store import Store
     method = get_method(args.method)
     values = [check_name(v.strip(), "--values name") for v in args.values.split(",") if v.strip()]
     data = dict(_named_paths(args.data, "--data"))
@@ -231,6 +230,7 @@ SETTING_DEST = "setting_"  # argparse dest prefix of the flags made from method 
 def _train_setting_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per field of the registered methods' settings dataclasses (methods/*.py): the flag from the field
     name, help from its metadata, choices from its Literal, type from its annotation; a new field appears here."""
+    from .methods import setting_flags
     for s in setting_flags():
         parser.add_argument(*s.flags, dest=SETTING_DEST + s.name, type=s.parse, choices=s.choices, default=None,
                             metavar=None if s.choices else s.name.upper(), help=s.help.replace("%", "%%"))
@@ -238,6 +238,7 @@ def _train_setting_flags(parser: argparse.ArgumentParser) -> None:
 
 def cmd_data(args: argparse.Namespace) -> int:
     """Preference pairs from the paper's datasets (or a JSONL of their records) into <out>/{train,validation,test}.jsonl."""
+    from .preference_data import load_source, write_splits
     check_target(args.out, args.force)
     parsed = load_source(args.source, args.format, args.objective)
     counts = write_splits(parsed, args.out, seed=args.seed, force=args.force)
@@ -250,12 +251,15 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def _workspace_scorers(workspace: str | Path, values: list[str]) -> dict[str, str]:
     """value -> scorer spec from the workspace's manifest (MODPO's margins); a value it lacks scores itself."""
+    from .workspace import MANIFEST, load_manifest
     path = Path(workspace) / MANIFEST
     known = {v.name: v.scorer for v in load_manifest(path).values} if path.is_file() else {}
     return {v: known.get(v, v) for v in values}
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import DEMOS, build_demo, demo_report
+    from .workspace import REPO_ROOT, open_workspace
     if args.action == "report":
         print(demo_report(open_workspace(args.workspace, read_only=True)))
         return 0
@@ -270,6 +274,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     """A workspace from a base model, values with their scorers and value vectors the user already has."""
+    from .workspace import ValueSpec, init_workspace
     values = [ValueSpec(name, scorer) for name, scorer in _named_paths(args.value or [], "--value")]
     vectors: dict[str, dict[str, Path]] = {}
     for item in args.vectors or []:
@@ -296,6 +301,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_results(args: argparse.Namespace) -> int:
     """The candidate table for scripts and pandas: method, w_<value>, raw_<value>, z_<value>, on_front."""
+    from .results import load_table
+    from .workspace import open_workspace
     if args.csv != "-":
         check_file_target(args.csv, args.force)  # before reading: a bad path says so at once
     ws = open_workspace(args.workspace, read_only=True)
@@ -318,6 +325,10 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     """HV and MIP per method with 95 % bootstrap intervals over prompts, and paired differences (DESIGN §3)."""
+    from .diagnostics import hsic_null_table, load_method_vectors
+    from .metrics import compare_with_intervals, comparison_json, crd_by_method
+    from .results import load_table
+    from .workspace import open_workspace
     ws = open_workspace(args.workspace, read_only=True)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     if args.resamples < 1000:
@@ -346,6 +357,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_judge(args: argparse.Namespace) -> int:
     """Win rate of candidates against the base model by a pairwise LLM judge (both orders averaged)."""
+    from .results import judge_against_base, load_table
+    from .workspace import open_workspace
     ws = open_workspace(args.workspace)
     table = load_table(ws)
     base_id = table.base_id()
@@ -377,6 +390,8 @@ def cmd_judge(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """Adaptive front search: evaluations where the front is (stored like a sweep; a rerun resumes)."""
+    from .search import search_method
+    from .workspace import open_workspace
     if args.budget < 1:
         raise CliError(f"--budget {args.budget}: the number of new evaluations must be >= 1, e.g. --budget 25")
     if args.batch < 1:
@@ -408,8 +423,15 @@ def _ref(text: str | None, n: int, noun: str = "value") -> np.ndarray | None:
 
 
 # ---- parser ----
-def build_parser(prog: str = "python -m mva_core") -> argparse.ArgumentParser:
+def build_parser(prog: str = "python -m mva_core", command: str | None = None) -> argparse.ArgumentParser:
+    """The CLI's parser. The arguments that need heavy modules to list (train's method settings: the training
+    methods, with torch; demo's shipped demos) are built only for `command` (None: for every command), so
+    `--help` and the other commands' parsing never load them."""
     p = argparse.ArgumentParser(prog=prog, description="MVA Explorer: multi-value alignment workbench")
+
+    def deep(name: str) -> bool:
+        return command is None or command == name
+
     sub = p.add_subparsers(dest="command", required=True)
 
     def add(name: str, fn: Callable, help: str) -> argparse.ArgumentParser:
@@ -481,7 +503,8 @@ def build_parser(prog: str = "python -m mva_core") -> argparse.ArgumentParser:
                    help="steps between checkpoints in <out>/<value>.partial/; a rerun resumes from the latest (default 10)")
     t.add_argument("--out", default=None, help="default: <workspace>/vectors/<method>")
     t.add_argument("--allow-pickle", action="store_true")
-    _train_setting_flags(t)  # --alpha, --mode, --preferences, --mapping, ...: the methods' settings fields
+    if deep("train"):
+        _train_setting_flags(t)  # --alpha, --mode, --preferences, --mapping, ...: the methods' settings fields
 
     da = add("data", cmd_data, "preference pairs from hh-rlhf / PKU-SafeRLHF, split 94/1/5 into train/validation/test")
     da.add_argument("--from", dest="source", required=True,
@@ -533,15 +556,30 @@ def build_parser(prog: str = "python -m mva_core") -> argparse.ArgumentParser:
     d = add("demo", cmd_demo, "demo workspace commands")
     d.add_argument("action", choices=["build", "report"], help="build: (re)build it, resumable; report: its measured numbers")
     d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--demo", choices=[*DEMOS, "all"], default=None,
+    d.add_argument("--demo", choices=[*_shipped_demos(), "all"] if deep("demo") else None, default=None,
                    help="build a shipped demo into data/<name> (all: every one; the command that rebuilds them)")
     return p
 
 
+def _shipped_demos() -> list[str]:
+    from .demo import DEMOS  # heavy: the demo builder loads models
+
+    return list(DEMOS)
+
+
+COMMANDS = ("compose", "score", "pareto", "sweep", "export", "train", "data", "init", "results", "search", "compare",
+            "judge", "demo")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     installed = Path(sys.argv[0]).name == "mva"  # the console script of `pip install .`
-    args = build_parser("mva" if installed else "python -m mva_core").parse_args(argv)
+    command = next((a for a in argv if not a.startswith("-")), "")  # "" (e.g. --help): no command's heavy arguments
+    args = build_parser("mva" if installed else "python -m mva_core",
+                        command if command in COMMANDS else "").parse_args(argv)
     if args.workspace is None:
+        from .workspace import default_workspace
+
         args.workspace = default_workspace()
     try:
         with notices_to(lambda message: print(f"\nwarning: {message}", file=sys.stderr)):  # below any progress bar

@@ -22,6 +22,10 @@ from .errors import MVAError
 
 import numpy as np
 
+# A value vector's metadata file beside its PEFT adapter (mva_core.vectors writes it); named here, below every module
+# that recognises a vector dir by it (vectors, kinds, atomic).
+META_FILE = "mva_vector.json"
+
 T = TypeVar("T")
 
 DPO_BETA = 0.1  # DESIGN §1 "DPO (per value)": the one β of every DPO loss (training and diagnostics)

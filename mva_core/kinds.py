@@ -14,14 +14,16 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Iterator, Sequence
+from typing import TYPE_CHECKING, ClassVar, Iterator, Sequence
 
 import numpy as np
 
 from .conditioning import PromptConditioning, conditioning_from_meta
-from .config import ConfigError, SearchSpace
-from .pareto import preference_vectors
-from .vectors import META_FILE, ValueVector
+from .config import META_FILE, ConfigError, SearchSpace
+
+if TYPE_CHECKING:  # annotations only: vectors loads torch, which asking a kind (e.g. the CLI's --help) never needs
+    from .vectors import ValueVector
+
 
 
 WeightSet = tuple[tuple[Path, ...], np.ndarray]  # (vector dirs, weights (K, n_vectors)) evaluated together
@@ -142,6 +144,8 @@ class Conditioned(_OneAtATime):
 
     def points(self, row: "ComparedMethod") -> Iterator[WeightSet]:
         n_values = len(policy_values(row.vector_dirs[0]))
+        from .pareto import preference_vectors  # pymoo underneath: loaded when a grid is enumerated
+
         yield row.vector_dirs, preference_vectors(n_values) if n_values else np.zeros((0, 0))
 
     def label(self, n_vectors: int) -> str:

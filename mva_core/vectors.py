@@ -19,9 +19,9 @@ from typing import Any, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
+from .config import META_FILE
 from .errors import MVAError
 
-META_FILE = "mva_vector.json"
 ADAPTER_FILE = "adapter_model.safetensors"
 _KEY = re.compile(r"^base_model\.model\.(?P<module>.+)\.lora_(?P<ab>[AB])\.weight$")
 
