@@ -211,35 +211,31 @@ def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, se
               "prompts_hash": prompts_hash(ev.prompts)}
     if len(active) < n:
         config["values"] = values
-    run_id = ws.store.start_run("search", config, method, adopt=True)
+    with ws.store.run("search", config, method, adopt=True) as run:  # a rerun after a kill takes it over
 
-    def known() -> tuple[np.ndarray, np.ndarray, int]:
-        rows = load_table(ws).for_method(method).by_id()
-        W = np.array(rows.frame["weights"].tolist(), dtype=float).reshape(-1, n)
-        spent = int((ws.store.candidates(method).set_index("id").reindex(rows.ids())["run_id"] == run_id).sum())
-        inside = np.delete(W, active, axis=1).max(axis=1, initial=0.0) == 0  # in the searched subspace
-        return W[inside][:, active], rows.z()[inside], spent
+        def known() -> tuple[np.ndarray, np.ndarray, int]:
+            rows = load_table(ws).for_method(method).by_id()
+            W = np.array(rows.frame["weights"].tolist(), dtype=float).reshape(-1, n)
+            spent = int((ws.store.candidates(method).set_index("id").reindex(rows.ids())["run_id"] == run.id).sum())
+            inside = np.delete(W, active, axis=1).max(axis=1, initial=0.0) == 0  # in the searched subspace
+            return W[inside][:, active], rows.z()[inside], spent
 
-    def evaluate(W: np.ndarray) -> np.ndarray:
-        full = np.zeros((len(W), n))
-        full[:, active] = W
-        ids = ev.evaluate(full, "search", progress=progress, run_id=run_id).candidate_ids
-        return load_table(ws).for_method(method).take(ids).z()
+        def evaluate(W: np.ndarray) -> np.ndarray:
+            full = np.zeros((len(W), n))
+            full[:, active] = W
+            ids = ev.evaluate(full, "search", progress=progress, run_id=run.id).candidate_ids
+            return load_table(ws).for_method(method).take(ids).z()
 
-    def report(result: SearchResult) -> None:
-        if progress:
-            progress("evaluations", len(result.weights) - len(W0) + spent, budget)
+        def report(result: SearchResult) -> None:
+            if progress:
+                progress("evaluations", len(result.weights) - len(W0) + spent, budget)
 
-    # a run killed between storing candidates and scoring them left rows without scores: score them first, or
-    # they would read as non-finite and the search would spend its budget again around them
-    score_missing(ws, load_table(ws).for_method(method).ids().astype(int).tolist(), progress)
-    W0, Z0, spent = known()
-    try:
+        # a run killed between storing candidates and scoring them left rows without scores: score them first, or
+        # they would read as non-finite and the search would spend its budget again around them
+        score_missing(ws, load_table(ws).for_method(method).ids().astype(int).tolist(), progress)
+        W0, Z0, spent = known()
         result = search_front(evaluate, space, len(W0) + budget - spent, seed=seed, batch=batch,
                               done=(W0, Z0) if len(W0) else None, progress=report)
-    except BaseException as exc:
-        ws.store.finish_run(run_id, "stopped", {"error": repr(exc)})
-        raise
-    ws.store.finish_run(run_id, "done", {"evaluations": len(result.weights) - len(W0) + spent,
-                                         "hv_history": result.hv_history, "ref": result.ref.tolist()})
-    return result, run_id
+        run.log.update(evaluations=len(result.weights) - len(W0) + spent, hv_history=result.hv_history,
+                       ref=result.ref.tolist())
+    return result, run.id

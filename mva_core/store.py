@@ -23,7 +23,7 @@ import os
 import socket
 import sqlite3
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -128,6 +128,19 @@ def _migrate(con: sqlite3.Connection) -> None:
             except sqlite3.OperationalError as exc:  # another process added it just now
                 if "duplicate column" not in str(exc):
                     raise
+
+
+@dataclass
+class Run:
+    """A recorded run in progress (`Store.run`): its id, and the log stored with it when it ends."""
+
+    id: int
+    log: dict[str, Any] = field(default_factory=dict)
+
+
+# Exceptions that mean "stopped because asked" (by name: they live in layers above the store): generate.Cancelled,
+# Streamlit's StopException / RerunException when a page stops or reruns its script mid-run.
+CANCELLATIONS = frozenset({"Cancelled", "StopException", "RerunException"})
 
 
 def run_status(status: str, pid: Any, host: Any) -> str:
@@ -272,6 +285,24 @@ class Store:
             cur = con.execute("INSERT INTO runs(kind, method, config, started, pid, host) VALUES (?,?,?,?,?,?)",
                               (kind, method, blob, time.time(), os.getpid(), socket.gethostname()))
             return int(cur.lastrowid)
+
+    @contextlib.contextmanager
+    def run(self, kind: str, config: dict[str, Any], method: str | None = None, adopt: bool = False) -> Iterator[Run]:
+        """`with store.run("sweep", config, method) as run:` — one recorded run around the work in the block.
+
+        Starts (or, with `adopt`, takes over) the run row; the block fills `run.log`. Leaving the block normally
+        marks it "done" with that log; an exception marks it "stopped" with the log, the error and why
+        (`"reason"`: "cancelled" for a stop asked for — Cancelled, KeyboardInterrupt, Streamlit stopping the
+        script — else "failed") and is re-raised. Every run (sweep, search, training) is recorded this way."""
+        run = Run(self.start_run(kind, config, method, adopt=adopt))
+        try:
+            yield run
+        except BaseException as exc:
+            asked = type(exc).__name__ in CANCELLATIONS or isinstance(exc, KeyboardInterrupt)
+            self.finish_run(run.id, "stopped", {**run.log, "error": repr(exc),
+                                                "reason": "cancelled" if asked else "failed"})
+            raise
+        self.finish_run(run.id, "done", run.log)
 
     def finish_run(self, run_id: int, status: str = "done", log: dict[str, Any] | None = None) -> None:
         with self._connect(write=True) as con:

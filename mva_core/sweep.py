@@ -294,25 +294,22 @@ def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], ch
               "n_prompts": len(prompts), "prompts_hash": prompts_hash(prompts),
               **({"space": space.to_dict()} if space is not None else {}),
               **({"extra_scorers": list(extra_scorers)} if extra_scorers else {})}
-    run_id = ws.store.start_run("sweep", config, method, adopt=True)  # a rerun of a killed sweep takes it over
     ids: list[int] = []
     generated = 0
     # a conditioned policy generates each p in its own call anyway (its prompt differs): each is stored when done
     sizes = [1 if ev.conditioned else chunk for ev, _ in groups]
     jobs = [(ev, W[start:start + size]) for (ev, W), size in zip(groups, sizes) for start in range(0, len(W), size)]
-    supplied = executor.responses(jobs) if executor is not None else iter([None] * len(jobs))
-    try:
+    with ws.store.run("sweep", config, method, adopt=True) as run:  # a rerun of a killed sweep takes it over
+        supplied = executor.responses(jobs) if executor is not None else iter([None] * len(jobs))
         for (ev, part), responses in zip(jobs, supplied):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"sweep stopped by request after {len(ids)} of {total} candidates; they are kept")
-            res = ev.evaluate(part, "sweep", progress=progress, run_id=run_id, space=space,
+            res = ev.evaluate(part, "sweep", progress=progress, run_id=run.id, space=space,
                               extra_scorers=extra_scorers, cancel=cancel, generated=responses)
             ids += res.candidate_ids
             generated += res.generated
+            run.log.update(candidates=len(ids), generated=generated)
             if progress:
                 progress("candidates", len(ids), total)
-    except BaseException as exc:
-        ws.store.finish_run(run_id, "stopped", {"candidates": len(ids), "generated": generated, "error": repr(exc)})
-        raise
-    ws.store.finish_run(run_id, "done", {"candidates": len(ids), "generated": generated})
+        run.log.update(candidates=len(ids), generated=generated)
     return Evaluation(candidate_ids=ids, generated=generated)

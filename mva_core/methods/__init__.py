@@ -40,19 +40,14 @@ def train_method(name: str, base: BaseModel, datasets: Datasets, out_root: str |
     method = get_method(name)
     checked = method.make_settings(settings)  # refuses unknown or bad settings before a run is recorded
     out_root = Path(out_root)
-    run_id = store.start_run("train", run_config or {"method": name, "values": list(datasets),
-                                                     "train_config": config.to_dict(), "out": str(out_root)},
-                             name) if store is not None else None
-    try:
+    if store is None:
         method.train_vectors(base.path, datasets, out_root, config, base.fingerprint, checked, progress=progress)
-    except BaseException as exc:
-        if run_id is not None:
-            store.finish_run(run_id, "stopped", {"error": repr(exc)})
-        raise
-    log = vector_logs(out_root)
-    if run_id is not None:
-        store.finish_run(run_id, "done", log)
-    return log
+        return vector_logs(out_root)
+    with store.run("train", run_config or {"method": name, "values": list(datasets), "train_config": config.to_dict(),
+                                           "out": str(out_root)}, name) as run:
+        method.train_vectors(base.path, datasets, out_root, config, base.fingerprint, checked, progress=progress)
+        run.log.update(vector_logs(out_root))
+    return run.log
 
 
 def vector_logs(out_root: str | Path) -> dict[str, dict[str, Any]]:
