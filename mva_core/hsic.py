@@ -188,7 +188,7 @@ def _null(kernels: list[tuple[torch.Tensor, torch.Tensor]], estimator: Estimator
         null.append(total)
     t = torch.tensor(null, dtype=torch.float64)
     return PermutationNull(observed, float(t.mean()), float(t.std()) if n_permutations > 1 else 0.0,
-                           float((1 + (t >= observed).sum()) / (1 + n_permutations)), n_permutations)
+                           (1 + int((t >= observed).sum())) / (1 + n_permutations), n_permutations)
 
 
 def samples(layer: LoraLayer, mode: SampleMode) -> torch.Tensor:
