@@ -24,7 +24,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -90,6 +90,11 @@ def _pairs(n: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(n) for j in range(i + 1, n)]
 
 
+def shared_layers(vi: ValueVector, vj: ValueVector) -> list[str]:
+    """The target layers both vectors adapt, in model order."""
+    return sorted(set(vi.layers) & set(vj.layers), key=_natural_key)
+
+
 # ---- Layer-wise cosine similarity (paper Fig.6) ----
 
 def _frobenius(li: LoraLayer, lj: LoraLayer) -> float:
@@ -117,7 +122,7 @@ def layer_cosines(vectors: Sequence[ValueVector]) -> pd.DataFrame:
     rows = []
     for i, j in _pairs(len(vectors)):
         vi, vj = vectors[i], vectors[j]
-        for name in sorted(set(vi.layers) & set(vj.layers), key=_natural_key):
+        for name in shared_layers(vi, vj):
             li, lj = vi.layers[name], vj.layers[name]
             inner, sq_i, sq_j = _frobenius(li, lj), _frobenius(li, li), _frobenius(lj, lj)
             rows.append({"layer": name, "block": _block(name), "module": name.rsplit(".", 1)[-1],
@@ -222,7 +227,8 @@ LAYER_NULL_COLUMNS = ["pair", "value_i", "value_j", "layer", "block", "module", 
 
 def hsic_layer_table(vectors: Sequence[ValueVector], mode: SampleMode = "lora_A", kernel: Kernel = "gaussian",
                      estimator: Estimator = "biased", n_permutations: int = 100, seed: int = 0,
-                     sigma: float | None = None, progress: Progress | None = None) -> pd.DataFrame:
+                     sigma: float | None = None, layers: Collection[str] | None = None,
+                     progress: Progress | None = None) -> pd.DataFrame:
     """Per pair θ_i, θ_j (i < j) and per target layer both adapt: HSIC of the layer's samples (MVA Eq.6 or the
     unbiased estimator) beside its permutation null, `hsic.permutation_null(X, Y, n_permutations, seed)` on that
     layer's (X, Y) = `hsic.layer_samples` (θ_j's rows shuffled, each layer from a fresh generator seeded `seed`).
@@ -232,14 +238,14 @@ def hsic_layer_table(vectors: Sequence[ValueVector], mode: SampleMode = "lora_A"
     null_sd (NaN when the null has no spread), `p_value` = (1 + #{null ≥ hsic}) / (1 + n), `n_permutations`.
     Which layers carry a dependence, and whether a low sum is a pairing the training chose (`lora_A`: HSIC far
     below its null, a z < 0 that no independent pair shows) rather than independence. `progress(stage, done,
-    total)` ticks once per layer.
+    total)` ticks once per layer; `layers` keeps those layer names only (to compute a table in parts).
     """
     _check_hsic_options(vectors, mode, kernel, estimator)
     check_compatible(vectors)
     if not (isinstance(n_permutations, int) and n_permutations >= 1):
         raise DiagnosticsError(f"n_permutations={n_permutations!r}: must be an integer >= 1 (100 or more for a p-value)")
-    cells = [(i, j, name) for i, j in _pairs(len(vectors))
-             for name in sorted(set(vectors[i].layers) & set(vectors[j].layers), key=_natural_key)]
+    cells = [(i, j, name) for i, j in _pairs(len(vectors)) for name in shared_layers(vectors[i], vectors[j])
+             if layers is None or name in layers]
     rows = []
     for k, (i, j, name) in enumerate(cells):
         if progress:

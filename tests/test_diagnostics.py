@@ -459,3 +459,15 @@ def test_penalty_share_of_the_loss_hand_worked(tmp_path):
     # α = 0 (mva-no-hsic): the term is logged, not trained on: share 0
     v = ValueVector("brevity", {}, meta={"losses": [0.69], "hsic_terms": [1.33], "alpha": 0.0, "penalty": "hsic"})
     assert vector_training_curves([v])["penalty_share"].tolist() == [0.0]
+
+
+def test_hsic_layer_table_in_parts_equals_the_whole():
+    from mva_core.diagnostics import hsic_layer_table
+
+    g = torch.Generator().manual_seed(5)
+    a, b = random_vector("a", g), random_vector("b", g)
+    whole = hsic_layer_table([a, b], n_permutations=20)
+    parts = [hsic_layer_table([a, b], n_permutations=20, layers=chunk)
+             for chunk in (["model.layers.0.q_proj"], ["model.layers.0.v_proj", "model.layers.1.q_proj"])]
+    import pandas as pd
+    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole)
