@@ -7,7 +7,9 @@
 - `interference`: MVA Eq.10. One gradient step on value i's DPO loss, W ← W − η g_i, changes value j's loss by
   ΔL_j ≈ −η g_jᵀ g_i (first-order Taylor), so the matrix G_ij = g_iᵀ g_j says whether training for i helps
   (G_ij > 0: both losses fall) or hurts (G_ij < 0) value j; cos(g_i, g_j) is its scale-free form.
-- `training_curves`: per-step DPO loss, reward accuracy and penalty term of stored `train` runs.
+- `hsic_layer_table`: the same HSIC per pair and per target layer, beside each layer's permutation null.
+- `training_curves`: per-step loss, reward accuracy, penalty term and the penalty's share of the loss of stored
+  `train` runs.
 
 Choice for `interference` (documented in its docstring): the gradients are taken w.r.t. the dense weights W of
 the target layers the vectors adapt, the one parameter space all values' updates share (each vector's own LoRA
@@ -22,7 +24,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Collection, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -31,7 +33,10 @@ import torch.nn.functional as F
 
 from .errors import MVAError
 from .compose import delta_weight
-from .hsic import KERNELS, SAMPLE_MODES, Kernel, SampleMode, hsic_from_kernels, layer_kernels, vector_permutation_null
+from .hsic import (
+    ESTIMATORS, KERNELS, SAMPLE_MODES, Estimator, Kernel, SampleMode, layer_kernels, layer_samples, permutation_null,
+    vector_permutation_null,
+)
 from .config import DPO_BETA
 from .models import BaseModel, render_prompts, sequence_logps
 from .preference_data import check_pairs, load_preference_jsonl
@@ -85,6 +90,11 @@ def _pairs(n: int) -> list[tuple[int, int]]:
     return [(i, j) for i in range(n) for j in range(i + 1, n)]
 
 
+def shared_layers(vi: ValueVector, vj: ValueVector) -> list[str]:
+    """The target layers both vectors adapt, in model order."""
+    return sorted(set(vi.layers) & set(vj.layers), key=_natural_key)
+
+
 # ---- Layer-wise cosine similarity (paper Fig.6) ----
 
 def _frobenius(li: LoraLayer, lj: LoraLayer) -> float:
@@ -112,7 +122,7 @@ def layer_cosines(vectors: Sequence[ValueVector]) -> pd.DataFrame:
     rows = []
     for i, j in _pairs(len(vectors)):
         vi, vj = vectors[i], vectors[j]
-        for name in sorted(set(vi.layers) & set(vj.layers), key=_natural_key):
+        for name in shared_layers(vi, vj):
             li, lj = vi.layers[name], vj.layers[name]
             inner, sq_i, sq_j = _frobenius(li, lj), _frobenius(li, li), _frobenius(lj, lj)
             rows.append({"layer": name, "block": _block(name), "module": name.rsplit(".", 1)[-1],
@@ -160,20 +170,37 @@ def hsic_null_table(vectors: Sequence[ValueVector], mode: SampleMode = "lora_A",
                                        "unbiased_null_mean", "unbiased_p_value"])
 
 
-def hsic_matrix(vectors: Sequence[ValueVector], mode: SampleMode = "lora_A", kernel: Kernel = "gaussian",
-                sigma: float | None = None) -> pd.DataFrame:
-    """(n, n) HSIC(θ_i, θ_j) (MVA Eq.6), summed over the target layers both vectors adapt, as `hsic.vector_hsic`.
-
-    Each vector's kernel matrices are computed once (`hsic.layer_kernels`) and paired by `hsic_from_kernels`:
-    n kernels per layer instead of 2n², which in `delta` mode (d_out samples) is most of the cost. The diagonal
-    HSIC(θ_i, θ_i) is the scale an off-diagonal entry compares to. `mode` 'lora_A' pairs row k of A_i with row
-    k of A_j (ranks must agree; else use 'delta').
-    """
+def _check_hsic_options(vectors: Sequence[ValueVector], mode: str, kernel: str, estimator: str) -> None:
+    """Unknown options, and the unbiased estimator on fewer than 4 samples per layer, as DiagnosticsError."""
     if mode not in SAMPLE_MODES:
         raise DiagnosticsError(f"HSIC sample mode {mode!r} is unknown; choose one of {list(SAMPLE_MODES)}")
     if kernel not in KERNELS:
         raise DiagnosticsError(f"HSIC kernel {kernel!r} is unknown; choose one of {list(KERNELS)}")
+    if estimator not in ESTIMATORS:
+        raise DiagnosticsError(f"HSIC estimator {estimator!r} is unknown; choose one of {sorted(ESTIMATORS)}")
+    if estimator == "unbiased":
+        for v in vectors:
+            for name, layer in v.layers.items():
+                m = layer.A.shape[0] if mode == "lora_A" else layer.shape[0]
+                if m < 4:
+                    raise DiagnosticsError(f"the unbiased HSIC needs at least 4 samples per layer, but {v.value!r} "
+                                           f"has {m} at {name} in mode {mode!r}; use the biased estimator or "
+                                           "mode='delta'")
+
+
+def hsic_matrix(vectors: Sequence[ValueVector], mode: SampleMode = "lora_A", kernel: Kernel = "gaussian",
+                sigma: float | None = None, estimator: Estimator = "biased") -> pd.DataFrame:
+    """(n, n) HSIC(θ_i, θ_j) (MVA Eq.6, or Song et al.'s unbiased estimator), summed over the target layers both
+    vectors adapt, as `hsic.vector_hsic`.
+
+    Each vector's kernel matrices are computed once (`hsic.layer_kernels`) and paired by the estimator:
+    n kernels per layer instead of 2n², which in `delta` mode (d_out samples) is most of the cost. The diagonal
+    HSIC(θ_i, θ_i) is the scale an off-diagonal entry compares to. `mode` 'lora_A' pairs row k of A_i with row
+    k of A_j (ranks must agree; else use 'delta').
+    """
+    _check_hsic_options(vectors, mode, kernel, estimator)
     check_compatible(vectors)
+    fn = ESTIMATORS[estimator]
     kernels = [layer_kernels(v.layers, mode, kernel, sigma) for v in vectors]  # per vector: layer -> (m, m)
     n = len(vectors)
     M = np.zeros((n, n))
@@ -189,9 +216,51 @@ def hsic_matrix(vectors: Sequence[ValueVector], mode: SampleMode = "lora_A", ker
                     raise VectorError(f"HSIC mode 'lora_A' pairs row k of A_i with row k of A_j, but at {name} "
                                       f"{vectors[i].value!r} has rank {Ki.shape[0]} and {vectors[j].value!r} rank "
                                       f"{Kj.shape[0]}; use mode='delta', or train both with the same lora_r")
-                M[i, j] += float(hsic_from_kernels(Ki, Kj))
+                M[i, j] += float(fn(Ki, Kj))
     names = [v.value for v in vectors]
     return pd.DataFrame(M, index=names, columns=names)
+
+
+LAYER_NULL_COLUMNS = ["pair", "value_i", "value_j", "layer", "block", "module", "samples", "hsic", "null_mean",
+                      "null_sd", "null_z", "p_value", "n_permutations"]
+
+
+def hsic_layer_table(vectors: Sequence[ValueVector], mode: SampleMode = "lora_A", kernel: Kernel = "gaussian",
+                     estimator: Estimator = "biased", n_permutations: int = 100, seed: int = 0,
+                     sigma: float | None = None, layers: Collection[str] | None = None,
+                     progress: Progress | None = None) -> pd.DataFrame:
+    """Per pair θ_i, θ_j (i < j) and per target layer both adapt: HSIC of the layer's samples (MVA Eq.6 or the
+    unbiased estimator) beside its permutation null, `hsic.permutation_null(X, Y, n_permutations, seed)` on that
+    layer's (X, Y) = `hsic.layer_samples` (θ_j's rows shuffled, each layer from a fresh generator seeded `seed`).
+
+    Tidy rows in model order: `pair` ("a · b"), `value_i`, `value_j`, `layer`, `block`, `module`, `samples` (m:
+    r in `lora_A` mode, d_out in `delta`), `hsic`, `null_mean`, `null_sd`, `null_z` = (hsic − null_mean) /
+    null_sd (NaN when the null has no spread), `p_value` = (1 + #{null ≥ hsic}) / (1 + n), `n_permutations`.
+    Which layers carry a dependence, and whether a low sum is a pairing the training chose (`lora_A`: HSIC far
+    below its null, a z < 0 that no independent pair shows) rather than independence. `progress(stage, done,
+    total)` ticks once per layer; `layers` keeps those layer names only (to compute a table in parts).
+    """
+    _check_hsic_options(vectors, mode, kernel, estimator)
+    check_compatible(vectors)
+    if not (isinstance(n_permutations, int) and n_permutations >= 1):
+        raise DiagnosticsError(f"n_permutations={n_permutations!r}: must be an integer >= 1 (100 or more for a p-value)")
+    cells = [(i, j, name) for i, j in _pairs(len(vectors)) for name in shared_layers(vectors[i], vectors[j])
+             if layers is None or name in layers]
+    rows = []
+    for k, (i, j, name) in enumerate(cells):
+        if progress:
+            progress("HSIC per layer beside its permutation null", k, len(cells))
+        vi, vj = vectors[i], vectors[j]
+        X, Y = layer_samples(vi.layers[name], vj.layers[name], mode)  # (m, d_in) each
+        null = permutation_null(X.detach(), Y.detach(), n_permutations, seed, kernel, sigma, estimator)
+        z = (null.observed - null.null_mean) / null.null_sd if null.null_sd > 0 else math.nan
+        rows.append({"pair": f"{vi.value} · {vj.value}", "value_i": vi.value, "value_j": vj.value, "layer": name,
+                     "block": _block(name), "module": name.rsplit(".", 1)[-1], "samples": int(X.shape[0]),
+                     "hsic": null.observed, "null_mean": null.null_mean, "null_sd": null.null_sd, "null_z": z,
+                     "p_value": null.p_value, "n_permutations": n_permutations})
+    if progress:
+        progress("HSIC per layer beside its permutation null", len(cells), len(cells))
+    return pd.DataFrame(rows, columns=LAYER_NULL_COLUMNS)
 
 
 # ---- DPO loss from log-probs (DESIGN §1; Rafailov et al. 2023, Eq.7) ----
@@ -408,20 +477,40 @@ def load_preference_pairs(ws: "Workspace", method: str | None = None) -> dict[st
 # ---- Training curves ----
 
 CURVE_COLUMNS = ["run_id", "method", "value", "status", "alpha", "penalty", "step", "loss", "reward_accuracy",
-                 "penalty_term"]
+                 "penalty_term", "penalty_share"]
 
 
-def _curve_rows(base: dict[str, Any], entry: Mapping[str, Any], default_penalty: str | None) -> list[dict[str, Any]]:
+def penalty_share(loss: float, term: float, weight: float | None) -> float:
+    """The penalty's share of a step's training loss, |λ·P| / (|L − λ·P| + |λ·P|), where L = L_DPO + λ·P is the
+    logged loss (MVA Eq.14: λ = α, P = Σ_{j<i} HSIC or the orthogonality term; MI-EPO: λ = β_w, P = L_wc).
+
+    For P ≥ 0 this is λ·P / L (L_DPO = −log σ(·) ≥ 0); the absolute values keep it in [0, 1] when the unbiased
+    HSIC is negative. NaN when λ was not recorded (runs from before it was), or L or P is missing.
+    """
+    if weight is None or not all(math.isfinite(x) for x in (loss, term, weight)):
+        return math.nan
+    penalty = abs(weight * term)
+    total = abs(loss - weight * term) + penalty
+    return penalty / total if total > 0 else math.nan
+
+
+def _curve_rows(base: dict[str, Any], entry: Mapping[str, Any], default_penalty: str | None,
+                beta_w: float | None = None) -> list[dict[str, Any]]:
+    """Per-step rows of one value's log; `base["alpha"]` weighs Eq.14's penalties, `beta_w` MI-EPO's L_wc."""
     losses = list(entry.get("losses") or [])
     acc = list(entry.get("reward_accuracies") or [])
     terms, penalty = [], default_penalty
     for name in ("hsic", "ortho", "weight_consistency"):  # MVA Eq.14's penalties; MI-EPO's L_wc
         if entry.get(f"{name}_terms"):
             terms, penalty = list(entry[f"{name}_terms"]), name
+    alpha = base.get("alpha")
+    weight = beta_w if penalty == "weight_consistency" else (alpha if alpha is not None and math.isfinite(alpha)
+                                                             else None)
     n = max(len(losses), len(acc), len(terms))
     at = lambda xs, k: float(xs[k]) if k < len(xs) and xs[k] is not None else math.nan  # noqa: E731
     return [{**base, "penalty": penalty, "step": k + 1, "loss": at(losses, k), "reward_accuracy": at(acc, k),
-             "penalty_term": at(terms, k)} for k in range(n)]
+             "penalty_term": at(terms, k), "penalty_share": penalty_share(at(losses, k), at(terms, k), weight)}
+            for k in range(n)]
 
 
 def training_curves(runs: pd.DataFrame) -> pd.DataFrame:
@@ -430,7 +519,8 @@ def training_curves(runs: pd.DataFrame) -> pd.DataFrame:
     A run's log is `{value: {losses, reward_accuracies, hsic_terms, ortho_terms, seconds_per_step}}` (cli
     train); `step` k counts optimizer steps from 1 (losses[k−1] is the batch loss before update k);
     `penalty_term` is the unweighted Σ_{j<i} P(θ_i, θ_j) of MVA Eq.14 at that step (NaN for the first value,
-    which has no earlier vector). Runs without per-value logs (stopped, failed) give no rows.
+    which has no earlier vector); `loss` is the whole logged loss L_DPO + α·P, and `penalty_share` = α·P / loss
+    (`penalty_share`; NaN for runs that recorded no α). Runs without per-value logs (stopped, failed) give no rows.
     """
     rows: list[dict[str, Any]] = []
     if runs is None or runs.empty:
@@ -440,12 +530,14 @@ def training_curves(runs: pd.DataFrame) -> pd.DataFrame:
         config = json.loads(run["config"]) if isinstance(run["config"], str) else {}
         default_penalty = _penalty_of(run["method"], config)
         alpha = config.get("alpha")
+        settings = config.get("settings") if isinstance(config.get("settings"), dict) else {}
+        beta_w = settings.get("beta_w")  # MI-EPO's weight of L_wc
         for value, entry in log.items():
             if not isinstance(entry, dict) or not entry.get("losses"):
                 continue
             base = {"run_id": int(run["id"]), "method": run["method"], "value": value, "status": run["status"],
                     "alpha": math.nan if alpha is None else float(alpha)}
-            rows += _curve_rows(base, entry, default_penalty)
+            rows += _curve_rows(base, entry, default_penalty, beta_w)
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)
 
 
@@ -474,5 +566,5 @@ def vector_training_curves(vectors: Sequence[ValueVector]) -> pd.DataFrame:
         alpha = v.meta.get("alpha")
         base = {"run_id": math.nan, "method": v.method, "value": v.value, "status": "vector metadata",
                 "alpha": math.nan if alpha is None else float(alpha)}
-        rows += _curve_rows(base, v.meta, v.meta.get("penalty"))
+        rows += _curve_rows(base, v.meta, v.meta.get("penalty"), v.meta.get("beta_w"))
     return pd.DataFrame(rows, columns=CURVE_COLUMNS)

@@ -7,6 +7,13 @@ heuristic (Gretton et al. 2005, "Measuring statistical dependence with Hilbert-S
 linear kernel k(x, x') = xᵀx' for diagnostics. What the samples of a value vector are, per target layer, is
 `SampleMode` (DESIGN §1): rows of lora_A (what the paper's released code does) or rows of ΔW = (α/r)·B A.
 
+`lora_A` is the released code's approximation, and it measures a row order, not the value vectors: LoRA's rank
+components can be relabelled, A → P A and B → B Pᵀ for any r × r permutation P, leaving ΔW = s·B Pᵀ P A = s·B A
+(so the model) unchanged, yet that changes which row of A_i is paired with row k of A_j, and so HSIC(A_i, A_j).
+Over the r! relabellings it takes exactly the values of its own pairing null (`permutation_null`), so Eq.14's
+training can lower it by choosing a row pairing rather than by removing a dependence. `delta` reads rows of ΔW,
+which no relabelling changes (tests/test_hsic.py::test_relabelling_rank_components_moves_lora_A_penalty_but_not_delta).
+
 The paper's released code (github.com/HeFei-X/MVA, mva.py) uses a fixed σ and divides by m² instead of
 (m − 1)²; we follow DESIGN §1 (the paper's Eq.6 and the median heuristic).
 """
@@ -181,7 +188,7 @@ def _null(kernels: list[tuple[torch.Tensor, torch.Tensor]], estimator: Estimator
         null.append(total)
     t = torch.tensor(null, dtype=torch.float64)
     return PermutationNull(observed, float(t.mean()), float(t.std()) if n_permutations > 1 else 0.0,
-                           float((1 + (t >= observed).sum()) / (1 + n_permutations)), n_permutations)
+                           (1 + int((t >= observed).sum())) / (1 + n_permutations), n_permutations)
 
 
 def samples(layer: LoraLayer, mode: SampleMode) -> torch.Tensor:
@@ -194,7 +201,8 @@ def layer_samples(layer_i: LoraLayer, layer_j: LoraLayer, mode: SampleMode) -> t
     """The paired samples (X, Y) that HSIC compares for one target layer of θ_i and θ_j.
 
     `lora_A`: rows of A_i and A_j, (r, d_in) each; row k of A_i is paired with row k of A_j, so the ranks
-    must agree. `delta`: rows of ΔW_i and ΔW_j, (d_out, d_in) each. Gradient flows to whichever factors
+    must agree. The pairing is LoRA's arbitrary labelling of rank components (the paper's code's approximation,
+    see the module docstring): relabelling θ_i's components changes this HSIC, not ΔW_i. `delta`: rows of ΔW_i and ΔW_j, (d_out, d_in) each. Gradient flows to whichever factors
     require it.
     """
     assert mode in SAMPLE_MODES, f"mode={mode!r}: choose one of {SAMPLE_MODES}"

@@ -87,7 +87,7 @@ def test_interference_on_button(ws, monkeypatch):
     # a composed point at w = 0 is the base model: every DPO loss is log 2
     at.radio(key="diag_interference_at").set_value("composed").run()
     at.button(key="diag_interference_go").click().run()
-    losses = at.dataframe[0].value["DPO loss"].to_numpy()
+    losses = next(d.value for d in at.dataframe if "DPO loss" in d.value.columns)["DPO loss"].to_numpy()
     np.testing.assert_allclose(losses, [np.log(2)] * 2, rtol=1e-6)
 
 
@@ -151,3 +151,61 @@ def test_demo_opens_on_the_chosen_methods_curves_with_the_twin_overlaid(tmp_path
     twin = _json.loads((root / "vectors" / "mva-no-hsic" / "brevity" / "mva_vector.json").read_text())
     dotted = next(t for t in data if t.get("line", {}).get("dash") == "dot" and t["name"].startswith("brevity"))
     np.testing.assert_allclose(z_of({"z": dotted["y"]}), twin["hsic_terms"])
+
+
+# ---- Issue 27 item 1d: HSIC per pair and layer beside its null; the penalty's share of the loss ----
+
+def test_layer_null_heatmap_against_shuffles_done_here(ws, monkeypatch):
+    """Each cell's HSIC, null mean and p (hover data) and null-sd distance (colour) against shuffles done here: θⱼ's
+    rows permuted with the page's generator (seed 0) and HSIC recomputed from the samples read off the files."""
+    at = open_page(monkeypatch, ws.root, PAGE)
+    at.select_slider(key="diag_layer_perms").set_value(50).run()
+    assert not at.exception, at.exception
+    raw = [load_file(str(d / "adapter_model.safetensors")) for d in ws.vector_dirs(METHOD)]
+    for estimator in ("biased", "unbiased"):
+        at.radio(key="diag_hsic_estimator").set_value(estimator).run()
+        assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+        trace = chart(at, "diag_layer_null_plot")["data"][0]
+        assert sorted(trace["x"]) == ["warmth · brevity · down_proj", "warmth · brevity · q_proj",
+                                      "warmth · brevity · v_proj"]
+        assert trace["y"] == ["0", "1"]
+        z, custom = z_of(trace), z_of({"z": trace["customdata"]}).reshape(2, 3, 3)
+        for r, block in enumerate(trace["y"]):
+            for c, col in enumerate(trace["x"]):
+                module = col.split(" · ")[-1]
+                key = next(k for k in raw[0] if f"layers.{block}." in k and f"{module}.lora_A" in k)
+                X, Y = raw[0][key], raw[1][key]  # rows of lora_A, (r, d_in)
+                observed = float(hsic(X, Y, estimator=estimator))
+                g = torch.Generator().manual_seed(0)
+                null = np.array([float(hsic(X, Y[torch.randperm(len(Y), generator=g)], estimator=estimator))
+                                 for _ in range(50)])
+                np.testing.assert_allclose(custom[r, c, :2], [observed, null.mean()], rtol=1e-4, atol=1e-6)
+                # p = (1 + #{null ≥ observed}) / 51; with r = 4 rows distinct shuffles can tie with the observed
+                # value, and float32 rounding decides a tie either way
+                ties = np.abs(null - observed) <= 1e-5
+                assert (1 + np.sum((null > observed) & ~ties)) / 51 <= custom[r, c, 2] <= (1 + np.sum((null > observed) | ties)) / 51
+                assert z[r, c] == pytest.approx((observed - null.mean()) / null.std(ddof=1), rel=1e-3, abs=1e-4)
+    # the HSIC matrix follows the estimator too
+    H = z_of(chart(at, "diag_hsic_plot")["data"][0])
+    want = sum(float(hsic(raw[0][k], raw[1][k], estimator="unbiased")) for k in raw[0] if ".lora_A." in k)
+    assert H[0, 1] == pytest.approx(want, rel=1e-4)
+
+
+def test_curves_show_the_penalty_share_or_say_why_not(ws, monkeypatch):
+    with_alpha = ws.store.start_run("train", {"method": "mva", "alpha": 10.0}, "mva")
+    ws.store.finish_run(with_alpha, "done", {
+        "warmth": {"losses": [0.6931, 0.69], "reward_accuracies": [0.5, 0.5], "hsic_terms": []},
+        "brevity": {"losses": [13.970602, 13.857169], "reward_accuracies": [0.5, 1.0],
+                    "hsic_terms": [1.3277454, 1.3159922]}})
+    older = ws.store.start_run("train", {"method": "mva"}, "mva")  # recorded before α was
+    ws.store.finish_run(older, "done", {"brevity": {"losses": [13.9, 13.8], "hsic_terms": [1.3, 1.3]}})
+    at = open_page(monkeypatch, ws.root, PAGE)
+    at.selectbox(key="diag_run").set_value(with_alpha).run()
+    data = chart(at, "diag_curves_plot")["data"]
+    by = {(t["name"], t["yaxis"]): z_of({"z": t["y"]}) for t in data}
+    np.testing.assert_allclose(by[("brevity", "y4")], [13.277454 / 13.970602, 13.159922 / 13.857169], rtol=1e-9)
+    assert ("warmth", "y4") not in by
+    assert any("brevity 95.0% → 95.0%" in c.value for c in at.caption)
+    at.selectbox(key="diag_run").set_value(older).run()
+    assert not [t for t in chart(at, "diag_curves_plot")["data"] if t["yaxis"] == "y4"]
+    assert any("recorded no penalty weight" in c.value for c in at.caption)

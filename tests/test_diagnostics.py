@@ -357,3 +357,117 @@ def test_hsic_null_table_against_permutations_by_hand():
         null.append(total)
     assert row["null_mean"] == pytest.approx(np.mean(null)) and row["null_sd"] == pytest.approx(np.std(null, ddof=1))
     assert row["p_value"] == pytest.approx((1 + sum(x >= row["hsic"] for x in null)) / 31)
+
+
+# ---- HSIC per pair and per layer beside its permutation null (issue 27 item 1d) ----
+
+def random_vector(name, g, layers=("model.layers.0.q_proj", "model.layers.0.v_proj", "model.layers.1.q_proj"),
+                  r=5, d_out=6, d_in=4, scaling=2.0):
+    return ValueVector(value=name, layers={
+        layer: LoraLayer(torch.randn(r, d_in, generator=g, dtype=torch.float64),
+                         torch.randn(d_out, r, generator=g, dtype=torch.float64), scaling) for layer in layers})
+
+
+@pytest.mark.parametrize("mode, estimator", [("delta", "biased"), ("lora_A", "unbiased"), ("lora_A", "biased")])
+def test_hsic_layer_table_against_brute_force_permutations(mode, estimator):
+    """One pair and one layer by brute force: samples read off the factors in numpy, HSIC by numpy loops (biased)
+    or the 4-tuple U-statistic (unbiased), and the null recomputed from scratch on θ_j's rows shuffled with the
+    same seeded generator (the table permutes kernel matrices instead)."""
+    from mva_core.diagnostics import LAYER_NULL_COLUMNS, hsic_layer_table
+    from tests.test_hsic import np_hsic, np_hsic_unbiased
+
+    g = torch.Generator().manual_seed(3)
+    a, b = random_vector("a", g), random_vector("b", g)
+    c = random_vector("c", g, layers=("model.layers.0.q_proj", "model.layers.1.q_proj"))  # fewer layers
+    n, seed = 40, 7
+    ticks = []
+    table = hsic_layer_table([a, b, c], mode=mode, estimator=estimator, n_permutations=n, seed=seed,
+                             progress=lambda stage, done, total: ticks.append((done, total)))
+    assert list(table.columns) == LAYER_NULL_COLUMNS
+    # 3 shared layers for a · b, 2 for a · c and b · c, in model order
+    assert table["pair"].tolist() == ["a · b"] * 3 + ["a · c"] * 2 + ["b · c"] * 2
+    assert table.loc[table["pair"] == "a · b", "layer"].tolist() == [
+        "model.layers.0.q_proj", "model.layers.0.v_proj", "model.layers.1.q_proj"]
+    assert ticks[0] == (0, 7) and ticks[-1] == (7, 7)
+    assert set(table["samples"]) == {5 if mode == "lora_A" else 6} and set(table["n_permutations"]) == {n}
+
+    layer = "model.layers.0.v_proj"
+    row = table[(table["pair"] == "a · b") & (table["layer"] == layer)].iloc[0]
+    assert (row["block"], row["module"]) == ("0", "v_proj")
+
+    def samples(v):
+        A, B = v.layers[layer].A.numpy(), v.layers[layer].B.numpy()
+        return A if mode == "lora_A" else v.layers[layer].scaling * B @ A
+
+    ref = np_hsic if estimator == "biased" else np_hsic_unbiased
+    X, Y = samples(a), samples(b)
+    observed = ref(X, Y)
+    shuffles = torch.Generator().manual_seed(seed)
+    null = np.array([ref(X, Y[torch.randperm(len(Y), generator=shuffles).numpy()]) for _ in range(n)])
+    assert row["hsic"] == pytest.approx(observed, rel=1e-9, abs=1e-12)
+    assert row["null_mean"] == pytest.approx(null.mean(), rel=1e-9, abs=1e-12)
+    assert row["null_sd"] == pytest.approx(null.std(ddof=1), rel=1e-9)
+    assert row["null_z"] == pytest.approx((observed - null.mean()) / null.std(ddof=1), rel=1e-6)
+    assert row["p_value"] == pytest.approx((1 + np.sum(null >= observed - 1e-12)) / (n + 1), rel=1e-12)
+    # the layers of a pair add up to the pair's entry of the HSIC matrix (the quantity Eq.14 penalises)
+    M = hsic_matrix([a, b], mode=mode, estimator=estimator)
+    assert table.loc[table["pair"] == "a · b", "hsic"].sum() == pytest.approx(M.loc["a", "b"], rel=1e-9)
+
+
+def test_hsic_matrix_unbiased_against_u_statistic_and_small_rank_refused():
+    from mva_core.diagnostics import hsic_layer_table
+    from tests.test_hsic import np_hsic_unbiased
+
+    g = torch.Generator().manual_seed(4)
+    a, b = random_vector("a", g, r=4), random_vector("b", g, r=4)
+    M = hsic_matrix([a, b], mode="lora_A", estimator="unbiased")
+    want = sum(np_hsic_unbiased(a.layers[k].A.numpy(), b.layers[k].A.numpy()) for k in a.layers)
+    assert M.loc["a", "b"] == pytest.approx(want, rel=1e-9)
+    small = [random_vector("a", g, r=3), random_vector("b", g, r=3)]
+    with pytest.raises(DiagnosticsError, match="at least 4 samples.*biased estimator or mode='delta'"):
+        hsic_layer_table(small, mode="lora_A", estimator="unbiased")
+    with pytest.raises(DiagnosticsError, match="at least 4 samples"):
+        hsic_matrix(small, mode="lora_A", estimator="unbiased")
+    assert len(hsic_layer_table(small, mode="delta", estimator="unbiased", n_permutations=5)) == 3  # d_out = 6
+    with pytest.raises(DiagnosticsError, match="estimator 'u' is unknown"):
+        hsic_layer_table(small, estimator="u")  # type: ignore[arg-type]
+
+
+def test_penalty_share_of_the_loss_hand_worked(tmp_path):
+    """The demo's numbers (issue 27): mva's brevity logs loss 13.970602 with HSIC 1.3277454 at α = 10, so the
+    penalty is 13.277454 / 13.970602 = 95.04 % of the loss; older runs without α show no share; MI-EPO's share
+    uses β_w; a negative (unbiased) HSIC counts by its size."""
+    store = Store(tmp_path / "mva.sqlite")
+    mva = store.start_run("train", {"method": "mva", "alpha": 10.0}, "mva")
+    store.finish_run(mva, "done", {
+        "warmth": {"losses": [0.6931, 0.69], "hsic_terms": []},
+        "brevity": {"losses": [13.970602, 13.857169], "hsic_terms": [1.3277454, 1.3159922]},
+        "relevance": {"losses": [0.5, 0.4], "hsic_terms": [-0.02, 0.01]}})
+    old = store.start_run("train", {"method": "mva"}, "mva")  # recorded before α was
+    store.finish_run(old, "done", {"brevity": {"losses": [13.9, 13.8], "hsic_terms": [1.3, 1.3]}})
+    mi = store.start_run("train", {"method": "mi-epo", "settings": {"beta_w": 0.01}}, "mi-epo")
+    store.finish_run(mi, "done", {"policy": {"losses": [0.7001], "weight_consistency_terms": [0.6931471]}})
+    df = training_curves(store.runs())
+    share = lambda run, value: df[(df["run_id"] == run) & (df["value"] == value)]["penalty_share"].tolist()  # noqa: E731
+    assert share(mva, "brevity") == pytest.approx([13.277454 / 13.970602, 13.159922 / 13.857169], rel=1e-12)
+    assert share(mva, "brevity")[0] == pytest.approx(0.950386, abs=1e-6)
+    assert all(math.isnan(x) for x in share(mva, "warmth"))  # the first value has no penalty
+    # unbiased HSIC −0.02: L_DPO = 0.5 − 10·(−0.02) = 0.7, share = 0.2 / (0.7 + 0.2)
+    assert share(mva, "relevance") == pytest.approx([0.2 / 0.9, 0.1 / 0.4], rel=1e-12)
+    assert all(math.isnan(x) for x in share(old, "brevity"))
+    assert share(mi, "policy") == pytest.approx([0.01 * 0.6931471 / 0.7001], rel=1e-12)
+    # α = 0 (mva-no-hsic): the term is logged, not trained on: share 0
+    v = ValueVector("brevity", {}, meta={"losses": [0.69], "hsic_terms": [1.33], "alpha": 0.0, "penalty": "hsic"})
+    assert vector_training_curves([v])["penalty_share"].tolist() == [0.0]
+
+
+def test_hsic_layer_table_in_parts_equals_the_whole():
+    from mva_core.diagnostics import hsic_layer_table
+
+    g = torch.Generator().manual_seed(5)
+    a, b = random_vector("a", g), random_vector("b", g)
+    whole = hsic_layer_table([a, b], n_permutations=20)
+    parts = [hsic_layer_table([a, b], n_permutations=20, layers=chunk)
+             for chunk in (["model.layers.0.q_proj"], ["model.layers.0.v_proj", "model.layers.1.q_proj"])]
+    import pandas as pd
+    pd.testing.assert_frame_equal(pd.concat(parts, ignore_index=True), whole)

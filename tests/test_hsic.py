@@ -219,3 +219,85 @@ def test_permutation_null_separates_dependent_from_independent_samples():
     assert dependent.p_value < 0.01 and dependent.observed > dependent.null_mean + 3 * dependent.null_sd
     assert independent.p_value > 0.05
     assert permutation_null(X, X, 50, seed=3) == permutation_null(X, X, 50, seed=3)  # seeded
+
+
+# ---- Relabelling LoRA's rank components (issue 27 item 1a) ----
+
+def dyadic_lora(r, d_out, d_in, seed, scaling=2.0, dtype=torch.float64):
+    """A LoraLayer whose entries are multiples of 1/8 below 4 in size: every product and sum in B A is exact
+    (in float32 too), so ΔW is bit-identical whatever order matmul sums the rank components in."""
+    g = torch.Generator().manual_seed(seed)
+    A = (torch.randn(r, d_in, generator=g) * 8).round().clamp(-31, 31) / 8
+    B = (torch.randn(d_out, r, generator=g) * 8).round().clamp(-31, 31) / 8
+    return LoraLayer(A.to(dtype), B.to(dtype), scaling)
+
+
+def relabel(layers, perm):
+    """The same adapter with rank component k renamed perm[k]: rows of A and columns of B together."""
+    return {name: LoraLayer(l.A[perm], l.B[:, perm], l.scaling) for name, l in layers.items()}
+
+
+def np_hsic_unbiased(X: np.ndarray, Y: np.ndarray) -> float:
+    """Song et al. 2012 Theorem 2, by brute force: the mean over distinct ordered 4-tuples (s, t, u, v) of
+    K_st L_st + K_st L_uv − 2 K_st L_su, with numpy-loop kernels (median heuristic per side)."""
+    from itertools import permutations
+
+    K, L = np_kernel(X, "gaussian", None), np_kernel(Y, "gaussian", None)
+    idx = np.array(list(permutations(range(len(X)), 4)))
+    s, t, u, v = idx.T
+    return float(np.mean(K[s, t] * L[s, t] + K[s, t] * L[u, v] - 2 * K[s, t] * L[s, u]))
+
+
+@pytest.mark.parametrize("estimator", ["biased", "unbiased"])
+def test_relabelling_rank_components_moves_lora_A_penalty_but_not_delta(estimator):
+    """Permuting LoRA's rank components (rows of A with the columns of B) leaves ΔW bit-identical, so the model
+    is the same; the training penalty (`penalty_against`, what Eq.14's trainer adds) in `delta` mode stays put,
+    in `lora_A` mode (the paper's code's approximation) it moves: over the r! relabellings it spans the pairing
+    permutation null, so training can lower it by reordering rows without removing any dependence."""
+    from itertools import permutations
+
+    from mva_core.compose import delta_weight
+    from mva_core.hsic import hsic_from_kernels, hsic_unbiased_from_kernels, kernel_matrix
+    from mva_core.methods.mva import penalty_against
+
+    r, d_out, d_in = 4, 6, 5
+    names = [f"model.layers.{b}.self_attn.{m}" for b in range(2) for m in ("q_proj", "v_proj")]
+    theta_i = {n: dyadic_lora(r, d_out, d_in, seed=10 + k) for k, n in enumerate(names)}  # the vector in training
+    theta_j = {n: dyadic_lora(r, d_out, d_in, seed=50 + k) for k, n in enumerate(names)}  # a frozen earlier one
+    ref = np_hsic if estimator == "biased" else np_hsic_unbiased
+    tol = 1e-9  # float64
+
+    def reference(layers, mode):  # numpy loops on samples read off the factors, float64
+        def samples(l):
+            A, B = l.A.numpy(), l.B.numpy()
+            return A if mode == "lora_A" else l.scaling * B @ A
+        return sum(ref(samples(layers[n]), samples(theta_j[n])) for n in names)
+
+    penalty = {mode: penalty_against(theta_j, "hsic", mode, estimator=estimator) for mode in ("lora_A", "delta")}
+    before = {mode: float(P(theta_i)) for mode, P in penalty.items()}
+    for mode in before:
+        assert before[mode] == pytest.approx(reference(theta_i, mode), rel=tol, abs=1e-12)
+
+    lora_A_values, delta_values = [], []
+    for perm in permutations(range(r)):
+        relabelled = relabel(theta_i, list(perm))
+        for n in names:  # the same ΔW, bit for bit: the same model
+            assert torch.equal(delta_weight(relabelled[n]), delta_weight(theta_i[n])), (perm, n)
+        lora_A_values.append(float(penalty["lora_A"](relabelled)))
+        delta_values.append(float(penalty["delta"](relabelled)))
+    assert lora_A_values[0] == before["lora_A"] and delta_values[0] == before["delta"]  # identity first
+
+    # delta: unchanged under every relabelling
+    assert max(abs(x - before["delta"]) for x in delta_values) <= tol * abs(before["delta"])
+    # lora_A: moves by far more than the tolerance, for a model that did not change
+    spread = max(lora_A_values) - min(lora_A_values)
+    assert spread > 100 * tol * max(abs(x) for x in lora_A_values), (estimator, min(lora_A_values), max(lora_A_values))
+    perm = [2, 0, 3, 1]
+    moved = float(penalty["lora_A"](relabel(theta_i, perm)))
+    assert abs(moved - before["lora_A"]) > 100 * tol * abs(before["lora_A"])
+    assert moved == pytest.approx(reference(relabel(theta_i, perm), "lora_A"), rel=tol, abs=1e-12)
+    # ... and each relabelling is one draw of the pairing null: HSIC(K_i permuted, L_j) summed over the layers
+    fn = hsic_from_kernels if estimator == "biased" else hsic_unbiased_from_kernels
+    p = torch.tensor(perm)
+    shuffled = sum(float(fn(kernel_matrix(theta_i[n].A)[p][:, p], kernel_matrix(theta_j[n].A))) for n in names)
+    assert moved == pytest.approx(shuffled, rel=tol, abs=1e-12)

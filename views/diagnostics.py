@@ -11,10 +11,11 @@ from plotly.subplots import make_subplots
 
 from mva_core.errors import MVAError
 from mva_core.diagnostics import (
-    DiagnosticsError, hsic_matrix, hsic_null_table, interference, layer_cosines, load_method_vectors, load_preference_pairs,
-    preference_pair_files, training_curves, vector_cosines, vector_set_stamp, vector_training_curves,
+    DiagnosticsError, hsic_layer_table, hsic_matrix, hsic_null_table, interference, layer_cosines, load_method_vectors,
+    load_preference_pairs, preference_pair_files, shared_layers, training_curves, vector_cosines, vector_set_stamp,
+    vector_training_curves,
 )
-from mva_core.hsic import KERNELS, SAMPLE_MODES
+from mva_core.hsic import ESTIMATORS, KERNELS, SAMPLE_MODES
 from mva_core.vectors import ValueVector, VectorError
 from mva_core.pareto import is_finite
 from views.shared import current_workspace, forget_stale, get_base, get_workspace
@@ -36,8 +37,18 @@ def get_cosines(root: str, method: str, stamp: tuple) -> tuple[pd.DataFrame, pd.
 
 
 @st.cache_data(show_spinner="HSIC between the vectors…")
-def get_hsic(root: str, method: str, stamp: tuple, mode: str, kernel: str) -> pd.DataFrame:
-    return hsic_matrix(get_vectors(root, method, stamp), mode=mode, kernel=kernel)  # type: ignore[arg-type]
+def get_hsic(root: str, method: str, stamp: tuple, mode: str, kernel: str, estimator: str) -> pd.DataFrame:
+    return hsic_matrix(get_vectors(root, method, stamp), mode=mode, kernel=kernel,  # type: ignore[arg-type]
+                       estimator=estimator)  # type: ignore[arg-type]
+
+
+@st.cache_data(show_spinner=False)
+def get_layer_nulls(pair: tuple[str, str, str, str], layers: tuple[str, ...], mode: str, kernel: str, estimator: str,
+                    n_permutations: int, _vectors: tuple[ValueVector, ValueVector]) -> pd.DataFrame:
+    """Some layers of one pair, HSIC beside its null, keyed by the pair's (value, hash) (the same vectors under
+    another method share it); a few layers per call, so that the page shows progress between calls."""
+    return hsic_layer_table(list(_vectors), mode=mode, kernel=kernel, estimator=estimator,  # type: ignore[arg-type]
+                            n_permutations=n_permutations, layers=layers)
 
 
 @st.cache_data(show_spinner="HSIC beside its permutation null…")
@@ -62,14 +73,40 @@ def heatmap(z: pd.DataFrame, title_x: str, title_y: str, zrange: tuple[float, fl
     return fig
 
 
+def layer_null_figure(layers: pd.DataFrame) -> go.Figure:
+    """Rows = blocks, columns = pair · layer type; colour = (HSIC − null mean) / null sd, text = p-value, hover =
+    HSIC, null mean, p."""
+    df = layers.assign(column=layers["pair"] + " · " + layers["module"])
+    rows, cols = list(dict.fromkeys(df["block"])), list(dict.fromkeys(df["column"]))
+    grid = {name: df.pivot_table(index="block", columns="column", values=name, aggfunc="first", dropna=False)
+            .reindex(index=rows, columns=cols).to_numpy(dtype=float) for name in ("null_z", "hsic", "null_mean",
+                                                                                   "p_value")}
+    top = max(3.0, float(np.nanmax(np.abs(grid["null_z"]), initial=0.0)))
+    fig = go.Figure(go.Heatmap(
+        z=grid["null_z"], x=cols, y=rows, colorscale="RdBu", reversescale=True, zmin=-top, zmax=top, zmid=0.0,
+        colorbar=dict(title="null sd from<br>null mean"), customdata=np.dstack([grid["hsic"], grid["null_mean"],
+                                                                                grid["p_value"]]),
+        text=np.vectorize(lambda p: f"{p:.2f}" if is_finite(p) else "", otypes=[str])(grid["p_value"]),
+        texttemplate="%{text}", hoverongaps=False,
+        hovertemplate="block %{y} · %{x}<br>HSIC %{customdata[0]:.5g}<br>null mean %{customdata[1]:.5g}<br>"
+                      "%{z:+.2f} null sd<br>p = %{customdata[2]:.3f}<extra></extra>"))
+    fig.update_layout(xaxis_title="pair · layer type", yaxis_title="block", height=max(260, 22 * len(rows) + 120),
+                      margin=dict(l=10, r=10, t=30, b=10))
+    fig.update_yaxes(autorange="reversed")
+    return fig
+
+
 def curves_figure(df: pd.DataFrame, overlay: pd.DataFrame | None = None) -> go.Figure:
     """Loss, reward accuracy and (when recorded) the penalty term per step, one colour per value; `overlay`'s
     penalty term (another method's run) dotted in the same colours."""
     panels = {"loss": "DPO loss", "reward_accuracy": "reward accuracy"}
     if df["penalty_term"].notna().any():
         penalty = next(p for p in df.loc[df["penalty_term"].notna(), "penalty"].dropna())
+        panels["loss"] = "loss (DPO + weight × penalty)"
         panels["penalty_term"] = ("weight-consistency term L_wc (MI-EPO, our formulation)" if penalty == "weight_consistency"
                                   else f"{penalty.upper()} term Σⱼ P(θᵢ, θⱼ), earlier vectors j")
+    if df["penalty_share"].notna().any():
+        panels["penalty_share"] = "penalty's share of the loss (weight × penalty / loss)"
     fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.07,
                         subplot_titles=list(panels.values()))
     for k, (value, part) in enumerate(df.groupby("value", sort=False)):
@@ -84,7 +121,9 @@ def curves_figure(df: pd.DataFrame, overlay: pd.DataFrame | None = None) -> go.F
                 fig.add_trace(go.Scatter(x=part["step"], y=part["penalty_term"], mode="lines",
                                          name=f"{value} · {part['method'].iloc[0]}", line=dict(
                                              color=["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"][k % 5],
-                                             dash="dot")), row=len(panels), col=1)
+                                             dash="dot")), row=list(panels).index("penalty_term") + 1, col=1)
+    if "penalty_share" in panels:
+        fig.update_yaxes(tickformat=".0%", rangemode="tozero", row=len(panels), col=1)
     fig.update_xaxes(title_text="step", row=len(panels), col=1)
     fig.update_layout(height=220 * len(panels) + 60, margin=dict(l=10, r=10, t=50, b=10),
                       legend=dict(orientation="h", y=1.1))
@@ -151,14 +190,21 @@ st.caption("HSIC measures statistical dependence, linear or not, between two set
            "(`lora_A`, what the paper's code uses) or rows of ΔW (`delta`, the full version). The diagonal "
            "HSIC(θᵢ, θᵢ) is each vector's dependence on itself, the scale an off-diagonal entry compares to; "
            "an off-diagonal value well below it means the vectors are close to independent.")
-c1, c2 = st.columns(2)
-mode = c1.radio("Samples", SAMPLE_MODES, horizontal=True, key="diag_hsic_mode")
+c1, c2, c3 = st.columns(3)
+mode = c1.radio("Samples", SAMPLE_MODES, horizontal=True, key="diag_hsic_mode",
+                help="lora_A: row k of Aᵢ paired with row k of Aⱼ, the paper's code's approximation; relabelling "
+                     "LoRA's rank components changes it while ΔW stays the same. delta: rows of ΔW, which no "
+                     "relabelling changes.")
 kernel = c2.radio("Kernel", KERNELS, horizontal=True, key="diag_hsic_kernel",
                   help="Gaussian with the median-heuristic bandwidth (Eq.6); linear for a covariance-like view.")
+estimator = c3.radio("Estimator", sorted(ESTIMATORS), horizontal=True, key="diag_hsic_estimator",
+                     help="biased: MVA Eq.6, with a floor above 0 at few samples (r = 8 rows of lora_A); unbiased: "
+                          "Song et al. 2012, zero in expectation for independent vectors (can be negative).")
 try:
-    H = get_hsic(root, method, stamp, mode, kernel)
-    top = float(np.nanmax(H.to_numpy(dtype=float), initial=0.0)) or 1.0
-    st.plotly_chart(heatmap(H, "θⱼ", "θᵢ", (0.0, top), True, "HSIC", 160 + 60 * len(values)), width="stretch",
+    H = get_hsic(root, method, stamp, mode, kernel, estimator)
+    top = float(np.nanmax(np.abs(H.to_numpy(dtype=float)), initial=0.0)) or 1.0
+    low = -top if float(np.nanmin(H.to_numpy(dtype=float), initial=0.0)) < 0 else 0.0  # unbiased: can be < 0
+    st.plotly_chart(heatmap(H, "θⱼ", "θᵢ", (low, top), True, "HSIC", 160 + 60 * len(values)), width="stretch",
                     key="diag_hsic_plot")
     if len(vectors) >= 2:
         st.markdown("**Beside its permutation null** (each layer's θⱼ samples shuffled, 200 times): an HSIC is "
@@ -169,6 +215,49 @@ try:
                    "in expectation for independent vectors; the biased one (Eq.6) has a floor above 0 at small r.")
 except (DiagnosticsError, VectorError) as exc:
     st.error(str(exc))
+
+# ---- HSIC per layer beside its null ----
+if len(vectors) >= 2:
+    st.subheader(f"Per layer, beside its permutation null ({mode}, {estimator})")
+    st.caption("For every pair and every layer both vectors adapt: how far the layer's HSIC sits from what the same "
+               "samples give with the pairing broken (θⱼ's rows shuffled), in null standard deviations. Red: more "
+               "dependent than chance; white: indistinguishable from unrelated vectors; blue: less dependent than "
+               "any shuffle — in `lora_A` mode that is a row pairing training chose, not independence. The number "
+               "in a cell is its p-value (share of shuffles at least as dependent); by chance alone 5 % of the "
+               "layers show p < 0.05.")
+    n_perm = st.select_slider("Shuffles per layer", [50, 100, 200, 500], value=100, key="diag_layer_perms",
+                              help="More shuffles: finer p-values (1/(n + 1) at best), longer to compute (delta mode "
+                                   "on the demo: about 10 s per pair for 100).")
+    parts = []  # (pair k, θᵢ, θⱼ, up to 10 of their shared layers)
+    pairs = [(a, b) for i, a in enumerate(vectors) for b in vectors[i + 1:]]
+    for k, (a, b) in enumerate(pairs):
+        shared = shared_layers(a, b)
+        parts += [(k, a, b, tuple(shared[s:s + 10]), s, len(shared)) for s in range(0, len(shared), 10)]
+    bar = st.progress(0.0, text="HSIC per layer beside its null…")
+    try:
+        frames = []
+        for done, (k, a, b, chunk, start, total) in enumerate(parts):
+            bar.progress(done / len(parts), text=f"pair {k + 1} of {len(pairs)} ({a.value} · {b.value}): layers "
+                                                 f"{start + 1}–{start + len(chunk)} of {total}, {n_perm} shuffles each…")
+            frames.append(get_layer_nulls((a.value, a.hash, b.value, b.hash), chunk, mode, kernel, estimator, n_perm,
+                                          (a, b)))
+        layers = pd.concat(frames, ignore_index=True)
+    except (DiagnosticsError, VectorError) as exc:
+        bar.empty()
+        st.error(str(exc))
+    else:
+        bar.empty()
+        st.plotly_chart(layer_null_figure(layers), width="stretch", key="diag_layer_null_plot")
+        summary = layers.groupby("pair", sort=False).agg(
+            layers=("layer", "size"), hsic=("hsic", "sum"), null_mean=("null_mean", "sum"),
+            above=("p_value", lambda p: int((p < 0.05).sum())), below=("null_z", lambda z: int((z < -2).sum())))
+        st.caption(" · ".join(
+            f"{pair}: {r.above:.0f} of {r.layers:.0f} layers with p < 0.05, {r.below:.0f} more than 2 null sd below "
+            "their null; "
+            f"Σ HSIC {r.hsic:.4g} vs Σ null means {r.null_mean:.4g}" for pair, r in summary.iterrows()))
+        with st.expander("The table"):
+            st.dataframe(layers.drop(columns=["value_i", "value_j", "block", "module"]), hide_index=True,
+                         width="stretch", key="diag_layer_null_table")
 
 # ---- Interference ----
 st.header("Gradient interference (MVA Eq.10)")
@@ -265,6 +354,14 @@ else:
     twin = {"mva": "mva-no-hsic", "mva-no-hsic": "mva"}.get(str(shown["method"].iloc[0]))
     overlay = sources.get(f"vectors:{twin}") if twin else None
     st.plotly_chart(curves_figure(shown, overlay), width="stretch", key="diag_curves_plot")
+    shares = shown.dropna(subset=["penalty_share"]).groupby("value", sort=False)["penalty_share"]
+    if len(shares):
+        st.caption("The penalty's share of the training loss, weight × penalty / loss, first → last step: " + "; ".join(
+            f"{value} {s.iloc[0]:.1%} → {s.iloc[-1]:.1%}" for value, s in shares) + ". Near 100 %: the optimizer "
+            "mostly works on the penalty, not on DPO.")
+    elif shown["penalty_term"].notna().any():
+        st.caption("This run recorded no penalty weight (α), so the penalty's share of the loss is not shown: runs "
+                   "from before the weight was recorded.")
     if overlay is not None:
         st.caption(f"Dotted in the penalty panel: {twin}'s HSIC term per step, measured the same way (α = "
                    f"{alpha(overlay['alpha'].iloc[0])}): the gap is what the penalty changed.")

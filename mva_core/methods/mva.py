@@ -7,6 +7,10 @@ Vectors are trained in order; the i-th minimises
 with the earlier θ_j frozen (read from their saved dirs, never handed to the optimizer), P summed over the
 target layers both vectors adapt, and
 - `mva`          P = HSIC(θ_i, θ_j) (Eq.6, `mva_core.hsic`), samples per layer = rows of lora_A or of ΔW;
+                 `lora_A` (the default, as the paper's released code) is an approximation that depends on how
+                 LoRA labels its rank components: permuting rows of A_i with columns of B_i leaves ΔW_i, so the
+                 model, bit-identical but moves P, so training can lower P by reordering rows; `delta` is
+                 invariant to that relabelling (`mva_core.hsic` module docstring);
 - `mva-no-hsic`  the same code with α = 0: independent per-value DPO vectors (paper "w/o HSIC");
 - `ortho`        P = ‖ΔW_iᵀ ΔW_j‖²_F, an orthogonality penalty (the paper's contrast to HSIC).
 The three are one method class, `Decorrelation`, with different `DecorrelationSettings` defaults (mergekit's
@@ -56,7 +60,8 @@ class DecorrelationSettings(MethodSettings):
     penalty: Penalty = field(default="hsic", metadata={
         "help": "P(θ_i, θ_j) of Eq.14: hsic = HSIC (MVA Eq.6); ortho = ‖ΔW_iᵀ ΔW_j‖²_F, the paper's contrast"})
     mode: SampleMode = field(default="lora_A", metadata={
-        "help": "HSIC samples per layer: rows of lora_A (the paper's code) or rows of ΔW (the paper's text)"})
+        "help": "HSIC samples per layer: rows of lora_A (the paper's code; an approximation that changes when "
+                "LoRA's rank components are relabelled, ΔW unchanged) or rows of ΔW (the paper's text; invariant)"})
     estimator: Estimator = field(default="biased", metadata={
         "help": "HSIC in the penalty: biased = MVA Eq.6 (the paper's); unbiased = Song et al. 2012 (zero in "
                 "expectation for independent vectors, so the penalty has no floor at small r)",
