@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mva_core import pareto  # noqa: E402
 from mva_core.results import candidate_table  # noqa: E402
-from mva_core.config import SearchSpace  # noqa: E402
+from mva_core.kinds import SearchSpace  # noqa: E402
 from mva_core.search import hypervolume_history, search_front, search_method  # noqa: E402
 from mva_core.surrogate import fit_surrogate  # noqa: E402
 from mva_core.sweep import evaluate_base, method_groups, sweep_groups  # noqa: E402

@@ -25,7 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mva_core.compose import WeightBatchedModel, merge  # noqa: E402
-from mva_core.config import DecodingConfig, SearchSpace  # noqa: E402
+from mva_core.config import DecodingConfig  # noqa: E402
+from mva_core.kinds import SearchSpace  # noqa: E402
 from mva_core.generate import generate_responses, greedy_agreement  # noqa: E402
 from mva_core.models import load_base  # noqa: E402
 from mva_core.scorers import get_scorer  # noqa: E402

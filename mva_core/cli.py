@@ -19,10 +19,10 @@ from tqdm import tqdm
 
 # Only light modules here, so `--help` answers without loading torch: each command imports what it runs.
 from .atomic import atomic_file, check_file_target, check_target
-from .config import CPU_SMALL, PAPER, DecodingConfig, SearchSpace, check_name, parse_weights
+from .config import CPU_SMALL, PAPER, DecodingConfig, check_name, parse_weights
 from .data import load_prompts
 from .errors import MVAError, as_user_error
-from .kinds import GRID_KINDS
+from .kinds import GRID_KINDS, SearchSpace
 from .notices import notices_to
 
 class CliError(MVAError, ValueError):

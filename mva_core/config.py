@@ -16,11 +16,9 @@ import types
 import typing
 import warnings
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from .errors import MVAError
-
-import numpy as np
 
 # A value vector's metadata file beside its PEFT adapter (mva_core.vectors writes it); named here, below every module
 # that recognises a vector dir by it (vectors, kinds, atomic).
@@ -162,73 +160,6 @@ MAX_GRID_POINTS = 1_000_000
 
 class GridTooLargeError(ConfigError):
     """The weight grid asked for has more points than can be enumerated or than the user confirmed."""
-
-
-@dataclass
-class SearchSpace(Record):
-    """The weight space S of MVA Eq.15: extrapolation `[0, C]^n` on a uniform grid, or the simplex (SOUP)."""
-
-    n_values: int = field(default=2, metadata={"help": "Number of value vectors composed."})
-    C: float = field(default=1.0, metadata={"help": "Upper bound of every weight (paper: C = 1). Weights > 1 allowed."})
-    step: float = field(default=0.25, metadata={"help": "Grid step of the sweep."})
-    kind: Literal["extrapolation", "simplex"] = field(
-        default="extrapolation", metadata={"help": "'extrapolation': [0,C]^n grid (MVA); 'simplex': sum w = 1 (SOUP)."}
-    )
-
-    def __post_init__(self) -> None:
-        self.check_types()
-        if self.n_values < 1:
-            raise ConfigError(f"n_values={self.n_values}: need at least one value vector")
-        if not (math.isfinite(self.C) and self.C > 0):
-            raise ConfigError(f"C={self.C}: the weight bound must be a positive finite number (paper: 1)")
-        if not (math.isfinite(self.step) and 0 < self.step <= self.C):
-            raise ConfigError(f"step={self.step}: must be in (0, C={self.C}]; e.g. 0.1")
-        if self.kind not in ("extrapolation", "simplex"):
-            raise ConfigError(f"kind={self.kind!r}: choose 'extrapolation' or 'simplex'")
-
-    def check(self, weights: Any) -> np.ndarray:
-        """Validate one weight vector against S; returns it as float64. Raises WeightsError naming the fix."""
-        w = np.asarray(weights, dtype=np.float64).reshape(-1)
-        if w.shape[0] != self.n_values:
-            raise WeightsError(
-                f"weights {w.tolist()} have {w.shape[0]} entries but there are {self.n_values} value vectors; "
-                f"give one weight per value"
-            )
-        if not np.all(np.isfinite(w)):
-            raise WeightsError(f"weights {w.tolist()} contain NaN or inf; every weight must be a number in [0, {self.C}]")
-        bad = [(i, float(x)) for i, x in enumerate(w) if x < 0 or x > self.C + 1e-12]
-        if bad:
-            i, x = bad[0]
-            raise WeightsError(f"weight {i} = {x} is outside [0, C={self.C}]; choose a value in range or raise C")
-        if self.kind == "simplex" and abs(w.sum() - 1.0) > 1e-6:
-            raise WeightsError(f"weights {w.tolist()} sum to {w.sum():.6g}; simplex weights must sum to 1")
-        return w
-
-    def ticks(self) -> np.ndarray:
-        """The grid values of one weight: 0, step, 2·step, … up to C (C included)."""
-        ticks = np.round(np.arange(0.0, self.C + self.step / 2, self.step), 10)
-        return ticks[ticks <= self.C + 1e-9]
-
-    def grid_size(self) -> int:
-        """How many points `grid()` has, counted without building it (a fine step can mean billions)."""
-        m = len(self.ticks())
-        if self.kind == "extrapolation":
-            return m ** self.n_values
-        k = round(1.0 / self.step)  # simplex: compositions of k steps into n parts, when step divides 1
-        return math.comb(k + self.n_values - 1, self.n_values - 1) if abs(k * self.step - 1.0) < 1e-9 else 0
-
-    def grid(self, max_points: int = MAX_GRID_POINTS) -> np.ndarray:
-        """All grid points of S, shape (K, n): uniform steps of `step` from 0 to C (C included). A grid of more
-        than `max_points` points is refused before it is built (GridTooLargeError says how many)."""
-        size = self.grid_size() if self.kind == "extrapolation" else len(self.ticks()) ** self.n_values
-        if size > max_points:
-            raise GridTooLargeError(f"step {self.step:g} over {self.n_values} value(s) means enumerating {size:,} "
-                                    f"grid points (at most {max_points:,}); use a coarser step, e.g. 0.1")
-        ticks = self.ticks()
-        mesh = np.stack(np.meshgrid(*([ticks] * self.n_values), indexing="ij"), axis=-1).reshape(-1, self.n_values)
-        if self.kind == "simplex":
-            mesh = mesh[np.abs(mesh.sum(axis=1) - 1.0) < 1e-9]
-        return mesh
 
 
 def _describe(hint: Any) -> str:

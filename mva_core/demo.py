@@ -111,7 +111,7 @@ DEMO_METHODS, DEMO_GRID_STEP, DEMO_METHOD = DEMO.methods, DEMO.grid_step, DEMO.o
 def _expected_vectors(method: str, settings: dict, n_values: int) -> int:
     if "preferences" in settings:
         return len(settings["preferences"])
-    return 1 if method == "dpo-seqt" or get_method(method).kind.conditioned else n_values
+    return 1 if method == "dpo-seqt" or get_method(method).kind.preference_in_prompt else n_values
 
 
 def demo_train_config(seed: int):

@@ -1,9 +1,10 @@
 """How a method's candidates are composed from its value vectors (DESIGN §1, §2): one object per kind.
 
-A kind owns its weight sets (the grid it sweeps), how it recognises its stored candidates, its place in the
-order rows are listed in, and how a candidate is evaluated: weights into the model (every kind but one) or
-the preference p into the prompt (`CONDITIONED`). Code asks the kind object (`get_kind(name)`); the names are
-what workspace rows, the registry and the CLI's `--kind` carry.
+A kind owns its weight sets (the grid it enumerates: `SearchSpace`), how it recognises its stored candidates,
+its place in the order rows are listed in, and how a row of weights becomes a candidate to evaluate: weights into
+the model (every kind but one) or the preference p into the prompt (`CONDITIONED`). Code asks the kind object
+(`get_kind(name)`) what it needs; the names are what workspace rows, stored runs, the registry and the CLI's
+`--kind` carry, resolved to the object once where they are read.
 
 Imports only config, conditioning, pareto and vectors: every layer above may ask a kind.
 """
@@ -11,19 +12,19 @@ Imports only config, conditioning, pareto and vectors: every layer above may ask
 from __future__ import annotations
 
 import json
+import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, Sequence
 
 import numpy as np
 
 from .conditioning import PromptConditioning, conditioning_from_meta
-from .config import META_FILE, ConfigError, SearchSpace
+from .config import MAX_GRID_POINTS, META_FILE, ConfigError, GridTooLargeError, Record, WeightsError
 
 if TYPE_CHECKING:  # annotations only: vectors loads torch, which asking a kind (e.g. the CLI's --help) never needs
     from .vectors import ValueVector
-
 
 
 WeightSet = tuple[tuple[Path, ...], np.ndarray]  # (vector dirs, weights (K, n_vectors)) evaluated together
@@ -35,14 +36,20 @@ class CompositionKind(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     order: ClassVar[int]  # rows are listed grids first: the ones a user explores first
-    has_grid: ClassVar[bool] = False  # weights swept on a grid over one vector per value
-    conditioned: ClassVar[bool] = False  # the candidate's preference goes into the prompt, not into the model
-    single_models: ClassVar[bool] = False  # every candidate is one vector alone at weight 1
-    per_value_vectors: ClassVar[bool] = True  # reads vectors/<method>/<value>/; else every adapter dir there
-    row_per_value: ClassVar[bool] = False  # one comparison row per value (vertices: "dpo-<value>")
-    model_per_vector: ClassVar[bool] = False  # several models, one per vector, each evaluated on its own
-    extrapolates: ClassVar[bool] = False  # weights range over [0, C], C may exceed 1 (the point of MVA)
-    on_simplex: ClassVar[bool] = False  # the grid keeps the rows summing to 1
+    # What callers ask (each a question about behaviour; a new kind answers them in its class):
+    has_grid: ClassVar[bool] = False  # its weights are swept on a grid (a step, and a subset of values, apply)
+    extrapolates: ClassVar[bool] = False  # its weights range over [0, C], C may exceed 1 (the point of MVA)
+    searchable: ClassVar[bool] = False  # its candidates fill the box [0, C]^n an adaptive search explores
+    preference_in_prompt: ClassVar[bool] = False  # a candidate is p written into the prompt, not weights in the model
+    several_models: ClassVar[bool] = False  # a row's candidates are several models, one per vector, each on its own
+    one_vector_per_value: ClassVar[bool] = True  # reads vectors/<method>/<value>/; else every adapter dir there
+    constraint: ClassVar[str] = ""  # what its grid keeps of the box, as a picker says it ("" for the whole box)
+
+    @property
+    def continuous(self) -> bool:
+        """Is every point of the sliders one of its candidates (a grid's weights, or a conditioned policy's p), rather
+        than a few fixed models?"""
+        return self.has_grid or self.preference_in_prompt
 
     @abstractmethod
     def weight_sets(self, row: "ComparedMethod", C: float, step: float,
@@ -62,11 +69,57 @@ class CompositionKind(ABC):
         """The largest weight of its candidates, given the workspace's bound C."""
         return 1.0
 
+    def sweep_kinds(self) -> list[str]:
+        """The kinds a sweep of one of its rows may choose between (`--kind`, the Sweep page's picker)."""
+        return [self.name]
+
+    def rows(self, name: str, vector_dirs: tuple[Path, ...], vector_hashes: tuple[str, ...],
+             value_names: Sequence[str]) -> list["ComparedMethod"]:
+        """The comparison rows one method's vectors give (Workspace.compared_methods): one by default."""
+        return [ComparedMethod(name, name, self.name, vector_dirs, vector_hashes)]
+
+    def value_weights(self, row: "ComparedMethod", vector_hashes: Sequence[Sequence[str]],
+                      preferences: Sequence[object], n_values: int) -> list[list[float]] | None:
+        """The weights over the `n_values` values that each stored candidate of `row` (its vectors' hashes, its
+        stored preference) stands for, where these are not its composition weights; None where they are."""
+        return None
+
+    # ---- How a row of weights becomes a candidate to evaluate (sweep.Evaluator asks `evaluated_as(...)`) ----
+
+    def row_names(self, value_names: Sequence[str], vectors: Sequence[ValueVector]) -> tuple[str, ...]:
+        """What the entries of a row of weights are named after: the workspace's values (one vector per value)."""
+        return tuple(value_names)
+
+    def row_space(self, n: int, C: float) -> "SearchSpace":
+        """The space the evaluated rows (n entries) must lie in: the workspace's box [0, C]^n."""
+        return SearchSpace(n_values=n, C=C)
+
+    def preference(self, row: Sequence[float]) -> tuple[float, ...] | None:
+        """The preference p the candidate of `row` writes into its prompt (None: nothing, weights go to the model)."""
+        return None
+
+    def candidate_weights(self, row: Sequence[float]) -> tuple[float, ...]:
+        """The weights its vectors are composed with for the candidate of `row`: the row itself."""
+        return tuple(float(w) for w in row)
+
+    def candidate_values(self, row_names: tuple[str, ...], vectors: Sequence[ValueVector]) -> tuple[str, ...]:
+        """What the candidate's weights are named after (stored with it): the row's names."""
+        return row_names
+
+    def prompt_conditioning(self, vectors: Sequence[ValueVector]) -> PromptConditioning | None:
+        """How its candidates' preference is written into the prompt; None: it is not."""
+        return None
+
     def __repr__(self) -> str:
         return f"<composition kind {self.name}>"
 
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return get_kind, (self.name,)  # unpickled (e.g. by a Ray worker) as the one registered object
 
-class _Grid(CompositionKind):
+
+class GridKind(CompositionKind):
+    """Weights swept on a grid over one vector per value: it enumerates its grid of a `SearchSpace`."""
+
     has_grid = True
 
     def weight_sets(self, row: "ComparedMethod", C: float, step: float,
@@ -75,17 +128,43 @@ class _Grid(CompositionKind):
         active = list(range(n)) if active is None else list(active)
         if not active or any(not 0 <= i < n for i in active) or len(set(active)) != len(active):
             raise ConfigError(f"values to sweep {active}: choose one or more distinct values of the {n}")
-        sub = SearchSpace(n_values=len(active), C=self.bound(C), step=step, kind=self.name).grid()  # (K, len(active))
+        sub = SearchSpace(n_values=len(active), C=self.bound(C), step=step, kind=self).grid()  # (K, len(active))
         W = np.zeros((len(sub), n))
         W[:, active] = sub
         yield row.vector_dirs, W
 
+    def sweep_kinds(self) -> list[str]:
+        return list(GRID_KINDS)
 
-class Extrapolation(_Grid):
+    def grid_size(self, space: "SearchSpace") -> int:
+        """How many points `grid(space)` has, counted without building it (a fine step can mean billions)."""
+        return len(space.ticks()) ** space.n_values
+
+    def grid(self, space: "SearchSpace", max_points: int = MAX_GRID_POINTS) -> np.ndarray:
+        """Its points of `space`, shape (K, n): of the box lattice (ticks 0, step, … ≤ C per weight), the ones it
+        keeps. A lattice of more than `max_points` points is refused before it is built."""
+        size = len(space.ticks()) ** space.n_values  # the whole lattice is built before `keep` filters it
+        if size > max_points:
+            raise GridTooLargeError(f"step {space.step:g} over {space.n_values} value(s) means enumerating {size:,} "
+                                    f"grid points (at most {max_points:,}); use a coarser step, e.g. 0.1")
+        ticks = space.ticks()
+        mesh = np.stack(np.meshgrid(*([ticks] * space.n_values), indexing="ij"), axis=-1).reshape(-1, space.n_values)
+        return self.keep(mesh)
+
+    def keep(self, mesh: np.ndarray) -> np.ndarray:
+        """The rows of the box lattice (K, n) that are its points: all of them."""
+        return mesh
+
+    def check(self, w: np.ndarray) -> None:
+        """Raise WeightsError if the weights `w`, inside the box, are not a point of it (the box: always are)."""
+
+
+class Extrapolation(GridKind):
     name = "extrapolation"
     description = "w in [0, C]^n over one vector per value (MVA Eq.15)"
     order = 0
     extrapolates = True
+    searchable = True
 
     def bound(self, C: float) -> float:
         return C
@@ -97,11 +176,22 @@ class Extrapolation(_Grid):
         return "extrapolation [0, C]^n"
 
 
-class Simplex(_Grid):
+class Simplex(GridKind):
     name = "simplex"
     description = "w on the simplex, sum w = 1, over one vector per value (Rewarded Soups)"
     order = 1
-    on_simplex = True
+    constraint = "rows summing to 1"
+
+    def grid_size(self, space: "SearchSpace") -> int:
+        k = round(1.0 / space.step)  # compositions of k steps into n parts, when step divides 1
+        return math.comb(k + space.n_values - 1, space.n_values - 1) if abs(k * space.step - 1.0) < 1e-9 else 0
+
+    def keep(self, mesh: np.ndarray) -> np.ndarray:
+        return mesh[np.abs(mesh.sum(axis=1) - 1.0) < 1e-9]
+
+    def check(self, w: np.ndarray) -> None:
+        if abs(w.sum() - 1.0) > 1e-6:
+            raise WeightsError(f"weights {w.tolist()} sum to {w.sum():.6g}; simplex weights must sum to 1")
 
     def contains(self, row: "ComparedMethod", vector_hashes: tuple[str, ...], weights: tuple[float, ...]) -> bool:
         return tuple(vector_hashes) == row.vector_hashes and abs(sum(weights) - 1.0) <= 1e-6
@@ -128,7 +218,7 @@ class _Fixed(CompositionKind):
 class _OneAtATime(_Fixed):
     """Candidates that are one vector of the set at weight 1."""
 
-    per_value_vectors = False
+    one_vector_per_value = False
 
     def contains(self, row: "ComparedMethod", vector_hashes: tuple[str, ...], weights: tuple[float, ...]) -> bool:
         return len(vector_hashes) == 1 and vector_hashes[0] in row.vector_hashes and tuple(weights) == (1.0,)
@@ -140,7 +230,7 @@ class Conditioned(_OneAtATime):
     name = "conditioned"
     description = "one policy at weight 1 with the evaluation preference p in its prompt (MO-ODPO, MI-EPO)"
     order = 2
-    conditioned = True
+    preference_in_prompt = True
 
     def points(self, row: "ComparedMethod") -> Iterator[WeightSet]:
         n_values = len(policy_values(row.vector_dirs[0]))
@@ -150,6 +240,26 @@ class Conditioned(_OneAtATime):
 
     def label(self, n_vectors: int) -> str:
         return "its policy with each evaluation preference p in the prompt"
+
+    def value_weights(self, row: "ComparedMethod", vector_hashes: Sequence[Sequence[str]],
+                      preferences: Sequence[object], n_values: int) -> list[list[float]] | None:
+        """The preference p each candidate's prompt carried."""
+        return [list(p) if isinstance(p, list) and len(p) == n_values else [np.nan] * n_values for p in preferences]
+
+    def row_space(self, n: int, C: float) -> "SearchSpace":
+        return SearchSpace(n_values=n, C=1.0, step=1.0, kind=SIMPLEX)  # each row is a preference p: on the simplex
+
+    def preference(self, row: Sequence[float]) -> tuple[float, ...] | None:
+        return tuple(float(w) for w in row)
+
+    def candidate_weights(self, row: Sequence[float]) -> tuple[float, ...]:
+        return (1.0,)  # the policy alone: p is in its prompt
+
+    def candidate_values(self, row_names: tuple[str, ...], vectors: Sequence[ValueVector]) -> tuple[str, ...]:
+        return (vectors[0].value,)
+
+    def prompt_conditioning(self, vectors: Sequence[ValueVector]) -> PromptConditioning | None:
+        return self.conditioning(vectors)
 
     @staticmethod
     def is_policy(vectors: Sequence[ValueVector]) -> bool:
@@ -172,15 +282,31 @@ class Each(_OneAtATime):
     name = "each"
     description = "every trained vector alone at weight 1 (one model per preference, or one model)"
     order = 3
-    single_models = True
-    model_per_vector = True
+    several_models = True
 
     def points(self, row: "ComparedMethod") -> Iterator[WeightSet]:
-        for d in row.vector_dirs:
+        for d in row.vector_dirs:  # several models, each evaluated on its own
             yield (d,), np.ones((1, 1))
 
     def label(self, n_vectors: int) -> str:
         return f"each of its {n_vectors} models alone (w = 1)"
+
+    def value_weights(self, row: "ComparedMethod", vector_hashes: Sequence[Sequence[str]],
+                      preferences: Sequence[object], n_values: int) -> list[list[float]] | None:
+        """One model per preference: the preference its vector was trained for (its mva_vector.json)."""
+        trained = {}
+        for d, h in zip(row.vector_dirs, row.vector_hashes):
+            meta = d / META_FILE
+            pref = json.loads(meta.read_text()).get("preference") if meta.is_file() else None
+            if isinstance(pref, list) and len(pref) == n_values:
+                trained[h] = pref
+        return [list(trained.get(hashes[0], [np.nan] * n_values)) for hashes in vector_hashes]
+
+    def row_names(self, value_names: Sequence[str], vectors: Sequence[ValueVector]) -> tuple[str, ...]:
+        return tuple(v.value for v in vectors)  # weights per vector, named after them
+
+    def row_space(self, n: int, C: float) -> "SearchSpace":
+        return SearchSpace(n_values=n, C=max(1.0, float(C)), step=1.0)
 
 
 class Vertices(_Fixed):
@@ -189,8 +315,11 @@ class Vertices(_Fixed):
     name = "vertices"
     description = "each value's vector alone at weight 1 (paper rows DPO-<value>)"
     order = 4
-    single_models = True
-    row_per_value = True
+
+    def rows(self, name: str, vector_dirs: tuple[Path, ...], vector_hashes: tuple[str, ...],
+             value_names: Sequence[str]) -> list["ComparedMethod"]:
+        return [ComparedMethod(f"{name}-{v}", name, self.name, vector_dirs, vector_hashes, vertex=i)
+                for i, v in enumerate(value_names)]
 
     def label(self, n_vectors: int) -> str:
         return "its value's vector alone (w = 1)"
@@ -205,7 +334,7 @@ class Vertices(_Fixed):
 
 EXTRAPOLATION, SIMPLEX, CONDITIONED, EACH, VERTICES = Extrapolation(), Simplex(), Conditioned(), Each(), Vertices()
 KINDS: dict[str, CompositionKind] = {k.name: k for k in (EXTRAPOLATION, SIMPLEX, CONDITIONED, EACH, VERTICES)}
-GRID_KINDS: list[str] = [k.name for k in KINDS.values() if k.has_grid]
+GRID_KINDS: list[str] = [k.name for k in KINDS.values() if isinstance(k, GridKind)]
 
 
 def get_kind(name: str) -> CompositionKind:
@@ -214,6 +343,15 @@ def get_kind(name: str) -> CompositionKind:
         return KINDS[name]
     except KeyError:
         raise ConfigError(f"composition kind {name!r} is unknown; choose one of {list(KINDS)}") from None
+
+
+def evaluated_as(vectors: Sequence[ValueVector], n_values: int) -> CompositionKind:
+    """The kind whose rows a vector set's evaluation takes (sweep.Evaluator): a preference-conditioned policy's (each
+    row a preference p over the values), one vector per value (each row value weights), or vectors on their own
+    (each row per-vector weights, named after them)."""
+    if CONDITIONED.is_policy(vectors):
+        return CONDITIONED
+    return EXTRAPOLATION if len(vectors) == n_values else EACH
 
 
 def policy_values(policy_dir: Path) -> list[str]:
@@ -246,3 +384,70 @@ class ComparedMethod:
     def contains(self, vector_hashes: tuple[str, ...], weights: tuple[float, ...]) -> bool:
         """Is a stored candidate (its vectors and weights) a point of this method?"""
         return self.kind.contains(self, vector_hashes, weights)
+
+    def on_grid(self, kind: str) -> "ComparedMethod":
+        """This row swept on the grid kind `kind` instead (a grid row only: the others have their fixed points)."""
+        return ComparedMethod(self.name, self.method, get_kind(kind).name, self.vector_dirs, self.vector_hashes,
+                              self.vertex) if self.kind.has_grid else self
+
+
+@dataclass
+class SearchSpace(Record):
+    """The weight space S of MVA Eq.15: the points of a grid kind over a uniform lattice, the box `[0, C]^n`
+    (extrapolation) or its rows summing to 1 (simplex, SOUP). Stored (a run's config) with its kind's name."""
+
+    n_values: int = field(default=2, metadata={"help": "Number of value vectors composed."})
+    C: float = field(default=1.0, metadata={"help": "Upper bound of every weight (paper: C = 1). Weights > 1 allowed."})
+    step: float = field(default=0.25, metadata={"help": "Grid step of the sweep."})
+    kind: GridKind = field(
+        default=EXTRAPOLATION, metadata={"help": "The grid kind, or its name: 'extrapolation': [0,C]^n grid (MVA); "
+                                                 "'simplex': sum w = 1 (SOUP)."}
+    )
+
+    def __post_init__(self) -> None:
+        kind = KINDS.get(self.kind) if isinstance(self.kind, str) else self.kind  # a name (JSON, CLI): resolved once
+        if not isinstance(kind, GridKind):
+            raise ConfigError(f"kind={getattr(self.kind, 'name', self.kind)!r}: choose "
+                              + " or ".join(repr(k) for k in GRID_KINDS))
+        self.kind = kind
+        self.check_types()
+        if self.n_values < 1:
+            raise ConfigError(f"n_values={self.n_values}: need at least one value vector")
+        if not (math.isfinite(self.C) and self.C > 0):
+            raise ConfigError(f"C={self.C}: the weight bound must be a positive finite number (paper: 1)")
+        if not (math.isfinite(self.step) and 0 < self.step <= self.C):
+            raise ConfigError(f"step={self.step}: must be in (0, C={self.C}]; e.g. 0.1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)} | {"kind": self.kind.name}
+
+    def check(self, weights: Any) -> np.ndarray:
+        """Validate one weight vector against S; returns it as float64. Raises WeightsError naming the fix."""
+        w = np.asarray(weights, dtype=np.float64).reshape(-1)
+        if w.shape[0] != self.n_values:
+            raise WeightsError(
+                f"weights {w.tolist()} have {w.shape[0]} entries but there are {self.n_values} value vectors; "
+                f"give one weight per value"
+            )
+        if not np.all(np.isfinite(w)):
+            raise WeightsError(f"weights {w.tolist()} contain NaN or inf; every weight must be a number in [0, {self.C}]")
+        bad = [(i, float(x)) for i, x in enumerate(w) if x < 0 or x > self.C + 1e-12]
+        if bad:
+            i, x = bad[0]
+            raise WeightsError(f"weight {i} = {x} is outside [0, C={self.C}]; choose a value in range or raise C")
+        self.kind.check(w)
+        return w
+
+    def ticks(self) -> np.ndarray:
+        """The grid values of one weight: 0, step, 2·step, … up to C (C included)."""
+        ticks = np.round(np.arange(0.0, self.C + self.step / 2, self.step), 10)
+        return ticks[ticks <= self.C + 1e-9]
+
+    def grid_size(self) -> int:
+        """How many points `grid()` has, counted without building it (its kind counts)."""
+        return self.kind.grid_size(self)
+
+    def grid(self, max_points: int = MAX_GRID_POINTS) -> np.ndarray:
+        """All grid points of S, shape (K, n), as its kind enumerates them: uniform steps of `step` from 0 to C (C
+        included). A grid of more than `max_points` points is refused before it is built (GridTooLargeError)."""
+        return self.kind.grid(self, max_points)

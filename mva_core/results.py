@@ -16,7 +16,6 @@ import pandas as pd
 from .judges import get_judge, judge_key, verdict_of
 from .store import prompts_hash
 from .table import BASE_METHOD, CandidateTable, is_base, methods_present, weight_column
-from .vectors import META_FILE
 from .kinds import ComparedMethod
 from .workspace import Workspace, WorkspaceError
 
@@ -61,27 +60,17 @@ def candidate_table(ws: Workspace, methods: list[str] | None = None,
 def _by_compared_method(ws: Workspace, cand: pd.DataFrame) -> pd.DataFrame:
     rows = ws.compared_methods()
     keys = [(tuple(json.loads(h)), tuple(w)) for h, w in zip(cand["vector_hashes"], cand["weights"])]
-    preference = {}
-    for m in rows:
-        if m.kind.model_per_vector:  # one model per preference: the preference it was trained for
-            for d, h in zip(m.vector_dirs, m.vector_hashes):
-                meta = d / META_FILE
-                pref = json.loads(meta.read_text()).get("preference") if meta.is_file() else None
-                if isinstance(pref, list) and len(pref) == len(ws.value_names):
-                    preference[h] = pref
     parts, claimed = [], np.zeros(len(cand), dtype=bool)
     for m in rows:
         mask = np.array([m.contains(h, w) for h, w in keys], dtype=bool)
         if mask.any():
             part = cand[mask].assign(method=m.name)
-            if m.kind.conditioned:  # the preference p its prompt carried
+            # a conditioned policy's p in its prompt, one model per preference's trained preference
+            shown = m.kind.value_weights(m, [json.loads(h) for h in part["vector_hashes"]], list(part["preference"]),
+                                         len(ws.value_names))
+            if shown is not None:
                 for i, v in enumerate(ws.value_names):
-                    part[weight_column(v)] = [p[i] if isinstance(p, list) and len(p) == len(ws.value_names) else np.nan
-                                      for p in part["preference"]]
-            if m.kind.model_per_vector:
-                for i, v in enumerate(ws.value_names):
-                    part[weight_column(v)] = [preference.get(json.loads(h)[0], [np.nan] * len(ws.value_names))[i]
-                                      for h in part["vector_hashes"]]
+                    part[weight_column(v)] = [w[i] for w in shown]
             parts.append(part)
             claimed |= mask
     stale = cand[~claimed]

@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import pareto
-from .config import SearchSpace
+from .kinds import SearchSpace
 from .errors import MVAError
 from .results import load_table
 from .store import prompts_hash
@@ -140,8 +140,8 @@ def search_front(evaluate: Evaluate, space: SearchSpace, budget: int, ref: np.nd
     hypervolume history uses the final one. `progress(result)` is called after every batch. Stops early when every
     lattice point is evaluated.
     """
-    if budget < 1 or space.kind != "extrapolation":
-        raise SearchError(f"budget={budget}, kind={space.kind!r}: need budget >= 1 and the box [0, C]^n "
+    if budget < 1 or not space.kind.searchable:
+        raise SearchError(f"budget={budget}, kind={space.kind.name!r}: need budget >= 1 and the box [0, C]^n "
                           "(kind 'extrapolation')")
     rng = np.random.default_rng(seed)
     W = np.zeros((0, space.n_values)) if done is None else np.asarray(done[0], dtype=float)
@@ -196,7 +196,7 @@ def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, se
     if batch < 1:
         raise SearchError(f"batch = {batch}: points chosen per surrogate fit must be >= 1, e.g. 4")
     compared = ws.compared_method(method)
-    if not compared.kind.has_grid or not compared.kind.extrapolates:
+    if not compared.kind.searchable:
         raise SearchError(f"method {method!r} has no weight box to search ({compared.kind.name}); search a method "
                           "whose candidates are base + Σ wᵢ·θᵢ with wᵢ in [0, C], e.g. mva")
     values = list(ws.value_names if values is None else values)

@@ -18,8 +18,8 @@ import numpy as np
 
 from .compose import WeightBatchedModel
 from .generate import Cancelled, generate_samples
-from .config import ConfigError, DecodingConfig, SearchSpace
-from .kinds import CONDITIONED, SIMPLEX, get_kind
+from .config import ConfigError, DecodingConfig
+from .kinds import SearchSpace, evaluated_as
 from .models import BaseModel, load_base
 from .errors import MVAError
 from .scorers import ScorerFailedError, get_scorer, scorer_key, stored_key
@@ -48,33 +48,23 @@ class Evaluator:
         self.base = base or load_base(workspace.manifest.base)
         if vectors is None:
             compared = workspace.compared_method(method)
-            if compared.kind.model_per_vector:
+            if compared.kind.several_models:
                 raise WorkspaceError(f"method {method!r} has one model per vector; evaluate them with sweep_method, "
                                      "or pass vectors=[one value vector]")
             vectors = [load_value_vector(d) for d in compared.vector_dirs]
         self.vectors = list(vectors)
-        # A preference-conditioned policy (MO-ODPO, MI-EPO): one vector at weight 1, and each candidate's
-        # "weights" are the preference p its prompt carries (methods.conditioned).
-        self.conditioned = CONDITIONED.is_policy(self.vectors)
-        # how that policy reads p in its prompt (MO-ODPO's weights, RiC's desired rewards): its own stored object
-        self.conditioning = CONDITIONED.conditioning(self.vectors) if self.conditioned else None
+        # How a row of weights becomes a candidate (kinds.evaluated_as): one vector per value, weights per value; a
+        # preference-conditioned policy (MO-ODPO, MI-EPO), each row the preference p its prompt carries; otherwise
+        # (a vector trained for a preference, or on all values in turn) weights per vector, named after them.
+        self.kind = evaluated_as(self.vectors, len(workspace.value_names))
+        # how a conditioned policy reads p in its prompt (MO-ODPO's weights, RiC's desired rewards); else None
+        self.conditioning = self.kind.prompt_conditioning(self.vectors)
         check_compatible(self.vectors, self.base.model, self.base.fingerprint)
         self.model = WeightBatchedModel(self.base.model, self.vectors)
         self.prompts = workspace.prompts()
         self.decoding = workspace.manifest.decoding
-        n = len(workspace.value_names)
-        # One vector per value: weights are per value. A conditioned policy: each row is a preference p over the
-        # values (on the simplex). Otherwise (a vector trained for a preference, or on all values in turn) the
-        # weights are per vector and named after them.
-        if self.conditioned:
-            self.value_names = tuple(workspace.value_names)
-            self.space = SearchSpace(n_values=n, C=1.0, step=1.0, kind=SIMPLEX.name)  # p is on the simplex
-        elif len(self.vectors) == n:
-            self.value_names = tuple(workspace.value_names)
-            self.space = workspace.space()
-        else:
-            self.value_names = tuple(v.value for v in self.vectors)
-            self.space = SearchSpace(n_values=len(self.vectors), C=max(1.0, float(workspace.manifest.C)), step=1.0)
+        self.value_names = self.kind.row_names(workspace.value_names, self.vectors)
+        self.space = self.kind.row_space(len(self.value_names), workspace.manifest.C)
 
     def decoding_for(self, preference: Sequence[float] | None) -> DecodingConfig:
         """The workspace's decoding; for a conditioned policy with p written into its system message (the way
@@ -93,11 +83,11 @@ class Evaluator:
 
     def spec(self, weights: Sequence[float], source: str) -> CandidateSpec:
         """The candidate of one row of weights; for a conditioned policy the row is its preference p."""
-        p = tuple(float(w) for w in weights) if self.conditioned else None
+        p = self.kind.preference(weights)
         return CandidateSpec(
             method=self.method, source=source,
-            value_names=self.value_names if p is None else (self.vectors[0].value,),
-            weights=tuple(float(w) for w in weights) if p is None else (1.0,),
+            value_names=self.kind.candidate_values(self.value_names, self.vectors),
+            weights=self.kind.candidate_weights(weights),
             vector_hashes=tuple(v.hash for v in self.vectors),
             base_fingerprint=self.base.fingerprint, prompts_hash=prompts_hash(self.prompts),
             decoding=self.decoding_for(p).fingerprint(), preference=p,
@@ -117,7 +107,7 @@ class Evaluator:
         seeded by each candidate's key (`generate.row_seed`). What an executor's worker runs."""
         tokens = (lambda d, t: progress("generate", d, t)) if progress else None
         keys = [self.spec(w, "").key for w in W]
-        if not self.conditioned:
+        if not self.kind.preference_in_prompt:
             return generate_samples(self.model, self.base.tokenizer, self.prompts, W, self.decoding, tokens, cancel,
                                     identities=keys)
         return [generate_samples(self.model, self.base.tokenizer, self.prompts, np.ones((1, 1)),
@@ -238,8 +228,8 @@ def method_groups(ws: Workspace, method: str, step: float, kind: str | None = No
     those values' weights, the others fixed at 0; `prompts` evaluates on another prompt set.
     `evaluator(method, vector_dirs)` lets the app reuse cached evaluators."""
     compared = ws.compared_method(method)
-    if kind is not None and compared.kind.has_grid:
-        compared = replace(compared, composition=get_kind(kind).name)
+    if kind is not None:
+        compared = compared.on_grid(kind)
     active = None
     if values is not None and list(values) != ws.value_names:
         if not values or any(v not in ws.value_names for v in values):
@@ -297,7 +287,7 @@ def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], ch
     ids: list[int] = []
     generated = 0
     # a conditioned policy generates each p in its own call anyway (its prompt differs): each is stored when done
-    sizes = [1 if ev.conditioned else chunk for ev, _ in groups]
+    sizes = [1 if ev.kind.preference_in_prompt else chunk for ev, _ in groups]
     jobs = [(ev, W[start:start + size]) for (ev, W), size in zip(groups, sizes) for start in range(0, len(W), size)]
     with ws.store.run("sweep", config, method, adopt=True) as run:  # a rerun of a killed sweep takes it over
         supplied = executor.responses(jobs) if executor is not None else iter([None] * len(jobs))

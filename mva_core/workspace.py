@@ -20,9 +20,9 @@ from typing import Any, Sequence
 
 from .atomic import atomic_dir
 from .errors import MVAError
-from .config import ConfigError, DecodingConfig, Record, SearchSpace, check_name
+from .config import ConfigError, DecodingConfig, Record, check_name
 from .data import load_prompts, write_jsonl
-from .kinds import EXTRAPOLATION, ComparedMethod
+from .kinds import EXTRAPOLATION, ComparedMethod, GridKind, SearchSpace
 from .methods import available_methods, get_method
 from .models import DEFAULT_BASE, load_base
 from .scorers import check_scorer_spec, current_scorer_keys
@@ -153,10 +153,11 @@ class Workspace:
     def value_names(self) -> list[str]:
         return [v.name for v in self.manifest.values]
 
-    def space(self, kind: str = EXTRAPOLATION.name, step: float = 0.25, C: float | None = None) -> SearchSpace:
-        """The weight space S (MVA Eq.15) with bound `C` (default workspace.json's)."""
+    def space(self, kind: str | GridKind = EXTRAPOLATION, step: float = 0.25, C: float | None = None) -> SearchSpace:
+        """The weight space S (MVA Eq.15) of the grid kind `kind` (or its name) with bound `C` (default
+        workspace.json's)."""
         return SearchSpace(n_values=len(self.manifest.values), C=self.manifest.C if C is None else C, step=step,
-                           kind=kind)  # type: ignore[arg-type]
+                           kind=kind)  # type: ignore[arg-type]  # a name is resolved by SearchSpace
 
     def methods(self) -> list[str]:
         """Methods that have a full set of value vectors (one dir per value) in this workspace."""
@@ -187,7 +188,7 @@ class Workspace:
             method = get_method(name) if name in available_methods() else None
             kind = method.kind if method else EXTRAPOLATION
             source = name if name in on_disk or method is None else method.vectors_from
-            if not kind.per_value_vectors:
+            if not kind.one_vector_per_value:
                 dirs = tuple(self.adapter_dirs(source))
             elif source in grid_sets:
                 dirs = tuple(self.vector_dirs(source))
@@ -197,11 +198,7 @@ class Workspace:
                 continue
             hashes = tuple(file_hash(d / ADAPTER_FILE if (d / ADAPTER_FILE).is_file() else d / "adapter_model.bin")
                            for d in dirs)
-            if kind.row_per_value:
-                rows += [ComparedMethod(f"{name}-{v}", name, kind.name, dirs, hashes, vertex=i)
-                         for i, v in enumerate(self.value_names)]
-            else:
-                rows.append(ComparedMethod(name, name, kind.name, dirs, hashes))
+            rows += kind.rows(name, dirs, hashes, self.value_names)  # vertices: one per value ("dpo-<value>")
         return sorted(rows, key=lambda m: (m.kind.order, m.name))
 
     def vector_index(self) -> dict[str, Path]:

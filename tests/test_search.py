@@ -12,7 +12,7 @@ import pytest
 
 from mva_core import pareto
 from mva_core.cli import main
-from mva_core.config import SearchSpace
+from mva_core.kinds import SearchSpace
 from mva_core.search import (MAX_POOL, candidate_pool, dominance_gap, search_front, search_method, seed_design,
                               spread_out, stored_history)
 from mva_core.workspace import Workspace

@@ -144,14 +144,14 @@ for i, method in enumerate(chosen):
     part = shown[(shown["method"] == method) & shown["finite"]]
     color = palette[i % len(palette)]
     kind = composition.get(method)  # None for candidates of old vectors
-    if kind is not None and kind.conditioned:  # one policy steered by p: its runs in order of p, dashed
+    if kind is not None and kind.preference_in_prompt:  # one policy steered by p: its runs in order of p, dashed
         steer = part.sort_values(weight_column(values[0]))
         layers.append(Mark(steer, f"{method} (p = 0→1 on {values[0]})",
                            dict(color=color, size=9, symbol="circle-open", line=dict(width=2)),
                            dict(mode="lines+markers", line=dict(color=color, width=2, dash="dash"), hoverinfo="text",
                                 hovertext=hover_text(steer, values, f"{method} · candidate", weight="p"))))
         continue
-    if kind is not None and kind.single_models:  # one model per point: markers only, a symbol of their own
+    if kind is not None and not kind.continuous:  # one model per point: markers only, a symbol of their own
         layers.append(Mark(part, method, dict(color=color, size=14, symbol=next(symbols, "diamond"),
                                               line=dict(width=1, color="#222")),
                            dict(hovertext=hover_text(part, values, f"{method} · candidate"), hoverinfo="text")))

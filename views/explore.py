@@ -102,7 +102,7 @@ if ws is None:
 values = ws.value_names
 # Sliders compose one vector per value (weight grids over such a set), or set the preference p a conditioned
 # policy (MO-ODPO, MI-EPO) reads in its prompt.
-compositions = {m.name: m.kind for m in ws.compared_methods() if m.kind.has_grid or m.kind.conditioned}
+compositions = {m.name: m.kind for m in ws.compared_methods() if m.kind.continuous}
 methods = list(compositions)
 
 st.title("Explore the value trade-off")
@@ -119,8 +119,8 @@ if not methods:
 with st.sidebar:
     forget_stale("explore_method", methods)
     method = st.selectbox("Method (vector set)", methods, key="explore_method",
-                          format_func=lambda m: f"{m} (policy conditioned on p)" if compositions[m].conditioned else m)
-    conditioned = compositions[method].conditioned
+                          format_func=lambda m: f"{m} (policy conditioned on p)" if compositions[m].preference_in_prompt else m)
+    conditioned = compositions[method].preference_in_prompt
     if conditioned:
         st.caption("One policy; the sliders set the preference p written into its prompt (normalised to sum 1).")
         raw = [float(st.slider(f"p: {v}", 0.0, 1.0, value=0.5, step=0.05, key=f"cp_{v}")) for v in values]
@@ -259,7 +259,7 @@ if preferred is not None:
 
     def load_preferred() -> None:
         open_preferred()
-        slider = "cp_" if compositions[st.session_state["explore_method"]].conditioned else "w_"
+        slider = "cp_" if compositions[st.session_state["explore_method"]].preference_in_prompt else "w_"
         for v in values:
             st.session_state[f"{slider}{v}"] = float(np.clip(preferred.get(weight_column(v), 0.0), 0.0, ws.manifest.C))
 

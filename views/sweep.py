@@ -14,7 +14,7 @@ import streamlit as st
 from mva_core.config import ConfigError
 from mva_core.data import DataFileError
 from mva_core.errors import MVAError
-from mva_core.kinds import GRID_KINDS, get_kind
+from mva_core.kinds import get_kind
 from mva_core.notices import notices_to
 from mva_core.scorers import available_scorers
 from mva_core.search import search_method, stored_history
@@ -58,8 +58,8 @@ c1, c2, c3, c4, c5 = st.columns(5)
 method = c1.selectbox("Method", methods, key="sweep_method",
                       format_func=lambda m: f"{m} ({compared[m].composition})")
 composition = compared[method].composition
-has_grid = compared[method].kind.has_grid
-kinds = GRID_KINDS if has_grid else [composition]
+has_grid = compared[method].kind.has_grid  # a step, and a subset of the values, apply
+kinds = compared[method].kind.sweep_kinds()
 kind = c2.selectbox("Grid", kinds, index=kinds.index(composition), key=f"sweep_kind_{method}",
                     format_func=lambda k: get_kind(k).label(len(compared[method].vector_dirs)))
 C = float(c3.number_input("C (weight bound)", min_value=0.0, step=0.25, format="%.3f", key="sweep_C",
@@ -142,7 +142,7 @@ if has_grid:
     fixed = [v for v in values if v not in chosen]
     st.caption(f"{'Each weight takes' if not fixed else 'The weights of ' + ', '.join(chosen) + ' take'} the values "
                + ", ".join(f"{t:g}" for t in np.unique(grid[:, swept]))
-               + (" (rows summing to 1)" if get_kind(kind).on_simplex else "")
+               + (f" ({get_kind(kind).constraint})" if get_kind(kind).constraint else "")
                + (f"; {', '.join(fixed)} stay at 0." if fixed else "."))
 if get_kind(kind).extrapolates and C > ws.manifest.C:
     st.info(f"C = {C:g} is above workspace.json's C = {ws.manifest.C:g}: these candidates are stored and shown as "
@@ -252,7 +252,7 @@ if start:
 
 # ---- Adaptive search ----
 st.subheader("Or search adaptively")
-if not (compared[method].kind.has_grid and compared[method].kind.extrapolates):
+if not compared[method].kind.searchable:
     st.caption(f"Adaptive search explores a weight box [0, C]^n; {method} has none.")
 else:
     st.caption(f"Instead of every point of the grid above (step {step:g}): its extremes (the base, each value alone "
