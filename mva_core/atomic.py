@@ -34,6 +34,7 @@ WORKSPACE_FILES = ("workspace.json", "mva.sqlite")
 VECTORS_DIR = "vectors"  # a workspace's value vectors: only retraining (kind "value_vector") replaces them
 EXPORT = "export"
 VALUE_VECTOR = "value_vector"
+PREFERENCE_DATA = "preference_data"
 CSV_HEADER = "id,method,"  # the first line of every candidate table we write (results --csv, export csv)
 
 

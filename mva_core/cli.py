@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 # Only light modules here, so `--help` answers without loading torch: each command imports what it runs.
-from .atomic import atomic_file, check_file_target, check_target
+from .atomic import PREFERENCE_DATA, atomic_file, check_file_target, check_target
 from .config import CPU_SMALL, PAPER, DecodingConfig, check_name, parse_weights
 from .data import load_prompts
 from .errors import MVAError, as_user_error
@@ -239,7 +239,7 @@ def _train_setting_flags(parser: argparse.ArgumentParser) -> None:
 def cmd_data(args: argparse.Namespace) -> int:
     """Preference pairs from the paper's datasets (or a JSONL of their records) into <out>/{train,validation,test}.jsonl."""
     from .preference_data import load_source, write_splits
-    check_target(args.out, args.force)
+    check_target(args.out, args.force, PREFERENCE_DATA)
     parsed = load_source(args.source, args.format, args.objective)
     counts = write_splits(parsed, args.out, seed=args.seed, force=args.force)
     skipped = ", ".join(f"{n} {reason}" for reason, n in parsed.skipped.items()) or "none"

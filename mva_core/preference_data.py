@@ -26,7 +26,7 @@ from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 
-from .atomic import atomic_dir
+from .atomic import PREFERENCE_DATA, atomic_dir
 from .errors import MVAError
 from .data import DataFileError, read_jsonl, write_jsonl
 
@@ -262,7 +262,7 @@ def write_splits(parsed: ParsedPairs, out_dir: str | Path, seed: int = 0, force:
         raise PreferenceSourceError(f"{parsed.source}: no usable pairs in {parsed.n_records} records "
                                     f"(skipped: {parsed.skipped}); check --format")
     splits = split_pairs(parsed.pairs, seed=seed)
-    with atomic_dir(out_dir, force=force, kind="preference_data") as tmp:
+    with atomic_dir(out_dir, force=force, kind=PREFERENCE_DATA) as tmp:
         for name, rows in splits.items():
             write_jsonl(tmp / f"{name}.jsonl", [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in rows])
     return {name: len(rows) for name, rows in splits.items()}

@@ -21,7 +21,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..atomic import atomic_dir
+from ..atomic import VALUE_VECTOR, atomic_dir
 from ..config import TrainConfig
 from ..errors import MVAError, TrainingError
 from ..models import load_base, portable_base_name
@@ -279,7 +279,7 @@ def save_adapter(run: TrainedRun, out_dir: Path, meta: dict[str, Any], overwrite
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     # peft writes base_model_name_or_path from the model it wrapped (here a cache dir): the portable name instead
     run.trainer.model.peft_config["default"].base_model_name_or_path = meta["base_model"]
-    with atomic_dir(out_dir, force=overwrite, kind="value_vector") as tmp:
+    with atomic_dir(out_dir, force=overwrite, kind=VALUE_VECTOR) as tmp:
         run.trainer.model.save_pretrained(str(tmp), safe_serialization=True, selected_adapters=["default"])  # not "ref"
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, ensure_ascii=False))
     shutil.rmtree(partial_dir(out_dir), ignore_errors=True)
