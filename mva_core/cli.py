@@ -350,7 +350,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
               f"MIP {m['mip'] if m['mip'] is None else round(m['mip'], 4)} {m['mip_ci']}  "
               f"CRD {'—' if m['crd'] is None else format(m['crd'], '.4g')}"
               f"{' [{:.4g}, {:.4g}]'.format(*m['crd_ci']) if m.get('crd_ci') else ''}"
-              + (f"  follows-p {m['follows_p']:+.2f} {m['follows_p_ci']}" if m["follows_p"] is not None else ""))
+              + (f"  follows-p {m['follows_p']:+.2f} [{m['follows_p_ci'][0]:+.2f}, {m['follows_p_ci'][1]:+.2f}]"
+                 if m["follows_p"] is not None and None not in m["follows_p_ci"] else ""))
     for pair, d in doc["pairs"].items():
         print(f"{pair:>33}  ΔHV {d['hv_diff']:+.4f} [{d['hv_diff_ci'][0]:+.4f}, {d['hv_diff_ci'][1]:+.4f}]  "
               f"P(a better) {d['p_a_better']:.2f}")
