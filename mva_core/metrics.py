@@ -302,6 +302,102 @@ def crd_interval(ws: Workspace, group: Table, preferences: np.ndarray, chosen: S
     return percentile_interval(values, estimate)
 
 
+# ---- Follows-p (conditioned policies) ----
+
+FOLLOWS_P_NOT_CONDITIONED = "not a conditioned policy: its candidates carry no requested preference p"
+
+
+@dataclass
+class MethodFollowsP:
+    """A conditioned policy's follows-p (`follows_p`) with its interval, or why it has none (`value` None)."""
+
+    value: float | None
+    interval: Interval | None = None
+    runs: int = 0  # the runs (one per requested p) it is computed over
+    why: str = ""
+
+
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks along the last axis, tied entries sharing their mean rank (scipy.stats.rankdata "average"):
+    rank_i = #{j: x_j < x_i} + (#{j: x_j = x_i} + 1) / 2. O(K²) per row: K is a handful of runs."""
+    x = np.asarray(x, dtype=float)
+    less = (x[..., None, :] < x[..., :, None]).sum(axis=-1)  # (..., K): entries below x_i
+    equal = (x[..., None, :] == x[..., :, None]).sum(axis=-1)  # (..., K): entries equal to x_i, itself included
+    return less + (equal + 1) / 2
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman's rank correlation along the last axis (Pearson's of the average ranks; broadcasts); NaN where
+    either side is constant (no order to follow)."""
+    ra, rb = average_ranks(a), average_ranks(b)
+    ra = ra - ra.mean(axis=-1, keepdims=True)
+    rb = rb - rb.mean(axis=-1, keepdims=True)
+    den = np.sqrt((ra ** 2).sum(axis=-1) * (rb ** 2).sum(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, (ra * rb).sum(axis=-1) / den, np.nan)
+
+
+def follows_p(preferences: np.ndarray, Z: np.ndarray) -> np.ndarray:
+    """Follows-p (DESIGN "Metrics") of a conditioned policy's runs: does the realised trade-off rank as the
+    requested preference does?
+
+    `preferences` (K, V): the p each run was conditioned on; `Z` (..., K, V): each run's mean z-score per value
+    (leading axes: e.g. bootstrap resamples). The realised trade-off of run k towards value i is how far it leans to
+    i over the other values, t_ki = z_ki − mean_{j≠i} z_kj; follows-p is the mean over the values i whose p_i varies
+    of Spearman(p_i, t_i) across the runs. For 2 values both terms equal Spearman(p_1, z_1 − z_2) (as p_2 = 1 − p_1
+    and t_2 = −t_1), the number the issue asks for. +1: every step up in p_i is a step towards value i; 0: p
+    is not followed; −1: followed backwards. NaN with fewer than 2 values or 3 runs, a non-finite z, or a
+    constant trade-off."""
+    W = np.asarray(preferences, dtype=float)  # (K, V)
+    Z = np.asarray(Z, dtype=float)  # (..., K, V)
+    K, V = W.shape
+    if V < 2 or K < 3:
+        return np.full(Z.shape[:-2], np.nan)
+    trade = Z - (Z.sum(axis=-1, keepdims=True) - Z) / (V - 1)  # (..., K, V): z_i − mean of the other values
+    varies = np.ptp(W, axis=0) > 0  # (V,) values whose requested weight changes across the runs
+    if not varies.any():
+        return np.full(Z.shape[:-2], np.nan)
+    rho = spearman(W.T[varies], np.swapaxes(trade, -1, -2)[..., varies, :])  # (..., V'): over the K runs
+    return np.where(np.isfinite(Z).all(axis=(-1, -2)), rho.mean(axis=-1), np.nan)
+
+
+def follows_p_by_method(ws: Workspace, table: Table, methods: Sequence[str], n_resamples: int = 1000,
+                        seed: int = 0) -> dict[str, MethodFollowsP]:
+    """Follows-p (`follows_p`) of each conditioned policy among `methods` (mo-odpo, mi-epo, ric: candidates that
+    carry their p), with its 95 % percentile interval over the evaluation prompts: the resamples of
+    `bootstrap.resample_indices(P, n_resamples, seed)` — the same prompts HV's and MIP's resamples draw — each
+    z-scoring the runs' mean rewards against the base model on those prompts (`bootstrap.z_means`). Runs with a
+    non-finite reward on some prompt are left out. Other methods get None with the reason."""
+    t = CandidateTable.of(table, ws.value_names)
+    base_id = t.base_id()
+    base = prompt_rewards(ws, [base_id])[0] if base_id is not None else None  # (P, V)
+    out = {}
+    for name in methods:
+        grp = t.for_method(name)
+        if grp.empty or not is_conditioned(grp):
+            out[name] = MethodFollowsP(None, why=FOLLOWS_P_NOT_CONDITIONED)
+            continue
+        if base is None:
+            out[name] = MethodFollowsP(None, why="no base-model candidate on these prompts: rewards cannot be "
+                                                 "z-scored")
+            continue
+        R = prompt_rewards(ws, grp.ids().tolist())  # (K, P, V)
+        keep = np.isfinite(R).all(axis=(1, 2))
+        W = grp.weights()[keep]  # (K', V) requested p of each run kept
+        if len(W) < 3 or len(ws.value_names) < 2:
+            out[name] = MethodFollowsP(None, runs=len(W), why=f"{len(W)} runs with finite rewards on every prompt "
+                                       "(need 3 or more, of 2 or more values) to rank")
+            continue
+        estimate = float(follows_p(W, z_means(R[keep], base, np.arange(base.shape[0])[None])[0]))
+        samples = follows_p(W, z_means(R[keep], base, resample_indices(base.shape[0], n_resamples, seed)))  # (B,)
+        if not np.isfinite(estimate):
+            out[name] = MethodFollowsP(None, runs=len(W), why="the realised trade-off is the same for every run: "
+                                                              "no order to compare with p")
+            continue
+        out[name] = MethodFollowsP(estimate, percentile_interval(samples, estimate), len(W))
+    return out
+
+
 # ---- Intervals over the prompts ----
 
 def compare_with_intervals(ws: Workspace, table: Table, methods: Sequence[str] | None = None,
@@ -329,10 +425,12 @@ def compare_with_intervals(ws: Workspace, table: Table, methods: Sequence[str] |
     return bootstrap_compare(scored, prompt_rewards(ws, [base_id])[0], ref=ref, n_resamples=n_resamples, seed=seed)
 
 
-def comparison_json(result: BootstrapComparison, crd: dict[str, MethodCRD]) -> dict:
+def comparison_json(result: BootstrapComparison, crd: dict[str, MethodCRD],
+                    follows: dict[str, MethodFollowsP] | None = None) -> dict:
     """The `compare --json` document (DESIGN §3): ref, per method hv/mip with intervals, crd (`crd_by_method`; null
-    with "crd_why" when not defined), n_prompts; per pair "a|b" the paired HV difference, its interval and the share
-    of resamples where a wins."""
+    with "crd_why" when not defined), follows_p and follows_p_ci (`follows_p_by_method`; null for a method that is
+    not a conditioned policy), n_prompts; per pair "a|b" the paired HV difference, its interval and the share of
+    resamples where a wins."""
     def number(x: float) -> float | None:
         return float(x) if np.isfinite(x) else None
 
@@ -342,11 +440,16 @@ def comparison_json(result: BootstrapComparison, crd: dict[str, MethodCRD]) -> d
                 **({"crd_samples_per_preference": c.samples_per_preference} if c.value is not None else {}),
                 **({"crd_ci": c.interval.as_list()} if c.interval is not None else {})}
 
+    def follows_of(name: str) -> dict:
+        f = (follows or {}).get(name, MethodFollowsP(None, why="not computed for this method"))
+        return {"follows_p": f.value,
+                "follows_p_ci": [number(x) for x in f.interval.as_list()] if f.interval is not None else None}
+
     return {
         "ref": [float(x) for x in result.ref], "n_resamples": result.n_resamples, "seed": result.seed,
         "methods": {name: {"hv": number(m.hv.estimate), "hv_ci": [number(x) for x in m.hv.as_list()],
                            "mip": number(m.mip.estimate), "mip_ci": [number(x) for x in m.mip.as_list()],
-                           **crd_of(name), "n_prompts": m.n_prompts}
+                           **crd_of(name), **follows_of(name), "n_prompts": m.n_prompts}
                     for name, m in result.methods.items()},
         "pairs": {f"{a}|{b}": {"hv_diff": number(d.hv_diff.estimate),
                                "hv_diff_ci": [number(x) for x in d.hv_diff.as_list()],

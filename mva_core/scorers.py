@@ -4,7 +4,9 @@ Two kinds (DESIGN.md "Scorers"):
 - `HFRewardModel`: a transformers `AutoModelForSequenceClassification` reward model with one output logit
   (the paper's `Ray2333/gpt2-large-helpful-reward_model`) or a safe-rlhf score model (`LlamaModelForScore`,
   the paper's `PKU-Alignment/beaver-7b-v1.0-cost`), reached through the spec `hf:<path-or-id>` with options
-  `@sign=-1` (a cost model, negated) and `template=hh|pku|chat|plain` (the text its trainer fed it).
+  `@sign=-1` (a cost model, negated) and `template=hh|pku|chat|plain` (the text its trainer fed it; without it,
+  `default_template`: the known paper models' own, `pku` for the safe-rlhf layout, the chat template, else `plain`
+  with a notice, once).
 - packaged offline scorers for the embedded demo, registered by what they really measure:
   `warmth`, `civility`, `brevity`, `relevance`.
 
@@ -25,6 +27,7 @@ import numpy as np
 
 from .errors import MVAError
 from .fingerprints import content_key, model_fingerprint, split_key
+from .notices import notify
 
 if TYPE_CHECKING:  # annotations only: torch is imported at first use
     import torch
@@ -223,12 +226,31 @@ TEMPLATES: dict[str, str] = {
 KNOWN_TEMPLATES: list[tuple[str, str]] = [("Ray2333/gpt2-large-", "hh"), ("PKU-Alignment/beaver-", "pku")]
 
 
-def default_template(path: str, has_chat_template: bool) -> str:
-    """The known paper models' own template, else `chat` when the tokenizer has one, else `plain`."""
+def default_template(path: str, has_chat_template: bool, safe_rlhf: bool = False) -> str:
+    """The text a reward model given without `template=` reads: the known paper models' own template; `pku` for any
+    safe-rlhf score model (`<Arch>ModelForScore`: safe-rlhf's trainer writes every text that way); else `chat` when
+    the tokenizer has one; else `plain` (a guess, which `HFRewardModel` tells the user about once)."""
     for needle, template in KNOWN_TEMPLATES:
         if needle.lower() in path.lower():
             return template
+    if safe_rlhf:
+        return "pku"
     return "chat" if has_chat_template else "plain"
+
+
+def is_safe_rlhf(cfg: object) -> bool:
+    """Is this config a safe-rlhf score model's (`architectures: ["LlamaModelForScore"]`: backbone + `score_head`)?"""
+    return any(a.endswith("ModelForScore") for a in (getattr(cfg, "architectures", None) or []))
+
+
+def plain_template_notice(path: str) -> str:
+    """What the user is told, once, when a reward model is scored on `plain` text for want of anything better."""
+    return (f"reward model {path} has no chat template and its spec no template=: scoring it on the plain text "
+            f"'{{prompt}}\\n{{response}}' (template=plain); if it was trained on another format, name it in the spec, "
+            f"e.g. {HF_PREFIX}{path}@template=hh (HH-RLHF dialogue) or @template=pku (safe-rlhf)")
+
+
+_PLAIN_NOTIFIED: set[str] = set()  # paths already told about (`plain_template_notice`): once per process
 
 
 def _refuse_new_weights(path: str, info: dict, what: str) -> None:
@@ -301,11 +323,13 @@ class HFRewardModel(Scorer):
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise RewardModelError(f"could not load reward model {self.path} ({reason}); pass a local reward model "
                                    "directory, or a hub id this machine can download") from exc
-        self.template = template or default_template(self.path, bool(getattr(self.tokenizer, "chat_template", None)))
+        self.safe_rlhf = is_safe_rlhf(cfg)
+        self.template = template or default_template(self.path, bool(getattr(self.tokenizer, "chat_template", None)),
+                                                     self.safe_rlhf)
+        self.guessed_plain = template is None and self.template == "plain"
         if self.template == "chat" and not getattr(self.tokenizer, "chat_template", None):
             raise ScorerSpecError(f"template=chat, but the tokenizer of {self.path} has no chat template; "
                                   f"choose one of {', '.join(t for t in TEMPLATES if t != 'chat')}")
-        self.safe_rlhf = any(a.endswith("ModelForScore") for a in (getattr(cfg, "architectures", None) or []))
         self._load_safe_rlhf(cfg) if self.safe_rlhf else self._load_sequence_classifier()
         self.model.to(self.device).eval()
         # after loading: a hub id's files are on this machine now
@@ -333,9 +357,17 @@ class HFRewardModel(Scorer):
     def _load_safe_rlhf(self, cfg: object) -> None:
         """safe-rlhf's `<Arch>ModelForScore`: the backbone through AutoModel, `score_head` read from the checkpoint."""
         import torch
-        from transformers import AutoModel
+        from transformers.models.auto.modeling_auto import MODEL_MAPPING
 
-        self.model, info = AutoModel.from_pretrained(self.path, trust_remote_code=False, output_loading_info=True)
+        if type(cfg) not in MODEL_MAPPING:
+            raise RewardModelError(f"{self.path} is a {cfg.architectures[0]} over a {type(cfg).__name__}, which "  # type: ignore[attr-defined]
+                                   "transformers has no backbone for; use a safe-rlhf score model of a transformers "
+                                   "architecture (e.g. LlamaModelForScore)")
+        # AutoModel's class for this config, told that the checkpoint's score_head is expected (read below), so
+        # transformers' load report does not list it as UNEXPECTED; any other stray tensor is still reported.
+        backbone = type(f"{cfg.architectures[0]}Backbone", (MODEL_MAPPING[type(cfg)],),  # type: ignore[attr-defined]
+                        {"_keys_to_ignore_on_load_unexpected": [r"(^|\.)score_head\.(weight|bias)$"]})
+        self.model, info = backbone.from_pretrained(self.path, trust_remote_code=False, output_loading_info=True)
         _refuse_new_weights(self.path, info, "a safe-rlhf score model whose backbone does not match its config")
         tensors = _checkpoint_tensors(self.path, ("score_head.weight", "score_head.bias"))
         if "score_head.weight" not in tensors:
@@ -387,6 +419,12 @@ class HFRewardModel(Scorer):
         import torch
 
         _check_pairs(prompts, responses)
+        if self.guessed_plain:
+            with _CACHE_LOCK:
+                first = self.path not in _PLAIN_NOTIFIED
+                _PLAIN_NOTIFIED.add(self.path)
+            if first:
+                notify(plain_template_notice(self.path))
         texts = self.texts(prompts, responses)
         # A chat template already writes its special tokens; other templates get the tokenizer's own (a BOS).
         enc = self.tokenizer(texts, add_special_tokens=self.template != "chat", truncation=True,

@@ -62,6 +62,12 @@ def test_page_cli_and_report_agree(demo, monkeypatch):
         assert np.isnan(table.loc[table["method"] == name, "CRD"].iloc[0])  # the JSON's null
         assert table.loc[table["method"] == name, "hypervolume 95% CI"].iloc[0] == \
             f"[{m['hv_ci'][0]:.4f}, {m['hv_ci'][1]:.4f}]"
+        follows = table.loc[table["method"] == name, "follows p"].iloc[0]  # conditioned policies only (issue 27)
+        if name in ("mo-odpo", "mi-epo", "ric"):
+            assert follows == pytest.approx(m["follows_p"], abs=1e-9) and m["follows_p_ci"][0] <= follows <= \
+                m["follows_p_ci"][1]
+        else:
+            assert np.isnan(follows) and m["follows_p"] is None and m["follows_p_ci"] is None
     for line in re.findall(r"^- (\S+) − (\S+): ΔHV = \S+ \[(\S+), (\S+)\].*; (.*)\.$", report, re.M):
         a, b, lo, hi, verdict = line
         lo, hi = float(lo), float(hi)

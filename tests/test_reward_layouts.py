@@ -6,6 +6,7 @@ expected reward is computed by hand from the modules' own forward; a model with 
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -145,3 +146,102 @@ def test_template_option_is_checked(gpt2_rm):
         get_scorer(f"hf:{path}@template=xml")
     with pytest.raises(ScorerSpecError, match="has no chat template"):
         get_scorer(f"hf:{path}@template=chat")
+
+
+# ---- Read as trained by default (issue 27 item 5) ----
+
+def copy_model(src, dst):
+    dst.mkdir(parents=True)
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+def test_safe_rlhf_layout_reads_pku_text_without_template(beaver, tmp_path):
+    """The layout alone (`LlamaModelForScore`, no PKU path) gives safe-rlhf's text, not plain text."""
+    src, backbone, head, tok = beaver
+    path = copy_model(src, tmp_path / "my-org" / "score-model")  # nothing in the path says safe-rlhf
+
+    def end_score(ids):
+        return head(backbone(ids).last_hidden_state[0, -1])[0]
+
+    pku = [by_hand(tok, f"BEGINNING OF CONVERSATION: USER: {p} ASSISTANT:{r}{tok.eos_token}", end_score)
+           for p, r in zip(PROMPTS, RESPONSES)]
+    plain = [by_hand(tok, f"{p}\n{r}", end_score) for p, r in zip(PROMPTS, RESPONSES)]
+    inferred = get_scorer(f"hf:{path}")
+    assert inferred.template == "pku" and "template 'pku'" in inferred.measures
+    np.testing.assert_allclose(inferred.score(PROMPTS, RESPONSES), pku, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(get_scorer(f"hf:{path}@template=pku").score(PROMPTS, RESPONSES), pku,
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(get_scorer(f"hf:{path}@template=plain").score(PROMPTS, RESPONSES), plain,
+                               rtol=1e-5, atol=1e-6)
+    assert np.abs(np.asarray(pku) - np.asarray(plain)).min() > 1e-3  # the issue's 3.37 vs -9.95
+
+
+class Collect(logging.Handler):
+    """Every record transformers logs (its root logger does not propagate, and its stderr handler holds the stream
+    it found at import, so neither caplog nor capfd is sure to see its load report)."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.text = ""
+
+    def emit(self, record):
+        self.text += record.getMessage() + "\n"
+
+    def __enter__(self):
+        logging.getLogger("transformers").addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        logging.getLogger("transformers").removeHandler(self)
+
+
+def test_safe_rlhf_load_report_does_not_reach_the_user(beaver, tmp_path, capfd):
+    """transformers reports the checkpoint's score_head as UNEXPECTED to a plain AutoModel; we read that head."""
+    src, *_ = beaver
+    path = copy_model(src, tmp_path / "quiet")
+    with Collect() as logged:
+        HFRewardModel(str(path)).score(PROMPTS, RESPONSES)
+    err = capfd.readouterr().err
+    assert "UNEXPECTED" not in err and "score_head" not in err, err
+    assert "UNEXPECTED" not in logged.text and "LOAD REPORT" not in logged.text, logged.text
+
+
+def test_a_stray_tensor_beside_the_score_head_is_still_reported(beaver, tmp_path):
+    """Only the head we read is expected: another unknown tensor in the checkpoint still shows in the report (and
+    the collector above does see transformers' report)."""
+    from safetensors.torch import load_file
+
+    src, *_ = beaver
+    path = copy_model(src, tmp_path / "stray")
+    state = load_file(str(path / "model.safetensors"))
+    save_file({**state, "value_head.weight": torch.zeros(1, 32)}, str(path / "model.safetensors"),
+              metadata={"format": "pt"})
+    with Collect() as logged:
+        HFRewardModel(str(path))
+    assert "LOAD REPORT" in logged.text and "value_head.weight" in logged.text and "score_head" not in logged.text
+
+
+def test_plain_text_guess_is_told_once(gpt2_rm, tmp_path):
+    """No chat template, no template=, no known layout: scored on plain text, and the user told so once, with the
+    format used and how to name another."""
+    from mva_core.notices import notices_to
+
+    src, model, tok = gpt2_rm
+    path = copy_model(src, tmp_path / "unknown-org" / "some-reward-model")
+    plain = [by_hand(tok, f"{p}\n{r}", lambda ids: model(ids).logits[0, 0]) for p, r in zip(PROMPTS, RESPONSES)]
+    told: list[str] = []
+    with notices_to(told.append):
+        scorer = get_scorer(f"hf:{path}")
+        assert scorer.template == "plain"
+        np.testing.assert_allclose(scorer.score(PROMPTS, RESPONSES), plain, rtol=1e-5, atol=1e-6)
+        scorer.score(PROMPTS[:1], RESPONSES[:1])
+        HFRewardModel(str(path), batch_size=1).score(PROMPTS, RESPONSES)  # another load of the same model
+    assert len(told) == 1, told
+    assert "{prompt}\\n{response}" in told[0] and "template=plain" in told[0]
+    assert f"hf:{path}@template=" in told[0] and str(path) in told[0]
+    told.clear()
+    with notices_to(told.append):  # chosen, not guessed: nothing to tell
+        get_scorer(f"hf:{copy_model(src, tmp_path / 'explicit')}@template=plain").score(PROMPTS, RESPONSES)
+    assert told == []

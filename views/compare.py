@@ -14,7 +14,8 @@ import streamlit as st
 from mva_core.errors import MVAError
 from mva_core.pareto import preference_vectors
 from mva_core.metrics import (
-    best_per_value, compare_table, compare_with_intervals, crd_by_method, reference_point, win_rates_at,
+    best_per_value, compare_table, compare_with_intervals, crd_by_method, follows_p_by_method, reference_point,
+    win_rates_at,
 )
 from mva_core.results import merge_workspace_tables
 from mva_core.table import CandidateTable, weight_column, z_column
@@ -32,6 +33,11 @@ def get_intervals(root: str, version: int, methods: tuple[str, ...], ref: tuple[
 @st.cache_data(show_spinner=False)
 def get_crd(root: str, version: int, methods: tuple[str, ...]):
     return crd_by_method(get_workspace(root), get_table(root, version), list(methods))
+
+
+@st.cache_data(show_spinner=False)
+def get_follows_p(root: str, version: int, methods: tuple[str, ...]):
+    return follows_p_by_method(get_workspace(root), get_table(root, version), list(methods))
 
 
 @st.cache_data(show_spinner=False)
@@ -129,6 +135,13 @@ if any(c.interval is not None for c in crd.values()):
     result.insert(result.columns.get_loc("CRD") + 1, "CRD 95% CI",
                   [f"[{crd[m].interval.low:.4g}, {crd[m].interval.high:.4g}]"
                    if m in crd and crd[m].interval is not None else "—" for m in result["method"]])
+follows = get_follows_p(str(ws.root), table_version(ws), own) if single else {}
+if any(f.value is not None for f in follows.values()):  # a conditioned policy among the chosen
+    result["follows p"] = [follows[m].value if m in follows and follows[m].value is not None else np.nan
+                           for m in result["method"]]
+    result["follows p 95% CI"] = [f"[{follows[m].interval.low:+.2f}, {follows[m].interval.high:+.2f}]"
+                                  if m in follows and follows[m].interval is not None else "—"
+                                  for m in result["method"]]
 if boot is not None:
     for metric, col in (("hv", "hypervolume"), ("mip", "MIP")):
         ci = {name: getattr(m, metric) for name, m in boot.methods.items()}
@@ -186,7 +199,16 @@ st.dataframe(result, width="stretch", hide_index=True, column_config={
                                          "decoded greedily."),
     **{f"best {v}": st.column_config.NumberColumn(format="%.3f", help=f"The method's highest z-score on {v}.")
        for v in values},
+    "follows p": st.column_config.NumberColumn(format="%+.2f", help="A conditioned policy's Spearman rank correlation "
+                                               "between the preference p it was asked for and the trade-off it "
+                                               "realised: per value i, p_i against z_i − the mean z of the other "
+                                               "values over its runs (2 values: p_1 against z_1 − z_2), averaged "
+                                               "over the values. +1 follows p, 0 ignores it, −1 goes against it."),
 })
+if any(f.value is not None for f in follows.values()):
+    st.caption("follows p: does a conditioned policy lean further towards a value the more p asks for it (the "
+               "dashed runs above, in order of p)? Its interval resamples the prompts as HV's does; an interval "
+               "holding 0 is no evidence that p is followed.")
 why = sorted({c.why for c in crd.values() if c.value is None})
 if not single:
     st.caption("CRD: measured within one workspace with its base model; remove the other workspaces to see it.")
