@@ -205,12 +205,17 @@ def bca_intervals(statistic: Callable[[np.ndarray], np.ndarray], n_prompts: int,
         flat = i.reshape(-1, i.shape[-1])  # (N, P')
         return np.asarray(statistic(flat), dtype=float)[rows].reshape(len(rows), *i.shape[:-1])
 
+    # A resample that redraws the same prompts in another order has the estimate's value up to rounding; count it
+    # as a tie (half below, as scipy counts ties) rather than let the last bits move the bias correction.
+    theta = np.asarray(statistic(np.arange(n_prompts)[None]), dtype=float)[rows, 0]  # as scipy computes it
+    kept = samples[rows]
+    kept = np.where(np.isclose(kept, theta[:, None], rtol=1e-9, atol=0.0), theta[:, None], kept)
     with warnings.catch_warnings(), np.errstate(divide="ignore", invalid="ignore"):
         # undefined cases come back as NaN bounds, which fall back below; the warnings would only repeat that
         warnings.simplefilter("ignore", stats.DegenerateDataWarning)
         res = stats.bootstrap((np.arange(n_prompts),), on_indices, vectorized=True, n_resamples=0, method="BCa",
                               confidence_level=level,
-                              bootstrap_result=SimpleNamespace(bootstrap_distribution=samples[rows]))
+                              bootstrap_result=SimpleNamespace(bootstrap_distribution=kept))
     lows, highs = np.atleast_1d(res.confidence_interval.low), np.atleast_1d(res.confidence_interval.high)
     for r, lo, hi in zip(rows, lows, highs):
         if np.isfinite(lo) and np.isfinite(hi):

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import pareto
-from .bootstrap import (BootstrapComparison, Interval, MethodScores, bootstrap_compare, percentile_interval,
+from .bootstrap import (BootstrapComparison, Interval, MethodScores, bca_intervals, bootstrap_compare,
                         resample_indices, z_means)
 from .kinds import CONDITIONED
 from .scorers import ScoreNormaliser
@@ -221,7 +221,7 @@ class MethodCRD:
     value: float | None
     why: str = ""
     samples_per_preference: int = 0  # reward vectors in each covariance: prompts × samples per prompt
-    interval: Interval | None = None  # 95 % percentile bootstrap over the prompts (`crd_interval`)
+    interval: Interval | None = None  # 95 % BCa bootstrap over the prompts (`crd_interval`)
 
 
 def crd_by_method(ws: Workspace, table: Table, methods: Sequence[str]) -> dict[str, MethodCRD]:
@@ -271,35 +271,46 @@ def crd_by_method(ws: Workspace, table: Table, methods: Sequence[str]) -> dict[s
 
 def crd_interval(ws: Workspace, group: Table, preferences: np.ndarray, chosen: Sequence[int],
                  base: np.ndarray, estimate: float, n_resamples: int = 1000, seed: int = 0) -> Interval:
-    """95 % percentile interval of a method's CRD over the evaluation prompts, as HV's and MIP's (`bootstrap`):
-    each resample draws the prompts with replacement, z-scores against the base model's rewards `base` (P, V) on
-    those prompts, chooses each p's candidate again on them (the front candidate maximising p·z; a conditioned
-    policy keeps its run with p, `chosen`) and pools the chosen candidates' samples on those prompts. A resample
-    whose choice has no samples is left out."""
+    """95 % BCa interval of a method's CRD over the evaluation prompts, as HV's and MIP's (`bootstrap.bca_intervals`:
+    the resamples of `bootstrap.resample_indices`, the jackknife over left-out prompts; the percentile interval where
+    BCa is undefined). On each set of prompts: z-scores against the base model's rewards `base` (P, V) on those
+    prompts, each p's candidate chosen again on them (the front candidate maximising p·z; a conditioned policy keeps
+    its run with p, `chosen`) and the chosen candidates' samples on those prompts pooled. A set whose choice has no
+    samples gives NaN (and the percentile interval over the other resamples). `estimate` is the CRD on the prompts
+    as they are (`crd_by_method`)."""
     t = CandidateTable.of(group, ws.value_names)
     ids = t.ids()[t.finite()].astype(int)
-    idx = resample_indices(base.shape[0], n_resamples, seed)  # (B, P)
-    if is_conditioned(t):
-        choices = np.tile(np.asarray(chosen, dtype=int), (n_resamples, 1))  # (B, |P|)
-    else:
-        Z = z_means(prompt_rewards(ws, ids), base, idx)  # (B, K, V)
-        choices = np.empty((n_resamples, len(preferences)), dtype=int)
-        for b in range(n_resamples):
+    conditioned = is_conditioned(t)
+    rewards = None if conditioned else prompt_rewards(ws, ids)  # (K, P, V)
+    samples = sample_rewards(ws, sorted({int(c) for c in chosen}) if conditioned else ids.tolist())
+
+    def choices_on(idx: np.ndarray) -> np.ndarray:
+        """(N, |p|) the candidate id each p is scored with on each row's prompts; −1 where a front is empty."""
+        if conditioned:
+            return np.tile(np.asarray(chosen, dtype=int), (len(idx), 1))
+        Z = z_means(rewards, base, idx)  # (N, K, V)
+        out = np.full((len(idx), len(preferences)), -1, dtype=int)
+        for b in range(len(idx)):
             front = pareto.front_indices(Z[b])
-            if not len(front):
-                choices[b] = -1
+            if len(front):
+                out[b] = ids[front[np.argmax(Z[b][front] @ preferences.T, axis=0)]]  # first maximum, as s(p)
+        return out
+
+    def crd_on(idx: np.ndarray) -> np.ndarray:
+        """(1, N) CRD on each row of prompt indices `idx` (N, P')."""
+        values = np.full(len(idx), np.nan)
+        for b, (rows, picks) in enumerate(zip(idx, choices_on(idx))):
+            if (picks < 0).any() or any(c not in samples for c in picks):
                 continue
-            choices[b] = ids[front[np.argmax(Z[b][front] @ preferences.T, axis=0)]]  # first maximum, as s(p)
-    samples = sample_rewards(ws, sorted(set(choices[choices >= 0].tolist())))
-    values = np.full(n_resamples, np.nan)
-    for b in range(n_resamples):
-        if (choices[b] < 0).any() or any(c not in samples for c in choices[b]):
-            continue
-        normaliser = ScoreNormaliser().fit(base[idx[b]])
-        per_p = [normaliser.transform(samples[c][idx[b]].reshape(-1, base.shape[1])) for c in choices[b]]
-        if all(np.isfinite(R).all() for R in per_p):
-            values[b] = pareto.crd(per_p)
-    return percentile_interval(values, estimate)
+            normaliser = ScoreNormaliser().fit(base[rows])
+            per_p = [normaliser.transform(samples[c][rows].reshape(-1, base.shape[1])) for c in picks]
+            if all(np.isfinite(R).all() for R in per_p):
+                values[b] = pareto.crd(per_p)
+        return values[None]
+
+    n_prompts = base.shape[0]
+    resampled = crd_on(resample_indices(n_prompts, n_resamples, seed))  # (1, B)
+    return bca_intervals(crd_on, n_prompts, resampled, [estimate])[0]
 
 
 # ---- Intervals over the prompts ----

@@ -87,9 +87,11 @@ def test_intervals_contain_estimates_and_a_method_against_itself_differs_by_zero
 # ---- BCa intervals (issue 27 item 4) ----
 
 def bca_by_hand(samples: np.ndarray, jackknife: np.ndarray, estimate: float, level: float = 0.95) -> list[float]:
-    """Efron & Tibshirani (1993) eq. 14.14–14.15: z0 from the share of resamples below the estimate (ties half, as
-    scipy), the acceleration from the jackknife values, then the adjusted percentiles of the resamples."""
-    z0 = norm.ppf((np.sum(samples < estimate) + np.sum(samples <= estimate)) / (2 * len(samples)))
+    """Efron & Tibshirani (1993) eq. 14.14–14.15: z0 from the share of resamples below the estimate (ties — equal to
+    1e-9 relative, as a resample of the same prompts in another order is — count half), the acceleration from the
+    jackknife values, then the adjusted percentiles of the resamples."""
+    tie = np.abs(samples - estimate) <= 1e-9 * abs(estimate)
+    z0 = norm.ppf((np.sum((samples < estimate) & ~tie) + np.sum((samples < estimate) | tie)) / (2 * len(samples)))
     d = jackknife.mean() - jackknife
     a = np.sum(d ** 3) / (6 * np.sum(d ** 2) ** 1.5)
     z = norm.ppf([(1 - level) / 2, (1 + level) / 2])
