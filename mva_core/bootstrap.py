@@ -184,9 +184,9 @@ def bca_intervals(statistic: Callable[[np.ndarray], np.ndarray], n_prompts: int,
     the same prompt resamples.
 
     `statistic` maps prompt indices (N, P') into range(n_prompts) to the k statistics (k, N); `samples` (k, B) are
-    its values on the resamples (`resample_indices`), which scipy reuses as they are (`bootstrap_result`), so intervals of different
-    statistics and the paired differences share one set of resamples; scipy adds the jackknife (leave one prompt
-    out) for the acceleration. `estimates` (k,) are the statistics on the prompts as they are. Where BCa is not
+    its values on the resamples (`resample_indices`), which scipy reuses as they are (`bootstrap_result`), so
+    intervals of different statistics and the paired differences share one set of resamples; scipy adds the
+    jackknife (leave one prompt out) for the acceleration. `estimates` (k,) are the statistics on the prompts as they are. Where BCa is not
     defined — a non-finite resample or estimate, all resamples equal, an estimate outside its resamples (bias
     correction ±∞), a constant jackknife (acceleration 0/0) — the row's interval is the percentile one instead,
     marked `method="percentile"`.

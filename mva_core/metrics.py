@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from . import pareto
-from .bootstrap import (BootstrapComparison, Interval, MethodScores, bca_intervals, bootstrap_compare,
-                        resample_indices, z_means)
+from .bootstrap import (DIFFERENCE_INTERVAL, PER_METHOD_INTERVAL, BootstrapComparison, Interval, MethodMetrics,
+                        MethodScores, bca_intervals, bootstrap_compare, resample_indices, z_means)
 from .kinds import CONDITIONED
 from .scorers import ScoreNormaliser
 from .table import CandidateTable, methods_present, weight_column
@@ -318,8 +318,8 @@ def crd_interval(ws: Workspace, group: Table, preferences: np.ndarray, chosen: S
 def compare_with_intervals(ws: Workspace, table: Table, methods: Sequence[str] | None = None,
                            ref: np.ndarray | None = None, n_resamples: int = 1000,
                            seed: int = 0) -> BootstrapComparison:
-    """HV and MIP of each method of one workspace with 95 % bootstrap intervals over its evaluation prompts, and
-    every pair's paired HV difference (mva_core.bootstrap). The point estimates are `compare_table`'s; the
+    """HV and MIP of each method of one workspace with 95 % BCa bootstrap intervals over its evaluation prompts, and
+    every pair's paired HV difference with its percentile interval (mva_core.bootstrap). The point estimates are `compare_table`'s; the
     reference point defaults to the same shared one (`reference_point` of the compared methods and the base)."""
     t = CandidateTable.of(table, ws.value_names)
     present = methods_present(t, [m.name for m in ws.compared_methods()])
@@ -343,7 +343,9 @@ def compare_with_intervals(ws: Workspace, table: Table, methods: Sequence[str] |
 def comparison_json(result: BootstrapComparison, crd: dict[str, MethodCRD]) -> dict:
     """The `compare --json` document (DESIGN §3): ref, per method hv/mip with intervals, crd (`crd_by_method`; null
     with "crd_why" when not defined), n_prompts; per pair "a|b" the paired HV difference, its interval and the share
-    of resamples where a wins."""
+    of resamples where a wins. "interval" names how a method's intervals are computed ("BCa"), "diff_interval" the
+    pairs' ("percentile"); per method "ci_method" says it for each of its intervals ("percentile" where BCa is not
+    defined, `bootstrap.bca_intervals`)."""
     def number(x: float) -> float | None:
         return float(x) if np.isfinite(x) else None
 
@@ -353,11 +355,17 @@ def comparison_json(result: BootstrapComparison, crd: dict[str, MethodCRD]) -> d
                 **({"crd_samples_per_preference": c.samples_per_preference} if c.value is not None else {}),
                 **({"crd_ci": c.interval.as_list()} if c.interval is not None else {})}
 
+    def ci_methods(name: str, m: MethodMetrics) -> dict:
+        c = crd.get(name)
+        return {"hv": m.hv.method, "mip": m.mip.method,
+                **({"crd": c.interval.method} if c is not None and c.interval is not None else {})}
+
     return {
         "ref": [float(x) for x in result.ref], "n_resamples": result.n_resamples, "seed": result.seed,
+        "interval": PER_METHOD_INTERVAL, "diff_interval": DIFFERENCE_INTERVAL,
         "methods": {name: {"hv": number(m.hv.estimate), "hv_ci": [number(x) for x in m.hv.as_list()],
                            "mip": number(m.mip.estimate), "mip_ci": [number(x) for x in m.mip.as_list()],
-                           **crd_of(name), "n_prompts": m.n_prompts}
+                           **crd_of(name), "ci_method": ci_methods(name, m), "n_prompts": m.n_prompts}
                     for name, m in result.methods.items()},
         "pairs": {f"{a}|{b}": {"hv_diff": number(d.hv_diff.estimate),
                                "hv_diff_ci": [number(x) for x in d.hv_diff.as_list()],
