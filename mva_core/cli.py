@@ -324,7 +324,8 @@ def cmd_results(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    """HV and MIP per method with 95 % bootstrap intervals over prompts, and paired differences (DESIGN §3)."""
+    """HV and MIP per method with 95 % BCa bootstrap intervals over prompts, and paired differences with percentile
+    intervals (DESIGN §3, issue 27 item 4)."""
     from .diagnostics import hsic_null_table, load_method_vectors
     from .metrics import compare_with_intervals, comparison_json, crd_by_method, follows_p_by_method
     from .results import load_table
@@ -344,7 +345,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(doc, indent=2))
         return 0
-    print(f"reference point (z): {doc['ref']}; {args.resamples} resamples of {len(ws.prompts())} prompts, seed {args.seed}")
+    print(f"reference point (z): {doc['ref']}; {args.resamples} resamples of {len(ws.prompts())} prompts, "
+          f"seed {args.seed}; 95 % {doc['interval']} intervals per method, {doc['diff_interval']} for differences")
     for name, m in doc["methods"].items():
         print(f"{name:>16}  HV {m['hv']:.4f} [{m['hv_ci'][0]:.4f}, {m['hv_ci'][1]:.4f}]  "
               f"MIP {m['mip'] if m['mip'] is None else round(m['mip'], 4)} {m['mip_ci']}  "

@@ -310,8 +310,9 @@ def demo_report(ws: Workspace) -> str:
     metrics, ref = compare_table(table)  # the Compare page's numbers: one definition of each metric
     boot = compare_with_intervals(ws, table, list(metrics["method"]), ref)
     lines += ["", f"Shared reference point (z units, per-value minimum over all candidates and the base model): "
-              f"{np.round(ref, 3).tolist()}. Intervals: 95 % percentile bootstrap over the {len(ws.prompts())} "
-              f"prompts ({boot.n_resamples} resamples, seed {boot.seed}; z-scores and fronts recomputed per resample).",
+              f"{np.round(ref, 3).tolist()}. Intervals: 95 % BCa bootstrap (bias-corrected and accelerated) over the "
+              f"{len(ws.prompts())} prompts ({boot.n_resamples} resamples, seed {boot.seed}; z-scores and fronts "
+              f"recomputed per resample); paired differences: 95 % percentile intervals over the same resamples.",
               "", "| method | candidates | front | hypervolume [95 % CI] | MIP [95 % CI] | CRD [95 % CI] |", "|---|---|---|---|---|---|"]
     crd = crd_by_method(ws, table, list(metrics["method"]))  # the Compare page's and compare --json's CRD
     for _, row in metrics.iterrows():
@@ -320,6 +321,12 @@ def demo_report(ws: Workspace) -> str:
                      f"[{m.hv.low:.4f}, {m.hv.high:.4f}] | {row['MIP']:.4f} [{m.mip.low:.4f}, {m.mip.high:.4f}] | "
                      f"{'—' if c.value is None else format(c.value, '.4g')}"
                      f"{'' if c.interval is None else f' [{c.interval.low:.4g}, {c.interval.high:.4g}]'} |")
+    fallback = [f"{name} {label}" for name, m in boot.methods.items()
+                for label, iv in (("HV", m.hv), ("MIP", m.mip), ("CRD", crd[name].interval))
+                if iv is not None and np.isfinite(iv.low) and iv.method != "BCa"]
+    if fallback:
+        lines += ["", "Percentile instead of BCa (BCa undefined: constant resamples or an estimate outside them): "
+                  + ", ".join(fallback) + "."]
     if any(c.value is None for c in crd.values()):
         lines += ["", "CRD —: " + "; ".join(sorted({c.why for c in crd.values() if c.value is None})) + "."]
     pairs = [("mva", "soup"), ("mva", "mva-no-hsic"), ("mva", "mi-epo"), ("mva", "ric"), ("mi-epo", "ric"),

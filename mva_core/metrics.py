@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 
 from . import pareto
-from .bootstrap import (BootstrapComparison, Interval, MethodScores, bootstrap_compare, percentile_interval,
-                        resample_indices, z_means)
+from .bootstrap import (DIFFERENCE_INTERVAL, PER_METHOD_INTERVAL, BootstrapComparison, Interval, MethodMetrics,
+                        MethodScores, bca_intervals, bootstrap_compare, percentile_interval, resample_indices,
+                        z_means)
 from .kinds import CONDITIONED
 from .scorers import ScoreNormaliser
 from .table import CandidateTable, methods_present, weight_column
@@ -221,7 +222,7 @@ class MethodCRD:
     value: float | None
     why: str = ""
     samples_per_preference: int = 0  # reward vectors in each covariance: prompts × samples per prompt
-    interval: Interval | None = None  # 95 % percentile bootstrap over the prompts (`crd_interval`)
+    interval: Interval | None = None  # 95 % BCa bootstrap over the prompts (`crd_interval`)
 
 
 def crd_by_method(ws: Workspace, table: Table, methods: Sequence[str]) -> dict[str, MethodCRD]:
@@ -271,35 +272,46 @@ def crd_by_method(ws: Workspace, table: Table, methods: Sequence[str]) -> dict[s
 
 def crd_interval(ws: Workspace, group: Table, preferences: np.ndarray, chosen: Sequence[int],
                  base: np.ndarray, estimate: float, n_resamples: int = 1000, seed: int = 0) -> Interval:
-    """95 % percentile interval of a method's CRD over the evaluation prompts, as HV's and MIP's (`bootstrap`):
-    each resample draws the prompts with replacement, z-scores against the base model's rewards `base` (P, V) on
-    those prompts, chooses each p's candidate again on them (the front candidate maximising p·z; a conditioned
-    policy keeps its run with p, `chosen`) and pools the chosen candidates' samples on those prompts. A resample
-    whose choice has no samples is left out."""
+    """95 % BCa interval of a method's CRD over the evaluation prompts, as HV's and MIP's (`bootstrap.bca_intervals`:
+    the resamples of `bootstrap.resample_indices`, the jackknife over left-out prompts; the percentile interval where
+    BCa is undefined). On each set of prompts: z-scores against the base model's rewards `base` (P, V) on those
+    prompts, each p's candidate chosen again on them (the front candidate maximising p·z; a conditioned policy keeps
+    its run with p, `chosen`) and the chosen candidates' samples on those prompts pooled. A set whose choice has no
+    samples gives NaN (and the percentile interval over the other resamples). `estimate` is the CRD on the prompts
+    as they are (`crd_by_method`)."""
     t = CandidateTable.of(group, ws.value_names)
     ids = t.ids()[t.finite()].astype(int)
-    idx = resample_indices(base.shape[0], n_resamples, seed)  # (B, P)
-    if is_conditioned(t):
-        choices = np.tile(np.asarray(chosen, dtype=int), (n_resamples, 1))  # (B, |P|)
-    else:
-        Z = z_means(prompt_rewards(ws, ids), base, idx)  # (B, K, V)
-        choices = np.empty((n_resamples, len(preferences)), dtype=int)
-        for b in range(n_resamples):
+    conditioned = is_conditioned(t)
+    rewards = None if conditioned else prompt_rewards(ws, ids)  # (K, P, V)
+    samples = sample_rewards(ws, sorted({int(c) for c in chosen}) if conditioned else ids.tolist())
+
+    def choices_on(idx: np.ndarray) -> np.ndarray:
+        """(N, |p|) the candidate id each p is scored with on each row's prompts; −1 where a front is empty."""
+        if conditioned:
+            return np.tile(np.asarray(chosen, dtype=int), (len(idx), 1))
+        Z = z_means(rewards, base, idx)  # (N, K, V)
+        out = np.full((len(idx), len(preferences)), -1, dtype=int)
+        for b in range(len(idx)):
             front = pareto.front_indices(Z[b])
-            if not len(front):
-                choices[b] = -1
+            if len(front):
+                out[b] = ids[front[np.argmax(Z[b][front] @ preferences.T, axis=0)]]  # first maximum, as s(p)
+        return out
+
+    def crd_on(idx: np.ndarray) -> np.ndarray:
+        """(1, N) CRD on each row of prompt indices `idx` (N, P')."""
+        values = np.full(len(idx), np.nan)
+        for b, (rows, picks) in enumerate(zip(idx, choices_on(idx))):
+            if (picks < 0).any() or any(c not in samples for c in picks):
                 continue
-            choices[b] = ids[front[np.argmax(Z[b][front] @ preferences.T, axis=0)]]  # first maximum, as s(p)
-    samples = sample_rewards(ws, sorted(set(choices[choices >= 0].tolist())))
-    values = np.full(n_resamples, np.nan)
-    for b in range(n_resamples):
-        if (choices[b] < 0).any() or any(c not in samples for c in choices[b]):
-            continue
-        normaliser = ScoreNormaliser().fit(base[idx[b]])
-        per_p = [normaliser.transform(samples[c][idx[b]].reshape(-1, base.shape[1])) for c in choices[b]]
-        if all(np.isfinite(R).all() for R in per_p):
-            values[b] = pareto.crd(per_p)
-    return percentile_interval(values, estimate)
+            normaliser = ScoreNormaliser().fit(base[rows])
+            per_p = [normaliser.transform(samples[c][rows].reshape(-1, base.shape[1])) for c in picks]
+            if all(np.isfinite(R).all() for R in per_p):
+                values[b] = pareto.crd(per_p)
+        return values[None]
+
+    n_prompts = base.shape[0]
+    resampled = crd_on(resample_indices(n_prompts, n_resamples, seed))  # (1, B)
+    return bca_intervals(crd_on, n_prompts, resampled, [estimate])[0]
 
 
 # ---- Follows-p (conditioned policies) ----
@@ -388,12 +400,20 @@ def follows_p_by_method(ws: Workspace, table: Table, methods: Sequence[str], n_r
             out[name] = MethodFollowsP(None, runs=len(W), why=f"{len(W)} runs with finite rewards on every prompt "
                                        "(need 3 or more, of 2 or more values) to rank")
             continue
-        estimate = float(follows_p(W, z_means(R[keep], base, np.arange(base.shape[0])[None])[0]))
-        samples = follows_p(W, z_means(R[keep], base, resample_indices(base.shape[0], n_resamples, seed)))  # (B,)
+        def on_prompts(idx: np.ndarray, R: np.ndarray = R[keep], W: np.ndarray = W) -> np.ndarray:
+            """(1, N) follows-p on each row of prompt indices `idx` (N, P')."""
+            return follows_p(W, z_means(R, base, idx))[None]
+
+        n_prompts = base.shape[0]
+        estimate = float(on_prompts(np.arange(n_prompts)[None])[0, 0])
         if not np.isfinite(estimate):
             out[name] = MethodFollowsP(None, runs=len(W), why="the realised trade-off is the same for every run: "
                                                               "no order to compare with p")
             continue
+        samples = on_prompts(resample_indices(n_prompts, n_resamples, seed))[0]  # (B,): HV's resamples
+        # percentile, not BCa: BCa corrects the bias of max-type statistics (HV, MIP), and its coverage is tested for
+        # those (tests/test_bootstrap_coverage.py), not for a rank correlation over ~11 runs, whose resamples are
+        # few distinct values (there BCa moved the demo's RiC interval from [−0.86, +0.07] to [−0.94, −0.32])
         out[name] = MethodFollowsP(estimate, percentile_interval(samples, estimate), len(W))
     return out
 
@@ -403,8 +423,8 @@ def follows_p_by_method(ws: Workspace, table: Table, methods: Sequence[str], n_r
 def compare_with_intervals(ws: Workspace, table: Table, methods: Sequence[str] | None = None,
                            ref: np.ndarray | None = None, n_resamples: int = 1000,
                            seed: int = 0) -> BootstrapComparison:
-    """HV and MIP of each method of one workspace with 95 % bootstrap intervals over its evaluation prompts, and
-    every pair's paired HV difference (mva_core.bootstrap). The point estimates are `compare_table`'s; the
+    """HV and MIP of each method of one workspace with 95 % BCa bootstrap intervals over its evaluation prompts, and
+    every pair's paired HV difference with its percentile interval (mva_core.bootstrap). The point estimates are `compare_table`'s; the
     reference point defaults to the same shared one (`reference_point` of the compared methods and the base)."""
     t = CandidateTable.of(table, ws.value_names)
     present = methods_present(t, [m.name for m in ws.compared_methods()])
@@ -430,7 +450,9 @@ def comparison_json(result: BootstrapComparison, crd: dict[str, MethodCRD],
     """The `compare --json` document (DESIGN §3): ref, per method hv/mip with intervals, crd (`crd_by_method`; null
     with "crd_why" when not defined), follows_p and follows_p_ci (`follows_p_by_method`; null for a method that is
     not a conditioned policy), n_prompts; per pair "a|b" the paired HV difference, its interval and the share of
-    resamples where a wins."""
+    resamples where a wins. "interval" names how a method's intervals are computed ("BCa"), "diff_interval" the
+    pairs' ("percentile"); per method "ci_method" says it for each of its intervals ("percentile" where BCa is not
+    defined, `bootstrap.bca_intervals`)."""
     def number(x: float) -> float | None:
         return float(x) if np.isfinite(x) else None
 
@@ -445,11 +467,20 @@ def comparison_json(result: BootstrapComparison, crd: dict[str, MethodCRD],
         return {"follows_p": f.value,
                 "follows_p_ci": [number(x) for x in f.interval.as_list()] if f.interval is not None else None}
 
+    def ci_methods(name: str, m: MethodMetrics) -> dict:
+        c = crd.get(name)
+        f = (follows or {}).get(name)
+        return {"hv": m.hv.method, "mip": m.mip.method,
+                **({"crd": c.interval.method} if c is not None and c.interval is not None else {}),
+                **({"follows_p": f.interval.method} if f is not None and f.interval is not None else {})}
+
     return {
         "ref": [float(x) for x in result.ref], "n_resamples": result.n_resamples, "seed": result.seed,
+        "interval": PER_METHOD_INTERVAL, "diff_interval": DIFFERENCE_INTERVAL,
         "methods": {name: {"hv": number(m.hv.estimate), "hv_ci": [number(x) for x in m.hv.as_list()],
                            "mip": number(m.mip.estimate), "mip_ci": [number(x) for x in m.mip.as_list()],
-                           **crd_of(name), **follows_of(name), "n_prompts": m.n_prompts}
+                           **crd_of(name), **follows_of(name), "ci_method": ci_methods(name, m),
+                           "n_prompts": m.n_prompts}
                     for name, m in result.methods.items()},
         "pairs": {f"{a}|{b}": {"hv_diff": number(d.hv_diff.estimate),
                                "hv_diff_ci": [number(x) for x in d.hv_diff.as_list()],

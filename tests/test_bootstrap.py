@@ -4,11 +4,15 @@ properties (a method compared with itself differs by exactly 0)."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
+from scipy.stats import norm
 
 from mva_core import pareto
-from mva_core.bootstrap import (MethodScores, bootstrap_compare, hypervolume_2d, resample_indices, z_means)
+from mva_core.bootstrap import (MethodScores, bca_intervals, bootstrap_compare, hypervolume_2d, resample_indices,
+                                z_means)
 from mva_core.scorers import ScoreNormaliser
 
 
@@ -78,3 +82,78 @@ def test_intervals_contain_estimates_and_a_method_against_itself_differs_by_zero
     assert pair.hv_diff.as_list() == [0.0, 0.0] and pair.p_a_better == 0.5
     again = bootstrap_compare([grid, twin], base, n_resamples=1000, seed=0)  # seeded: identical
     np.testing.assert_array_equal(again.methods["grid"].hv_samples, result.methods["grid"].hv_samples)
+
+
+# ---- BCa intervals (issue 27 item 4) ----
+
+def bca_by_hand(samples: np.ndarray, jackknife: np.ndarray, estimate: float, level: float = 0.95) -> list[float]:
+    """Efron & Tibshirani (1993) eq. 14.14–14.15: z0 from the share of resamples below the estimate (ties — equal to
+    1e-9 relative, as a resample of the same prompts in another order is — count half), the acceleration from the
+    jackknife values, then the adjusted percentiles of the resamples."""
+    tie = np.abs(samples - estimate) <= 1e-9 * abs(estimate)
+    z0 = norm.ppf((np.sum((samples < estimate) & ~tie) + np.sum((samples < estimate) | tie)) / (2 * len(samples)))
+    d = jackknife.mean() - jackknife
+    a = np.sum(d ** 3) / (6 * np.sum(d ** 2) ** 1.5)
+    z = norm.ppf([(1 - level) / 2, (1 + level) / 2])
+    alphas = norm.cdf(z0 + (z0 + z) / (1 - a * (z0 + z)))
+    return list(np.percentile(samples, 100 * alphas))
+
+
+def test_bca_intervals_equal_efrons_formulas_over_a_loop_of_resamples_and_left_out_prompts():
+    rng = np.random.default_rng(5)
+    base, methods = make_methods(rng, n_prompts=20)
+    result = bootstrap_compare(methods, base, n_resamples=1000, seed=2)
+    P = pareto.preference_vectors(2)
+    idx = resample_indices(len(base), 1000, seed=2)
+
+    def metrics(m, rows):  # one resample's HV and MIP with the store's normaliser, pymoo and pareto's MIP
+        Z = ScoreNormaliser().fit(base[rows]).transform(m.scores[:, rows, :].mean(axis=1))
+        mip = pareto.mip(Z, P) if m.conditioned_on is None else pareto.mip_conditioned(P, m.conditioned_on, Z)
+        return pareto.hypervolume(Z, result.ref), mip
+
+    for m in methods:
+        boot = np.array([metrics(m, rows) for rows in idx])  # (B, 2)
+        jack = np.array([metrics(m, np.delete(np.arange(len(base)), j)) for j in range(len(base))])  # (P, 2)
+        for k, iv in enumerate([result.methods[m.name].hv, result.methods[m.name].mip]):
+            assert iv.method == "BCa"
+            assert [iv.low, iv.high] == pytest.approx(bca_by_hand(boot[:, k], jack[:, k], iv.estimate), rel=1e-9)
+    # differences keep the percentile interval over the same resamples
+    assert result.pairs[("grid", "policy")].hv_diff.method == "percentile"
+
+
+def test_a_method_below_the_reference_gets_a_defined_zero_interval_without_warnings():
+    rng = np.random.default_rng(2)
+    base, (grid, _) = make_methods(rng, n_prompts=15)
+    low = MethodScores("low", grid.scores - 100.0)  # every candidate far below the reference: HV 0 in every resample
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = bootstrap_compare([grid, low], base, ref=np.array([-1.0, -1.0]), n_resamples=1000)
+    hv = result.methods["low"].hv
+    assert (hv.estimate, hv.low, hv.high, hv.method) == (0.0, 0.0, 0.0, "percentile")
+    assert result.methods["grid"].hv.method == "BCa" and np.isfinite(result.methods["low"].mip.low)
+
+
+def test_undefined_bca_falls_back_to_the_percentile_interval():
+    n = 12
+    idx = resample_indices(n, 1000, seed=0)
+
+    def repeats(rows: np.ndarray) -> np.ndarray:
+        """(2, N): prompts drawn more than once, and a constant; 0 on the prompts as they are, > 0 in resamples."""
+        r = np.asarray(rows)
+        dup = np.array([len(x) - len(np.unique(x)) for x in r], dtype=float)
+        return np.stack([dup, np.full(len(r), 3.0)])
+
+    samples = repeats(idx)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        outside, constant = bca_intervals(repeats, n, samples, [0.0, 3.0])  # estimate below every resample
+    assert samples[0].min() > 0
+    assert outside.method == "percentile" and [outside.low, outside.high] == pytest.approx(
+        np.percentile(samples[0], [2.5, 97.5]))
+    assert (constant.low, constant.high, constant.method) == (3.0, 3.0, "percentile")
+    partly_nan = samples.copy()
+    partly_nan[0, :10] = np.nan  # a few undefined resamples: percentile over the rest, as before
+    iv = bca_intervals(repeats, n, partly_nan, [0.0, 3.0])[0]
+    assert iv.method == "percentile" and iv.low == pytest.approx(np.percentile(samples[0, 10:], 2.5))
+    nothing = bca_intervals(repeats, n, np.full((2, 5), np.nan), [np.nan, np.nan])
+    assert all(np.isnan(i.low) and np.isnan(i.high) for i in nothing)

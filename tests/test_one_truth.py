@@ -32,6 +32,9 @@ def test_page_cli_and_report_agree(demo, monkeypatch):
         assert main(["compare", "--workspace", str(demo), "--json"]) == 0
     doc = json.loads(out.getvalue())
     assert len(doc["methods"]) >= 8 and doc["n_resamples"] >= 1000
+    # issue 27 item 4: a method's intervals are BCa (defined for every method of the demo), differences percentile
+    assert doc["interval"] == "BCa" and doc["diff_interval"] == "percentile"
+    assert all(m["ci_method"] == {"hv": "BCa", "mip": "BCa"} for m in doc["methods"].values())
     for name, m in doc["methods"].items():
         assert m["hv_ci"][0] <= m["hv"] <= m["hv_ci"][1], name
         if m["mip"] is not None:
@@ -49,12 +52,14 @@ def test_page_cli_and_report_agree(demo, monkeypatch):
     crd_cells = re.findall(r"^\| \S+ \| \d+ \| \d+ \| .* \| (\S+) \|$", report, re.M)
     assert len(crd_cells) == len(rows) and set(crd_cells) == {"—"}  # greedy: no CRD, as in the JSON
     assert "CRD —: CRD (MI-EPO)" in report
+    assert "Intervals: 95 % BCa bootstrap" in report and "Percentile instead of BCa" not in report
     ref_line = re.search(r"Shared reference point .*?: \[([-\d.]+), ([-\d.]+)\]", report)
     assert [float(x) for x in ref_line.groups()] == pytest.approx(doc["ref"], abs=5e-4)
 
     at = open_page(monkeypatch, demo, "views/compare.py")
     table = next(d.value for d in at.dataframe if "hypervolume" in d.value.columns)
     page = {r["method"]: (r["hypervolume"], r["MIP"]) for _, r in table.iterrows()}
+    assert any(c.value.startswith("95 % BCa") for c in at.caption)
     assert set(page) == set(doc["methods"]) == set(rows)
     for name, m in doc["methods"].items():
         assert page[name][0] == pytest.approx(m["hv"], abs=1e-9) and rows[name][0] == pytest.approx(m["hv"], abs=5e-5)

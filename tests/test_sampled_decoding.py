@@ -203,10 +203,12 @@ def crd_from_sqlite(root: Path, method: str, prompts: np.ndarray | None = None) 
 
 
 def test_crd_interval_resamples_the_prompts_as_a_brute_force_does(swept):
-    """Each resample: z-scores, fronts and each p's choice recomputed on the drawn prompts, then their samples."""
+    """Each resample and each left-out prompt (the jackknife): z-scores, fronts and each p's choice recomputed on
+    those prompts, then their samples; the BCa interval from Efron's formulas over those brute-force values."""
     from mva_core.bootstrap import resample_indices
     from mva_core.metrics import crd_interval, preference_choice, prompt_rewards
     from mva_core.results import candidate_table
+    from tests.test_bootstrap import bca_by_hand
 
     ws = Workspace(swept)
     table = candidate_table(ws)
@@ -214,9 +216,12 @@ def test_crd_interval_resamples_the_prompts_as_a_brute_force_does(swept):
     P = preference_vectors(2)
     chosen = [preference_choice(group, ws.value_names, p) for p in P]
     base = prompt_rewards(ws, table.loc[table["method"] == "base", "id"].tolist())[0]
-    got = crd_interval(ws, group, P, chosen, base, estimate=0.5, n_resamples=6, seed=3)
-    want = [crd_from_sqlite(swept, "mva-no-hsic", prompts=idx) for idx in resample_indices(3, 6, seed=3)]
-    assert got.estimate == 0.5 and [got.low, got.high] == pytest.approx(np.percentile(want, [2.5, 97.5]), rel=1e-9)
+    estimate = crd_from_sqlite(swept, "mva-no-hsic")
+    got = crd_interval(ws, group, P, chosen, base, estimate, n_resamples=60, seed=3)
+    want = np.array([crd_from_sqlite(swept, "mva-no-hsic", prompts=idx) for idx in resample_indices(3, 60, seed=3)])
+    jackknife = np.array([crd_from_sqlite(swept, "mva-no-hsic", prompts=np.delete(np.arange(3), j)) for j in range(3)])
+    assert got.estimate == estimate and got.method == "BCa"
+    assert [got.low, got.high] == pytest.approx(bca_by_hand(want, jackknife, estimate), rel=1e-9)
     assert len(set(np.round(want, 9))) > 1  # the resamples differ: the interval has a width
     low, high = compare_json(swept)["methods"]["mva-no-hsic"]["crd_ci"]
     assert low < high

@@ -46,15 +46,20 @@ def get_win_rates(root: str, version: int, methods: tuple[str, ...], p: tuple[fl
 
 
 def forest_figure(boot, order: list[str]) -> go.Figure:
-    """One row per method: HV and MIP with their 95 % intervals."""
+    """One row per method: HV and MIP, each a marker at its estimate on a segment from low to high (a BCa interval
+    need not hold its estimate, so the segment is drawn from its ends, not as error bars around the marker)."""
     names = [m for m in order if m in boot.methods][::-1]  # first chosen at the top
     fig = make_subplots(rows=1, cols=2, shared_yaxes=True, subplot_titles=("hypervolume", "MIP"))
     for col, metric in ((1, "hv"), (2, "mip")):
         iv = [getattr(boot.methods[m], metric) for m in names]
+        fig.add_trace(go.Scatter(x=[x for i in iv for x in (i.low, i.high, None)],
+                                 y=[y for m in names for y in (m, m, None)], mode="lines", showlegend=False,
+                                 line=dict(color="#1f77b4", width=2), hoverinfo="skip"), row=1, col=col)
         fig.add_trace(go.Scatter(x=[i.estimate for i in iv], y=names, mode="markers", showlegend=False,
                                  marker=dict(size=9, color="#1f77b4"),
-                                 error_x=dict(type="data", symmetric=False, array=[i.high - i.estimate for i in iv],
-                                              arrayminus=[i.estimate - i.low for i in iv])), row=1, col=col)
+                                 customdata=[[i.low, i.high, i.method] for i in iv],
+                                 hovertemplate="%{y}: %{x:.4f} [%{customdata[0]:.4f}, %{customdata[1]:.4f}] "
+                                               "(%{customdata[2]})<extra></extra>"), row=1, col=col)
     fig.update_layout(height=60 + 34 * len(names), margin=dict(l=10, r=10, t=30, b=10))
     return fig
 
@@ -204,6 +209,10 @@ st.dataframe(result, width="stretch", hide_index=True, column_config={
                                                "realised: per value i, p_i against z_i − the mean z of the other "
                                                "values over its runs (2 values: p_1 against z_1 − z_2), averaged "
                                                "over the values. +1 follows p, 0 ignores it, −1 goes against it."),
+    **{f"{col} 95% CI": st.column_config.TextColumn(help="95 % BCa (bias-corrected and accelerated) bootstrap "
+                                                    "interval over the evaluation prompts; see the caption under "
+                                                    "the interval chart.")
+       for col in ("hypervolume", "MIP", "CRD") if f"{col} 95% CI" in result.columns},
 })
 if any(f.value is not None for f in follows.values()):
     st.caption("follows p: does a conditioned policy lean further towards a value the more p asks for it (the "
@@ -237,9 +246,15 @@ else:
     if boot.caveat:
         st.warning(boot.caveat)
     st.plotly_chart(forest_figure(boot, chosen), width="stretch", key="compare_forest")
-    st.caption(f"95 % percentile bootstrap intervals: {boot.n_resamples} resamples of the {len(ws.prompts())} "
-               "prompts, each recomputing the z-scores against the base model, the fronts and HV from the shared "
-               "reference point. Overlapping intervals mean the data cannot order the methods.")
+    fallback = [f"{name} {label}" for name, m in boot.methods.items() if name in chosen
+                for label, iv in (("HV", m.hv), ("MIP", m.mip)) if np.isfinite(iv.low) and iv.method != "BCa"]
+    st.caption(f"95 % BCa (bias-corrected and accelerated) bootstrap intervals: {boot.n_resamples} resamples of the "
+               f"{len(ws.prompts())} prompts, each recomputing the z-scores against the base model, the fronts and "
+               "HV from the shared reference point. A front's HV and MIP are maxima over noisy candidates, so the "
+               "estimate sits low among its own resamples; BCa corrects for that where a percentile interval would "
+               "sit too high (issue 27; coverage measured in tests/test_bootstrap_coverage.py). Overlapping "
+               "intervals mean the data cannot order the methods; the paired difference below is the one to read."
+               + (f" Percentile instead of BCa (BCa undefined): {', '.join(fallback)}." if fallback else ""))
     names = [m for m in chosen if m in boot.methods]
     if len(names) >= 2:
         c1, c2 = st.columns(2)
@@ -250,8 +265,9 @@ else:
             lo, hi = d.hv_diff.low, d.hv_diff.high
             verdict = (f"**{a}** is ahead" if lo > 0 else f"**{b}** is ahead" if hi < 0
                        else "the interval holds 0: **within noise**")
-            st.markdown(f"HV({a}) − HV({b}) = **{d.hv_diff.estimate:+.4f}** [{lo:+.4f}, {hi:+.4f}] (paired, same "
-                        f"resampled prompts); {a} ahead in {d.p_a_better:.0%} of resamples; {verdict}.")
+            st.markdown(f"HV({a}) − HV({b}) = **{d.hv_diff.estimate:+.4f}** [{lo:+.4f}, {hi:+.4f}] (95 % "
+                        f"percentile interval, paired: the same resampled prompts); {a} ahead in "
+                        f"{d.p_a_better:.0%} of resamples; {verdict}.")
 
 # ---- Win rates against the base model ----
 if single:
