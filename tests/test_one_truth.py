@@ -34,7 +34,8 @@ def test_page_cli_and_report_agree(demo, monkeypatch):
     assert len(doc["methods"]) >= 8 and doc["n_resamples"] >= 1000
     # issue 27 item 4: a method's intervals are BCa (defined for every method of the demo), differences percentile
     assert doc["interval"] == "BCa" and doc["diff_interval"] == "percentile"
-    assert all(m["ci_method"] == {"hv": "BCa", "mip": "BCa"} for m in doc["methods"].values())
+    assert all(m["ci_method"] == {"hv": "BCa", "mip": "BCa", **({"follows_p": "percentile"} if m["follows_p_ci"] else {})}
+               for m in doc["methods"].values())
     for name, m in doc["methods"].items():
         assert m["hv_ci"][0] <= m["hv"] <= m["hv_ci"][1], name
         if m["mip"] is not None:
