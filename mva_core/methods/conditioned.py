@@ -32,7 +32,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -214,6 +214,33 @@ def _check_settings(beta_w: float, dirichlet_alpha: float) -> None:
         raise ConfigError(f"dirichlet_alpha={dirichlet_alpha!r}: must be > 0 (1 = uniform on the simplex)")
 
 
+def trainer_factory(base: Any, datasets: Mapping[str, list[dict[str, Any]]], config: TrainConfig,
+                    scalarise: Scalariser, *, beta_w: float, dirichlet_alpha: float, max_new_tokens: int,
+                    temperature: float, progress: bool) -> Callable[[Path, list[Any]], Any]:
+    """make_trainer(partial, callbacks): the `ConditionedTrainer` of one run on `base` (a loaded `models` base),
+    its training rows ((prompt, w) per `training_rows`, rendered by `conditioned_prompt`) and a fresh LoRA;
+    `train_conditioned_policy` trains with it, `bench/weight_consistency.py` measures its two terms."""
+    import datasets as hf_datasets  # heavy optional dependencies (trl, datasets): loaded when training starts
+    from trl.experimental.online_dpo import OnlineDPOConfig
+
+    values = list(datasets)
+    n_rows = config.max_steps * config.per_device_batch_size * config.gradient_accumulation_steps
+    rows = training_rows(datasets, n_rows, dirichlet_alpha, config.seed)
+    texts = [conditioned_prompt(base.tokenizer, r[QUESTION], r[PREFERENCE], values, config.system_prompt) for r in rows]
+    rows = [{"prompt": t, **r} for t, r in zip(texts, rows)]
+
+    def make_trainer(partial: Path, all_callbacks: list[Any]) -> Any:
+        args = trainer_arguments(OnlineDPOConfig, config, partial, progress, loss_type="sigmoid",
+                                 max_new_tokens=max_new_tokens, temperature=temperature)
+        return conditioned_trainer()(
+            model=base.model, reward_funcs=[scalarise], args=args, train_dataset=hf_datasets.Dataset.from_list(rows),
+            processing_class=base.tokenizer, peft_config=lora_config(config), callbacks=all_callbacks,
+            beta_w=beta_w, value_names=values, system_prompt=config.system_prompt,
+        )
+
+    return make_trainer
+
+
 def train_conditioned_policy(
     base_dir: str,
     datasets: Mapping[str, list[dict[str, Any]]],
@@ -238,9 +265,6 @@ def train_conditioned_policy(
     `config.max_steps` optimizer steps of `per_device_batch_size` prompts each; checkpoints and resume as
     `dpo.train_dpo_vector` (`<out_dir>.partial/`). Returns per-step losses, the MI-EPO term, timings.
     """
-    import datasets as hf_datasets  # heavy optional dependencies (trl, datasets): loaded when training starts
-    from trl.experimental.online_dpo import OnlineDPOConfig
-
     if not datasets:
         raise ConfigError("no values given; a conditioned policy needs at least two values' data")
     for value, pairs in datasets.items():
@@ -253,24 +277,11 @@ def train_conditioned_policy(
     base = load_training_base(base_dir, base_fingerprint, out_dir, overwrite)
     values = list(datasets)
     scalarise = Scalariser.fit(datasets, scorers)
-    n_rows = config.max_steps * config.per_device_batch_size * config.gradient_accumulation_steps
-    rows = training_rows(datasets, n_rows, dirichlet_alpha, config.seed)
-    texts = [conditioned_prompt(base.tokenizer, r[QUESTION], r[PREFERENCE], values, config.system_prompt) for r in rows]
-    rows = [{"prompt": t, **r} for t, r in zip(texts, rows)]
-
     settings = {"beta_w": beta_w, "dirichlet_alpha": dirichlet_alpha, "max_new_tokens": max_new_tokens,
                 "temperature": temperature, "scorers": scalarise.scorers, "mean": scalarise.mean, "sd": scalarise.sd}
     all_pairs = [p for ps in datasets.values() for p in ps]
-
-    def make_trainer(partial: Path, all_callbacks: list[Any]) -> Any:
-        args = trainer_arguments(OnlineDPOConfig, config, partial, progress, loss_type="sigmoid",
-                                 max_new_tokens=max_new_tokens, temperature=temperature)
-        return conditioned_trainer()(
-            model=base.model, reward_funcs=[scalarise], args=args, train_dataset=hf_datasets.Dataset.from_list(rows),
-            processing_class=base.tokenizer, peft_config=lora_config(config), callbacks=all_callbacks,
-            beta_w=beta_w, value_names=values, system_prompt=config.system_prompt,
-        )
-
+    make_trainer = trainer_factory(base, datasets, config, scalarise, beta_w=beta_w, dirichlet_alpha=dirichlet_alpha,
+                                   max_new_tokens=max_new_tokens, temperature=temperature, progress=progress)
     identity = run_identity("+".join(values), method, config, all_pairs, base_fingerprint, conditioned_trainer(),
                             settings)
     run = train_resumable(make_trainer, out_dir, identity, method, progress=progress, callbacks=callbacks)
