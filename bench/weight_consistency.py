@@ -9,10 +9,12 @@ scorers, its training config, a fresh LoRA as training starts) this builds the m
 Both are gradients over the LoRA parameters (what the optimizer sees). Per batch it prints ‖∇L_DPO‖, ‖∇L_wc‖ and
 their cosine; then, per β_w in {0.01 (paper), 0.1, 1, 10}, the share ‖β_w ∇L_wc‖ / ‖∇L_DPO‖ (median over batches)
 as `name  ours  baseline  ratio` rows, and the β_w at which the term's gradient reaches 10 % and 50 % of the DPO
-term's. `--trained DIR` repeats the batches at a trained policy (default: the demo's mi-epo policy; `--trained ''`
-skips it). Nothing is trained or written.
+term's. `--trained DIR` repeats the batches at a trained policy (e.g. data/demo/vectors/mi-epo/policy; off by
+default: it doubles the runtime). Nothing is trained or written.
+Runtime: ≈ 10 s per batch on 2 free cores (the demo's online step); 40–240 s per batch measured with a test run
+on the same 2 cores.
 
-Usage: python bench/weight_consistency.py [--batches 3] [--workspace data/demo]
+Usage: python bench/weight_consistency.py [--batches 3] [--workspace data/demo] [--trained DIR]
 """
 
 from __future__ import annotations
@@ -94,8 +96,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workspace", default="data/demo")
     ap.add_argument("--batches", type=int, default=3, help="training batches per policy (demo: 2 prompts each)")
-    ap.add_argument("--trained", default="data/demo/vectors/mi-epo/policy",
-                    help="a trained conditioned policy to measure at too ('' skips it)")
+    ap.add_argument("--trained", default="",
+                    help="a trained conditioned policy to measure at too (e.g. data/demo/vectors/mi-epo/policy)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     ws = Path(args.workspace)
