@@ -29,6 +29,7 @@ def brute(F):
     return [i for i in range(len(F)) if not any((F[j] >= F[i]).all() and (F[j] > F[i]).any() for j in range(len(F)))]
 
 
+@pytest.mark.slow
 def test_compare_table_matches_independent_metrics(ws, monkeypatch):
     served = record_downloads(monkeypatch)
     at = open_page(monkeypatch, ws.root, "views/compare.py")

@@ -130,6 +130,7 @@ def test_cosine_scale_is_plus_minus_one_unless_zoomed(ws, monkeypatch):
     assert any(c.value.startswith("Zoomed: the colour scale spans") for c in at.caption)
 
 
+@pytest.mark.slow
 def test_demo_opens_on_the_chosen_methods_curves_with_the_twin_overlaid(tmp_path, monkeypatch):
     """Issue 17 item 3: mva's curves (saved in its vectors' metadata, not in a stored run) are offered and opened
     when mva is chosen; mva-no-hsic's HSIC term is drawn dotted beside mva's."""

@@ -44,6 +44,7 @@ def composed_logits(ws, weights, ids) -> torch.Tensor:
         return model(ids).logits
 
 
+@pytest.mark.slow
 def test_export_front_as_peft_reproduces_composition(evaluated, monkeypatch):
     from peft import PeftModel
 

@@ -50,6 +50,7 @@ def ws_root(tmp_path, monkeypatch):
     scorers._CACHE.pop(("registered", NonFiniteBrevity.name), None)
 
 
+@pytest.mark.slow
 def test_nonfinite_scores_are_stored_flagged_excluded_and_counted(ws_root, monkeypatch):
     ws = Workspace(ws_root)
     cands = ws.store.candidates()

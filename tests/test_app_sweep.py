@@ -96,6 +96,7 @@ def test_sweep_C_sets_the_grid_and_bounds_the_stored_weights(fresh_root, monkeyp
     assert weights == sorted((a, b) for a in (0.0, 1.0, 2.0) for b in (0.0, 1.0, 2.0))
 
 
+@pytest.mark.slow
 def test_sweep_a_subset_of_values_fixes_the_others_at_zero(fresh_root, monkeypatch):
     at = open_page(monkeypatch, fresh_root, "views/sweep.py")
     at.number_input(key="sweep_step").set_value(0.5).run()

@@ -26,6 +26,7 @@ def two_workspaces(tmp_path_factory):
 
 
 @pytest.mark.parametrize("page, key", PAGES)
+@pytest.mark.slow
 def test_switching_workspace_forgets_a_method_it_lacks(two_workspaces, monkeypatch, page, key):
     first, second = two_workspaces
     monkeypatch.setenv("MVA_WORKSPACE_ROOTS", str(first.parent.parent))  # the sidebar opens only under the roots

@@ -26,6 +26,7 @@ runs the product's B = 1000 (≈ 20 s).
 
 from __future__ import annotations
 
+import pytest
 import numpy as np
 
 from mva_core import pareto
@@ -68,6 +69,7 @@ def draw(rng: np.random.Generator, k0: np.ndarray, L: np.ndarray, value_corr: fl
     return base, methods
 
 
+@pytest.mark.slow
 def test_bca_covers_the_true_hypervolume_and_percentile_covers_paired_differences():
     P = pareto.preference_vectors(2)
     truth = {"mva": (pareto.hypervolume(MVA, REF), pareto.mip(MVA, P)),

@@ -90,6 +90,7 @@ def full_screenshot(page, path) -> None:
     page.set_viewport_size({"width": 1400, "height": 1000})
 
 
+@pytest.mark.slow
 def test_slider_evaluate_in_real_browser(server, tmp_path):
     from playwright.sync_api import sync_playwright
 

@@ -50,6 +50,7 @@ def shut(page, ws, expect: str) -> None:
     assert str(ws) not in text and "warmth" not in text and "brevity" not in text, text[:500]
 
 
+@pytest.mark.slow
 def test_exposed_app_refuses_without_a_token_and_opens_with_it(ws, tmp_path):
     from playwright.sync_api import sync_playwright
 

@@ -77,6 +77,7 @@ def responses_shown(page) -> list[str]:
     }""", timeout=60_000).json_value()
 
 
+@pytest.mark.slow
 def test_two_browsers_evaluate_at_once_and_each_sees_its_own(ws_root, tmp_path):
     from playwright.sync_api import sync_playwright
 

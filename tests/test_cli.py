@@ -35,6 +35,7 @@ def tiny(tmp_path_factory):
     return root, dirs
 
 
+@pytest.mark.slow
 def test_compose_score_pareto_end_to_end(tiny, tmp_path):
     root, dirs = tiny
     rows = []
@@ -65,6 +66,7 @@ def test_compose_score_pareto_end_to_end(tiny, tmp_path):
     assert sorted(result["pareto"]) == sorted(front)
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line_and_nonzero(tiny, tmp_path):
     root, dirs = tiny
     cases = [

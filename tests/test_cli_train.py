@@ -29,6 +29,7 @@ def setup(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_train_mva_records_run_and_resumes(setup):
     root = setup
     args = ["train", "--method", "mva", "--values", "warm,short", "--data", f"warm={root / 'warm.jsonl'}",
@@ -47,6 +48,7 @@ def test_train_mva_records_run_and_resumes(setup):
     assert [v.hash for v in load_value_vectors([root / "ws" / "vectors" / "mva" / v for v in ("warm", "short")])] == hashes
 
 
+@pytest.mark.slow
 def test_train_rejects_mismatched_data(setup):
     root = setup
     proc = run("train", "--method", "dpo", "--values", "warm,short", "--data", f"warm={root / 'warm.jsonl'}",
@@ -57,6 +59,7 @@ def test_train_rejects_mismatched_data(setup):
     assert proc.returncode != 0 and "valid methods" in proc.stderr
 
 
+@pytest.mark.slow
 def test_train_modpo_then_sweep_each_model_from_the_cli(setup):
     """One model per preference through the CLI: modpo's margins come from the workspace's scorers, the run is
     recorded per vector dir, and `sweep` evaluates each model alone (weight 1), labelled with its preference."""
@@ -86,6 +89,7 @@ def test_train_modpo_then_sweep_each_model_from_the_cli(setup):
     assert got == [[0.25, 0.75], [0.75, 0.25]]
 
 
+@pytest.mark.slow
 def test_cli_sweep_on_another_prompt_set_and_a_subset_of_values(tmp_path):
     """sweep --prompts FILE --values warmth: exactly the grid (0..1 step .5) on warmth with brevity at 0, generated
     on that file's prompts (plus the base model on them), the default set untouched."""

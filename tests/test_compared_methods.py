@@ -51,6 +51,7 @@ def test_rows_from_vectors(ws):
         ws.compared_method("mva")
 
 
+@pytest.mark.slow
 def test_membership_by_content(ws):
     ev = Evaluator(ws, "mva-no-hsic")
     evaluate_base(ws, ev.base)

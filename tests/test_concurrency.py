@@ -86,6 +86,7 @@ def reference(ws_root) -> dict[str, list[str]]:
     return out
 
 
+@pytest.mark.slow
 def test_two_sessions_evaluate_at_once_and_share_an_unchanged_model(ws_root, reference, monkeypatch):
     # the two weight points are distinguishable on this model: a leak would show in responses and scores
     assert reference["a"] != reference["b"]

@@ -140,6 +140,7 @@ def tiny_ws(tmp_path_factory):
 
 
 @pytest.mark.parametrize("error", [cuda_oom, cpu_oom], ids=["torch.OutOfMemoryError", "cpu-allocator"])
+@pytest.mark.slow
 def test_out_of_memory_halves_the_rows_and_goes_on(tiny_ws, error):
     ev = Evaluator(tiny_ws, METHOD)
     W = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.6, 0.9]])  # 4 candidates x 3 prompts = 12 rows
@@ -160,6 +161,7 @@ def test_out_of_memory_halves_the_rows_and_goes_on(tiny_ws, error):
         "call (set decoding.batch_size to 2 in workspace.json to start there)"]
 
 
+@pytest.mark.slow
 def test_the_next_call_starts_at_the_rows_that_fit_and_tells_nothing_again(tiny_ws):
     """A sweep's next chunk on the same model does not run out of memory (and say so) again."""
     ev = Evaluator(tiny_ws, METHOD)
@@ -176,6 +178,7 @@ def test_the_next_call_starts_at_the_rows_that_fit_and_tells_nothing_again(tiny_
     assert len(second) == 2
 
 
+@pytest.mark.slow
 def test_out_of_memory_in_a_cli_sweep_is_told_and_the_sweep_finishes(tmp_path, capsys):
     ws = make_tiny_workspace(tmp_path / "ws", n_prompts=3)
     with memory_for_rows(4, cuda_oom):
@@ -218,6 +221,7 @@ def test_other_runtime_errors_are_not_taken_for_memory(tiny_ws):
 
 # ---- The app tells the same ----
 
+@pytest.mark.slow
 def test_app_shows_the_failing_scorer_then_resumes_and_tells_of_out_of_memory(tmp_path, monkeypatch):
     from tests.apptest import open_page
 

@@ -57,6 +57,7 @@ def run(argv: list, capsys) -> tuple[int, str, str]:
 
 
 # ---- item 7: sweep --executor ray --address that answers nothing ----
+@pytest.mark.slow
 def test_ray_sweep_with_everything_stored_exits_0_without_connecting(ws, capsys):
     start = time.monotonic()
     code, out, _ = run(["sweep", "--workspace", ws, *GRID, "--executor", "ray", "--address", "127.0.0.1:1"], capsys)
@@ -158,6 +159,7 @@ def test_base_dir_without_weights_does_not_mention_pickle(ws, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("what", ["workspace.json", "workspace dir"])
+@pytest.mark.slow
 def test_unreadable_workspace_says_read_not_write(what, ws):
     """A real permission failure: a child process without the capabilities that let root read anything (or, not
     root, the plain user), on a workspace whose manifest or directory has mode 000."""

@@ -91,6 +91,7 @@ def in_mount_namespace(script: str, ws_args: dict[str, Path]) -> subprocess.Comp
                           cwd=REPO, timeout=600)
 
 
+@pytest.mark.slow
 def test_read_only_workspace_browses_and_exports_but_refuses_to_write(ws_copy, tmp_path):
     root, cid = ws_copy
     before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
@@ -109,6 +110,7 @@ def test_read_only_workspace_browses_and_exports_but_refuses_to_write(ws_copy, t
     assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
 
 
+@pytest.mark.slow
 def test_full_disk_during_export_leaves_nothing_half_written(ws_copy, tmp_path):
     root, cid = ws_copy
     small = tmp_path / "small"
@@ -216,6 +218,7 @@ def test_killed_run_shows_stopped_and_a_rerun_adopts_it(tmp_path):
 
 
 # ---- the app: viewing never writes; a changed manifest or a replaced store is picked up ----
+@pytest.mark.slow
 def test_viewing_creates_no_store_and_a_deleted_store_does_not_break_pages(tmp_path, monkeypatch, ws_copy):
     root = tmp_path / "fresh"
     make_tiny_workspace(root, n_prompts=2)

@@ -102,6 +102,7 @@ def brute_force(ws, seed: int = 0) -> tuple[float, float, float]:
     return float(estimate), float(low), float(high)
 
 
+@pytest.mark.slow
 def test_interval_is_the_brute_force_bootstrap(conditioned_ws):
     from mva_core.results import load_table
 
@@ -115,6 +116,7 @@ def test_interval_is_the_brute_force_bootstrap(conditioned_ws):
     assert got["mva-no-hsic"].value is None and "not a conditioned policy" in got["mva-no-hsic"].why
 
 
+@pytest.mark.slow
 def test_compare_json_carries_follows_p(conditioned_ws):
     out = subprocess.run([sys.executable, "-m", "mva_core", "compare", "--workspace", str(conditioned_ws.root),
                           "--json"], capture_output=True, text=True, timeout=300)

@@ -4,6 +4,7 @@ brute-force oracle of tests/test_pareto.py."""
 
 from __future__ import annotations
 
+import pytest
 import numpy as np
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -37,6 +38,7 @@ weight = st.one_of(st.just(0.0), st.just(C), st.floats(0.0, C, allow_nan=False))
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.integers(1, 3), data=st.data())
+@pytest.mark.slow
 def test_random_weights_merged_equals_weight_batched(tmp_path_factory, n, data):
     s = setup(tmp_path_factory)
     rows = data.draw(st.integers(1, 3))

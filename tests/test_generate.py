@@ -23,6 +23,7 @@ def setup(tmp_path_factory):
     return base, tok, load_value_vectors(dirs)
 
 
+@pytest.mark.slow
 def test_weight_batched_generation_equals_merged_per_candidate(setup):
     base, tok, vectors = setup
     W = np.array([[0.0, 0.0], [1.0, 0.0], [0.5, 1.5]])
@@ -46,6 +47,7 @@ def test_responses_exclude_the_prompt_and_padding_is_left(setup):
         assert "<|im_start|>" not in r and not r.startswith(p)
 
 
+@pytest.mark.slow
 def test_greedy_agreement_step_by_step(setup):
     from mva_core.generate import greedy_agreement
 

@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 
+import pytest
+
 from tests.tiny import make_tiny_workspace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +49,7 @@ def check_store(ws: Path, expected: int) -> None:
         assert n_prompts > 0 and set(per) == {n_prompts}
 
 
+@pytest.mark.slow
 def test_sigkill_mid_sweep_then_resume(tmp_path):
     ws = tmp_path / "ws"
     make_tiny_workspace(ws)
@@ -66,6 +69,7 @@ def test_sigkill_mid_sweep_then_resume(tmp_path):
     assert f"{25 - stored} generated, {stored} answered from the store" in again.stdout, again.stdout
 
 
+@pytest.mark.slow
 def test_two_concurrent_sweeps_share_one_store(tmp_path):
     ws = tmp_path / "ws"
     make_tiny_workspace(ws)
@@ -78,6 +82,7 @@ def test_two_concurrent_sweeps_share_one_store(tmp_path):
     check_store(ws, 25)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_search_then_resume(tmp_path):
     """`search` killed with SIGKILL as its first candidates are stored (typically before they are scored: that state
     once made the rerun fail, its surrogate seeing no finite point): the rerun adopts the run, scores and keeps what

@@ -71,6 +71,7 @@ def tiny(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_sigkill_mid_export_leaves_no_partial_output(tiny, tmp_path):
     out = tmp_path / "exports" / "merged"
 

@@ -80,6 +80,7 @@ def test_unknown_setting_is_refused_listing_the_known_ones(tiny, tmp_path):
         get_method("mva").make_settings(alpha="10")
 
 
+@pytest.mark.slow
 def test_cli_refuses_a_flag_of_another_method(tiny, tmp_path):
     root, _ = tiny
     data = tmp_path / "help.jsonl"
@@ -110,6 +111,7 @@ def test_every_method_has_a_settings_dataclass_with_help_per_field():
 
 # ---- train flags generated from the fields ----
 
+@pytest.mark.slow
 def test_train_help_has_a_flag_for_every_cli_field():
     options = train_options(cli.build_parser())
     help_text = run("train", "--help").stdout
@@ -176,6 +178,7 @@ def test_a_new_settings_field_appears_in_the_train_parser(monkeypatch):
 
 # ---- ortho is a setting ----
 
+@pytest.mark.slow
 def test_ortho_is_the_decorrelation_method_with_another_penalty(tiny, tmp_path):
     mva, ortho, no_hsic = get_method("mva"), get_method("ortho"), get_method("mva-no-hsic")
     assert type(ortho).train_vectors is type(mva).train_vectors is type(no_hsic).train_vectors

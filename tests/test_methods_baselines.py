@@ -101,6 +101,7 @@ def test_lw_loss_falls_and_rerun_skips(base, tmp_path):
     assert (tmp_path / "lw" / "w=0.5,0.5" / "adapter_model.safetensors").stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_seqt_is_dpo_on_d1_continued_on_d2(base, tmp_path):
     model, root = base
     c = cfg(3, 2)
@@ -178,6 +179,7 @@ def test_modpo_margins_three_values_by_hand():
     assert got.tolist() == pytest.approx(want)
 
 
+@pytest.mark.slow
 def test_train_method_modpo_and_seqt_resume(base, tmp_path):
     """Through train_method (as the CLI calls it): modpo with scorers and preferences, dpo-seqt; the second call
     finds every dir finished and rewrites nothing."""
@@ -199,6 +201,7 @@ def test_train_method_modpo_and_seqt_resume(base, tmp_path):
     assert [f.stat().st_mtime_ns for f in files] == stamps
 
 
+@pytest.mark.slow
 def test_seqt_loss_falls_in_each_stage(base, tmp_path):
     model, root = base
     get_method("dpo-seqt").train_all(model.path, {"help": HELP, "warm": WARM}, tmp_path / "s", cfg(8, 2),

@@ -138,6 +138,7 @@ def test_bad_settings_are_refused(base, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_cli_train_then_sweep_at_the_evaluation_preferences(tmp_path, base):
     """train --method mi-epo writes one policy; sweep evaluates it with each of MI-EPO's 11 preferences in its
     prompt (distinct stored candidates, their p in w_<value>); Compare's MIP is mean_p p·z(s(p))."""
@@ -291,6 +292,7 @@ def mo_odpo_workspace(tmp_path):
     return ws
 
 
+@pytest.mark.slow
 def test_compare_draws_a_conditioned_policy_in_order_of_p_with_its_mip(tmp_path, monkeypatch):
     from mva_core.results import candidate_table
     from mva_core.sweep import Evaluator
@@ -311,6 +313,7 @@ def test_compare_draws_a_conditioned_policy_in_order_of_p_with_its_mip(tmp_path,
     assert shown.loc["mo-odpo", "MIP"] == pytest.approx(want, abs=1e-3)
 
 
+@pytest.mark.slow
 def test_a_conditioned_sweep_stores_each_preference_as_it_is_done(tmp_path):
     """One generate call per p either way; so each p is stored (and counted) before the next starts: a sweep of
     11 preferences reports 1, 2, … 11 candidates, not 0 until the first chunk of 8 is done."""

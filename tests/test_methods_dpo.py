@@ -68,6 +68,7 @@ def margins(model, tokenizer) -> list[float]:
             - sequence_logp(model, tokenizer, p["prompt"], p["rejected"]) for p in PAIRS]
 
 
+@pytest.mark.slow
 def test_dpo_loss_starts_at_log2_and_decreases(trained):
     _, summary, _ = trained
     losses = summary["losses"]

@@ -94,6 +94,7 @@ def test_unbiased_estimator_is_the_penalty_when_chosen(runs, tmp_path):
     assert json.loads((out / "harm" / "mva_vector.json").read_text())["hsic_estimator"] == "unbiased"
 
 
+@pytest.mark.slow
 def test_logged_hsic_is_the_loss_term_and_equals_hsic_on_the_adapters(runs):
     """Checked exactly at step 1, the one step whose parameters are known outside the trainer.
 
@@ -120,6 +121,7 @@ def test_logged_hsic_is_the_loss_term_and_equals_hsic_on_the_adapters(runs):
     assert final == pytest.approx(second["hsic_terms"][-1], rel=0.2)
 
 
+@pytest.mark.slow
 def test_earlier_vectors_frozen_bit_for_bit_and_resume(runs, tmp_path):
     out = tmp_path / "seq"
     base, fp = str(runs.root / "base"), runs.fp
@@ -139,6 +141,7 @@ def test_earlier_vectors_frozen_bit_for_bit_and_resume(runs, tmp_path):
         train_sequence(base, DATA, out, CFG, 1.0, "lora_A", fp, "mva", progress=False)
 
 
+@pytest.mark.slow
 def test_alpha_zero_is_independent_dpo(runs, tmp_path):
     """α = 0 `mva` == `mva-no-hsic` == plain `dpo` with the same seed, bit for bit."""
     mva0, s0 = runs("mva", 0.0)
@@ -156,6 +159,7 @@ def test_alpha_zero_is_independent_dpo(runs, tmp_path):
 
 
 @pytest.mark.parametrize("mode, ratio", [("lora_A", 0.85), ("delta", 0.4)])
+@pytest.mark.slow
 def test_alpha_lowers_hsic(runs, mode, ratio):
     """HSIC(θ_2, θ_1) on the saved vectors, α = 10 vs α = 0 (measured: lora_A 0.68–0.74x, delta 0.14–0.24x)."""
     def final_hsic(alpha):
@@ -170,6 +174,7 @@ def test_alpha_lowers_hsic(runs, mode, ratio):
     assert s0["losses"][-1] < s0["losses"][0]  # α = 0: the DPO loss falls
 
 
+@pytest.mark.slow
 def test_ortho_lowers_its_penalty(runs):
     out0, _ = runs("ortho", 0.0)
     out, (_, s) = runs("ortho", 1000.0)

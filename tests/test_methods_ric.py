@@ -155,6 +155,7 @@ def base_completion_nll(base_dir: str, prompts: list[str], completions: list[str
     return total / count
 
 
+@pytest.mark.slow
 def test_train_writes_a_policy_whose_step_one_loss_is_the_base_nll_and_resumes(base):
     """All 11 responses in one batch: at step 1 LoRA's B = 0, so the loss is the base model's mean NLL of the
     responses given their scored prompts. A run cut after step 3 resumes from checkpoint 2 and ends equal."""
@@ -208,6 +209,7 @@ def test_bad_settings_are_refused(base, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_cli_train_then_sweep_at_the_evaluation_preferences(tmp_path, base):
     """train --method ric writes one policy; sweep evaluates it with each of MI-EPO's 11 preferences, each as RiC's
     desired scores in its prompt (checked by regenerating one p with the text built by hand); Compare's MIP is

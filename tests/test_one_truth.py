@@ -26,6 +26,7 @@ def demo(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 def test_page_cli_and_report_agree(demo, monkeypatch):
     out = io.StringIO()
     with redirect_stdout(out):
@@ -80,6 +81,7 @@ def test_page_cli_and_report_agree(demo, monkeypatch):
         assert ("within noise" in verdict) == (lo <= 0 <= hi), line
 
 
+@pytest.mark.slow
 def test_explore_offers_the_shared_reference(demo, monkeypatch):
     at = open_page(monkeypatch, demo)
     at.selectbox(key="explore_method").set_value("mva").run()

@@ -11,9 +11,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 def test_pip_install_gives_the_mva_command(tmp_path):
     src = tmp_path / "src"
     src.mkdir()

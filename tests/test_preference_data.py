@@ -113,6 +113,7 @@ def test_load_source_from_files(tmp_path):
         load_source(str(tmp_path / "pairs.csv"), "hh")
 
 
+@pytest.mark.slow
 def test_cli_data_writes_trl_splits(tmp_path):
     # 200 hand-made transcripts (each its own context) plus one whose prefixes differ
     records = [{"chosen": f"\n\nHuman: question {i}?\n\nAssistant: good answer {i}.",
@@ -139,6 +140,7 @@ def test_cli_data_writes_trl_splits(tmp_path):
     assert bad.returncode != 0 and "--objective" in bad.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_cli_hub_source_without_network_names_the_fix(tmp_path, monkeypatch):
     # An empty cache and HF_HUB_OFFLINE=1 (set by run): datasets cannot reach the hub.
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))

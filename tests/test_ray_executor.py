@@ -8,6 +8,7 @@ import io
 import shutil
 from contextlib import redirect_stdout
 
+import pytest
 import pandas as pd
 
 from mva_core.cli import main
@@ -22,6 +23,7 @@ def results(root) -> pd.DataFrame:
     return pd.read_csv(io.StringIO(out.getvalue()))
 
 
+@pytest.mark.slow
 def test_ray_sweep_equals_local_sweep(tmp_path, capsys):
     import ray
 

@@ -120,6 +120,7 @@ def test_is_finite(x, want):
     assert is_finite(x) is want
 
 
+@pytest.mark.slow
 def test_win_rates_by_hand(tmp_path):
     """Issue 16 item 4: per value, the share of prompts where the candidate beats the base on the same prompt
     (ties half), computed here from the stored per-prompt scores with a plain loop."""

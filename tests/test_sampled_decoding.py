@@ -89,6 +89,7 @@ def sampled_ws(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_samples_do_not_depend_on_the_chunk(sampled_ws):
     """The weight-batched generation gives each (candidate, prompt, sample) the same response whichever candidates
     share its generate call, and whatever the batch size."""
@@ -133,6 +134,7 @@ def swept(sampled_ws) -> Path:
     return sampled_ws
 
 
+@pytest.mark.slow
 def test_sampled_sweep_gives_crd_and_reruns_identically(swept, tmp_path):
     sampled_ws = swept
     fresh = tmp_path / "again"
@@ -151,6 +153,7 @@ def test_sampled_sweep_gives_crd_and_reruns_identically(swept, tmp_path):
     assert m["crd"] == pytest.approx(crd_from_sqlite(sampled_ws, "mva-no-hsic"), rel=1e-9, abs=1e-12)
 
 
+@pytest.mark.slow
 def test_page_cli_and_report_show_one_crd(swept, monkeypatch):
     """One computation (results.crd_by_method) behind the Compare page, `compare --json` and `demo report`."""
     from mva_core.demo import demo_report
@@ -202,6 +205,7 @@ def crd_from_sqlite(root: Path, method: str, prompts: np.ndarray | None = None) 
     return float(np.mean(dets))
 
 
+@pytest.mark.slow
 def test_crd_interval_resamples_the_prompts_as_a_brute_force_does(swept):
     """Each resample and each left-out prompt (the jackknife): z-scores, fronts and each p's choice recomputed on
     those prompts, then their samples; the BCa interval from Efron's formulas over those brute-force values."""

@@ -60,6 +60,7 @@ def reward_by_hand(model, tok, prompts, responses) -> np.ndarray:
     return np.array(out)
 
 
+@pytest.mark.slow
 def test_sweep_scores_anew_when_the_reward_model_at_the_path_is_replaced(tmp_path):
     rm = tmp_path / "rm"
     old_model = save_reward_model(rm, seed=0)

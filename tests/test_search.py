@@ -26,6 +26,7 @@ def interference(W: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.slow
 def test_search_reaches_the_grids_hypervolume_with_a_fifth_of_the_evaluations(seed):
     ticks = np.linspace(0, 1, 5)
     grid = np.stack(np.meshgrid(ticks, ticks, ticks, indexing="ij"), -1).reshape(-1, 3)  # 125 candidates
@@ -129,6 +130,7 @@ def test_sweep_page_search_mode_runs_and_draws_the_hypervolume_history(tmp_path,
     assert live == pytest.approx(log["hv_history"]) and ref.tolist() == pytest.approx(log["ref"])
 
 
+@pytest.mark.slow
 def test_search_resumes_candidates_stored_but_not_yet_scored(tmp_path):
     """Stopped between storing its first candidates and scoring them (what a SIGKILL at that moment leaves): the
     rerun scores the stored rows and uses them; it used to see them as non-finite and fail to fit its surrogate."""

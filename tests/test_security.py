@@ -54,6 +54,7 @@ def test_app_binds_to_localhost_by_default():
     assert cfg["server"]["address"] == "localhost"
 
 
+@pytest.mark.slow
 def test_tokens_in_the_environment_are_not_stored_or_printed(tmp_path):
     ws = tmp_path / "ws"
     make_tiny_workspace(ws)

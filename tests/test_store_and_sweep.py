@@ -62,6 +62,7 @@ def test_evaluate_caches_and_scores(ws):
         ev.evaluate([[0.5]])
 
 
+@pytest.mark.slow
 def test_sweep_resumes_without_duplicates(ws):
     ev = Evaluator(ws, "mva-no-hsic")
     evaluate_base(ws, ev.base)

@@ -72,6 +72,7 @@ def assert_same_adapter(a: Path, b: Path) -> None:
         assert torch.equal(wa[name], wb[name]), (name, (wa[name] - wb[name]).abs().max().item())
 
 
+@pytest.mark.slow
 def test_interrupted_then_resumed_equals_uninterrupted(base, capsys):
     root, base_dir, fp = base
     full = root / "full"
@@ -99,6 +100,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(base, capsys):
     assert summary["losses"] == m_cut["losses"] and len(summary["step_seconds"]) == STEPS - 3
 
 
+@pytest.mark.slow
 def test_resumed_mva_vector_keeps_every_hsic_term(base, monkeypatch):
     """mva's per-step HSIC terms (MVA Eq.14) are logged by its trainer; after a resume they still cover every step."""
     from mva_core.methods import mva as mva_module
@@ -120,6 +122,7 @@ def test_resumed_mva_vector_keeps_every_hsic_term(base, monkeypatch):
     assert_same_adapter(root / "mva_full", root / "mva_cut")
 
 
+@pytest.mark.slow
 def test_checkpoints_of_another_run_are_refused(base):
     root, base_dir, fp = base
     out = root / "other"
@@ -135,6 +138,7 @@ def test_checkpoints_of_another_run_are_refused(base):
     assert len(meta(out)["losses"]) == STEPS and not partial_dir(out).exists()
 
 
+@pytest.mark.slow
 def test_a_partial_dir_without_checkpoints_is_taken_over(base):
     """Cut before the first checkpoint: nothing to lose, so a run with other settings starts afresh there."""
     root, base_dir, fp = base
@@ -154,6 +158,7 @@ def test_checkpoint_every_is_validated():
         TrainConfig(checkpoint_every=0)
 
 
+@pytest.mark.slow
 def test_cli_resumes_after_sigkill(base):
     root, base_dir, _ = base
     data = root / "warm.jsonl"
