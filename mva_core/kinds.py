@@ -6,7 +6,8 @@ the model (every kind but one) or the preference p into the prompt (`CONDITIONED
 (`get_kind(name)`) what it needs; the names are what workspace rows, stored runs, the registry and the CLI's
 `--kind` carry, resolved to the object once where they are read.
 
-Imports only config, conditioning, pareto and vectors: every layer above may ask a kind.
+Imports only config and conditioning at load time (pareto inside the function that needs it, vectors for
+annotations only): every layer above may ask a kind, the CLI's --help included, without loading torch or pymoo.
 """
 
 from __future__ import annotations

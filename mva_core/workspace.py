@@ -159,14 +159,16 @@ class Workspace:
         return SearchSpace(n_values=len(self.manifest.values), C=self.manifest.C if C is None else C, step=step,
                            kind=kind)  # type: ignore[arg-type]  # a name is resolved by SearchSpace
 
+    def _method_dirs(self) -> list[Path]:
+        """vectors/<method>/ dirs, sorted by name; a `base` dir is none (that name is the base model's row)."""
+        vec = self.root / "vectors"
+        return sorted((p for p in vec.iterdir() if p.is_dir() and p.name != BASE_METHOD),
+                      key=lambda p: p.name) if vec.is_dir() else []
+
     def methods(self) -> list[str]:
         """Methods that have a full set of value vectors (one dir per value) in this workspace."""
-        vec = self.root / "vectors"
-        if not vec.is_dir():
-            return []
-        return sorted(m.name for m in vec.iterdir()
-                      if m.is_dir() and m.name != BASE_METHOD  # the base model's row, never a method's
-                      and all((m / v / "adapter_config.json").is_file() for v in self.value_names))
+        return [m.name for m in self._method_dirs()
+                if all((m / v / "adapter_config.json").is_file() for v in self.value_names)]
 
     def adapter_dirs(self, name: str) -> list[Path]:
         """Every value-vector dir under vectors/<name>/ (sorted by name)."""
@@ -180,8 +182,7 @@ class Workspace:
         read mva-no-hsic's); `vertices` gives one row per value ("dpo-<value>"); a vector dir of an unknown
         method name is shown as an extrapolation grid.
         """
-        vec = self.root / "vectors"
-        on_disk = sorted(p.name for p in vec.iterdir() if p.is_dir() and p.name != BASE_METHOD) if vec.is_dir() else []
+        on_disk = [p.name for p in self._method_dirs()]
         grid_sets = set(self.methods())
         rows: list[ComparedMethod] = []
         for name in [*available_methods(), *[m for m in on_disk if m not in available_methods()]]:
