@@ -360,6 +360,33 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """The paper's Table 1 and figures with intervals, from the store, as DIR/report.html (offline) and DIR/report.md
+    (issue 28 item 1); with --train-missing, what lacks is trained and swept first."""
+    import time
+
+    from .report import build_report, make_missing
+    from .report_render import write_report
+    from .workspace import open_workspace
+    if args.resamples < 1000:
+        raise CliError(f"--resamples {args.resamples}: use at least 1000 for 95 % intervals")
+    started = time.perf_counter()
+    label = str(args.workspace)
+    ws = open_workspace(args.workspace, read_only=not args.train_missing)
+    report = build_report(ws, label, args.resamples, args.seed)
+    if args.train_missing and any(m.steps for m in report.missing):
+        ws.store.check_writable()
+        for line in make_missing(ws, report.missing, progress=_bar()):
+            print(line, file=sys.stderr)
+        report = build_report(ws, label, args.resamples, args.seed)
+    html_path, md_path = write_report(report, args.out)
+    for m in report.missing:
+        print(f"lacks: {m.item}: {m.why}; run: {' && '.join(m.commands)}", file=sys.stderr)
+    print(f"{html_path}\n{md_path}")
+    print(f"report built in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    return 0
+
+
 def cmd_judge(args: argparse.Namespace) -> int:
     """Win rate of candidates against the base model by a pairwise LLM judge (both orders averaged)."""
     from .results import judge_against_base, load_table
@@ -552,6 +579,13 @@ def build_parser(prog: str = "python -m mva_core", command: str | None = None) -
     co.add_argument("--seed", type=int, default=0)
     co.add_argument("--json", action="store_true")
 
+    rp = add("report", cmd_report, "the paper's Table 1 and Figs. 4-7 with intervals: one offline HTML + markdown")
+    rp.add_argument("--out", required=True, help="directory for report.html and report.md (made if missing)")
+    rp.add_argument("--train-missing", action="store_true",
+                    help="train and sweep what the workspace lacks (ortho, the α runs, ...) first, with progress")
+    rp.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the prompts (>= 1000)")
+    rp.add_argument("--seed", type=int, default=0)
+
     ju = add("judge", cmd_judge, "win rate against the base model by a pairwise LLM judge (judge:hf:MODEL)")
     ju.add_argument("--judge", required=True, help="judge:hf:MODEL (a causal LM that can judge; not the demo's 135M)")
     ju.add_argument("--candidate", type=int, action="append", help="candidate id (repeatable)")
@@ -573,7 +607,7 @@ def _shipped_demos() -> list[str]:
 
 
 COMMANDS = ("compose", "score", "pareto", "sweep", "export", "train", "data", "init", "results", "search", "compare",
-            "judge", "demo")
+            "report", "judge", "demo")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
