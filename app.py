@@ -26,6 +26,7 @@ nav = st.navigation([
     st.Page("views/sweep.py", title="Sweep", icon=":material/grid_on:"),
     st.Page("views/responses.py", title="Responses", icon=":material/chat:"),
     st.Page("views/diagnostics.py", title="Diagnostics", icon=":material/biotech:"),
+    st.Page("views/paper.py", title="Paper", icon=":material/article:"),
     st.Page("views/export.py", title="Export", icon=":material/download:"),
 ])
 try:

@@ -515,7 +515,8 @@ def build_report(ws: Workspace, workspace_label: str | None = None, n_resamples:
     fig7_series = []
     for a in sorted(set(PAPER_ALPHAS) | set(runs)):
         name = runs.get(a)
-        out = "mva" if a == DEFAULT_ALPHA else f"mva-alpha{a:g}"
+        # α = 10 is `mva`'s default run; a vectors/mva of another (or no recorded) α keeps its place
+        out = "mva" if a == DEFAULT_ALPHA and not (ws.root / "vectors" / "mva").exists() else f"mva-alpha{a:g}"
         if name is None:
             missing.append(need_vectors(f"Fig. 7 (α = {a:g})", "mva", out, alpha=a))
         elif name not in present:

@@ -1,0 +1,113 @@
+"""Paper: MVA's Table 1 and Figs. 4–7 and MI-EPO's MIP/CRD table regenerated on this workspace, with intervals, from
+the same `mva_core.report` structure `python -m mva_core report` writes to HTML and markdown."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from mva_core.report import SUMMARY_RULE, build_report
+from mva_core.report_render import (
+    FIG5_CAPTION, conditioned_frame, conditioned_pairs_frame, cosine_chart, cosine_summary, differences_frame,
+    fig5_chart, fig5_frame, front_chart, intervals_note, methods_frame, missing_frame, table1_frame, to_markdown,
+)
+from views.shared import current_workspace, get_workspace, table_version
+
+
+def vectors_stamp(root: str) -> tuple[tuple[str, int], ...]:
+    """(adapter file, mtime) of every value vector: the report is rebuilt after a retraining."""
+    return tuple(sorted((str(p), p.stat().st_mtime_ns) for p in (Path(root) / "vectors").glob("*/*/adapter_model.*")))
+
+
+@st.cache_data(show_spinner="Bootstrapping the paper's tables over the prompts…")
+def get_report(root: str, version: int, stamp: tuple):
+    return build_report(get_workspace(root), root)
+
+
+def show_missing(prefix: str) -> None:
+    lacks = report.missing_for(prefix)
+    for m in lacks:
+        st.warning(f"**{m.item}**: {m.why}. " + ("`python -m mva_core report --train-missing` makes it, or run:"
+                                                 if m.steps else "Made by hand:"))
+        st.code("\n".join(m.commands), language="bash")
+
+
+ws = current_workspace()
+if ws is None:
+    st.stop()
+root = str(ws.root)
+st.title("The paper, on this workspace")
+if len(ws.value_names) < 2:
+    st.info("The paper's tables compare values: this workspace has one. Add a value (workspace.json) first.")
+    st.stop()
+report = get_report(root, table_version(ws), vectors_stamp(root))
+st.caption(intervals_note(report) + " The same tables and figures as `python -m mva_core report --workspace "
+           f"{root} --out DIR` (one offline HTML file and a markdown summary).")
+if report.caveat:
+    st.warning(report.caveat)
+x_axis, y_axis = 0, 1
+
+# ---- Table 1 ----
+st.header("Table 1: ablation")
+st.caption("Base; w/o All (no HSIC, no extrapolation); w/o HSIC; w/o Extrap. (MVA's vectors on the simplex Σw = 1); "
+           f"MVA. Summary rule: {SUMMARY_RULE}. The last columns are full MVA minus the row, paired over the same "
+           "resampled prompts.")
+st.dataframe(table1_frame(report), hide_index=True, key="paper_table1")
+show_missing("Table 1")
+
+# ---- Every method ----
+st.header("Every compared method")
+st.dataframe(methods_frame(report), hide_index=True, key="paper_methods")
+if report.fronts.series:
+    st.plotly_chart(front_chart(report.fronts, report.values, report.ref, x_axis, y_axis), key="paper_fronts")
+    st.caption(report.fronts.caption)
+
+# ---- Fig. 4 ----
+st.header("Fig. 4: HSIC vs orthogonality")
+st.caption(report.fig4.caption)
+if report.fig4.series:
+    st.plotly_chart(front_chart(report.fig4, report.values, report.ref, x_axis, y_axis), key="paper_fig4")
+if report.fig4.differences:
+    st.dataframe(differences_frame(report.fig4), hide_index=True, key="paper_fig4_diff")
+show_missing("Fig. 4")
+
+# ---- Fig. 5 ----
+st.header("Fig. 5: each value vector alone vs the per-value DPO vector")
+st.caption(FIG5_CAPTION)
+if any(r.mva or r.dpo for r in report.fig5):
+    st.plotly_chart(fig5_chart(report, x_axis, y_axis), key="paper_fig5")
+st.dataframe(fig5_frame(report), hide_index=True, key="paper_fig5_table")
+show_missing("Fig. 5")
+
+# ---- Fig. 6 ----
+st.header("Fig. 6: layer-wise cosine similarity")
+for k, cm in enumerate(report.fig6):
+    st.plotly_chart(cosine_chart(cm), key=f"paper_fig6_{k}")
+    st.caption(cosine_summary(cm))
+show_missing("Fig. 6")
+
+# ---- Fig. 7 ----
+st.header("Fig. 7: α ∈ {1, 10, 50}")
+st.caption(report.fig7.caption)
+if report.fig7.series:
+    st.plotly_chart(front_chart(report.fig7, report.values, report.ref, x_axis, y_axis), key="paper_fig7")
+if report.fig7.differences:
+    st.dataframe(differences_frame(report.fig7), hide_index=True, key="paper_fig7_diff")
+show_missing("Fig. 7")
+
+# ---- MI-EPO ----
+st.header("MI-EPO: MIP and CRD of the conditioned policies")
+st.dataframe(conditioned_frame(report), hide_index=True, key="paper_conditioned")
+if report.conditioned_pairs:
+    st.dataframe(conditioned_pairs_frame(report), hide_index=True, key="paper_conditioned_pairs")
+show_missing("MI-EPO")
+
+# ---- What lacks ----
+st.header("What this workspace lacks")
+if report.missing:
+    st.dataframe(missing_frame(report.missing), hide_index=True, key="paper_missing")
+else:
+    st.success("Nothing: every table and figure has its data.")
+st.download_button("Download report.md", to_markdown(report), file_name="report.md", mime="text/markdown",
+                   key="paper_download_md")
