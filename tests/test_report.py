@@ -44,8 +44,8 @@ def ws(tmp_path_factory):
         write_jsonl(root / "pairs" / f"{v}.jsonl", [
             {"prompt": "How do I bake bread?", "chosen": "Mix flour and water, then bake.", "rejected": "No."},
             {"prompt": "Tell me a joke.", "chosen": "A cat sat on a mat.", "rejected": "I hate jokes, terrible."}])
-    for method in ("mva-no-hsic", "mva", "hsic-weak"):
-        groups = method_groups(ws, method, step=0.5)
+    for method, step in (("mva-no-hsic", 0.5), ("mva", 0.5), ("hsic-weak", 1.0)):  # Fig. 7 needs only a front
+        groups = method_groups(ws, method, step=step)
         evaluate_base(ws, groups[0][0].base)
         sweep_groups(method, groups)
     return ws
@@ -170,6 +170,7 @@ def test_alpha_runs_fig5_fig6_and_what_lacks(ws):
     assert mva.off_simplex.sum() == 6
 
 
+@pytest.mark.slow
 def test_cli_writes_offline_html_and_markdown(ws, tmp_path, capsys):
     out = tmp_path / "rep"
     assert main(["report", "--workspace", str(ws.root), "--out", str(out)]) == 0
@@ -232,3 +233,24 @@ def test_make_missing_trains_and_sweeps_ortho(ws, tmp_path):
     after = build_report(copy, str(root))
     assert [s.name for s in after.fig4.series] == ["mva", "ortho"] and not after.missing_for("Fig. 4")
     assert after.fig4.differences[0][0] == "mva − ortho"
+
+
+@pytest.mark.slow
+def test_report_on_a_copy_of_the_shipped_demo(tmp_path):
+    """Done means (issue 28): `report` on a copy of data/demo writes the HTML and the markdown with every table and
+    figure; Table 1 has the w/o HSIC and w/o Extrap. rows with intervals. The shipped demo is only read."""
+    from mva_core.workspace import DEMO_WORKSPACE
+    root = tmp_path / "demo"
+    shutil.copytree(DEMO_WORKSPACE, root)
+    before = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert main(["report", "--workspace", str(root), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text(encoding="utf-8")
+    for label in ("Base", "w/o All", "w/o HSIC", "w/o Extrap.", "MVA"):
+        line = next(ln for ln in md.splitlines() if ln.startswith(f"| {label} |"))
+        assert re.search(r"\d\.\d{4} \[-?\d\.\d{4}, -?\d\.\d{4}\]", line), line  # HV with its interval
+    for title in ("## Table 1", "## Fig. 4", "## Fig. 5", "## Fig. 6", "## Fig. 7", "## MI-EPO"):
+        assert title in md
+    page = (tmp_path / "rep" / "report.html").read_text(encoding="utf-8")
+    assert not any(re.search(r"\bsrc\s*=", t) for t in re.findall(r"<script\b[^>]*>", page))
+    after = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+    assert after == before  # nothing cached or written in the workspace
