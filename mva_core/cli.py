@@ -373,12 +373,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     label = str(args.workspace)
     ws = open_workspace(args.workspace, read_only=not args.train_missing)
-    report = build_report(ws, label, args.resamples, args.seed)
+    report = build_report(ws, label, args.resamples, args.seed, progress=_bar())
     if args.train_missing and any(m.steps for m in report.missing):
         ws.store.check_writable()
         for line in make_missing(ws, report.missing, progress=_bar()):
             print(line, file=sys.stderr)
-        report = build_report(ws, label, args.resamples, args.seed)
+        report = build_report(ws, label, args.resamples, args.seed, progress=_bar())
     html_path, md_path = write_report(report, args.out)
     for m in report.missing:
         print(f"lacks: {m.item}: {m.why}; run: {' && '.join(m.commands)}", file=sys.stderr)

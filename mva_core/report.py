@@ -352,6 +352,9 @@ def build_report(ws: Workspace, workspace_label: str | None = None, n_resamples:
     label = workspace_label or str(ws.root)
     values = ws.value_names
     n_values = len(values)
+    if n_values not in (2, 3):
+        raise ReportError(f"{ws.root} has {n_values} value(s) ({', '.join(values)}); the paper's tables compare 2 or "
+                          "3 values (MI-EPO's evaluation preferences are fixed for those); use a workspace of 2 or 3")
     table = load_table(ws)
     missing: list[Missing] = []
     tick = progress or (lambda stage, done, total: None)
@@ -387,7 +390,7 @@ def build_report(ws: Workspace, workspace_label: str | None = None, n_resamples:
     if n_prompts < 2:
         raise ReportError(f"{ws.root} evaluates {n_prompts} prompt(s); intervals over prompts need at least 2 "
                           "(give workspace.json's prompt set more and sweep again)")
-    P = pareto.preference_vectors(n_values) if n_values in (2, 3) else np.eye(n_values)
+    P = pareto.preference_vectors(n_values)  # MI-EPO's fixed evaluation preferences (2 or 3 values, as compare)
     ref = reference_point(table)  # the Compare page's: per-value minimum over every candidate and the base
     idx = resample_indices(n_prompts, n_resamples, seed)
 

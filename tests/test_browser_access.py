@@ -78,7 +78,7 @@ def test_exposed_app_refuses_without_a_token_and_opens_with_it(ws, tmp_path):
             # only the pages app.py lists: Streamlit's legacy pages/ mode (a page per file) is off
             links = friend.locator('[data-testid="stSidebarNav"] a')
             assert [t.split()[-1] for t in links.all_inner_texts()] == \
-                ["Explore", "Compare", "Sweep", "Responses", "Diagnostics", "Export"], links.all_inner_texts()
+                ["Explore", "Compare", "Sweep", "Responses", "Diagnostics", "Paper", "Export"], links.all_inner_texts()
 
             stranger = browser.new_context().new_page()
             asked, wrong = "this app is shared with a token", "the token in this link is wrong"

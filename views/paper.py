@@ -38,8 +38,9 @@ if ws is None:
     st.stop()
 root = str(ws.root)
 st.title("The paper, on this workspace")
-if len(ws.value_names) < 2:
-    st.info("The paper's tables compare values: this workspace has one. Add a value (workspace.json) first.")
+if len(ws.value_names) not in (2, 3):
+    st.info(f"The paper's tables compare 2 or 3 values (MI-EPO's evaluation preferences are fixed for those); this "
+            f"workspace has {len(ws.value_names)}.")
     st.stop()
 report = get_report(root, table_version(ws), vectors_stamp(root))
 st.caption(intervals_note(report) + " The same tables and figures as `python -m mva_core report --workspace "
