@@ -167,16 +167,25 @@ def fig5_chart(report: PaperReport, x: int = 0, y: int = 1) -> go.Figure:
     return out
 
 
-def cosine_chart(cm: CosineMap) -> go.Figure:
-    """Fig. 6: rows = transformer blocks, columns = pair · layer type, colour = cos(ΔW_i, ΔW_j) on −1 … +1."""
+def cosine_scale(maps: Sequence[CosineMap]) -> float:
+    """The colour range ±top shared by every Fig. 6 map: the largest |cosine| of any (1 when none is defined), so
+    the vector sets compare on one scale and near-orthogonal ones are not all white."""
+    c = np.concatenate([m.frame["cosine"].to_numpy(dtype=float) for m in maps]) if maps else np.zeros(0)
+    c = np.abs(c[np.isfinite(c)])
+    return float(c.max()) if len(c) and c.max() > 0 else 1.0
+
+
+def cosine_chart(cm: CosineMap, top: float = 1.0) -> go.Figure:
+    """Fig. 6: rows = transformer blocks, columns = pair · layer type, colour = cos(ΔW_i, ΔW_j) on −top … +top."""
     df = cm.frame.assign(column=cm.frame["pair"] + " · " + cm.frame["module"])
     rows, cols = list(dict.fromkeys(df["block"])), list(dict.fromkeys(df["column"]))
     grid = df.pivot_table(index="block", columns="column", values="cosine", aggfunc="first", dropna=False)
     Z = grid.reindex(index=rows, columns=cols).to_numpy(dtype=float)
     out = go.Figure(go.Heatmap(z=Z, x=cols, y=[str(r) for r in rows], colorscale="RdBu", reversescale=True,
-                               zmin=-1.0, zmax=1.0, zmid=0.0, colorbar=dict(title="cosine"), hoverongaps=False,
+                               zmin=-top, zmax=top, zmid=0.0, colorbar=dict(title="cosine"), hoverongaps=False,
                                hovertemplate="block %{y} · %{x}<br>cosine %{z:.4f}<extra></extra>"))
-    out.update_layout(title=f"Fig. 6: layer-wise cosine, {cm.label}", xaxis_title="pair · layer type",
+    out.update_layout(title=f"Fig. 6: layer-wise cosine, {cm.label} (colour scale ±{top:.3g})",
+                      xaxis_title="pair · layer type",
                       yaxis_title="block", height=max(260, 22 * len(rows) + 120), margin=dict(l=10, r=10, t=40, b=10))
     out.update_yaxes(autorange="reversed")
     return out
@@ -199,7 +208,8 @@ def figures(report: PaperReport) -> list[tuple[str, str, go.Figure | None]]:
         ("fig4", report.fig4.caption, front_chart(report.fig4, report.values, report.ref) if report.fig4.series
          else None),
         ("fig5", FIG5_CAPTION, fig5_chart(report) if any(r.mva or r.dpo for r in report.fig5) else None)]
-    out += [("fig6", cosine_summary(cm), cosine_chart(cm)) for cm in report.fig6] or [("fig6", "", None)]
+    top = cosine_scale(report.fig6)
+    out += [("fig6", cosine_summary(cm), cosine_chart(cm, top)) for cm in report.fig6] or [("fig6", "", None)]
     out.append(("fig7", report.fig7.caption, front_chart(report.fig7, report.values, report.ref) if
                 report.fig7.series else None))
     return out

@@ -254,3 +254,19 @@ def test_report_on_a_copy_of_the_shipped_demo(tmp_path):
     assert not any(re.search(r"\bsrc\s*=", t) for t in re.findall(r"<script\b[^>]*>", page))
     after = {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
     assert after == before  # nothing cached or written in the workspace
+
+
+def test_cosine_scale_is_shared_by_every_map():
+    """Fig. 6's colour scale: ± the largest |cosine| over every vector set (1 when none is defined)."""
+    import pandas as pd
+
+    from mva_core.report import CosineMap
+    from mva_core.report_render import cosine_chart, cosine_scale
+    def cm(name, cos):
+        return CosineMap(name, name, pd.DataFrame({"pair": "a · b", "module": "q_proj", "block": ["0", "1"],
+                                                   "cosine": cos}))
+    maps = [cm("mva", [0.01, -0.02]), cm("mva-no-hsic", [0.3, np.nan])]
+    assert cosine_scale(maps) == pytest.approx(0.3)
+    assert cosine_scale([cm("x", [np.nan, np.nan])]) == 1.0 and cosine_scale([]) == 1.0
+    trace = cosine_chart(maps[0], cosine_scale(maps)).data[0]
+    assert (trace.zmin, trace.zmax) == (-0.3, 0.3)

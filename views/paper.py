@@ -9,8 +9,9 @@ import streamlit as st
 
 from mva_core.report import SUMMARY_RULE, build_report
 from mva_core.report_render import (
-    FIG5_CAPTION, conditioned_frame, conditioned_pairs_frame, cosine_chart, cosine_summary, differences_frame,
-    fig5_chart, fig5_frame, front_chart, intervals_note, methods_frame, missing_frame, table1_frame, to_markdown,
+    FIG5_CAPTION, conditioned_frame, conditioned_pairs_frame, cosine_chart, cosine_scale, cosine_summary,
+    differences_frame, fig5_chart, fig5_frame, front_chart, intervals_note, methods_frame, missing_frame, table1_frame,
+    to_markdown,
 )
 from views.shared import current_workspace, get_workspace, table_version
 
@@ -83,8 +84,11 @@ show_missing("Fig. 5")
 
 # ---- Fig. 6 ----
 st.header("Fig. 6: layer-wise cosine similarity")
+top = cosine_scale(report.fig6)
+if report.fig6:
+    st.caption(f"One colour scale for every vector set: ±{top:.3g}, the largest |cosine| shown (white = orthogonal).")
 for k, cm in enumerate(report.fig6):
-    st.plotly_chart(cosine_chart(cm), key=f"paper_fig6_{k}")
+    st.plotly_chart(cosine_chart(cm, top), key=f"paper_fig6_{k}")
     st.caption(cosine_summary(cm))
 show_missing("Fig. 6")
 
