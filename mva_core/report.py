@@ -252,14 +252,23 @@ def _meta(vector_dir: Path) -> dict:
         return {}
 
 
+# What else an `mva` run may vary besides α (mva_vector.json keys): Fig. 7 compares runs that differ in α only
+VARIANT_KEYS = ("penalty", "hsic_mode", "hsic_kernel", "hsic_sigma", "hsic_estimator")
+
+
 def alpha_runs(ws: Workspace) -> dict[float, str]:
     """α → the vector set (vectors/<dir>) of each `mva` run with one vector per value, identified by its vectors'
-    mva_vector.json (`method` "mva" and its `alpha`), whatever the dir is named. Two dirs with one α: the one
-    named `mva` wins, else the first by name."""
+    mva_vector.json (`method` "mva" and its `alpha`), whatever the dir is named. Only runs with the same other
+    settings (`VARIANT_KEYS`: HSIC samples, kernel, …) as vectors/mva count (an `mva-delta` run is another variant,
+    not another α). Two dirs with one α: the one named `mva` wins, else the first by name."""
     out: dict[float, str] = {}
+    reference = _meta(ws.root / "vectors" / "mva" / ws.value_names[0])
+    reference = reference if reference.get("method") == "mva" else None
     for name in ws.methods():
         meta = _meta(ws.root / "vectors" / name / ws.value_names[0])
         if meta.get("method") != "mva" or not isinstance(meta.get("alpha"), (int, float)):
+            continue
+        if reference is not None and any(meta.get(k) != reference.get(k) for k in VARIANT_KEYS):
             continue
         a = float(meta["alpha"])
         if a not in out or name == "mva":

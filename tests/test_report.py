@@ -270,3 +270,21 @@ def test_cosine_scale_is_shared_by_every_map():
     assert cosine_scale([cm("x", [np.nan, np.nan])]) == 1.0 and cosine_scale([]) == 1.0
     trace = cosine_chart(maps[0], cosine_scale(maps)).data[0]
     assert (trace.zmin, trace.zmax) == (-0.3, 0.3)
+
+
+def test_alpha_runs_compare_alpha_only(tmp_path):
+    """Fig. 7's runs: `method` "mva" with an `alpha`, whatever the dir name, and the same other settings as
+    vectors/mva (an HSIC-on-ΔW run is a variant, not another α); `mva` wins a tie; other methods never count."""
+    from mva_core.workspace import Manifest, ValueSpec
+    ws = Workspace.create(tmp_path, Manifest(values=[ValueSpec("warmth", "warmth"), ValueSpec("brevity", "brevity")]))
+    runs = {"mva": {"alpha": 10.0, "hsic_mode": "lora_A"}, "z-copy": {"alpha": 10.0, "hsic_mode": "lora_A"},
+            "weak": {"alpha": 1.0, "hsic_mode": "lora_A"}, "mva-delta": {"alpha": 50.0, "hsic_mode": "delta"},
+            "strong": {"alpha": 50.0, "hsic_mode": "lora_A"}, "orth": {"alpha": 5.0, "method": "ortho"},
+            "half": {"alpha": 2.0, "hsic_mode": "lora_A", "only": "warmth"}}
+    for name, meta in runs.items():
+        for v in ("warmth", "brevity")[:1 if meta.get("only") else 2]:
+            d = tmp_path / "vectors" / name / v
+            d.mkdir(parents=True)
+            (d / "adapter_config.json").write_text("{}")
+            (d / "mva_vector.json").write_text(json.dumps({"method": "mva", "value": v, **meta}))
+    assert alpha_runs(ws) == {1.0: "weak", 10.0: "mva", 50.0: "strong"}
