@@ -389,9 +389,7 @@ def build_report(ws: Workspace, workspace_label: str | None = None, n_resamples:
 
     base_id = table.base_id()
     if base_id is None:
-        first = next(iter(table.methods()), "mva")
-        missing.append(Missing("Everything: the base model", "no base-model candidate on these prompts (every z-score "
-                               "is taken against it)", [cmd.sweep(first)], [Step("sweep", first, step=step)]))
+        first = next((m.name for m in ws.compared_methods()), "mva")
         raise ReportError(f"{ws.root} has no base-model candidate on its prompts; run "
                           f"`{cmd.sweep(first)}` first (it evaluates the base model)")
     base = prompt_rewards(ws, [base_id])[0]  # (P, V)

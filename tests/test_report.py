@@ -288,3 +288,17 @@ def test_alpha_runs_compare_alpha_only(tmp_path):
             (d / "adapter_config.json").write_text("{}")
             (d / "mva_vector.json").write_text(json.dumps({"method": "mva", "value": v, **meta}))
     assert alpha_runs(ws) == {1.0: "weak", 10.0: "mva", 50.0: "strong"}
+
+
+def test_cli_refuses_what_it_cannot_report(tmp_path, capsys):
+    """No base-model candidate yet (nothing swept): one line naming the sweep that makes it, nothing written; too few
+    resamples: refused before any work."""
+    root = tmp_path / "fresh"
+    make_tiny_workspace(root, n_prompts=4)
+    out = tmp_path / "rep"
+    assert main(["report", "--workspace", str(root), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "no base-model candidate" in err and f"sweep --workspace {root} --method" in err
+    assert not out.exists()
+    assert main(["report", "--workspace", str(root), "--out", str(out), "--resamples", "10"]) == 2
+    assert "--resamples 10" in capsys.readouterr().err
