@@ -44,8 +44,8 @@ def ws(tmp_path_factory):
         write_jsonl(root / "pairs" / f"{v}.jsonl", [
             {"prompt": "How do I bake bread?", "chosen": "Mix flour and water, then bake.", "rejected": "No."},
             {"prompt": "Tell me a joke.", "chosen": "A cat sat on a mat.", "rejected": "I hate jokes, terrible."}])
-    for method, step in (("mva-no-hsic", 0.5), ("mva", 0.5), ("hsic-weak", 1.0)):  # Fig. 7 needs only a front
-        groups = method_groups(ws, method, step=step)
+    for method in ("mva-no-hsic", "mva"):  # hsic-weak stays unswept: Fig. 7 lists the sweep it lacks
+        groups = method_groups(ws, method, step=0.5)
         evaluate_base(ws, groups[0][0].base)
         sweep_groups(method, groups)
     return ws
@@ -143,9 +143,10 @@ def test_front_mask_matches_brute_force():
 def test_alpha_runs_fig5_fig6_and_what_lacks(ws):
     assert alpha_runs(ws) == {1.0: "hsic-weak", 10.0: "mva"}  # read from mva_vector.json, not from the dir name
     report = build_report(ws, "W", n_resamples=1000)
-    assert [s.label for s in report.fig7.series] == ["α = 1 (hsic-weak)", "α = 10 (mva)"]
-    assert [d[0] for d in report.fig7.differences] == ["mva − hsic-weak"]
+    assert [s.label for s in report.fig7.series] == ["α = 10 (mva)"] and not report.fig7.differences
     lacks = {m.item: m for m in report.missing}
+    assert lacks["Fig. 7 (α = 1)"].commands == ["python -m mva_core sweep --workspace W --method hsic-weak --grid 0:1:0.5"]
+    assert [(s.action, s.method) for s in lacks["Fig. 7 (α = 1)"].steps] == [("sweep", "hsic-weak")]
     assert "Fig. 7 (α = 50)" in lacks and "Fig. 4 (ortho)" in lacks and "MI-EPO table (policies)" in lacks
     a50 = lacks["Fig. 7 (α = 50)"]
     assert "--method mva" in a50.commands[0] and "--alpha 50" in a50.commands[0]
@@ -233,6 +234,11 @@ def test_make_missing_trains_and_sweeps_ortho(ws, tmp_path):
     after = build_report(copy, str(root))
     assert [s.name for s in after.fig4.series] == ["mva", "ortho"] and not after.missing_for("Fig. 4")
     assert after.fig4.differences[0][0] == "mva − ortho"
+    done = make_missing(copy, after.missing_for("Fig. 7 (α = 1)"))  # the α = 1 run in its odd-named dir, swept
+    assert done == ["swept hsic-weak at step 0.5: 9 candidates (9 generated)"]
+    fig7 = build_report(copy, str(root)).fig7
+    assert [s.label for s in fig7.series] == ["α = 1 (hsic-weak)", "α = 10 (mva)"]
+    assert [d[0] for d in fig7.differences] == ["mva − hsic-weak"]
 
 
 @pytest.mark.slow
