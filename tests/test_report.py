@@ -79,6 +79,7 @@ def setting_ids(info, method, simplex):
     return sorted(i for i, (w, h, m) in info.items() if h in hashes and (not simplex or abs(sum(w) - 1) < 1e-9))
 
 
+@pytest.mark.slow  # the shared fixture sweeps 2 grids on the tiny model: 30-80 s on 2 shared cores
 def test_table1_matches_brute_force(ws):
     report = build_report(ws, "W", n_resamples=1000, seed=0)
     info, per_prompt, base, base_id = independent(ws)
@@ -140,6 +141,7 @@ def test_front_mask_matches_brute_force():
         assert np.flatnonzero(got[n]).tolist() == want
 
 
+@pytest.mark.slow  # the shared fixture sweeps 2 grids on the tiny model: 30-80 s on 2 shared cores
 def test_alpha_runs_fig5_fig6_and_what_lacks(ws):
     assert alpha_runs(ws) == {1.0: "hsic-weak", 10.0: "mva"}  # read from mva_vector.json, not from the dir name
     report = build_report(ws, "W", n_resamples=1000)
@@ -201,6 +203,7 @@ def test_cli_writes_offline_html_and_markdown(ws, tmp_path, capsys):
     assert not any(p.name.startswith(".report") for p in other.iterdir())
 
 
+@pytest.mark.slow  # the shared fixture sweeps 2 grids on the tiny model: 30-80 s on 2 shared cores
 def test_html_of_report_has_every_section(ws):
     page = to_html(build_report(ws, "W"))
     for title in ("Table 1", "Fig. 4", "Fig. 5", "Fig. 6", "Fig. 7", "MI-EPO", "What this workspace lacks"):
