@@ -372,6 +372,10 @@ def cmd_report(args: argparse.Namespace) -> int:
         raise CliError(f"--resamples {args.resamples}: use at least 1000 for 95 % intervals")
     started = time.perf_counter()
     label = str(args.workspace)
+    try:  # commands in the report name the workspace relative to here when it lies below (no machine path shipped)
+        label = str(Path(args.workspace).resolve().relative_to(Path.cwd().resolve())) or "."
+    except ValueError:
+        pass
     ws = open_workspace(args.workspace, read_only=not args.train_missing)
     report = build_report(ws, label, args.resamples, args.seed, progress=_bar())
     if args.train_missing and any(m.steps for m in report.missing):

@@ -311,3 +311,17 @@ def test_cli_refuses_what_it_cannot_report(tmp_path, capsys):
     assert not out.exists()
     assert main(["report", "--workspace", str(root), "--out", str(out), "--resamples", "10"]) == 2
     assert "--resamples 10" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_paper_page_axes_on_the_3_value_demo(tmp_path, monkeypatch):
+    """On a copy of data/demo3 the front charts pick two of the three values; the first chart follows the choice."""
+    from mva_core.workspace import REPO_ROOT
+    root = tmp_path / "demo3"
+    shutil.copytree(REPO_ROOT / "data" / "demo3", root)
+    at = open_page(monkeypatch, root, "views/paper.py")
+    at.selectbox(key="paper_x").set_value(2).run()
+    assert not at.exception
+    layout = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]
+    assert (layout["xaxis"]["title"]["text"], layout["yaxis"]["title"]["text"]) == \
+        ("relevance (z vs base)", "brevity (z vs base)")

@@ -49,6 +49,10 @@ st.caption(intervals_note(report) + " The same tables and figures as `python -m 
 if report.caveat:
     st.warning(report.caveat)
 x_axis, y_axis = 0, 1
+if len(report.values) == 3:  # the front charts show two values at a time
+    cx, cy = st.columns(2)
+    x_axis = cx.selectbox("x axis", range(3), format_func=lambda i: report.values[i], key="paper_x")
+    y_axis = cy.selectbox("y axis", range(3), index=1, format_func=lambda i: report.values[i], key="paper_y")
 
 # ---- Table 1 ----
 st.header("Table 1: ablation")
