@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from . import pareto
-from .bootstrap import (BootstrapComparison, Interval, bca_intervals, few_prompts_caveat, hypervolumes, mips, percentile_interval, resample_indices, z_means)
+from .bootstrap import (BootstrapComparison, Interval, bca_intervals, few_prompts_caveat, hypervolumes, mips,
+                        percentile_interval, resample_indices, z_means)
 from .config import META_FILE
 from .errors import MVAError
 from .metrics import (CRD_WHY, MethodCRD, compare_with_intervals, crd_by_method, is_conditioned, prompt_rewards,
@@ -579,7 +580,6 @@ def make_missing(ws: Workspace, missing: Sequence[Missing], progress: Progress |
     """Run the steps of every missing part that has them (train a method's vectors with the workspace's pairs and
     its `mva` vectors' training config, then sweep the row at the stored grid step), each step once, with
     progress. Returns what was done, one line each. Parts without steps (sampled decoding) are left to the user."""
-    from .config import ConfigError
     from .diagnostics import load_preference_pairs
     from .methods import get_method, train_method
     from .models import load_base
@@ -610,10 +610,7 @@ def make_missing(ws: Workspace, missing: Sequence[Missing], progress: Progress |
                                      "settings": options, "made_by": "report --train-missing"}, **options)
             done.append(f"trained {s.method} {s.settings or ''} into vectors/{s.out}")
         else:
-            try:
-                groups = method_groups(ws, s.method, s.step, kind=s.kind, base=base)
-            except ConfigError:
-                groups = method_groups(ws, s.method, s.step, base=base)
+            groups = method_groups(ws, s.method, s.step, kind=s.kind, base=base)
             evaluate_base(ws, base, progress)
             res = sweep_groups(s.method, groups, chunk=8, progress=progress)
             done.append(f"swept {s.method}{' on the ' + s.kind if s.kind else ''} at step {s.step:g}: "
