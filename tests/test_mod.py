@@ -118,3 +118,49 @@ def test_sampled_mod_is_reproducible_whatever_shares_the_call(setup):
                             decode_time=True)
     assert one == many
     assert any(s[0] != s[1] for c in one for s in c)  # samples differ
+
+
+@pytest.mark.slow
+def test_mod_is_a_compared_method_beside_mva_no_hsic(tmp_path):
+    """`sweep --method mod` over mva-no-hsic's vectors: its own candidates (the parameter-space ones at the same
+    weights stay mva-no-hsic's), on the fronts and in `compare --json` with intervals and its cost per candidate."""
+    import json
+
+    from mva_core.atomic import ExportError
+    from mva_core.export import export_candidate
+    from mva_core.results import load_table
+    from mva_core.sweep import evaluate_base, method_groups, sweep_groups
+    from tests.test_cli import run
+    from tests.tiny import make_tiny_workspace
+
+    ws = make_tiny_workspace(tmp_path / "ws", n_prompts=2)
+    evaluate_base(ws)
+    sweep_groups("mva-no-hsic", method_groups(ws, "mva-no-hsic", 0.5))
+    out = run("sweep", "--method", "mod", "--grid", "0:1:0.5", "--workspace", ws.root)
+    assert "9 candidates of mod" in out.stdout and "9 generated" in out.stdout
+    again = run("sweep", "--method", "mod", "--grid", "0:1:0.5", "--workspace", ws.root)
+    assert "0 generated" in again.stdout  # resumable: every candidate answered from the store
+
+    table = load_table(ws).frame
+    mod, mva = table[table["method"] == "mod"], table[table["method"] == "mva-no-hsic"]
+    assert len(mod) == len(mva) == 9 and not set(mod["id"]) & set(mva["id"])
+    assert (mod["generated_by"] == "mod").all()
+    at = {name: {tuple(w): int(cid) for w, cid in zip(rows["weights"], rows["id"])} for name, rows in
+          (("mod", mod), ("mva", mva))}
+
+    def responses(cid: int) -> list[str]:
+        return ws.store.responses([cid])["response"].tolist()
+
+    # one w_i = 1 on the simplex: model i itself, by either composition; off it the two differ
+    assert responses(at["mod"][(1.0, 0.0)]) == responses(at["mva"][(1.0, 0.0)])
+    assert responses(at["mod"][(1.0, 1.0)]) != responses(at["mva"][(1.0, 1.0)])
+    with pytest.raises(ExportError, match="decode-time mixture"):
+        export_candidate(ws, int(mod["id"].iloc[-1]), "merged", tmp_path / "out")
+
+    doc = json.loads(run("compare", "--workspace", ws.root, "--methods", "mod,mva-no-hsic", "--json").stdout)
+    for name, rows in (("mod", 3), ("mva-no-hsic", 1)):
+        m = doc["methods"][name]
+        assert m["hv"] is not None and len(m["hv_ci"]) == 2 and m["mip"] is not None
+        assert m["cost"]["rows_per_token"] == rows and m["cost"]["candidates_timed"] == 9
+        assert m["cost"]["seconds_per_candidate"] > 0
+    assert "mod|mva-no-hsic" in doc["pairs"]
