@@ -70,3 +70,14 @@ def test_compare_marks_off_simplex_and_shows_mod_with_its_cost(ws, monkeypatch):
     assert table.loc["mod", "s / candidate"] > 0 and table.loc["mva-no-hsic", "s / candidate"] > 0
     assert np.isnan(table.loc["soup", "s / candidate"])  # soup's candidates were all mva-no-hsic's: none generated
     assert table.loc["mod", "hypervolume 95% CI"].startswith("[")
+
+
+@pytest.mark.slow
+def test_export_offers_only_the_table_for_a_decode_time_method(ws, monkeypatch):
+    at = open_page(monkeypatch, ws.root, "views/export.py")
+    at.selectbox(key="export_method").set_value("mod").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="export_format").options == ["csv"]
+    assert any("decode-time" in c.value for c in at.caption)
+    at.selectbox(key="export_method").set_value("mva-no-hsic").run()
+    assert "merged" in at.selectbox(key="export_format").options
