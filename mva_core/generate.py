@@ -251,7 +251,7 @@ def generate_samples(
                     "use a smaller base model") from exc
             fits[0] = max(1, len(chunk) // 2) * expand
             _ROWS_THAT_FIT.setdefault(model, {})[decoding.max_new_tokens] = fits[0]
-            notify(f"out of memory generating {len(chunk)} rows in one call ({reason}); going on with {fits[0]} "
+            notify(f"out of memory generating {len(chunk) * expand} rows in one call ({reason}); going on with {fits[0]} "
                    f"rows per call (set decoding.batch_size to {fits[0]} in workspace.json to start there)")
             return decode(chunk, watch)
         new_tokens = gen[::expand, enc["input_ids"].shape[1]:]  # (rows, new) — left padding keeps prompts aligned

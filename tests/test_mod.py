@@ -1,6 +1,8 @@
 """MOD, decode-time composition (issue 28 item 3): the mixed next-token distribution and greedy decoding against a
 direct computation with each model merged separately and run alone, in float64 numpy."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -164,3 +166,20 @@ def test_mod_is_a_compared_method_beside_mva_no_hsic(tmp_path):
         assert m["cost"]["rows_per_token"] == rows and m["cost"]["candidates_timed"] == 9
         assert m["cost"]["seconds_per_candidate"] > 0
     assert "mod|mva-no-hsic" in doc["pairs"]
+
+
+@pytest.mark.slow
+def test_out_of_memory_halves_mod_sequences_and_keeps_the_text(setup):
+    """A call of 2 sequences x 3 rows that runs out of memory goes on 1 sequence (3 rows) per call, same text."""
+    from mva_core.notices import notices_to
+    from tests.test_faults_midrun import cuda_oom, memory_for_rows
+
+    base, tok, vectors, _ = setup
+    wb = WeightBatchedModel(base, vectors)
+    dec = DecodingConfig(max_new_tokens=6, batch_size=6)
+    reference = generate_samples(wb, tok, PROMPTS, WEIGHTS[:2], replace(dec, batch_size=3), decode_time=True)
+    told: list[str] = []
+    with memory_for_rows(3, cuda_oom) as passed, notices_to(told.append):
+        got = generate_samples(WeightBatchedModel(base, vectors), tok, PROMPTS, WEIGHTS[:2], dec, decode_time=True)
+    assert got == reference and passed and max(passed) == 3
+    assert told and "generating 6 rows in one call" in told[0] and "going on with 3 rows per call" in told[0]
