@@ -327,7 +327,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     """HV and MIP per method with 95 % BCa bootstrap intervals over prompts, and paired differences with percentile
     intervals (DESIGN §3, issue 27 item 4)."""
     from .diagnostics import hsic_null_table, load_method_vectors
-    from .metrics import compare_with_intervals, comparison_json, crd_by_method, follows_p_by_method
+    from .metrics import (compare_with_intervals, comparison_json, crd_by_method, follows_p_by_method,
+                          generation_cost)
     from .results import load_table
     from .workspace import open_workspace
     ws = open_workspace(args.workspace, read_only=True)
@@ -338,7 +339,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     result = compare_with_intervals(ws, table, methods, _ref(args.ref, len(ws.value_names)),
                                     n_resamples=args.resamples, seed=args.seed)
     doc = comparison_json(result, crd_by_method(ws, table, list(result.methods)),
-                          follows_p_by_method(ws, table, list(result.methods), args.resamples, args.seed))
+                          follows_p_by_method(ws, table, list(result.methods), args.resamples, args.seed),
+                          generation_cost(ws, list(result.methods)))
     # each compared vector set's HSIC beside its permutation null (methods with their own vector per value)
     doc["hsic"] = {m: hsic_null_table(load_method_vectors(ws, m)).to_dict(orient="records")
                    for m in doc["methods"] if m in ws.methods() and len(ws.value_names) >= 2}
@@ -353,7 +355,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
               f"CRD {'—' if m['crd'] is None else format(m['crd'], '.4g')}"
               f"{' [{:.4g}, {:.4g}]'.format(*m['crd_ci']) if m.get('crd_ci') else ''}"
               + (f"  follows-p {m['follows_p']:+.2f} [{m['follows_p_ci'][0]:+.2f}, {m['follows_p_ci'][1]:+.2f}]"
-                 if m["follows_p"] is not None and None not in m["follows_p_ci"] else ""))
+                 if m["follows_p"] is not None and None not in m["follows_p_ci"] else "")
+              + (f"  {m['cost']['rows_per_token']} row(s)/token, "
+                 + ("—" if m["cost"]["seconds_per_candidate"] is None
+                    else f"{m['cost']['seconds_per_candidate']:.2f}") + " s/candidate" if m.get("cost") else ""))
     for pair, d in doc["pairs"].items():
         print(f"{pair:>33}  ΔHV {d['hv_diff']:+.4f} [{d['hv_diff_ci'][0]:+.4f}, {d['hv_diff_ci'][1]:+.4f}]  "
               f"P(a better) {d['p_a_better']:.2f}")

@@ -5,7 +5,8 @@ Steps, each resumable (a finished step is skipped on re-run):
    score them with each value's offline scorer, chosen = best, rejected = worst (ties skipped);
 2. the vectors of every method in DEMO_METHODS (LoRA, trl), through the same registry the CLI trains with;
 3. the base model's own candidate, then every compared method's candidates on the validation prompts
-   (soup and dpo-<value> reuse mva-no-hsic's vectors and most of its grid).
+   (soup and dpo-<value> reuse mva-no-hsic's vectors and most of its grid; mod mixes the same vectors at
+   decoding time over the same grid, candidates of its own at n + 1 rows per token).
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ class DemoSpec:
 
 _WARMTH, _BREVITY = ValueSpec("warmth", "warmth"), ValueSpec("brevity", "brevity")
 _RELEVANCE = ValueSpec("relevance", "relevance")
-# soup and dpo-<value> read mva-no-hsic's vectors, so they cost only the candidates the grid does not already hold.
+# soup and dpo-<value> read mva-no-hsic's vectors, so they cost only the candidates the grid does not already hold;
+# mod reads them too and is swept as a compared method (no entry in `methods`: nothing to train), its own candidates.
 DEMOS: dict[str, DemoSpec] = {
     "demo": DemoSpec(
         directory="demo", values=(_WARMTH, _BREVITY), n_validation_prompts=40, grid_step=0.25,
@@ -95,7 +97,9 @@ DEMOS: dict[str, DemoSpec] = {
     "demo3": DemoSpec(
         directory="demo3", values=(_WARMTH, _BREVITY, _RELEVANCE), n_validation_prompts=16, grid_step=0.25,
         methods={"mva-no-hsic": {}, "mva": {"alpha": 10.0, "mode": "lora_A"}}, searches={"mva-no-hsic": 25},
-        without_grid=("mva-no-hsic",),  # 2 CPU cores: its 125-point grid would double the build
+        # 2 CPU cores: mva-no-hsic's 125-point grid would double the build; mod's (4 rows per token) would add ~4 times
+        # mva's grid, so the 3-value demo leaves decode-time composition to the 2-value demo
+        without_grid=("mva-no-hsic", "mod"),
         starts_from="demo",
         description=("3-value demo: SmolLM2-135M-Instruct, value vectors for warmth (VADER sentiment), brevity "
                      "(response length) and relevance (MiniLM prompt-response cosine), all offline proxy scorers; "

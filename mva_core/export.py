@@ -20,7 +20,7 @@ import yaml
 
 from .atomic import ExportError, atomic_dir
 from .compose import WeightBatchedModel, delta_weight, merge
-from .kinds import CONDITIONED
+from .kinds import CONDITIONED, DECODE_TIME
 from .models import BaseModel, load_base
 from .pareto import is_finite
 from .results import load_table
@@ -227,6 +227,11 @@ def export_candidate(ws: Workspace, candidate_id: int, fmt: str, out: str | Path
         return writer.table(table, out, force)
     if is_base(row["method"]) or not row["weights"]:
         raise ExportError(f"candidate {candidate_id} is the base model itself; nothing to compose")
+    if DECODE_TIME.decodes(str(row["decoding"])):  # MOD: n + 1 models mixed per token; no one set of weights is it
+        raise ExportError(f"candidate {candidate_id} ({row['method']}) is a decode-time mixture of the base and each "
+                          "value's model, picked token by token; it is not one model, so it has no merged or adapter "
+                          f"export; export the candidate table (--format csv), or the parameter-space candidate at the "
+                          f"same weights {list(row['weights'])} of the method whose vectors it mixes")
     base = load_base(ws.manifest.base)
     by_hash = ws.vector_index()
     vectors = []

@@ -19,6 +19,7 @@ from transformers import (LogitsProcessor, LogitsProcessorList, StoppingCriteria
 
 from .compose import WeightBatchedModel, row_weights
 from .config import ConfigError, DecodingConfig
+from .decode_time import DecodeTimeMixture, component_weights
 from .errors import MVAError, ResourceLimitError
 from .models import chat_prompt, reply_stop
 from .notices import notify
@@ -150,9 +151,15 @@ def generate_samples(
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
     identities: Sequence[str] | None = None,
+    decode_time: bool = False,
 ) -> list[list[list[str]]]:
     """Responses [candidate][prompt][sample] for every row of `weights` (K, n), every prompt and each of
     `decoding.num_samples` samples (1 when greedy).
+
+    `decode_time` (a WeightBatchedModel only): candidate w is MOD's decode-time mixture (mva_core.decode_time), not
+    the model composed at w: each sequence runs n + 1 rows (the base and each value's model alone, each with its
+    own KV cache) and every token is picked from their mixed log-probs; a generate call then holds
+    `batch_size // (n + 1)` sequences (at least 1), so it costs what `batch_size` rows cost.
 
     With a plain model (`weights=None`) there is one candidate: the model itself. With a
     WeightBatchedModel each generated row carries its own weights, so K candidates x P prompts x S samples are
@@ -176,6 +183,9 @@ def generate_samples(
         n_candidates, net = weights.shape[0], model.model
     else:
         n_candidates, net = 1, model
+    if decode_time and not batched:
+        raise ValueError("decode-time composition needs a WeightBatchedModel (its n + 1 rows per sequence)")
+    expand = model.n_values + 1 if decode_time else 1  # model rows per sequence: 1, or the base and each value's
     if identities is None:
         identities = [default_identity(decoding, None if weights is None else weights[k]) for k in range(n_candidates)]
     if len(identities) != n_candidates:
@@ -195,27 +205,34 @@ def generate_samples(
     stop = reply_stop(tokenizer)
     lengths = dict(max_new_tokens=decoding.max_new_tokens, min_new_tokens=decoding.min_new_tokens or None,
                    pad_token_id=pad_id, **(dict(stop_strings=[stop], tokenizer=tokenizer) if stop else {}))
-    n_calls = -(-len(rows) // decoding.batch_size)
+    per_call = max(1, decoding.batch_size // expand)  # sequences per generate call
+    n_calls = -(-len(rows) // per_call)
     total = n_calls * decoding.max_new_tokens
     learned = _ROWS_THAT_FIT.get(model, {}).get(decoding.max_new_tokens, decoding.batch_size)
-    fits = [min(decoding.batch_size, learned)]  # rows per generate call that fit in memory: halved on out-of-memory
+    fits = [min(decoding.batch_size, learned)]  # model rows per generate call that fit in memory: halved on out-of-memory
 
     def decode(chunk: list[tuple[int, int, int]], watch: _EachToken) -> list[str]:
         """New text per row of `chunk`; out of memory, the rows are halved (here and for later calls) and go on.
         Each row keeps its own sampling seed, so a halved call draws what the whole one would have."""
-        if len(chunk) > fits[0]:
+        if len(chunk) > max(1, fits[0] // expand):
             return decode(chunk[:len(chunk) // 2], watch) + decode(chunk[len(chunk) // 2:], watch)
         enc = tokenizer(  # type: ignore[operator]
-            [texts[j] for _, j, _ in chunk], return_tensors="pt", padding=True, padding_side="left",
-            add_special_tokens=False,
+            [texts[j] for _, j, _ in chunk for _ in range(expand)], return_tensors="pt", padding=True,
+            padding_side="left", add_special_tokens=False,
         )
-        processors = LogitsProcessorList([RowSampler([row_seed(identities[k], j, s) for k, j, s in chunk],
-                                                     decoding.temperature, decoding.top_p)] if decoding.do_sample else [])
+        sampler = RowSampler([row_seed(identities[k], j, s) for k, j, s in chunk], decoding.temperature,
+                             decoding.top_p) if decoding.do_sample else None
+        if decode_time:  # the sampler (one seed per sequence) draws from the mixture, not from a row
+            processors = LogitsProcessorList([DecodeTimeMixture(weights[[k for k, _, _ in chunk]], then=sampler)])
+            rows_w = np.tile(component_weights(model.n_values), (len(chunk), 1))  # (len(chunk)·(n+1), n)
+        else:
+            processors = LogitsProcessorList([sampler] if sampler is not None else [])
+            rows_w = weights[[k for k, _, _ in chunk]] if batched else None
         criteria = StoppingCriteriaList([watch])
         try:
             with torch.no_grad():
                 if batched:
-                    with row_weights(weights[[k for k, _, _ in chunk]]):
+                    with row_weights(rows_w):
                         gen = net.generate(**enc, **lengths, **sampling, logits_processor=processors,
                                            stopping_criteria=criteria)
                 else:
@@ -232,16 +249,16 @@ def generate_samples(
                     f"out of memory generating a single row ({enc['input_ids'].shape[1]} prompt tokens + "
                     f"{decoding.max_new_tokens} new): {reason}; lower decoding.max_new_tokens in workspace.json or "
                     "use a smaller base model") from exc
-            fits[0] = len(chunk) // 2
+            fits[0] = max(1, len(chunk) // 2) * expand
             _ROWS_THAT_FIT.setdefault(model, {})[decoding.max_new_tokens] = fits[0]
-            notify(f"out of memory generating {len(chunk)} rows in one call ({reason}); going on with {fits[0]} "
+            notify(f"out of memory generating {len(chunk) * expand} rows in one call ({reason}); going on with {fits[0]} "
                    f"rows per call (set decoding.batch_size to {fits[0]} in workspace.json to start there)")
             return decode(chunk, watch)
-        new_tokens = gen[:, enc["input_ids"].shape[1]:]  # (rows, new) — left padding keeps prompts aligned
+        new_tokens = gen[::expand, enc["input_ids"].shape[1]:]  # (rows, new) — left padding keeps prompts aligned
         return tokenizer.batch_decode(new_tokens, skip_special_tokens=True)  # type: ignore[attr-defined]
 
-    for call, start in enumerate(range(0, len(rows), decoding.batch_size)):
-        chunk = rows[start:start + decoding.batch_size]
+    for call, start in enumerate(range(0, len(rows), per_call)):
+        chunk = rows[start:start + per_call]
         done = call * decoding.max_new_tokens
         watch = _EachToken(lambda step, done=done: progress(done + step, total) if progress else None, cancel)
         texts_out = decode(chunk, watch)

@@ -45,6 +45,8 @@ class CompositionKind(ABC):
     several_models: ClassVar[bool] = False  # a row's candidates are several models, one per vector, each on its own
     one_vector_per_value: ClassVar[bool] = True  # reads vectors/<method>/<value>/; else every adapter dir there
     constraint: ClassVar[str] = ""  # what its grid keeps of the box, as a picker says it ("" for the whole box)
+    mixes_at_decoding: ClassVar[bool] = False  # a candidate is a per-token mixture of n + 1 models (MOD), not one model
+    decoding_tag: ClassVar[str] = ""  # appended to its candidates' stored decoding (how the next token is chosen)
 
     @property
     def continuous(self) -> bool:
@@ -65,6 +67,20 @@ class CompositionKind(ABC):
     def label(self, n_vectors: int) -> str:
         """How a picker names this kind's weight sets."""
         return self.description
+
+    def decoded_as(self, decoding_fingerprint: str) -> str:
+        """The decoding its candidates are stored with (part of their content key): the decoding config's
+        fingerprint, tagged when the kind picks each token its own way (so a decode-time candidate and the
+        parameter-space candidate at the same weights are two candidates)."""
+        return f"{decoding_fingerprint}|{self.decoding_tag}" if self.decoding_tag else decoding_fingerprint
+
+    def decodes(self, stored_decoding: str) -> bool:
+        """Was a stored candidate (its stored decoding) decoded the way this kind decodes?"""
+        return str(stored_decoding).partition("|")[2] == self.decoding_tag
+
+    def rows_per_token(self, n_vectors: int) -> int:
+        """Model rows one sequence runs per generated token (the cost of a candidate): 1, the candidate's model."""
+        return 1
 
     def bound(self, C: float) -> float:
         """The largest weight of its candidates, given the workspace's bound C."""
@@ -201,6 +217,28 @@ class Simplex(GridKind):
         return "simplex (Σ w = 1, SOUP)"
 
 
+class DecodeTime(Extrapolation):
+    """MOD (Shi et al. 2024): the extrapolation grid's weights, composed at decoding time: per token the
+    log-probs (1 − Σ w_i) log π_base + Σ w_i log π_i of the base and each value's model, renormalised
+    (mva_core.decode_time). A candidate is n + 1 models decoded together, so it has no merged model to export."""
+
+    name = "decode-time"
+    description = "w in [0, C]^n, per token (1 - sum w) log p_base + sum w_i log p_i (MOD, decode-time)"
+    order = 1
+    searchable = True
+    mixes_at_decoding = True
+    decoding_tag = "decode-time"
+
+    def label(self, n_vectors: int) -> str:
+        return "decode-time mixture [0, C]^n (MOD)"
+
+    def sweep_kinds(self) -> list[str]:
+        return [self.name]
+
+    def rows_per_token(self, n_vectors: int) -> int:
+        return n_vectors + 1  # the base and each value's model, every token
+
+
 class _Fixed(CompositionKind):
     """A kind without a grid: its candidates are fixed points (`points`)."""
 
@@ -334,8 +372,18 @@ class Vertices(_Fixed):
 
 
 EXTRAPOLATION, SIMPLEX, CONDITIONED, EACH, VERTICES = Extrapolation(), Simplex(), Conditioned(), Each(), Vertices()
-KINDS: dict[str, CompositionKind] = {k.name: k for k in (EXTRAPOLATION, SIMPLEX, CONDITIONED, EACH, VERTICES)}
-GRID_KINDS: list[str] = [k.name for k in KINDS.values() if isinstance(k, GridKind)]
+DECODE_TIME = DecodeTime()
+KINDS: dict[str, CompositionKind] = {k.name: k for k in (EXTRAPOLATION, SIMPLEX, DECODE_TIME, CONDITIONED, EACH,
+                                                         VERTICES)}
+# the grids of weights in the model (a sweep's --kind): a decode-time row keeps its own
+GRID_KINDS: list[str] = [k.name for k in KINDS.values() if isinstance(k, GridKind) and not k.mixes_at_decoding]
+
+
+def off_simplex(weights: Sequence[Sequence[float]]) -> np.ndarray:
+    """(K,) bool: which weight rows lie off the simplex, |Σ_i w_i − 1| > 1e-9 (what extrapolation adds to SOUP's
+    interpolation, MVA Eq.15–18); a row with a non-finite weight is not marked."""
+    sums = np.array([np.sum(np.asarray(w, dtype=np.float64)) if len(w) else np.nan for w in weights], dtype=np.float64)
+    return np.isfinite(sums) & (np.abs(sums - 1.0) > 1e-9)
 
 
 def get_kind(name: str) -> CompositionKind:
@@ -346,10 +394,14 @@ def get_kind(name: str) -> CompositionKind:
         raise ConfigError(f"composition kind {name!r} is unknown; choose one of {list(KINDS)}") from None
 
 
-def evaluated_as(vectors: Sequence[ValueVector], n_values: int) -> CompositionKind:
+def evaluated_as(vectors: Sequence[ValueVector], n_values: int,
+                 method_kind: CompositionKind | None = None) -> CompositionKind:
     """The kind whose rows a vector set's evaluation takes (sweep.Evaluator): a preference-conditioned policy's (each
-    row a preference p over the values), one vector per value (each row value weights), or vectors on their own
-    (each row per-vector weights, named after them)."""
+    row a preference p over the values), one vector per value (each row value weights; mixed per token when the
+    method's kind `method_kind` mixes at decoding, MOD), or vectors on their own (each row per-vector weights,
+    named after them)."""
+    if method_kind is not None and method_kind.mixes_at_decoding and len(vectors) == n_values:
+        return method_kind
     if CONDITIONED.is_policy(vectors):
         return CONDITIONED
     return EXTRAPOLATION if len(vectors) == n_values else EACH
@@ -382,9 +434,9 @@ class ComparedMethod:
         `active` (grids only): sweep just these values' weights, the others fixed at 0."""
         return self.kind.weight_sets(self, C, step, active)
 
-    def contains(self, vector_hashes: tuple[str, ...], weights: tuple[float, ...]) -> bool:
-        """Is a stored candidate (its vectors and weights) a point of this method?"""
-        return self.kind.contains(self, vector_hashes, weights)
+    def contains(self, vector_hashes: tuple[str, ...], weights: tuple[float, ...], decoding: str = "") -> bool:
+        """Is a stored candidate (its vectors, weights and stored decoding) a point of this method?"""
+        return self.kind.decodes(decoding) and self.kind.contains(self, vector_hashes, weights)
 
     def on_grid(self, kind: str) -> "ComparedMethod":
         """This row swept on the grid kind `kind` instead (a grid row only: the others have their fixed points)."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
+import json
+
 import numpy as np
 import pandas as pd
 
@@ -418,6 +420,44 @@ def follows_p_by_method(ws: Workspace, table: Table, methods: Sequence[str], n_r
     return out
 
 
+# ---- Cost of a candidate ----
+
+@dataclass(frozen=True)
+class MethodCost:
+    """What generating one candidate of a method costs: model rows per generated token (1 for a model composed in
+    its weights, n + 1 for a decode-time mixture, MOD) and the measured wall seconds of generation per candidate
+    (all its prompts; scoring not counted) over the sweeps that generated some (None where none was timed)."""
+
+    rows_per_token: int | None
+    seconds_per_candidate: float | None
+    candidates_timed: int  # candidates those seconds are measured over
+
+    def to_dict(self) -> dict:
+        return {"rows_per_token": self.rows_per_token, "seconds_per_candidate": self.seconds_per_candidate,
+                "candidates_timed": self.candidates_timed}
+
+
+def generation_cost(ws: Workspace, methods: Sequence[str]) -> dict[str, MethodCost]:
+    """Per method: `MethodCost` from the finished sweeps recorded under its name (their logs hold `generated` and
+    `generate_seconds`, sweep.sweep_groups); rows per token from its kind (kinds.CompositionKind.rows_per_token).
+    Seconds compare between methods swept on the same prompts, decoding and machine."""
+    rows = {m.name: m for m in ws.compared_methods()}
+    runs = ws.store.runs()
+    runs = runs[(runs["kind"] == "sweep") & (runs["status"] == "done")]
+    out = {}
+    for name in methods:
+        seconds, generated = 0.0, 0
+        for log in runs.loc[runs["method"] == name, "log"]:
+            entry = json.loads(log or "{}")
+            if entry.get("generated") and entry.get("generate_seconds") is not None:
+                seconds += float(entry["generate_seconds"])
+                generated += int(entry["generated"])
+        row = rows.get(name)
+        out[name] = MethodCost(row.kind.rows_per_token(len(row.vector_dirs)) if row is not None else None,
+                               seconds / generated if generated else None, generated)
+    return out
+
+
 # ---- Intervals over the prompts ----
 
 def compare_with_intervals(ws: Workspace, table: Table, methods: Sequence[str] | None = None,
@@ -446,11 +486,13 @@ def compare_with_intervals(ws: Workspace, table: Table, methods: Sequence[str] |
 
 
 def comparison_json(result: BootstrapComparison, crd: dict[str, MethodCRD],
-                    follows: dict[str, MethodFollowsP] | None = None) -> dict:
+                    follows: dict[str, MethodFollowsP] | None = None,
+                    cost: dict[str, MethodCost] | None = None) -> dict:
     """The `compare --json` document (DESIGN §3): ref, per method hv/mip with intervals, crd (`crd_by_method`; null
     with "crd_why" when not defined), follows_p and follows_p_ci (`follows_p_by_method`; null for a method that is
     not a conditioned policy), n_prompts; per pair "a|b" the paired HV difference, its interval and the share of
-    resamples where a wins. "interval" names how a method's intervals are computed ("BCa"), "diff_interval" the
+    resamples where a wins; per method "cost" (`generation_cost`: rows_per_token, seconds_per_candidate,
+    candidates_timed) when given. "interval" names how a method's intervals are computed ("BCa"), "diff_interval" the
     pairs' ("percentile"); per method "ci_method" says it for each of its intervals ("percentile" where BCa is not
     defined, `bootstrap.bca_intervals`)."""
     def number(x: float) -> float | None:
@@ -480,7 +522,8 @@ def comparison_json(result: BootstrapComparison, crd: dict[str, MethodCRD],
         "methods": {name: {"hv": number(m.hv.estimate), "hv_ci": [number(x) for x in m.hv.as_list()],
                            "mip": number(m.mip.estimate), "mip_ci": [number(x) for x in m.mip.as_list()],
                            **crd_of(name), **follows_of(name), "ci_method": ci_methods(name, m),
-                           "n_prompts": m.n_prompts}
+                           "n_prompts": m.n_prompts,
+                           **({"cost": cost[name].to_dict()} if cost is not None and name in cost else {})}
                     for name, m in result.methods.items()},
         "pairs": {f"{a}|{b}": {"hv_diff": number(d.hv_diff.estimate),
                                "hv_diff_ci": [number(x) for x in d.hv_diff.as_list()],

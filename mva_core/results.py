@@ -59,10 +59,11 @@ def candidate_table(ws: Workspace, methods: list[str] | None = None,
 
 def _by_compared_method(ws: Workspace, cand: pd.DataFrame) -> pd.DataFrame:
     rows = ws.compared_methods()
-    keys = [(tuple(json.loads(h)), tuple(w)) for h, w in zip(cand["vector_hashes"], cand["weights"])]
+    keys = [(tuple(json.loads(h)), tuple(w), d) for h, w, d in zip(cand["vector_hashes"], cand["weights"],
+                                                                   cand["decoding"])]
     parts, claimed = [], np.zeros(len(cand), dtype=bool)
     for m in rows:
-        mask = np.array([m.contains(h, w) for h, w in keys], dtype=bool)
+        mask = np.array([m.contains(h, w, d) for h, w, d in keys], dtype=bool)  # d: a decode-time one is mod's
         if mask.any():
             part = cand[mask].assign(method=m.name)
             # a conditioned policy's p in its prompt, one model per preference's trained preference

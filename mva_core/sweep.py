@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Protocol, Sequence
@@ -20,6 +21,7 @@ from .compose import WeightBatchedModel
 from .generate import Cancelled, generate_samples
 from .config import ConfigError, DecodingConfig
 from .kinds import SearchSpace, evaluated_as
+from .methods import available_methods, get_method
 from .models import BaseModel, load_base
 from .errors import MVAError
 from .scorers import ScorerFailedError, get_scorer, scorer_key, stored_key
@@ -36,6 +38,7 @@ StageProgress = Callable[[str, int, int], None]  # (stage, done, total)
 class Evaluation:
     candidate_ids: list[int]
     generated: int  # how many candidates had to be generated (the rest were cache hits)
+    generate_seconds: float = 0.0  # wall seconds spent generating them (scoring and storing not counted)
 
 
 class Evaluator:
@@ -56,7 +59,9 @@ class Evaluator:
         # How a row of weights becomes a candidate (kinds.evaluated_as): one vector per value, weights per value; a
         # preference-conditioned policy (MO-ODPO, MI-EPO), each row the preference p its prompt carries; otherwise
         # (a vector trained for a preference, or on all values in turn) weights per vector, named after them.
-        self.kind = evaluated_as(self.vectors, len(workspace.value_names))
+        # a registered method whose kind mixes at decoding (MOD) decodes its rows that way, over the same vectors
+        registered = get_method(method).kind if method in available_methods() else None
+        self.kind = evaluated_as(self.vectors, len(workspace.value_names), registered)
         # how a conditioned policy reads p in its prompt (MO-ODPO's weights, RiC's desired rewards); else None
         self.conditioning = self.kind.prompt_conditioning(self.vectors)
         check_compatible(self.vectors, self.base.model, self.base.fingerprint)
@@ -65,6 +70,11 @@ class Evaluator:
         self.decoding = workspace.manifest.decoding
         self.value_names = self.kind.row_names(workspace.value_names, self.vectors)
         self.space = self.kind.row_space(len(self.value_names), workspace.manifest.C)
+
+    @property
+    def rows_per_token(self) -> int:
+        """Model rows one sequence runs per generated token: 1, or n + 1 for a decode-time mixture (MOD)."""
+        return self.kind.rows_per_token(len(self.vectors))
 
     def decoding_for(self, preference: Sequence[float] | None) -> DecodingConfig:
         """The workspace's decoding; for a conditioned policy with p written into its system message (the way
@@ -90,7 +100,7 @@ class Evaluator:
             weights=self.kind.candidate_weights(weights),
             vector_hashes=tuple(v.hash for v in self.vectors),
             base_fingerprint=self.base.fingerprint, prompts_hash=prompts_hash(self.prompts),
-            decoding=self.decoding_for(p).fingerprint(), preference=p,
+            decoding=self.kind.decoded_as(self.decoding_for(p).fingerprint()), preference=p,
         )
 
     def stored(self, weights: np.ndarray | Sequence[Sequence[float]]) -> dict[int, int]:
@@ -109,7 +119,7 @@ class Evaluator:
         keys = [self.spec(w, "").key for w in W]
         if not self.kind.preference_in_prompt:
             return generate_samples(self.model, self.base.tokenizer, self.prompts, W, self.decoding, tokens, cancel,
-                                    identities=keys)
+                                    identities=keys, decode_time=self.kind.mixes_at_decoding)
         return [generate_samples(self.model, self.base.tokenizer, self.prompts, np.ones((1, 1)),
                                  self.decoding_for(w), tokens, cancel, identities=[key])[0] for w, key in zip(W, keys)]
 
@@ -126,15 +136,18 @@ class Evaluator:
         W = np.stack([(space or self.space).check(w) for w in W])  # raises WeightsError naming the bad weight
         ids = self.stored(W)
         todo = [i for i in range(len(W)) if i not in ids]
+        seconds = 0.0
         if todo:
+            t0 = time.perf_counter()
             responses = generated(W[todo]) if generated else self.generate(W[todo], progress, cancel)
+            seconds = time.perf_counter() - t0
             for n, (i, resp) in enumerate(zip(todo, responses)):
                 ids[i] = store_candidate(self.ws, self.spec(W[i], source), self.prompts, resp, self.decoding, run_id)
                 if progress:
                     progress("store", n + 1, len(todo))
         ids = [ids[i] for i in range(len(W))]
         score_missing(self.ws, ids, progress, extra_scorers)
-        return Evaluation(candidate_ids=ids, generated=len(todo))
+        return Evaluation(candidate_ids=ids, generated=len(todo), generate_seconds=seconds)
 
 
 def store_candidate(ws: Workspace, spec: CandidateSpec, prompts: Sequence[str], responses: list[list[str]],
@@ -285,7 +298,7 @@ def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], ch
               **({"space": space.to_dict()} if space is not None else {}),
               **({"extra_scorers": list(extra_scorers)} if extra_scorers else {})}
     ids: list[int] = []
-    generated = 0
+    generated, seconds = 0, 0.0
     # a conditioned policy generates each p in its own call anyway (its prompt differs): each is stored when done
     sizes = [1 if ev.kind.preference_in_prompt else chunk for ev, _ in groups]
     jobs = [(ev, W[start:start + size]) for (ev, W), size in zip(groups, sizes) for start in range(0, len(W), size)]
@@ -298,8 +311,11 @@ def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], ch
                               extra_scorers=extra_scorers, cancel=cancel, generated=responses)
             ids += res.candidate_ids
             generated += res.generated
-            run.log.update(candidates=len(ids), generated=generated)
+            seconds += res.generate_seconds
+            # the cost of a candidate (metrics.generation_cost): generation seconds and model rows per token
+            run.log.update(candidates=len(ids), generated=generated, generate_seconds=seconds,
+                           rows_per_token=ev.rows_per_token)
             if progress:
                 progress("candidates", len(ids), total)
-        run.log.update(candidates=len(ids), generated=generated)
-    return Evaluation(candidate_ids=ids, generated=generated)
+        run.log.update(candidates=len(ids), generated=generated, generate_seconds=seconds)
+    return Evaluation(candidate_ids=ids, generated=generated, generate_seconds=seconds)

@@ -44,6 +44,12 @@ def test_rows_from_vectors(ws):
     assert {"mva-no-hsic", "soup", "dpo-warmth", "dpo-brevity", "test-each"} <= set(rows)
     assert "mva" not in rows  # no vectors/mva here
     assert rows["soup"].vector_dirs == rows["mva-no-hsic"].vector_dirs == tuple(ws.vector_dirs("mva-no-hsic"))
+    assert rows["mod"].vector_dirs == rows["mva-no-hsic"].vector_dirs and rows["mod"].composition == "decode-time"
+    # the same vectors and weights, decoded another way: a decode-time candidate is mod's alone
+    h = rows["mod"].vector_hashes
+    assert rows["mod"].contains(h, (1.0, 1.0), "fp|decode-time") and not rows["mod"].contains(h, (1.0, 1.0), "fp")
+    assert rows["mva-no-hsic"].contains(h, (1.0, 1.0), "fp") and not rows["mva-no-hsic"].contains(h, (1.0, 1.0),
+                                                                                                   "fp|decode-time")
     assert (rows["dpo-warmth"].vertex, rows["dpo-brevity"].vertex) == (0, 1)
     assert [d.name for d in rows["test-each"].vector_dirs] == ["w=0.25,0.75", "w=0.75,0.25"]
     assert [m.composition for m in ws.compared_methods()][0] == "extrapolation"  # grids first

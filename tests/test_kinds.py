@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mva_core.config import ConfigError, WeightsError
-from mva_core.kinds import (CONDITIONED, EACH, EXTRAPOLATION, GRID_KINDS, KINDS, SIMPLEX, VERTICES, ComparedMethod,
+from mva_core.kinds import (CONDITIONED, DECODE_TIME, EACH, EXTRAPOLATION, GRID_KINDS, KINDS, SIMPLEX, VERTICES, ComparedMethod,
                             SearchSpace, evaluated_as, get_kind)
 
 BOX = [[0, 0], [0, .5], [0, 1], [.5, 0], [.5, .5], [.5, 1], [1, 0], [1, .5], [1, 1]]  # [0, 1]^2, step 0.5
@@ -65,6 +65,7 @@ def test_what_each_kind_answers() -> None:
     expected = {
         "extrapolation": (True, True, True, True, False, False, True),
         "simplex": (True, False, False, True, False, False, True),
+        "decode-time": (True, True, True, True, False, False, True),
         "conditioned": (False, False, False, True, True, False, False),
         "each": (False, False, False, False, False, True, False),
         "vertices": (False, False, False, False, False, False, True),
@@ -74,9 +75,15 @@ def test_what_each_kind_answers() -> None:
         k = get_kind(name)
         assert (k.has_grid, k.extrapolates, k.searchable, k.continuous, k.preference_in_prompt, k.several_models,
                 k.one_vector_per_value) == answers, name
-    assert [get_kind(n).sweep_kinds() for n in expected] == [GRID_KINDS, GRID_KINDS, ["conditioned"], ["each"],
-                                                             ["vertices"]]
-    assert [get_kind(n).bound(2.0) for n in expected] == [2.0, 1.0, 1.0, 1.0, 1.0]
+    assert [get_kind(n).sweep_kinds() for n in expected] == [GRID_KINDS, GRID_KINDS, ["decode-time"], ["conditioned"],
+                                                             ["each"], ["vertices"]]
+    assert [get_kind(n).bound(2.0) for n in expected] == [2.0, 1.0, 2.0, 1.0, 1.0, 1.0]
+    # a decode-time candidate pays n + 1 rows per token; only it mixes at decoding, and its stored decoding says so
+    assert [get_kind(n).rows_per_token(2) for n in expected] == [1, 1, 3, 1, 1, 1]
+    assert [n for n in expected if get_kind(n).mixes_at_decoding] == ["decode-time"]
+    assert DECODE_TIME.decoded_as("abc") == "abc|decode-time" and EXTRAPOLATION.decoded_as("abc") == "abc"
+    assert DECODE_TIME.decodes("abc|decode-time") and not DECODE_TIME.decodes("abc")
+    assert EXTRAPOLATION.decodes("abc") and not EXTRAPOLATION.decodes("abc|decode-time")
     assert SIMPLEX.constraint == "rows summing to 1" and EXTRAPOLATION.constraint == ""
     with pytest.raises(ConfigError, match="unknown; choose one of"):
         get_kind("soup")
@@ -98,6 +105,8 @@ def test_how_a_row_of_weights_becomes_a_candidate() -> None:
     assert evaluated_as([warm, short], 2) is EXTRAPOLATION
     assert evaluated_as([warm], 2) is EACH
     assert evaluated_as([policy], 2) is CONDITIONED
+    assert evaluated_as([warm, short], 2, DECODE_TIME) is DECODE_TIME  # mod: the same vectors, mixed per token
+    assert evaluated_as([warm, short], 2, EXTRAPOLATION) is EXTRAPOLATION
     names = ("warm", "short")
     # one vector per value: the row is the weights, named after the values, in the workspace's box
     assert EXTRAPOLATION.row_names(names, [warm, short]) == names
@@ -144,3 +153,10 @@ def test_search_space_holds_its_kind_and_stores_its_name() -> None:
     for bad in ("soup", "conditioned", EACH):
         with pytest.raises(ConfigError, match="choose 'extrapolation' or 'simplex'"):
             SearchSpace(kind=bad)  # type: ignore[arg-type]
+
+
+def test_off_simplex_marks_rows_whose_weights_do_not_sum_to_one() -> None:
+    from mva_core.kinds import off_simplex
+
+    W = [[0.5, 0.5], [0.1, 0.2 + 0.7], [1.0, 1.0], [0.0, 0.0], [0.3, 0.7 + 2e-9], [np.nan, 1.0], [1.0]]
+    assert off_simplex(W).tolist() == [False, False, True, True, True, False, False]

@@ -14,8 +14,8 @@ import streamlit as st
 from mva_core.errors import MVAError
 from mva_core.pareto import preference_vectors
 from mva_core.metrics import (
-    best_per_value, compare_table, compare_with_intervals, crd_by_method, follows_p_by_method, reference_point,
-    win_rates_at,
+    best_per_value, compare_table, compare_with_intervals, crd_by_method, follows_p_by_method, generation_cost,
+    reference_point, win_rates_at,
 )
 from mva_core.results import merge_workspace_tables
 from mva_core.table import CandidateTable, weight_column, z_column
@@ -38,6 +38,11 @@ def get_crd(root: str, version: int, methods: tuple[str, ...]):
 @st.cache_data(show_spinner=False)
 def get_follows_p(root: str, version: int, methods: tuple[str, ...]):
     return follows_p_by_method(get_workspace(root), get_table(root, version), list(methods))
+
+
+@st.cache_data(show_spinner=False)
+def get_cost(root: str, version: int, methods: tuple[str, ...]):
+    return generation_cost(get_workspace(root), list(methods))
 
 
 @st.cache_data(show_spinner=False)
@@ -147,6 +152,11 @@ if any(f.value is not None for f in follows.values()):  # a conditioned policy a
     result["follows p 95% CI"] = [f"[{follows[m].interval.low:+.2f}, {follows[m].interval.high:+.2f}]"
                                   if m in follows and follows[m].interval is not None else "—"
                                   for m in result["method"]]
+cost = get_cost(str(ws.root), table_version(ws), own) if single else {}
+result["rows / token"] = [cost[m].rows_per_token if m in cost and cost[m].rows_per_token else np.nan
+                          for m in result["method"]]
+result["s / candidate"] = [cost[m].seconds_per_candidate if m in cost and cost[m].seconds_per_candidate else np.nan
+                           for m in result["method"]]
 if boot is not None:
     for metric, col in (("hv", "hypervolume"), ("mip", "MIP")):
         ci = {name: getattr(m, metric) for name, m in boot.methods.items()}
@@ -156,7 +166,8 @@ if boot is not None:
 # ---- Fronts ----
 x_name, y_name = axis_picker(values, "compare")
 palette = px.colors.qualitative.D3
-symbols = iter(["diamond", "triangle-up", "star", "pentagon", "hexagram", "triangle-down", "cross", "star-square"])
+# (diamonds are a front's candidates off the simplex: views.shared.simplex_symbols)
+symbols = iter(["triangle-up", "star", "pentagon", "hexagram", "triangle-down", "cross", "star-square", "triangle-left"])
 layers: list[Front | Mark] = []
 for i, method in enumerate(chosen):
     part = shown[(shown["method"] == method) & shown["finite"]]
@@ -170,7 +181,7 @@ for i, method in enumerate(chosen):
                                 hovertext=hover_text(steer, values, f"{method} · candidate", weight="p"))))
         continue
     if kind is not None and not kind.continuous:  # one model per point: markers only, a symbol of their own
-        layers.append(Mark(part, method, dict(color=color, size=14, symbol=next(symbols, "diamond"),
+        layers.append(Mark(part, method, dict(color=color, size=14, symbol=next(symbols, "triangle-up"),
                                               line=dict(width=1, color="#222")),
                            dict(hovertext=hover_text(part, values, f"{method} · candidate"), hoverinfo="text")))
         continue
@@ -183,7 +194,8 @@ for j, (label, part) in enumerate(bases.groupby("method", sort=False)):
 layers.append(Mark(pd.DataFrame([ref], columns=[z_column(v) for v in values]), "reference point",
                    dict(symbol="x", size=12, color="#888")))
 st.plotly_chart(front_figure(x_name, y_name, layers, height=540), width="stretch", key="compare_plot")
-st.caption("Lines: the front of a grid method (its non-dominated candidates); faint dots: its other candidates. "
+st.caption("Lines: the front of a grid method (its non-dominated candidates); faint dots: its other candidates; "
+           "diamonds: candidates off the simplex (Σ w ≠ 1), what extrapolation adds to SOUP's interpolation. "
            "Large symbols: methods that are one model per point (dpo-<value>, dpo-seqt, dpo-lw, …). Dashed: one "
            "preference-conditioned policy (mo-odpo, mi-epo) run with each evaluation preference p in its prompt, in "
            "order of p; a policy that follows p sweeps across the trade-off.")
@@ -204,6 +216,14 @@ st.dataframe(result, width="stretch", hide_index=True, column_config={
                                          "decoded greedily."),
     **{f"best {v}": st.column_config.NumberColumn(format="%.3f", help=f"The method's highest z-score on {v}.")
        for v in values},
+    "rows / token": st.column_config.NumberColumn(format="%d", help="Model rows a candidate runs per generated token: "
+                                                  "1 for a model composed in its weights (MVA, SOUP, …); n + 1 for "
+                                                  "a decode-time mixture (mod: the base and each value's model, "
+                                                  "every token)."),
+    "s / candidate": st.column_config.NumberColumn(format="%.2f", help="Wall seconds of generation per candidate "
+                                                   "(all its prompts; scoring not counted), measured over the "
+                                                   "method's sweeps that generated candidates; empty where none "
+                                                   "was timed (answered from the store, or swept before timing)."),
     "follows p": st.column_config.NumberColumn(format="%+.2f", help="A conditioned policy's Spearman rank correlation "
                                                "between the preference p it was asked for and the trade-off it "
                                                "realised: per value i, p_i against z_i − the mean z of the other "

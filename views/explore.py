@@ -121,6 +121,10 @@ with st.sidebar:
     method = st.selectbox("Method (vector set)", methods, key="explore_method",
                           format_func=lambda m: f"{m} (policy conditioned on p)" if compositions[m].preference_in_prompt else m)
     conditioned = compositions[method].preference_in_prompt
+    if compositions[method].mixes_at_decoding:  # mod: no one model; each token from the n + 1 models' log-probs
+        st.caption("Decode-time (MOD): each token from (1 − Σ wᵢ)·log p_base + Σ wᵢ·log pᵢ over the base and each "
+                   f"value's model, {compositions[method].rows_per_token(len(values))} rows per token; not one model, "
+                   "so not exportable as one.")
     if conditioned:
         st.caption("One policy; the sliders set the preference p written into its prompt (normalised to sum 1).")
         raw = [float(st.slider(f"p: {v}", 0.0, 1.0, value=0.5, step=0.05, key=f"cp_{v}")) for v in values]

@@ -105,7 +105,14 @@ def export_sizes(cids: list[int], fmt: str) -> list[int | None]:
 
 # ---- Format and target ----
 c1, c2 = st.columns([1, 2])
-fmt = c1.selectbox("Format", FORMATS, key="export_format")
+# a decode-time candidate (mod) is n + 1 models mixed per token, not one model: only its table exports
+decode_time = any(m.name == method and m.kind.mixes_at_decoding for m in ws.compared_methods())
+formats = ["csv"] if decode_time else list(FORMATS)
+forget_stale("export_format", formats)
+fmt = c1.selectbox("Format", formats, key="export_format")
+if decode_time:
+    c1.caption(f"{method} picks each token from the base's and each value's model together (decode-time): no one "
+               "model to write, so only the candidate table exports.")
 c1.caption(FORMAT_HELP[fmt])
 auto_name = f"{method}-front"  # follows the method until the user types another name
 if st.session_state.get("export_name") in (None, st.session_state.get("export_name_auto")):

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mva_core.access import check_workspace_path, workspace_roots
+from mva_core.kinds import off_simplex
 from mva_core.pareto import is_finite
 from mva_core.results import load_table
 from mva_core.table import CandidateTable, methods_present, raw_column, weight_column, z_column
@@ -243,33 +244,54 @@ class Mark:
     style: dict = field(default_factory=dict)
 
 
+ON_SIMPLEX_SYMBOL, OFF_SIMPLEX_SYMBOL = "circle", "diamond"
+OFF_SIMPLEX_LABEL = "off the simplex (extrapolated)"
+
+
+def simplex_symbols(rows: pd.DataFrame) -> list[str]:
+    """One marker symbol per candidate row: a diamond where its weights lie off the simplex (|Σ w − 1| > 1e-9, what
+    extrapolation adds, MVA Eq.15–18), a circle on it (and where the rows carry no weights)."""
+    off = off_simplex(rows["weights"].tolist()) if "weights" in rows and len(rows) else [False] * len(rows)
+    return [OFF_SIMPLEX_SYMBOL if o else ON_SIMPLEX_SYMBOL for o in off]
+
+
 def front_figure(x_name: str, y_name: str, layers: Sequence[Front | Mark], height: int = 560) -> go.Figure:
     """Candidates in z-score space (vs the base model), `layers` drawn in order: the chart Explore, Sweep and
-    Compare share. Front points carry their candidate id as customdata (a click opens it)."""
+    Compare share. Front points carry their candidate id as customdata (a click opens it); a front's candidates
+    off the simplex are diamonds, with a legend entry saying so (`simplex_symbols`)."""
     x, y = z_column(x_name), z_column(y_name)
     fig = go.Figure()
+    any_off = False
     for layer in layers:
         if isinstance(layer, Mark):
             style = {"mode": "markers", **layer.style}
             fig.add_trace(go.Scatter(x=layer.rows[x], y=layer.rows[y], name=layer.name, marker=layer.marker, **style))
             continue
         rows = layer.rows.assign(hover=layer.hover)
+        rows = rows.assign(symbol=simplex_symbols(rows))
+        any_off |= bool((rows["symbol"] == OFF_SIMPLEX_SYMBOL).any())
         front = rows[rows["on_front"].astype(bool)].sort_values(x)  # bool: an empty object column would pick columns
         if layer.color is None:
             for on_front, name, style in [(False, "dominated", dict(color="#9aa5b1", size=8)),
                                           (True, "Pareto front", dict(color="#d62728", size=11))]:
                 part = rows[rows["on_front"] == on_front]
-                fig.add_trace(go.Scatter(x=part[x], y=part[y], mode="markers", name=name, marker=style,
+                fig.add_trace(go.Scatter(x=part[x], y=part[y], mode="markers", name=name,
+                                         marker={**style, "symbol": part["symbol"].tolist()},
                                          hovertext=part["hover"], hoverinfo="text", customdata=part["id"]))
             fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines", name="front line",
                                      line=dict(color="#d62728", dash="dot"), hoverinfo="skip"))
             continue
         fig.add_trace(go.Scatter(x=rows[x], y=rows[y], mode="markers", name=f"{layer.name} (all)",
-                                 marker=dict(color=layer.color, size=6, opacity=0.35), hovertext=rows["hover"],
-                                 hoverinfo="text", customdata=rows["id"], legendgroup=layer.name, showlegend=False))
+                                 marker=dict(color=layer.color, size=6, opacity=0.35, symbol=rows["symbol"].tolist()),
+                                 hovertext=rows["hover"], hoverinfo="text", customdata=rows["id"],
+                                 legendgroup=layer.name, showlegend=False))
         fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines+markers", name=layer.name,
                                  line=dict(color=layer.color, width=2, shape="hv" if layer.staircase else "linear"),
-                                 marker=dict(color=layer.color, size=10), legendgroup=layer.name, hoverinfo="skip"))
+                                 marker=dict(color=layer.color, size=10, symbol=front["symbol"].tolist()),
+                                 legendgroup=layer.name, hoverinfo="skip"))
+    if any_off:  # the legend says what the diamonds are (a trace with no point of its own)
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=OFF_SIMPLEX_LABEL, hoverinfo="skip",
+                                 marker=dict(symbol=OFF_SIMPLEX_SYMBOL, size=10, color="#666")))
     fig.update_layout(xaxis_title=f"{x_name} (z vs base)", yaxis_title=f"{y_name} (z vs base)", height=height,
                       legend=dict(orientation="h", x=0, y=-0.15, yanchor="top"), margin=dict(l=10, r=10, t=30, b=10))
     return fig

@@ -19,7 +19,7 @@ from .base import (
     get_method, register_method, setting_flags,
 )
 # Importing a method module registers it.
-from . import conditioned, dpo, dpo_lw, dpo_seqt, modpo, mva, ric, soup  # noqa: F401  (registers them)
+from . import conditioned, dpo, dpo_lw, dpo_seqt, mod, modpo, mva, ric, soup  # noqa: F401  (registers them)
 
 __all__ = ["MethodSettings", "SettingFlag", "TrainingMethod", "UnknownMethodError", "UnknownSettingError", "available_methods",
            "get_method", "register_method", "setting_flags", "train_method", "vector_logs"]
