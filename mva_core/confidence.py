@@ -36,6 +36,11 @@ from .table import CandidateTable, z_column
 from .workspace import Workspace, WorkspaceError
 
 ATTAINMENT_LEVELS = (0.1, 0.5, 0.9)  # the 10 %, 50 % and 90 % attainment surfaces (issue 29 item 4)
+# 3+ values: the surface is looked for among at most this many of the resampled fronts' points (1000 resamples of
+# the 3-value demo's 125-candidate grid give ~10⁴ distinct ones; checking each against every resample's front costs
+# points × resamples × front size)
+MAX_SURFACE_POINTS = 1000
+_X_CHUNK = 4096  # 2 values: x positions evaluated at once
 
 
 class ConfidenceError(MVAError, ValueError):
@@ -137,59 +142,92 @@ def joint_front_shares(methods: Sequence[MethodScores], base: np.ndarray, ids: S
 
 # ---- Empirical attainment surfaces ----
 
-def attainment_surface_2d(fronts: Sequence[np.ndarray], level: float) -> np.ndarray:
-    """(n, 2) corner points of the `level` empirical attainment surface of 2-value `fronts` (one (k_b, 2) array of
-    maximised points per resample), sorted by the first value: the points y with y attained (weakly dominated by
-    that resample's front) in at least ⌈level·B⌉ of the B resamples, at their upper-right boundary.
+def _check_level(level: float) -> None:
+    if not 0 < level <= 1:
+        raise ConfidenceError(f"attainment level {level}; use a share in (0, 1], e.g. 0.5")
+
+
+def _kth(B: int, level: float) -> int:
+    """How many of B resamples must attain a point for it to be under the `level` surface: ⌈level·B⌉."""
+    return max(1, int(np.ceil(level * B - 1e-9)))
+
+
+def attainment_surfaces_2d(fronts: Sequence[np.ndarray], levels: Sequence[float]) -> dict[float, np.ndarray]:
+    """{level: (n, 2) corner points} of the empirical attainment surfaces of 2-value `fronts` (one (k_b, 2) array
+    of maximised points per resample), each sorted by the first value: the upper-right boundary of the points
+    attained (weakly dominated by that resample's front) in at least ⌈level·B⌉ of the B resamples.
 
     At x, resample b attains y up to g_b(x) = max{f_2 : f ∈ front_b, f_1 ≥ x}, a step function jumping only at the
     fronts' x values; the surface at x is the ⌈level·B⌉-th largest g_b(x) (López-Ibáñez et al. 2010)."""
-    if not 0 < level <= 1:
-        raise ConfidenceError(f"attainment level {level}; use a share in (0, 1], e.g. 0.5")
+    for level in levels:
+        _check_level(level)
     fronts = [np.asarray(f, dtype=float).reshape(-1, 2) for f in fronts]
+    B = len(fronts)  # every resample counts, one with an empty front attaining nothing
     fronts = [f[np.isfinite(f).all(axis=1)] for f in fronts]
-    B = len(fronts)
-    if B == 0 or not any(len(f) for f in fronts):
-        return np.zeros((0, 2))
+    fronts = [f[np.argsort(f[:, 0], kind="stable")] for f in fronts if len(f)]
+    if not fronts:
+        return {float(level): np.zeros((0, 2)) for level in levels}
     xs = np.unique(np.concatenate([f[:, 0] for f in fronts]))  # ascending
-    g = np.full((B, len(xs)), -np.inf)
-    for b, f in enumerate(fronts):
-        if len(f):
-            reach = f[:, 0][None, :] >= xs[:, None]  # (X, k_b)
-            g[b] = np.where(reach, f[:, 1][None, :], -np.inf).max(axis=1)
-    k = int(np.ceil(level * B - 1e-9))  # attained by at least k resamples
-    y = -np.sort(-g, axis=0)[k - 1]  # (X,) the k-th largest g_b(x)
-    keep = np.isfinite(y)
-    pts = np.stack([xs[keep], y[keep]], axis=1)
-    # corners only: where the step drops (the last x of each y level)
-    if len(pts) == 0:
-        return pts
-    corner = np.append(pts[1:, 1] < pts[:-1, 1], True)
-    return pts[corner]
+    reach = [np.maximum.accumulate(f[::-1, 1])[::-1] for f in fronts]  # best y at or right of each point
+    return _surfaces_2d(fronts, reach, xs, B, levels)
 
 
-def attainment_surface(fronts: Sequence[np.ndarray], level: float) -> np.ndarray:
-    """The `level` attainment surface of `fronts` (one (k_b, V) array of maximised points per resample) as its
-    non-dominated points: exact for V = 2 (`attainment_surface_2d`); for V ≥ 3 the points of the fronts' union
-    attained by at least ⌈level·B⌉ resamples, non-dominated among themselves (a surface through the resampled
-    points, inside the exact one)."""
+def _surfaces_2d(fronts: list[np.ndarray], reach: list[np.ndarray], xs: np.ndarray, B: int,
+                 levels: Sequence[float]) -> dict[float, np.ndarray]:
+    y = {float(level): np.full(len(xs), -np.inf) for level in levels}
+    for s in range(0, len(xs), _X_CHUNK):  # (B, chunk) at a time: B × X floats at once would be GBs
+        x = xs[s:s + _X_CHUNK]
+        g = np.full((B, len(x)), -np.inf)  # resamples with an empty front attain nothing
+        for b, (f, r) in enumerate(zip(fronts, reach)):
+            i = np.searchsorted(f[:, 0], x, side="left")  # first point with f_1 ≥ x
+            g[b] = np.where(i < len(f), r[np.minimum(i, len(f) - 1)], -np.inf)
+        for level in y:
+            k = _kth(B, level)
+            y[level][s:s + _X_CHUNK] = np.partition(g, B - k, axis=0)[B - k]  # the k-th largest g_b(x)
+    out = {}
+    for level, yl in y.items():
+        keep = np.isfinite(yl)
+        pts = np.stack([xs[keep], yl[keep]], axis=1)
+        corner = np.append(pts[1:, 1] < pts[:-1, 1], True) if len(pts) else np.zeros(0, dtype=bool)
+        out[level] = pts[corner]  # where the step drops: the last x of each y level
+    return out
+
+
+def attainment_surface_2d(fronts: Sequence[np.ndarray], level: float) -> np.ndarray:
+    """The `level` surface of `attainment_surfaces_2d`."""
+    return attainment_surfaces_2d(fronts, [level])[float(level)]
+
+
+def attainment_surfaces(fronts: Sequence[np.ndarray], levels: Sequence[float],
+                        max_points: int = MAX_SURFACE_POINTS) -> dict[float, np.ndarray]:
+    """{level: the surface's non-dominated points} of `fronts` (one (k_b, V) array of maximised points per
+    resample): exact for V = 2 (`attainment_surfaces_2d`); for V ≥ 3 the points of the fronts' union attained by
+    at least ⌈level·B⌉ resamples, non-dominated among themselves (a surface through the resampled points, inside
+    the exact one); of more than `max_points` distinct points a seeded random subset."""
+    for level in levels:
+        _check_level(level)
     fronts = [np.asarray(f, dtype=float) for f in fronts]
     V = next((f.shape[1] for f in fronts if f.ndim == 2), 2)
     if V == 2:
-        return attainment_surface_2d(fronts, level)
-    if not 0 < level <= 1:
-        raise ConfidenceError(f"attainment level {level}; use a share in (0, 1], e.g. 0.5")
+        return attainment_surfaces_2d(fronts, levels)
     fronts = [f.reshape(-1, V)[np.isfinite(f.reshape(-1, V)).all(axis=1)] for f in fronts]
     union = np.unique(np.concatenate([f for f in fronts if len(f)] or [np.zeros((0, V))]), axis=0)
-    if len(union) == 0:
-        return union
+    if len(union) > max_points:  # a seeded subset bounds the cost: points × resamples × front size comparisons
+        union = union[np.sort(np.random.default_rng(0).choice(len(union), max_points, replace=False))]
     attained = np.zeros(len(union))
     for f in fronts:
-        if len(f):
-            attained += (f[None, :, :] >= union[:, None, :]).all(axis=-1).any(axis=1)
-    k = int(np.ceil(level * len(fronts) - 1e-9))
-    kept = union[attained >= k]
-    return kept[non_dominated(kept[None])[0]] if len(kept) else kept
+        if len(f) and len(union):
+            attained += (f[None, :, :] >= union[:, None, :]).all(axis=-1).any(axis=1)  # (N, k_b, V) → (N,)
+    out = {}
+    for level in levels:
+        kept = union[attained >= _kth(len(fronts), level)]
+        out[float(level)] = kept[non_dominated(kept[None])[0]] if len(kept) else kept
+    return out
+
+
+def attainment_surface(fronts: Sequence[np.ndarray], level: float, max_points: int = MAX_SURFACE_POINTS) -> np.ndarray:
+    """The `level` surface of `attainment_surfaces`."""
+    return attainment_surfaces(fronts, [level], max_points)[float(level)]
 
 
 def resampled_fronts(scores: np.ndarray, base: np.ndarray, n_resamples: int = 1000, seed: int = 0,
@@ -209,8 +247,7 @@ def attainment_bands(scores: np.ndarray, base: np.ndarray, levels: Sequence[floa
                      axes: Sequence[int] | None = None) -> dict[float, np.ndarray]:
     """One method's attainment surfaces over prompt resamples: {level: (n, V') points} (`attainment_surface` of
     `resampled_fronts`)."""
-    fronts = resampled_fronts(scores, base, n_resamples, seed, axes)
-    return {float(level): attainment_surface(fronts, level) for level in levels}
+    return attainment_surfaces(resampled_fronts(scores, base, n_resamples, seed, axes), levels)
 
 
 # ---- On a workspace's stored candidates ----

@@ -14,7 +14,9 @@ from mva_core.metrics import prompt_rewards
 from mva_core.results import candidate_table
 from mva_core.sweep import Evaluator, evaluate_base
 from mva_core.workspace import Workspace, open_workspace
-from tests.apptest import open_page, plotly_array
+from streamlit.testing.v1 import AppTest
+
+from tests.apptest import APP, open_page, plotly_array
 from tests.test_choose import brute_front, brute_p_front
 from tests.tiny import make_tiny_workspace
 
@@ -142,7 +144,10 @@ def test_compare_attainment_bands_and_joint_front_shares(demo, monkeypatch):
 def test_compare_3d_shows_the_median_surface_and_the_others_on_demand(tmp_path, monkeypatch):
     root = tmp_path / "demo3"
     shutil.copytree(REPO / "data" / "demo3", root)
-    at = open_page(monkeypatch, root, "views/compare.py")
+    monkeypatch.setenv("MVA_WORKSPACE", str(root))
+    at = AppTest.from_file(APP, default_timeout=900).run()  # every method's bands on 2 cores: minutes
+    at.switch_page("views/compare.py").run()
+    assert not at.exception, at.exception
     at.multiselect(key="compare_methods").set_value(["mva-no-hsic"]).run()
     assert not at.exception, at.exception
     chart = next(i for i in range(len(at.get("plotly_chart"))) if "mva-no-hsic front" in trace_names(at, i))

@@ -264,3 +264,23 @@ def test_direction_grid_is_unit_and_non_negative():
         g = direction_grid(n)
         np.testing.assert_allclose(np.linalg.norm(g, axis=1), 1.0)
         assert (g >= 0).all()
+
+
+def test_attainment_surface_2d_matches_the_definition_on_random_fronts():
+    rng = np.random.default_rng(4)
+    fronts = []
+    for _ in range(9):
+        pts = rng.normal(size=(6, 2))
+        fronts.append(pts[sorted(brute_front(pts))])
+    fronts.append(np.zeros((0, 2)))  # a resample whose front is empty still counts (it attains nothing)
+
+    def attained(y):  # how many resamples weakly dominate y
+        return sum(bool(len(f)) and bool(((f >= y).all(axis=1)).any()) for f in fronts)
+
+    for level in (0.1, 0.5, 0.9):
+        k = int(np.ceil(level * len(fronts)))
+        surface = attainment_surface_2d(fronts, level)
+        assert len(surface)
+        for c in surface:  # each corner is attained k times, and nothing just above or right of it is
+            assert attained(c) >= k
+            assert attained(c + [0, 1e-9]) < k and attained(c + [1e-9, 0]) < k
