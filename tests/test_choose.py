@@ -284,3 +284,25 @@ def test_attainment_surface_2d_matches_the_definition_on_random_fronts():
         for c in surface:  # each corner is attained k times, and nothing just above or right of it is
             assert attained(c) >= k
             assert attained(c + [0, 1e-9]) < k and attained(c + [1e-9, 0]) < k
+
+
+@pytest.mark.slow
+def test_cli_pick_confirm_evaluates_and_stores_the_predicted_point(tmp_path, capsys):
+    from mva_core.cli import main
+    from mva_core.sweep import Evaluator, evaluate_base
+    from tests.tiny import make_tiny_workspace
+
+    ws = make_tiny_workspace(tmp_path)
+    ev = Evaluator(ws, "mva-no-hsic")
+    evaluate_base(ws, ev.base)
+    # off the pick's lattice (steps of 0.01), so the predicted point is never one of these
+    ev.evaluate([[0.005, 0.005], [0.305, 0.305], [0.605, 0.305], [0.305, 0.605], [0.605, 0.605]])
+    before = set(ws.store.candidates()["id"])
+    assert main(["pick", "--workspace", str(tmp_path), "--maximize", "brevity", "--method", "mva-no-hsic",
+                 "--confirm", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    cands = ws.store.candidates()
+    new = cands[~cands["id"].isin(before)]
+    assert len(new) == 1 and new["source"].iloc[0] == "pick" and doc["confirmed"]["id"] == int(new["id"].iloc[0])
+    np.testing.assert_allclose(new["weights"].iloc[0], [doc["predicted"]["weights"][v] for v in ("warmth", "brevity")])
+    assert doc["confirmed"]["generated"] == 1 and set(doc["confirmed"]["z"]) == {"warmth", "brevity"}
