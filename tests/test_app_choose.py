@@ -68,7 +68,7 @@ def test_explore_rings_pick_box_and_elicitation(demo, monkeypatch):
     predicted = next(m.value for m in at.markdown if m.value.startswith("**Predicted**"))
     assert "all bounds met with probability" in predicted and "pick: predicted answer" in trace_names(at)
     at.number_input(key="pick_at_least_brevity").set_value(5.0).run()
-    assert any(m.value.startswith("**Stored:** none. no stored candidate of mva has brevity ≥ 5") for m in at.markdown)
+    assert any(m.value.startswith("**Stored:** none. No stored candidate of mva has brevity ≥ 5") for m in at.markdown)
 
     # ---- Which answer is better? 10 picks, then the recommendation and its region on the chart ----
     for k in range(10):

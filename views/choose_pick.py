@@ -43,7 +43,7 @@ def pick_box(ws: Workspace, candidates: CandidateTable, method: str, kind: Compo
                                dict(hoverinfo="text", hovertext=[f"stored answer to: {query.text()}<br>candidate "
                                                                  f"{s.id}"])))
         else:
-            st.markdown(f"**Stored:** none. {answer.stored_why}.")
+            st.markdown(f"**Stored:** none. {_sentence(answer.stored_why)}")
         if p is not None:
             st.markdown(f"**Predicted** (surrogate over {p.n_candidates} candidates): weights {_weights(p.weights)} "
                         f"(weights within 1 sd of it: "
@@ -69,7 +69,7 @@ def pick_box(ws: Workspace, candidates: CandidateTable, method: str, kind: Compo
                         st.session_state["pick_confirmed"] = result.candidate_ids[0]
                         st.rerun()
         else:
-            st.markdown(f"**Predicted:** none. {answer.predicted_why}.")
+            st.markdown(f"**Predicted:** none. {_sentence(answer.predicted_why)}")
         confirmed = st.session_state.get("pick_confirmed")
         if confirmed is not None and (candidates.frame["id"] == confirmed).any():
             row = candidates.frame[candidates.frame["id"] == confirmed].iloc[0]
@@ -83,3 +83,7 @@ def pick_box(ws: Workspace, candidates: CandidateTable, method: str, kind: Compo
 def _weights(w: dict[str, float]) -> str:
     return "(" + ", ".join(f"{v} {x:.2f}" for v, x in w.items()) + ")" if w else "(a fixed model)"
 
+
+
+def _sentence(text: str | None) -> str:
+    return f"{text[0].upper()}{text[1:]}." if text else ""
