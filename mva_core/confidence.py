@@ -17,7 +17,7 @@ P evaluation prompts and z-scores every candidate's mean reward against the base
   for more, `attainment_surface` evaluates the attainment share at the union of the resampled fronts' points (the
   surface through them; an approximation from inside). Identical resamples give surfaces equal to the front.
 
-Pure numpy; no store access here except in the `*_of_workspace` functions at the end.
+Pure numpy; the store is read only by the functions at the end (`front_probability_of_table`, `*_of_workspace`).
 """
 
 from __future__ import annotations

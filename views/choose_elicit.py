@@ -30,8 +30,11 @@ def get_pool(root: str, version: int, method: str) -> tuple[list[int], np.ndarra
     return ids, per_prompt_z(prompt_rewards(ws, ids), prompt_rewards(ws, [base_id])[0])
 
 
-def elicit_panel(ws: Workspace, cands: pd.DataFrame, method: str, x_name: str, y_name: str) -> list[Mark]:
-    """The panel (an expander) over `method`'s finite candidates `cands`; returns the posterior's chart layers."""
+def elicit_panel(ws: Workspace, cands: pd.DataFrame, method: str, x_name: str, y_name: str,
+                 slider: str = "w_") -> list[Mark]:
+    """The panel (an expander) over `method`'s finite candidates `cands`; returns the posterior's chart layers.
+    `slider`: the prefix of the sliders the recommended candidate's weights load into (Explore's `w_`, or `cp_` for
+    the preference p of a conditioned policy)."""
     values = list(ws.value_names)
     key = f"elicit_picks_{method}"
     picks: list[list] = st.session_state.setdefault(key, [])
@@ -91,7 +94,8 @@ def elicit_panel(ws: Workspace, cands: pd.DataFrame, method: str, x_name: str, y
                     for v in values:
                         w = best.get(weight_column(v), np.nan)
                         if np.isfinite(w):
-                            st.session_state[f"w_{v}"] = float(np.clip(w, 0.0, ws.manifest.C))
+                            top = 1.0 if slider == "cp_" else ws.manifest.C
+                            st.session_state[f"{slider}{v}"] = float(np.clip(w, 0.0, top))
                 st.button("Load its weights into the sliders", key="elicit_load", on_click=load)
                 st.button("Start again", key="elicit_reset_done", on_click=lambda: st.session_state.pop(key, None))
                 st.caption("Your picks: " + "; ".join(f"#{a} vs #{b} on prompt {j + 1}: {CHOICE_LABEL[c].lower()}"

@@ -242,7 +242,7 @@ if mine is not None and (table["id"] == mine).any():
     layers.append(Mark(me, "your point", dict(symbol="star", size=20, color="#ff7f0e", line=dict(width=1, color="black")),
                        dict(hovertext=hover_text(me, values), hoverinfo="text")))
 layers += pick_box(ws, candidates, method, compositions[method], model)  # best X with Y at least y (issue 29)
-layers += elicit_panel(ws, cands, method, x_name, y_name)  # which answer is better? (issue 29)
+layers += elicit_panel(ws, cands, method, x_name, y_name, "cp_" if conditioned else "w_")  # which is better? (#29)
 event = st.plotly_chart(front_figure(x_name, y_name, layers), width="stretch", key="explore_plot", on_select="rerun",
                         selection_mode=("points", "box", "lasso"))
 selected = sorted({int(p["customdata"][0] if isinstance(p.get("customdata"), list) else p["customdata"])
