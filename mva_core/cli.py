@@ -328,6 +328,7 @@ def cmd_results(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """HV and MIP per method with 95 % BCa bootstrap intervals over prompts, and paired differences with percentile
     intervals (DESIGN §3, issue 27 item 4)."""
+    from .confidence import front_shares_of_workspace
     from .diagnostics import hsic_null_table, load_method_vectors
     from .metrics import compare_with_intervals, comparison_json, crd_by_method, follows_p_by_method
     from .results import load_table
@@ -341,6 +342,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
                                     n_resamples=args.resamples, seed=args.seed)
     doc = comparison_json(result, crd_by_method(ws, table, list(result.methods)),
                           follows_p_by_method(ws, table, list(result.methods), args.resamples, args.seed))
+    # each method's share of the joint front of the compared methods, 95 % percentile interval (issue 29 item 1)
+    for name, share in front_shares_of_workspace(ws, table, list(doc["methods"]), args.resamples, args.seed).items():
+        doc["methods"][name].update(front_share=share.share.estimate, front_share_ci=share.share.as_list())
     # each compared vector set's HSIC beside its permutation null (methods with their own vector per value)
     doc["hsic"] = {m: hsic_null_table(load_method_vectors(ws, m)).to_dict(orient="records")
                    for m in doc["methods"] if m in ws.methods() and len(ws.value_names) >= 2}
@@ -355,7 +359,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
               f"CRD {'—' if m['crd'] is None else format(m['crd'], '.4g')}"
               f"{' [{:.4g}, {:.4g}]'.format(*m['crd_ci']) if m.get('crd_ci') else ''}"
               + (f"  follows-p {m['follows_p']:+.2f} [{m['follows_p_ci'][0]:+.2f}, {m['follows_p_ci'][1]:+.2f}]"
-                 if m["follows_p"] is not None and None not in m["follows_p_ci"] else ""))
+                 if m["follows_p"] is not None and None not in m["follows_p_ci"] else "")
+              + f"  joint-front share {m['front_share']:.2f} [{m['front_share_ci'][0]:.2f}, {m['front_share_ci'][1]:.2f}]")
     for pair, d in doc["pairs"].items():
         print(f"{pair:>33}  ΔHV {d['hv_diff']:+.4f} [{d['hv_diff_ci'][0]:+.4f}, {d['hv_diff_ci'][1]:+.4f}]  "
               f"P(a better) {d['p_a_better']:.2f}")

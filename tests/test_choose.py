@@ -306,3 +306,20 @@ def test_cli_pick_confirm_evaluates_and_stores_the_predicted_point(tmp_path, cap
     assert len(new) == 1 and new["source"].iloc[0] == "pick" and doc["confirmed"]["id"] == int(new["id"].iloc[0])
     np.testing.assert_allclose(new["weights"].iloc[0], [doc["predicted"]["weights"][v] for v in ("warmth", "brevity")])
     assert doc["confirmed"]["generated"] == 1 and set(doc["confirmed"]["z"]) == {"warmth", "brevity"}
+
+
+@pytest.mark.slow
+def test_cli_compare_json_has_each_methods_share_of_the_joint_front():
+    out = run_cli("compare", "--workspace", str(DEMO), "--methods", "mva,soup,ric", "--json")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    table = pd.read_csv(io.StringIO(run_cli("results", "--workspace", str(DEMO)).stdout))
+    pooled = table[table["method"].isin(["mva", "soup", "ric"])].dropna(subset=["z_warmth", "z_brevity"])
+    unique = pooled.drop_duplicates("id")
+    F = unique[["z_warmth", "z_brevity"]].to_numpy()
+    joint = set(unique["id"].iloc[sorted(brute_front(F))].astype(int))
+    for m in ("mva", "soup", "ric"):
+        mine = set(pooled.loc[pooled["method"] == m, "id"].astype(int))
+        got = doc["methods"][m]
+        assert got["front_share"] == pytest.approx(len(joint & mine) / len(joint))
+        assert 0.0 <= got["front_share_ci"][0] <= got["front_share_ci"][1] <= 1.0
