@@ -300,7 +300,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    """The candidate table for scripts and pandas: method, w_<value>, raw_<value>, z_<value>, on_front."""
+    """The candidate table for scripts and pandas: method, w_<value>, raw_<value>, z_<value>, on_front, p_front."""
+    from .confidence import front_probability_of_table
     from .results import load_table
     from .workspace import open_workspace
     if args.csv != "-":
@@ -314,6 +315,7 @@ def cmd_results(args: argparse.Namespace) -> int:
                            f"{known or 'none (run a sweep first)'}")
         table = table.for_methods([args.method])  # with the base model; rank and front are per method already
     out = table.frame.reindex(columns=table.results_columns())
+    out["p_front"] = front_probability_of_table(ws, table)  # issue 29: share of prompt resamples on the front
     if args.csv == "-":
         out.to_csv(sys.stdout, index=False)
         return 0
@@ -326,6 +328,7 @@ def cmd_results(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """HV and MIP per method with 95 % BCa bootstrap intervals over prompts, and paired differences with percentile
     intervals (DESIGN §3, issue 27 item 4)."""
+    from .confidence import front_shares_of_workspace
     from .diagnostics import hsic_null_table, load_method_vectors
     from .metrics import (compare_with_intervals, comparison_json, crd_by_method, follows_p_by_method,
                           generation_cost)
@@ -341,6 +344,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     doc = comparison_json(result, crd_by_method(ws, table, list(result.methods)),
                           follows_p_by_method(ws, table, list(result.methods), args.resamples, args.seed),
                           generation_cost(ws, list(result.methods)))
+    # each method's share of the joint front of the compared methods, 95 % percentile interval (issue 29 item 1)
+    for name, share in front_shares_of_workspace(ws, table, list(doc["methods"]), args.resamples, args.seed).items():
+        doc["methods"][name].update(front_share=share.share.estimate, front_share_ci=share.share.as_list())
     # each compared vector set's HSIC beside its permutation null (methods with their own vector per value)
     doc["hsic"] = {m: hsic_null_table(load_method_vectors(ws, m)).to_dict(orient="records")
                    for m in doc["methods"] if m in ws.methods() and len(ws.value_names) >= 2}
@@ -358,7 +364,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
                  if m["follows_p"] is not None and None not in m["follows_p_ci"] else "")
               + (f"  {m['cost']['rows_per_token']} row(s)/token, "
                  + ("—" if m["cost"]["seconds_per_candidate"] is None
-                    else f"{m['cost']['seconds_per_candidate']:.2f}") + " s/candidate" if m.get("cost") else ""))
+                    else f"{m['cost']['seconds_per_candidate']:.2f}") + " s/candidate" if m.get("cost") else "")
+              + f"  joint-front share {m['front_share']:.2f} "
+                f"[{m['front_share_ci'][0]:.2f}, {m['front_share_ci'][1]:.2f}]")
     for pair, d in doc["pairs"].items():
         print(f"{pair:>33}  ΔHV {d['hv_diff']:+.4f} [{d['hv_diff_ci'][0]:+.4f}, {d['hv_diff_ci'][1]:+.4f}]  "
               f"P(a better) {d['p_a_better']:.2f}")
@@ -448,6 +456,51 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(f"search run {run_id} of {args.method}: {len(result.weights)} points known, front of {len(front)}; "
           f"hypervolume {result.hv_history[-1]:.4f} (ref {np.round(result.ref, 3).tolist()})")
     return 0
+
+
+def cmd_pick(args: argparse.Namespace) -> int:
+    """"Best X with Y at least y" (issue 29 item 2): the stored and the surrogate-predicted answer, in z units;
+    --confirm evaluates the predicted weights for real and stores them. Exit 1 when neither answer exists."""
+    from .pick import PickQuery, parse_bounds, pick
+    from .results import load_table
+    from .table import z_column
+    from .workspace import open_workspace
+    ws = open_workspace(args.workspace, read_only=not args.confirm)
+    query = PickQuery(args.maximize, parse_bounds(args.at_least)).check(ws.value_names)
+    table = load_table(ws)
+    answer = pick(table, query, {m.name: m.kind for m in ws.compared_methods()}, ws.manifest.C, args.method)
+    doc = answer.to_json()
+    if args.confirm and answer.predicted is not None:
+        from .sweep import Evaluator
+        ws.store.check_writable()
+        p = answer.predicted
+        result = Evaluator(ws, p.method).evaluate([[p.weights[v] for v in ws.value_names]], source="pick",
+                                                  progress=_bar())
+        cid = result.candidate_ids[0]
+        row = load_table(ws).for_method(p.method).take([cid]).frame.iloc[0]
+        doc["confirmed"] = {"id": int(cid), "method": p.method, "generated": result.generated,
+                            "z": {v: float(row[z_column(v)]) for v in ws.value_names},
+                            "meets_bounds": bool(all(row[z_column(v)] >= b for v, b in query.at_least.items()))}
+    elif args.confirm:
+        doc["confirmed"] = None
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return 0 if answer.found() else 1
+    print(f"{query.text()}:")
+    s = answer.stored
+    print(f"  stored:    candidate {s.id} ({s.method}), weights {s.weights or '—'}, z "
+          + ", ".join(f"{v} {x:+.3f}" for v, x in s.z.items()) if s else f"  stored:    none: {answer.stored_why}")
+    p = answer.predicted
+    print(f"  predicted: {p.method} at weights {p.weights} (within 1 sd: {p.weights_range}), z "
+          + ", ".join(f"{v} {p.z[v]:+.3f} ± {p.z_sd[v]:.3f}" for v in p.z)
+          + f"; P(bounds met) {p.p_bounds_met:.2f}" if p else f"  predicted: none: {answer.predicted_why}")
+    if "confirmed" in doc:
+        c = doc["confirmed"]
+        print("  confirmed: nothing to evaluate (no predicted point)" if c is None else
+              f"  confirmed: candidate {c['id']} ({'generated and scored' if c['generated'] else 'from the store'}), "
+              "z " + ", ".join(f"{v} {x:+.3f}" for v, x in c["z"].items())
+              + ("" if c["meets_bounds"] else " — it does not meet the bounds"))
+    return 0 if answer.found() else 1
 
 
 def _ref(text: str | None, n: int, noun: str = "value") -> np.ndarray | None:
@@ -595,6 +648,16 @@ def build_parser(prog: str = "python -m mva_core", command: str | None = None) -
     rp.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the prompts (>= 1000)")
     rp.add_argument("--seed", type=int, default=0)
 
+    pk = add("pick", cmd_pick, "best stored / predicted point for one value with lower bounds on others (z units)")
+    pk.add_argument("--maximize", required=True, help="the value to maximise, e.g. warmth")
+    pk.add_argument("--at-least", action="append", default=[], metavar="VALUE=Z",
+                    help="a lower bound in z units (as the charts), repeatable, e.g. brevity=0.4; "
+                         "--at-least=brevity=-0.5 for a negative one")
+    pk.add_argument("--method", default=None, help="one comparison row (default: every method; the predicted "
+                                                   "answer then comes from the best of the grid methods and policies)")
+    pk.add_argument("--confirm", action="store_true", help="evaluate the predicted weights for real and store them")
+    pk.add_argument("--json", action="store_true")
+
     ju = add("judge", cmd_judge, "win rate against the base model by a pairwise LLM judge (judge:hf:MODEL)")
     ju.add_argument("--judge", required=True, help="judge:hf:MODEL (a causal LM that can judge; not the demo's 135M)")
     ju.add_argument("--candidate", type=int, action="append", help="candidate id (repeatable)")
@@ -616,7 +679,7 @@ def _shipped_demos() -> list[str]:
 
 
 COMMANDS = ("compose", "score", "pareto", "sweep", "export", "train", "data", "init", "results", "search", "compare",
-            "report", "judge", "demo")
+            "report", "judge", "pick", "demo")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -51,7 +51,7 @@ def test_init_then_sweep_then_results(parts, tmp_path, capsys):
         assert main(["results", "--workspace", str(ws_dir), "--method", "mine"]) == 0
     table = pd.read_csv(io.StringIO(out.getvalue()))
     assert list(table.columns) == ["id", "method", "w_warm", "w_short", "raw_warm", "raw_short", "z_warm", "z_short",
-                                   "on_front"]
+                                   "on_front", "p_front"]
     mine = table[table["method"] == "mine"]
     assert sorted(zip(mine["w_warm"], mine["w_short"])) == [(a, b) for a in (0, .5, 1) for b in (0, .5, 1)]
     # raw = the mean of the stored per-prompt scores; z against the base model's per-prompt scores

@@ -19,6 +19,7 @@ from mva_core.metrics import (
 )
 from mva_core.results import merge_workspace_tables
 from mva_core.table import CandidateTable, weight_column, z_column
+from views.choose_compare import attainment_layers, confidence_section
 from views.shared import (
     Front, Mark, axis_picker, current_workspace, front_figure, get_table, get_workspace, hover_text, open_allowed,
     table_version,
@@ -193,6 +194,9 @@ for j, (label, part) in enumerate(bases.groupby("method", sort=False)):
                             color="#444", line=dict(width=2, color="#444"))))
 layers.append(Mark(pd.DataFrame([ref], columns=[z_column(v) for v in values]), "reference point",
                    dict(symbol="x", size=12, color="#888")))
+colors = {m: palette[i % len(palette)] for i, m in enumerate(chosen)}
+if single and st.toggle("Attainment bands (10–90 % over prompt resamples)", value=True, key="compare_bands"):
+    layers[:0] = attainment_layers(ws, own, colors, x_name, y_name, ref)  # under the fronts (issue 29 item 4)
 st.plotly_chart(front_figure(x_name, y_name, layers, height=540), width="stretch", key="compare_plot")
 st.caption("Lines: the front of a grid method (its non-dominated candidates); faint dots: its other candidates; "
            "diamonds: candidates off the simplex (Σ w ≠ 1), what extrapolation adds to SOUP's interpolation. "
@@ -288,6 +292,9 @@ else:
             st.markdown(f"HV({a}) − HV({b}) = **{d.hv_diff.estimate:+.4f}** [{lo:+.4f}, {hi:+.4f}] (95 % "
                         f"percentile interval, paired: the same resampled prompts); {a} ahead in "
                         f"{d.p_a_better:.0%} of resamples; {verdict}.")
+
+if single:
+    confidence_section(ws, shown, own, colors)  # shares of the joint front, 3-D attainment (issue 29)
 
 # ---- Win rates against the base model ----
 if single:

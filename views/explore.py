@@ -17,6 +17,9 @@ from mva_core.metrics import reference_point, summarise, win_rates
 from mva_core.results import single_vector_points
 from mva_core.surrogate import MIN_CANDIDATES, fit_surrogate
 from mva_core.table import raw_column, weight_column, z_column
+from views.choose_confidence import confidence_rings, front_probability, with_confidence
+from views.choose_elicit import elicit_panel
+from views.choose_pick import pick_box
 from views.shared import (
     Front, Mark, axis_picker, current_workspace, eta_text, forget_stale, front_figure, get_evaluator, get_table,
     get_candidates, get_workspace, hover_text, rank_text, table_columns, table_version,
@@ -206,7 +209,9 @@ inside = np.ones(len(cands), dtype=bool)
 for v, (lo, hi) in brush.items():
     inside &= cands[z_column(v)].between(lo, hi).to_numpy()
 outside = cands[~inside]
-layers = [Front(cands[inside], hover_text(cands[inside], values)),
+sure = front_probability(ws, cands)  # P(front) under prompt resampling (issue 29 item 1)
+layers = [Front(cands[inside], with_confidence(hover_text(cands[inside], values), sure[inside])),
+          confidence_rings(cands[inside], sure[inside]),
           Mark(outside, "outside the brush", dict(color="#d5dbe1", size=7, opacity=0.6),
                dict(hovertext=hover_text(outside, values), hoverinfo="text", customdata=outside["id"])),
           Mark(base, "base model", dict(symbol="square", size=12, color="#1f77b4"),
@@ -240,10 +245,14 @@ if mine is not None and (table["id"] == mine).any():
     me = table[table["id"] == mine]
     layers.append(Mark(me, "your point", dict(symbol="star", size=20, color="#ff7f0e", line=dict(width=1, color="black")),
                        dict(hovertext=hover_text(me, values), hoverinfo="text")))
+layers += pick_box(ws, candidates, method, compositions[method], model)  # best X with Y at least y (issue 29)
+layers += elicit_panel(ws, cands, method, x_name, y_name, "cp_" if conditioned else "w_")  # which is better? (#29)
 event = st.plotly_chart(front_figure(x_name, y_name, layers), width="stretch", key="explore_plot", on_select="rerun",
                         selection_mode=("points", "box", "lasso"))
 selected = sorted({int(p["customdata"][0] if isinstance(p.get("customdata"), list) else p["customdata"])
                    for p in (event.selection.points if event else []) if p.get("customdata") is not None})
+st.caption("Red rings: how sure a point is of the front, as opaque as the share of prompt resamples (1000, as on "
+           "Compare) in which it is on this method's front; hover for the share.")
 st.caption("Click a point, or drag a box / lasso (chart toolbar), to open those candidates below"
            + (" and highlight them in the parallel coordinates." if len(values) >= 3 else "."))
 if model is not None:

@@ -16,6 +16,7 @@ from mva_core.export import FORMATS, estimated_export_bytes, export_candidate
 from mva_core.models import DEFAULT_BASE, model_cache_dir
 from mva_core.table import raw_column, weight_column, z_column
 from mva_core.workspace import WorkspaceError
+from views.choose_confidence import default_export_selection, front_probability
 from views.shared import current_workspace, forget_stale, get_table, pick_method, table_columns, table_version
 
 FORMAT_HELP = {
@@ -69,15 +70,16 @@ def label(cid: int) -> str:
     r = rows[cid]
     w = ", ".join(f"{x:g}" for x in np.round(r["weights"], 3))
     scores = " · ".join(f"{v} {r[z_column(v)]:+.2f}" for v in values)
-    return f"#{cid} · w = ({w}) · {scores}" + (" · front" if r["on_front"] else "")
+    return (f"#{cid} · w = ({w}) · {scores}" + (" · front" if r["on_front"] else "")
+            + (f" · P(front) {sure[cid]:.0%}" if np.isfinite(sure.get(cid, np.nan)) else ""))
 
 
 pick_key = f"export_pick_{method}"  # one selection per method
 forget_stale(pick_key, rows)
 front = shown[shown["on_front"] & shown["finite"]]
-if pick_key not in st.session_state:  # one candidate: the front's best mean z-score (a merged model is ~GBs)
-    zmean = front[[z_column(v) for v in values]].mean(axis=1)
-    st.session_state[pick_key] = [int(front.loc[zmean.idxmax(), "id"])] if len(front) else []
+if pick_key not in st.session_state:  # the points on the front in >= 50 % of prompt resamples (issue 29 item 1)
+    st.session_state[pick_key] = default_export_selection(ws, shown)
+sure = dict(zip(shown["id"].astype(int), front_probability(ws, shown)))
 
 
 def pick_front() -> None:
@@ -85,8 +87,9 @@ def pick_front() -> None:
 
 
 picked = st.multiselect("Candidates", list(rows), format_func=label, key=pick_key,
-                        help="Labelled by weights and z-scores vs the base model; default: the front candidate with "
-                             "the best mean z-score.")
+                        help="Labelled by weights, z-scores vs the base model and P(front) (the share of 1000 "
+                             "prompt resamples in which the candidate is on its method's front); default: the "
+                             "candidates on the front in at least 50 % of them.")
 st.button(f"Select the whole front ({len(front)})", key="export_pick_front", on_click=pick_front,
           disabled=front.empty)
 
