@@ -123,11 +123,15 @@ with st.sidebar:
     conditioned = compositions[method].preference_in_prompt
     if conditioned:
         st.caption("One policy; the sliders set the preference p written into its prompt (normalised to sum 1).")
-        raw = [float(st.slider(f"p: {v}", 0.0, 1.0, value=0.5, step=0.05, key=f"cp_{v}")) for v in values]
+        for v in values:  # initialised one way (session state), as the kept choices are written back that way
+            st.session_state.setdefault(f"cp_{v}", 0.5)
+        raw = [float(st.slider(f"p: {v}", 0.0, 1.0, step=0.05, key=f"cp_{v}")) for v in values]
         weights = [x / sum(raw) for x in raw] if sum(raw) > 0 else raw
     else:
-        weights = [float(st.slider(f"weight: {v}", 0.0, float(ws.manifest.C), value=min(0.5, ws.manifest.C),
-                                   step=0.05, key=f"w_{v}")) for v in values]
+        for v in values:
+            st.session_state.setdefault(f"w_{v}", min(0.5, float(ws.manifest.C)))
+        weights = [float(st.slider(f"weight: {v}", 0.0, float(ws.manifest.C), step=0.05, key=f"w_{v}"))
+                   for v in values]
     evaluate = st.button("Evaluate", type="primary", width="stretch", key="explore_evaluate",
                          disabled=conditioned and sum(weights) == 0,
                          help="Set at least one p above 0." if conditioned and sum(weights) == 0 else None)
@@ -135,8 +139,9 @@ with st.sidebar:
 # ---- Pick by preference ----
 with st.expander("Pick by preference p: the front candidate maximising p·z", expanded=True):
     pc = st.columns(len(values) + 1)
-    p_raw = [pc[i].number_input(f"p: {v}", min_value=0.0, value=0.0, step=0.1, key=f"p_{v}")
-             for i, v in enumerate(values)]
+    for v in values:
+        st.session_state.setdefault(f"p_{v}", 0.0)
+    p_raw = [pc[i].number_input(f"p: {v}", min_value=0.0, step=0.1, key=f"p_{v}") for i, v in enumerate(values)]
     scope = pc[-1].radio("Among", ["this method", "all methods"], key="explore_pick_scope", horizontal=True)
 preference = np.asarray(p_raw) / sum(p_raw) if sum(p_raw) > 0 else None
 
@@ -275,7 +280,9 @@ if preferred is not None:
 # ---- Three or more values: the 3-D front and parallel coordinates, linked to the brush and the selection ----
 if len(values) >= 3:
     st.subheader("All values at once")
-    axes = st.multiselect("3-D axes", values, default=values[:3], max_selections=3, key="explore_axes3d")
+    forget_stale("explore_axes3d", values)
+    st.session_state.setdefault("explore_axes3d", values[:3])
+    axes = st.multiselect("3-D axes", values, max_selections=3, key="explore_axes3d")
     if len(axes) == 3:
         st.plotly_chart(front_3d(cands[inside], outside, base, axes, values, predicted,
                                  table[table["id"] == mine] if mine is not None else None),

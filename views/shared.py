@@ -174,8 +174,11 @@ def axis_picker(values: Sequence[str], key: str) -> tuple[str, str]:
     x_name, y_name = (list(values) * 2)[:2]
     if len(values) > 2:
         c1, c2 = st.columns(2)
-        x_name = c1.selectbox("x axis", values, index=0, key=f"{key}_x")
-        y_name = c2.selectbox("y axis", values, index=1, key=f"{key}_y")
+        for axis, default in ((f"{key}_x", values[0]), (f"{key}_y", values[1])):  # kept across pages: state only
+            forget_stale(axis, values)
+            st.session_state.setdefault(axis, default)
+        x_name = c1.selectbox("x axis", values, key=f"{key}_x")
+        y_name = c2.selectbox("y axis", values, key=f"{key}_y")
     return x_name, y_name
 
 

@@ -1,0 +1,51 @@
+"""Widgets whose state the app writes (Explore's sliders and preference boxes, kept across pages; the pick's "load
+its weights") are initialised one way: through Session State, with no `value=` on the widget (issue 31 item 8).
+Streamlit logs "created with a default value but also had its value set via the Session State API" otherwise."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from streamlit.elements.lib import policies
+
+from mva_core.sweep import Evaluator, evaluate_base
+from tests.apptest import open_page
+from tests.tiny import make_tiny_workspace
+
+
+@pytest.fixture(scope="module")
+def ws_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("widgets")
+    ws = make_tiny_workspace(root, n_prompts=2)
+    ev = Evaluator(ws, "mva-no-hsic")
+    evaluate_base(ws, ev.base)
+    ev.evaluate([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [1.0, 1.0], [0.25, 0.75]])
+    return root
+
+
+def test_no_widget_is_set_both_ways(ws_root, monkeypatch, caplog):
+    seen: list[tuple[str, object]] = []
+    check = policies.check_session_state_rules
+
+    def spy(default_value, key, writes_allowed=True):  # what Streamlit's rule sees, whether or not it logs
+        from streamlit.runtime.state import get_session_state
+
+        if key is not None and default_value is not None and get_session_state().is_new_state_value(key):
+            seen.append((key, default_value))
+        return check(default_value, key, writes_allowed)
+
+    monkeypatch.setattr(policies, "check_session_state_rules", spy)
+    monkeypatch.setattr(policies, "_shown_default_value_warning", False)
+    caplog.set_level(logging.WARNING)
+    at = open_page(monkeypatch, ws_root)
+    at.slider(key="w_warmth").set_value(0.8)
+    at.number_input(key="p_warmth").set_value(0.3)
+    at.number_input(key="p_brevity").set_value(0.7).run()
+    for page in ("views/compare.py", "views/explore.py"):  # the sidebar writes the kept choices back on every run
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
+    at.button(key="explore_pick_load").click().run()  # writes the sliders' state
+    assert not at.exception, at.exception
+    assert seen == [], seen
+    assert not [r for r in caplog.records if "default value but also had its value set" in r.getMessage()]
