@@ -24,7 +24,9 @@ def ws_root(tmp_path_factory):
     return root
 
 
-def test_no_widget_is_set_both_ways(ws_root, monkeypatch, caplog):
+def spy_on_the_rule(monkeypatch) -> list[tuple[str, object]]:
+    """Every widget created with a default while Session State also set it: what Streamlit warns about once per
+    process (so the log alone would miss all but the first)."""
     seen: list[tuple[str, object]] = []
     check = policies.check_session_state_rules
 
@@ -37,6 +39,11 @@ def test_no_widget_is_set_both_ways(ws_root, monkeypatch, caplog):
 
     monkeypatch.setattr(policies, "check_session_state_rules", spy)
     monkeypatch.setattr(policies, "_shown_default_value_warning", False)
+    return seen
+
+
+def test_no_widget_is_set_both_ways(ws_root, monkeypatch, caplog):
+    seen = spy_on_the_rule(monkeypatch)
     caplog.set_level(logging.WARNING)
     at = open_page(monkeypatch, ws_root)
     at.slider(key="w_warmth").set_value(0.8)
@@ -49,3 +56,21 @@ def test_no_widget_is_set_both_ways(ws_root, monkeypatch, caplog):
     assert not at.exception, at.exception
     assert seen == [], seen
     assert not [r for r in caplog.records if "default value but also had its value set" in r.getMessage()]
+
+
+def test_three_values_axis_pickers_too(tmp_path, monkeypatch):
+    """With three values the 2-D axis pickers and the 3-D axes are kept across pages as well."""
+    import shutil
+
+    from mva_core.demo import DEMOS
+
+    shutil.copytree(DEMOS["demo3"].root, tmp_path / "demo3")
+    seen = spy_on_the_rule(monkeypatch)
+    at = open_page(monkeypatch, tmp_path / "demo3")
+    at.selectbox(key="explore_y").set_value("relevance").run()
+    for page in ("views/compare.py", "views/explore.py"):
+        at.switch_page(page).run()
+        assert not at.exception, at.exception
+    assert at.selectbox(key="explore_y").value == "relevance"
+    assert at.multiselect(key="explore_axes3d").value == ["warmth", "brevity", "relevance"]
+    assert seen == [], seen

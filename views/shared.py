@@ -233,6 +233,14 @@ class Front:
     name: str = ""
     color: str | None = None
     staircase: bool = False  # two values: draw the front line as the edge of the region it dominates
+    # a 2-D view of a front over more values (None: inferred, more than two z_ columns): no line joins its points,
+    # which are non-dominated in all values and zigzag across the cloud in any two of them
+    projected: bool | None = None
+
+    def is_projected(self) -> bool:
+        if self.projected is not None:
+            return self.projected
+        return sum(1 for c in self.rows.columns if str(c).startswith(z_column(""))) > 2
 
 
 @dataclass
@@ -258,18 +266,27 @@ def front_figure(x_name: str, y_name: str, layers: Sequence[Front | Mark], heigh
             continue
         rows = layer.rows.assign(hover=layer.hover)
         front = rows[rows["on_front"].astype(bool)].sort_values(x)  # bool: an empty object column would pick columns
+        projected = layer.is_projected()
         if layer.color is None:
             for on_front, name, style in [(False, "dominated", dict(color="#9aa5b1", size=8)),
-                                          (True, "Pareto front", dict(color="#d62728", size=11))]:
+                                          (True, "Pareto front (all values)" if projected else "Pareto front",
+                                           dict(color="#d62728", size=11, line=dict(width=1, color="#7f1112")))]:
                 part = rows[rows["on_front"] == on_front]
                 fig.add_trace(go.Scatter(x=part[x], y=part[y], mode="markers", name=name, marker=style,
                                          hovertext=part["hover"], hoverinfo="text", customdata=part["id"]))
-            fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines", name="front line",
-                                     line=dict(color="#d62728", dash="dot"), hoverinfo="skip"))
+            if not projected:
+                fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines", name="front line",
+                                         line=dict(color="#d62728", dash="dot"), hoverinfo="skip"))
             continue
         fig.add_trace(go.Scatter(x=rows[x], y=rows[y], mode="markers", name=f"{layer.name} (all)",
                                  marker=dict(color=layer.color, size=6, opacity=0.35), hovertext=rows["hover"],
                                  hoverinfo="text", customdata=rows["id"], legendgroup=layer.name, showlegend=False))
+        if projected:  # its front points marked, not joined
+            fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="markers", name=f"{layer.name} front (all values)",
+                                     marker=dict(color=layer.color, size=10, line=dict(width=1, color="#222")),
+                                     legendgroup=layer.name, hovertext=front["hover"], hoverinfo="text",
+                                     customdata=front["id"]))
+            continue
         fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines+markers", name=layer.name,
                                  line=dict(color=layer.color, width=2, shape="hv" if layer.staircase else "linear"),
                                  marker=dict(color=layer.color, size=10), legendgroup=layer.name, hoverinfo="skip"))
