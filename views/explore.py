@@ -106,12 +106,11 @@ with st.expander("Pick by preference p: the front candidate maximising p·z", ex
     scope = pc[-1].radio("Among", ["this method", "all methods"], key="explore_pick_scope", horizontal=True)
 preference = np.asarray(p_raw) / sum(p_raw) if sum(p_raw) > 0 else None
 
-if evaluate:  # what the surrogate says before the measurement exists, kept beside it afterwards
-    _before = get_table(str(ws.root), table_version(ws))
+_before = get_table(str(ws.root), table_version(ws)) if evaluate else None
+if _before is not None and not _before.empty:  # what the surrogate says before the measurement, kept beside it
     remember_prediction(method, weights, predict_at(get_surrogate(str(ws.root), table_version(ws), method), values,
                                                     weights),
-                        not stored_at(_before[_before["method"] == method] if not _before.empty else _before, values,
-                                      weights).empty)
+                        not stored_at(_before[_before["method"] == method], values, weights).empty)
 
 # ---- Evaluate ----
 if st.session_state.get("explore_cancel"):  # the click reran the script, which stopped generating at the next token
