@@ -226,7 +226,8 @@ def hover_text(rows: pd.DataFrame, values: Sequence[str], title: str = "candidat
 @dataclass
 class Front:
     """One method's finite candidates on a front chart. Alone (`color` None): dominated grey, the front red with a
-    dotted line. One of several (a `color`): faint dots, the front as a line named `name`."""
+    dotted line. One of several (a `color`): faint dots, the front as a line named `name`. A front over more values
+    than the two drawn (`is_projected`) gets no line: its points are marked."""
 
     rows: pd.DataFrame  # z_<value>, on_front, id
     hover: list[str]  # one per row
