@@ -74,3 +74,27 @@ def test_three_values_axis_pickers_too(tmp_path, monkeypatch):
     assert at.selectbox(key="explore_y").value == "relevance"
     assert at.multiselect(key="explore_axes3d").value == ["warmth", "brevity", "relevance"]
     assert seen == [], seen
+
+
+def test_picking_a_shipped_demo_sets_the_workspace_box_one_way(monkeypatch):
+    """The sidebar's "Shipped demos" writes the Workspace box through Session State (its callback)."""
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    from mva_core.demo import working_copy
+    from tests.apptest import APP
+
+    copy = working_copy.__globals__["REPO_ROOT"] / "data" / "workspace-demo3"
+    existed = copy.exists()
+    monkeypatch.delenv("MVA_WORKSPACE", raising=False)
+    seen = spy_on_the_rule(monkeypatch)
+    try:
+        at = AppTest.from_file(APP, default_timeout=180).run()
+        next(s for s in at.selectbox if s.key == "shipped_demo").select("demo3").run()
+        assert not at.exception, at.exception
+        assert at.text_input(key="workspace").value == str(copy)
+        assert seen == [], seen
+    finally:
+        if not existed:
+            shutil.rmtree(copy, ignore_errors=True)

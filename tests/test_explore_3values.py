@@ -9,7 +9,6 @@ import shutil
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from mva_core.demo import DEMOS
 from tests.apptest import open_page

@@ -122,7 +122,8 @@ def sidebar() -> None:
                          format_func=lambda n: f"{n}: {', '.join(v.name for v in shipped[n].values)}",
                          help="The demo workspaces shipped in data/ (`python -m mva_core demo build --demo all`), "
                               "opened as a working copy (data/workspace, data/workspace-<name>; git-ignored).")
-        path = st.text_input("Workspace", value=default, key="workspace",
+        st.session_state.setdefault("workspace", default)  # one way: open_shipped writes it too
+        path = st.text_input("Workspace", key="workspace",
                              help="A directory with workspace.json (default: $MVA_WORKSPACE or data/workspace), "
                                   "under the directories this app may open ($MVA_WORKSPACE_ROOTS).")
     # An emptied box means "the default", never the current directory.
