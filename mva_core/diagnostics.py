@@ -477,7 +477,22 @@ def load_preference_pairs(ws: "Workspace", method: str | None = None) -> dict[st
 # ---- Training curves ----
 
 CURVE_COLUMNS = ["run_id", "method", "value", "status", "alpha", "penalty", "step", "loss", "reward_accuracy",
-                 "penalty_term", "penalty_share"]
+                 "penalty_term", "penalty_share", "dpo_part", "weighted_penalty"]
+
+
+def loss_parts(loss: float, term: float, weight: float | None) -> tuple[float, float]:
+    """(L_DPO, λ·P): the logged loss L = L_DPO + λ·P (MVA Eq.14) split into its DPO part and its weighted penalty.
+
+    A step with no penalty term (the first value: no earlier vector) is all DPO: (L, 0). NaN parts where λ was
+    not recorded (runs from before it was) or L is missing: the split is then unknown, not guessed.
+    """
+    if not math.isfinite(loss):
+        return math.nan, math.nan
+    if not math.isfinite(term):
+        return loss, 0.0
+    if weight is None or not math.isfinite(weight):
+        return math.nan, math.nan
+    return loss - weight * term, weight * term
 
 
 def penalty_share(loss: float, term: float, weight: float | None) -> float:
@@ -509,7 +524,8 @@ def _curve_rows(base: dict[str, Any], entry: Mapping[str, Any], default_penalty:
     n = max(len(losses), len(acc), len(terms))
     at = lambda xs, k: float(xs[k]) if k < len(xs) and xs[k] is not None else math.nan  # noqa: E731
     return [{**base, "penalty": penalty, "step": k + 1, "loss": at(losses, k), "reward_accuracy": at(acc, k),
-             "penalty_term": at(terms, k), "penalty_share": penalty_share(at(losses, k), at(terms, k), weight)}
+             "penalty_term": at(terms, k), "penalty_share": penalty_share(at(losses, k), at(terms, k), weight),
+             **dict(zip(("dpo_part", "weighted_penalty"), loss_parts(at(losses, k), at(terms, k), weight)))}
             for k in range(n)]
 
 
@@ -519,8 +535,9 @@ def training_curves(runs: pd.DataFrame) -> pd.DataFrame:
     A run's log is `{value: {losses, reward_accuracies, hsic_terms, ortho_terms, seconds_per_step}}` (cli
     train); `step` k counts optimizer steps from 1 (losses[k−1] is the batch loss before update k);
     `penalty_term` is the unweighted Σ_{j<i} P(θ_i, θ_j) of MVA Eq.14 at that step (NaN for the first value,
-    which has no earlier vector); `loss` is the whole logged loss L_DPO + α·P, and `penalty_share` = α·P / loss
-    (`penalty_share`; NaN for runs that recorded no α). Runs without per-value logs (stopped, failed) give no rows.
+    which has no earlier vector); `loss` is the whole logged loss L_DPO + α·P, split by `loss_parts` into
+    `dpo_part` (L_DPO) and `weighted_penalty` (α·P), and `penalty_share` = α·P / loss (`penalty_share`; NaN for
+    runs that recorded no α). Runs without per-value logs (stopped, failed) give no rows.
     """
     rows: list[dict[str, Any]] = []
     if runs is None or runs.empty:

@@ -29,6 +29,16 @@ from .vectors import LoraLayer, ValueVector, load_value_vector, save_value_vecto
 from .workspace import Workspace
 
 
+def export_method(vectors: Sequence[ValueVector], card: dict[str, Any] | None = None) -> str:
+    """The one method name every file of an export carries: the comparison row it is exported from
+    (`card["method"]`, set by `export_candidate`), else the vectors' own (a `compose` of plain adapter dirs).
+    A candidate of one row may be composed of vectors another method trained (soup and mva-no-hsic share theirs;
+    mva's first vector is mva-no-hsic's), so the vectors' metadata alone does not name the row."""
+    if card and card.get("method"):
+        return str(card["method"])
+    return vectors[0].method if vectors else ""
+
+
 def model_card(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequence[float],
                extra: dict[str, Any] | None = None, library: str | None = None) -> str:
     """README.md with the Hub's YAML metadata (`base_model` as a hub id or the user's path, `library_name` of
@@ -38,11 +48,12 @@ def model_card(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequenc
     meta = {
         "base_model": base.name, **({"library_name": library} if library else {}), "tags": tags,
         "mva": {
-            "method": vectors[0].method if vectors else "",
+            "method": export_method(vectors, extra),
             "base_fingerprint": base.fingerprint,
             "weights": {v.value: float(w) for v, w in zip(vectors, weights)},
-            "value_vectors": {v.value: {"hash": v.hash, "method": v.method} for v in vectors},
-            **(extra or {}),
+            # provenance, not the export's method: which training produced each vector
+            "value_vectors": {v.value: {"hash": v.hash, "trained_as": v.method} for v in vectors},
+            **{k: v for k, v in (extra or {}).items() if k != "method"},
         },
     }
     formula = " + ".join(f"{float(w):g}·θ_{v.value}" for v, w in zip(vectors, weights))
@@ -85,8 +96,9 @@ def export_merged(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequ
     return Path(out).resolve()
 
 
-def combined_vector(vectors: Sequence[ValueVector], weights: Sequence[float]) -> ValueVector:
-    """Σ_i w_i θ_i as ONE LoRA: ranks concatenated, each w_i·scaling_i folded into its B block (exact)."""
+def combined_vector(vectors: Sequence[ValueVector], weights: Sequence[float], method: str | None = None) -> ValueVector:
+    """Σ_i w_i θ_i as ONE LoRA: ranks concatenated, each w_i·scaling_i folded into its B block (exact); `method`
+    names it (default: the first vector's)."""
     modules = sorted({m for v in vectors for m in v.layers})
     layers = {}
     for module in modules:
@@ -94,14 +106,15 @@ def combined_vector(vectors: Sequence[ValueVector], weights: Sequence[float]) ->
         A = torch.cat([layer.A for _, layer in parts], dim=0)  # (Σr, d_in)
         B = torch.cat([w * layer.scaling * layer.B for w, layer in parts], dim=1)  # (d_out, Σr)
         layers[module] = LoraLayer(A, B, 1.0)
-    return ValueVector(value="+".join(v.value for v in vectors), layers=layers, method=vectors[0].method,
+    return ValueVector(value="+".join(v.value for v in vectors), layers=layers,
+                       method=method if method is not None else vectors[0].method,
                        base_model=vectors[0].base_model, base_fingerprint=vectors[0].base_fingerprint)
 
 
 def export_peft(base: BaseModel, vectors: Sequence[ValueVector], weights: Sequence[float], out: str | Path,
                 force: bool = False, card: dict[str, Any] | None = None) -> Path:
     """One PEFT LoRA adapter dir equal to Σ_i w_i θ_i (checked: its ΔW equals the composed ΔW)."""
-    combo = combined_vector(vectors, weights)
+    combo = combined_vector(vectors, weights, export_method(vectors, card))
     for module, layer in combo.layers.items():
         want = sum(float(w) * delta_weight(v.layers[module]) for v, w in zip(vectors, weights) if module in v.layers)
         if not torch.allclose(delta_weight(layer), want, atol=1e-6, rtol=1e-5):
@@ -164,9 +177,14 @@ class ModelWriter(Protocol):
                  force: bool = False, card: dict[str, Any] | None = None) -> Path: ...
 
 
-def export_table(table: CandidateTable, out: str | Path, force: bool = False) -> Path:
-    """The candidate table (the one the exported candidate is scored in) as candidates.csv and candidates.json."""
+def export_table(table: CandidateTable, out: str | Path, force: bool = False,
+                 card: dict[str, Any] | None = None) -> Path:
+    """The candidate table (the one the exported candidate is scored in) as candidates.csv and candidates.json; with
+    `card` (from `export_candidate`), column `exported` marks the exported candidate's row of the method it was
+    exported from (the same name its card and adapter metadata carry)."""
     frame = table.frame.drop(columns=["key"])
+    if card is not None:
+        frame["exported"] = (frame["id"] == card["candidate_id"]) & (frame["method"] == card["method"])
     with atomic_dir(out, force) as tmp:
         frame.to_csv(tmp / "candidates.csv", index=False)
         (tmp / "candidates.json").write_text(frame.to_json(orient="records", indent=2))
@@ -180,7 +198,7 @@ class ExportFormat:
     name: str
     description: str
     model: ModelWriter | None = None
-    table: Callable[[CandidateTable, str | Path, bool], Path] | None = None
+    table: Callable[[CandidateTable, str | Path, bool, dict[str, Any] | None], Path] | None = None
 
 
 _FORMATS: dict[str, ExportFormat] = {f.name: f for f in (
@@ -224,7 +242,7 @@ def export_candidate(ws: Workspace, candidate_id: int, fmt: str, out: str | Path
             "dominance_layer": int(row["rank"]) if is_finite(row["rank"]) else None,  # 0 = on the front
             "on_front": bool(row["on_front"])}
     if writer.table is not None:
-        return writer.table(table, out, force)
+        return writer.table(table, out, force, card)
     if is_base(row["method"]) or not row["weights"]:
         raise ExportError(f"candidate {candidate_id} is the base model itself; nothing to compose")
     if DECODE_TIME.decodes(str(row["decoding"])):  # MOD: n + 1 models mixed per token; no one set of weights is it
@@ -233,7 +251,10 @@ def export_candidate(ws: Workspace, candidate_id: int, fmt: str, out: str | Path
                           f"export; export the candidate table (--format csv), or the parameter-space candidate at the "
                           f"same weights {list(row['weights'])} of the method whose vectors it mixes")
     base = load_base(ws.manifest.base)
-    by_hash = ws.vector_index()
+    # the row's own vector dirs first: a hash shared by two methods (mva's first vector is mva-no-hsic's) then
+    # loads the vector as its row stored it
+    by_hash = {**ws.vector_index(), **{h: d for m in ws.compared_methods() if m.name == row["method"]
+                                       for d, h in zip(m.vector_dirs, m.vector_hashes)}}
     vectors = []
     for h in json.loads(row["vector_hashes"]):
         if h not in by_hash:

@@ -10,6 +10,9 @@ os.environ.setdefault("MVA_DEBUG", "1")
 # A token in the developer's environment would make every app test ask for it (mva_core.access); tests that need
 # one set it themselves.
 os.environ.pop("MVA_AUTH_TOKEN", None)
+# Interference results are cached per machine (mva_core.interference_cache); a test run starts from an empty cache of
+# its own, so that the page's computation is exercised, not a result a previous run left.
+os.environ.setdefault("MVA_INTERFERENCE_CACHE", __import__("tempfile").mkdtemp(prefix="mva-interference-"))
 
 # AppTest runs no server: the app under test is bound as the shipped .streamlit/config.toml binds it (loopback),
 # whichever directory pytest starts in (that file is read from the current directory). Tests of the exposed app

@@ -89,6 +89,13 @@ def test_interference_on_button(ws, monkeypatch):
     at.button(key="diag_interference_go").click().run()
     losses = next(d.value for d in at.dataframe if "DPO loss" in d.value.columns)["DPO loss"].to_numpy()
     np.testing.assert_allclose(losses, [np.log(2)] * 2, rtol=1e-6)
+    assert any(c.value.endswith("Cached for the next visit (keyed by the vectors' content).") for c in at.caption)
+    # issue 31 item 6: the same vectors, pairs and settings again (a new session) are answered from the cache
+    at = open_page(monkeypatch, ws.root, PAGE)
+    at.slider(key="diag_n_pairs").set_value(3).run()
+    at.button(key="diag_interference_go").click().run()
+    assert any("Answered from the cache" in c.value for c in at.caption)
+    np.testing.assert_allclose(z_of(chart(at, "diag_interference_plot")["data"][0]), z, rtol=1e-12)
 
 
 def test_training_curves_hint_then_stored_run(ws, monkeypatch):
@@ -104,11 +111,12 @@ def test_training_curves_hint_then_stored_run(ws, monkeypatch):
     assert not any("python -m mva_core train" in i.value for i in at.info)
     assert at.selectbox(key="diag_run").value == run
     data = chart(at, "diag_curves_plot")["data"]
-    by = {(t["name"], t["yaxis"]): z_of({"z": t["y"]}) for t in data}
-    np.testing.assert_allclose(by[("warmth", "y")], [0.69, 0.5])
-    np.testing.assert_allclose(by[("brevity", "y")], [0.7, 0.6])
-    np.testing.assert_allclose(by[("brevity", "y3")], [0.4, 0.1])  # the HSIC term
-    assert ("warmth", "y3") not in by  # the first value has no earlier vector, so no term
+    by = {(t["name"], t["meta"]): z_of({"z": t["y"]}) for t in data}
+    np.testing.assert_allclose(by[("warmth", "dpo_part")], [0.69, 0.5])  # no earlier vector: the loss is all DPO
+    np.testing.assert_allclose(by[("brevity", "dpo_part")], [0.7 - 10 * 0.4, 0.6 - 10 * 0.1])
+    np.testing.assert_allclose(by[("brevity", "weighted_penalty")], [4.0, 1.0])
+    np.testing.assert_allclose(by[("brevity", "penalty_term")], [0.4, 0.1])  # the HSIC term
+    assert ("warmth", "penalty_term") not in by  # the first value has no earlier vector, so no term
 
 
 def test_no_vectors_says_how_to_train(tmp_path, monkeypatch):
@@ -119,15 +127,34 @@ def test_no_vectors_says_how_to_train(tmp_path, monkeypatch):
     assert any("python -m mva_core train" in w.value for w in at.warning)
 
 
-def test_cosine_scale_is_plus_minus_one_unless_zoomed(ws, monkeypatch):
-    """Issue 17 item 3: ±0.01 as the default scale made a cosine of 0.013 look like strong overlap."""
+def test_cosine_scale_follows_the_data_unless_fixed(ws, monkeypatch):
+    """Issue 31 item 6 (after issue 17 item 3): the layer-cosine heatmap was blank until "zoom" was ticked; by
+    default its colours span ± the largest |cosine| shown (and say so), ±1 on request."""
     at = open_page(monkeypatch, ws.root, PAGE)
     trace = chart(at, "diag_cosine_plot")["data"][0]
-    assert (trace["zmin"], trace["zmax"]) == (-1.0, 1.0)
-    at.toggle(key="diag_cosine_zoom").set_value(True).run()
+    assert trace["zmax"] == pytest.approx(np.nanmax(np.abs(z_of(trace)))) and trace["zmin"] == -trace["zmax"]
+    assert trace["zmax"] < 1.0
+    assert any(c.value.startswith("Colour scale ±") for c in at.caption)
+    at.toggle(key="diag_cosine_fixed").set_value(True).run()
     trace = chart(at, "diag_cosine_plot")["data"][0]
-    assert trace["zmax"] == pytest.approx(np.nanmax(np.abs(z_of(trace))))
-    assert any(c.value.startswith("Zoomed: the colour scale spans") for c in at.caption)
+    assert (trace["zmin"], trace["zmax"]) == (-1.0, 1.0)
+
+
+def test_hsic_colours_span_the_data_with_the_null_marked(ws, monkeypatch):
+    """Issue 31 item 6: 1.31 … 1.37 rendered in one colour on a 0 … max scale. The colours span the values and
+    the pair's permutation-null mean, which is a labelled tick on the colour bar."""
+    from mva_core.diagnostics import hsic_null_table, load_method_vectors
+
+    at = open_page(monkeypatch, ws.root, PAGE)
+    trace = chart(at, "diag_hsic_plot")["data"][0]
+    H = z_of(trace)
+    null = hsic_null_table(load_method_vectors(ws, METHOD), mode="lora_A", kernel="gaussian")
+    level = float(null["null_mean"].iloc[0])
+    lo, hi = min(H.min(), level), max(H.max(), level)
+    assert trace["zmin"] == pytest.approx(lo - 0.05 * (hi - lo)) and trace["zmax"] == pytest.approx(hi + 0.05 * (hi - lo))
+    bar = trace["colorbar"]
+    k = next(i for i, t in enumerate(bar["ticktext"]) if t.startswith("◀ null warmth · brevity"))
+    assert bar["tickvals"][k] == pytest.approx(level)
 
 
 @pytest.mark.slow
@@ -147,8 +174,12 @@ def test_demo_opens_on_the_chosen_methods_curves_with_the_twin_overlaid(tmp_path
     assert at.selectbox(key="diag_run").value == "vectors:mva"
     data = chart(at, "diag_curves_plot")["data"]
     meta = _json.loads((root / "vectors" / "mva" / "brevity" / "mva_vector.json").read_text())
-    solid = next(t for t in data if t["name"] == "brevity" and t["yaxis"] == "y3")
+    solid = next(t for t in data if t["name"] == "brevity" and t["meta"] == "penalty_term")
     np.testing.assert_allclose(z_of({"z": solid["y"]}), meta["hsic_terms"])
+    # issue 31 item 6: the DPO part of the demo's mva run starts at log 2, its total (≈ 13.97) is not drawn
+    dpo = next(t for t in data if t["name"] == "brevity" and t["meta"] == "dpo_part")
+    assert z_of({"z": dpo["y"]})[0] == pytest.approx(np.log(2), abs=1e-5)
+    assert not [t for t in data if t["meta"] == "loss"]
     twin = _json.loads((root / "vectors" / "mva-no-hsic" / "brevity" / "mva_vector.json").read_text())
     dotted = next(t for t in data if t.get("line", {}).get("dash") == "dot" and t["name"].startswith("brevity"))
     np.testing.assert_allclose(z_of({"z": dotted["y"]}), twin["hsic_terms"])
@@ -203,10 +234,34 @@ def test_curves_show_the_penalty_share_or_say_why_not(ws, monkeypatch):
     at = open_page(monkeypatch, ws.root, PAGE)
     at.selectbox(key="diag_run").set_value(with_alpha).run()
     data = chart(at, "diag_curves_plot")["data"]
-    by = {(t["name"], t["yaxis"]): z_of({"z": t["y"]}) for t in data}
-    np.testing.assert_allclose(by[("brevity", "y4")], [13.277454 / 13.970602, 13.159922 / 13.857169], rtol=1e-9)
-    assert ("warmth", "y4") not in by
+    by = {(t["name"], t["meta"]): z_of({"z": t["y"]}) for t in data}
+    np.testing.assert_allclose(by[("brevity", "penalty_share")], [13.277454 / 13.970602, 13.159922 / 13.857169],
+                               rtol=1e-9)
+    assert ("warmth", "penalty_share") not in by
     assert any("brevity 95.0% → 95.0%" in c.value for c in at.caption)
     at.selectbox(key="diag_run").set_value(older).run()
-    assert not [t for t in chart(at, "diag_curves_plot")["data"] if t["yaxis"] == "y4"]
+    data = chart(at, "diag_curves_plot")["data"]
+    assert not [t for t in data if t["meta"] == "penalty_share"]
+    by = {(t["name"], t["meta"]): z_of({"z": t["y"]}) for t in data}
+    np.testing.assert_allclose(by[("brevity", "loss")], [13.9, 13.8])  # no α: the total, labelled as such
+    assert ("brevity", "dpo_part") not in by
     assert any("recorded no penalty weight" in c.value for c in at.caption)
+
+
+def test_the_dpo_part_and_the_penalty_are_plotted_apart(ws, monkeypatch):
+    """Issue 31 item 6: the panel under "DPO loss" showed MVA's total (≈ 13.8) beside a caption about log 2. The
+    demo's first mva step: loss 13.970602 = L_DPO + 10 × 1.3277454, so L_DPO = log 2 (the adapter starts at 0)."""
+    run = ws.store.start_run("train", {"method": "mva", "alpha": 10.0}, "mva")
+    ws.store.finish_run(run, "done", {
+        "warmth": {"losses": [0.6931472, 0.69], "reward_accuracies": [0.5, 0.5], "hsic_terms": []},
+        "brevity": {"losses": [13.970602, 13.857169], "reward_accuracies": [0.5, 1.0],
+                    "hsic_terms": [1.3277454, 1.3159922]}})
+    at = open_page(monkeypatch, ws.root, PAGE)
+    at.selectbox(key="diag_run").set_value(run).run()
+    spec = chart(at, "diag_curves_plot")
+    by = {(t["name"], t["meta"]): z_of({"z": t["y"]}) for t in spec["data"]}
+    assert by[("brevity", "dpo_part")][0] == pytest.approx(np.log(2), abs=1e-5)
+    np.testing.assert_allclose(by[("brevity", "weighted_penalty")], [13.277454, 13.159922], rtol=1e-7)
+    assert ("brevity", "loss") not in by  # the total is not drawn where its split is known
+    titles = [a["text"] for a in spec["layout"]["annotations"]]
+    assert titles[0].startswith("DPO part L_DPO") and titles[1].startswith("penalty part α × Σⱼ HSIC")

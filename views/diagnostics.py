@@ -3,6 +3,8 @@ gradient interference (MVA Eq.10) and the training curves with their HSIC term (
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -11,11 +13,12 @@ from plotly.subplots import make_subplots
 
 from mva_core.errors import MVAError
 from mva_core.diagnostics import (
-    DiagnosticsError, hsic_layer_table, hsic_matrix, hsic_null_table, interference, layer_cosines, load_method_vectors,
+    DiagnosticsError, hsic_layer_table, hsic_matrix, hsic_null_table, layer_cosines, load_method_vectors,
     load_preference_pairs, preference_pair_files, shared_layers, training_curves, vector_cosines, vector_set_stamp,
     vector_training_curves,
 )
 from mva_core.hsic import ESTIMATORS, KERNELS, SAMPLE_MODES
+from mva_core.interference_cache import cached_interference
 from mva_core.vectors import ValueVector, VectorError
 from mva_core.pareto import is_finite
 from views.shared import current_workspace, forget_stale, get_base, get_workspace
@@ -56,15 +59,45 @@ def get_hsic_null(root: str, method: str, stamp: tuple, mode: str, kernel: str) 
     return hsic_null_table(get_vectors(root, method, stamp), mode=mode, kernel=kernel)  # type: ignore[arg-type]
 
 
+def data_range(values: np.ndarray, marks: Sequence[float] = (), diverging: bool = False) -> tuple[float, float]:
+    """The colour range a heatmap spans by default: the finite data (and the `marks` to be shown on its colour bar),
+    so that 1.31 … 1.37 is not one colour; `diverging`: symmetric about 0 (± the largest |value|)."""
+    finite = np.asarray([*np.ravel(values), *marks], dtype=float)
+    finite = finite[np.isfinite(finite)]
+    if not finite.size:
+        return (-1.0, 1.0) if diverging else (0.0, 1.0)
+    if diverging:
+        top = float(np.abs(finite).max()) or 1.0
+        return -top, top
+    lo, hi = float(finite.min()), float(finite.max())
+    pad = 0.05 * (hi - lo) if hi > lo else (0.05 * abs(hi) or 0.5)
+    return lo - pad, hi + pad
+
+
+def colorbar_ticks(zrange: tuple[float, float], marks: dict[str, float]) -> dict[str, Any]:
+    """Five round ticks across `zrange` plus one labelled tick per mark ("null a · b 1.334"), for a colour bar."""
+    lo, hi = zrange
+    digits = max(0, 2 - int(np.floor(np.log10(max(hi - lo, 1e-12)))))  # 3 significant digits of the span
+    vals = [round(float(x), digits) for x in np.linspace(lo, hi, 5)[1:-1]]
+    text = [f"{x:.{digits}f}" for x in vals]
+    for label, x in marks.items():
+        if np.isfinite(x):
+            vals.append(float(x))
+            text.append(f"◀ {label} {x:.{digits + 1}f}")
+    return dict(tickvals=vals, ticktext=text)
+
+
 def heatmap(z: pd.DataFrame, title_x: str, title_y: str, zrange: tuple[float, float], text: bool,
-            colorbar: str, height: int) -> go.Figure:
-    """Rows top to bottom as in `z`; a range below 0 gets a diverging scale centred on 0 (white)."""
-    diverging = zrange[0] < 0
+            colorbar: str, height: int, marks: dict[str, float] | None = None) -> go.Figure:
+    """Rows top to bottom as in `z`; a range below 0 gets a diverging scale centred on 0 (white); `marks` (e.g. a
+    permutation null's mean) are labelled ticks on the colour bar."""
+    diverging = zrange[0] < 0 < zrange[1]
     Z = z.to_numpy(dtype=float)
     fig = go.Figure(go.Heatmap(
         z=Z, x=[str(c) for c in z.columns], y=[str(i) for i in z.index],
         colorscale="RdBu" if diverging else "Viridis", reversescale=diverging, zmin=zrange[0], zmax=zrange[1],
-        zmid=0.0 if diverging else None, colorbar=dict(title=colorbar),
+        zmid=0.0 if diverging else None,
+        colorbar=dict(title=colorbar, **(colorbar_ticks(zrange, marks) if marks else {})),
         text=np.vectorize(lambda x: f"{x:.3g}" if is_finite(x) else "—", otypes=[str])(Z) if text else None,
         texttemplate="%{text}" if text else None, hoverongaps=False,
         hovertemplate=f"{title_y} %{{y}}<br>{title_x} %{{x}}<br>{colorbar} = %{{z:.4g}}<extra></extra>"))
@@ -96,36 +129,58 @@ def layer_null_figure(layers: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def curves_figure(df: pd.DataFrame, overlay: pd.DataFrame | None = None) -> go.Figure:
-    """Loss, reward accuracy and (when recorded) the penalty term per step, one colour per value; `overlay`'s
-    penalty term (another method's run) dotted in the same colours."""
-    panels = {"loss": "DPO loss", "reward_accuracy": "reward accuracy"}
-    if df["penalty_term"].notna().any():
-        penalty = next(p for p in df.loc[df["penalty_term"].notna(), "penalty"].dropna())
-        panels["loss"] = "loss (DPO + weight × penalty)"
-        panels["penalty_term"] = ("weight-consistency term L_wc (MI-EPO, our formulation)" if penalty == "weight_consistency"
-                                  else f"{penalty.upper()} term Σⱼ P(θᵢ, θⱼ), earlier vectors j")
+COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+
+
+def curves_panels(df: pd.DataFrame) -> dict[str, str]:
+    """Column -> title of each panel `curves_figure` draws for `df`: the logged loss split into its DPO part and its
+    weighted penalty (MVA Eq.14: L = L_DPO + α·P), so a total of ≈ 13.8 is not read as a DPO loss; the logged
+    total only for runs that recorded no weight (its split unknown)."""
+    has_term = df["penalty_term"].notna().any()
+    penalty = next(iter(df.loc[df["penalty_term"].notna(), "penalty"].dropna()), "hsic") if has_term else None
+    term = ("L_wc (MI-EPO's weight-consistency term)" if penalty == "weight_consistency"
+            else f"Σⱼ {str(penalty).upper()}(θᵢ, θⱼ)")
+    weight = "β_w" if penalty == "weight_consistency" else "α"
+    panels = {"dpo_part": "DPO part L_DPO (log 2 ≈ 0.693 at the start; should fall)" if has_term
+              else "DPO loss (log 2 ≈ 0.693 at the start; should fall)"}
+    if (df["dpo_part"].isna() & df["loss"].notna()).any():
+        panels["loss"] = f"logged loss L_DPO + {weight} × penalty (weight not recorded: not split)"
+    if (df["weighted_penalty"].fillna(0.0) != 0.0).any():
+        panels["weighted_penalty"] = f"penalty part {weight} × {term} in the loss"
+    panels["reward_accuracy"] = "reward accuracy"
+    if has_term:
+        panels["penalty_term"] = (f"{term} unweighted (MI-EPO, our formulation)" if penalty == "weight_consistency"
+                                  else f"{term} unweighted, earlier vectors j")
     if df["penalty_share"].notna().any():
-        panels["penalty_share"] = "penalty's share of the loss (weight × penalty / loss)"
+        panels["penalty_share"] = f"penalty's share of the loss ({weight} × penalty / loss)"
+    return panels
+
+
+def curves_figure(df: pd.DataFrame, overlay: pd.DataFrame | None = None) -> go.Figure:
+    """Per step, one colour per value: the DPO part of the loss, the weighted penalty, reward accuracy, the
+    unweighted penalty term and its share (`curves_panels`); `overlay`'s penalty term (another method's run)
+    dotted in the same colours. The logged total appears only where its split is unknown."""
+    panels = curves_panels(df)
     fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.07,
                         subplot_titles=list(panels.values()))
     for k, (value, part) in enumerate(df.groupby("value", sort=False)):
-        color = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"][k % 5]
+        color = COLORS[k % len(COLORS)]
         for row, col in enumerate(panels, start=1):
-            if part[col].notna().any():
-                fig.add_trace(go.Scatter(x=part["step"], y=part[col], mode="lines", name=value, legendgroup=value,
-                                         showlegend=row == 1, line=dict(color=color)), row=row, col=1)
+            rows = part[part["dpo_part"].isna()] if col == "loss" else part
+            if rows[col].notna().any():
+                fig.add_trace(go.Scatter(x=rows["step"], y=rows[col], mode="lines", name=value, legendgroup=value,
+                                         showlegend=row == 1, line=dict(color=color), meta=col), row=row, col=1)
     if overlay is not None and "penalty_term" in panels:
         for k, (value, part) in enumerate(overlay.groupby("value", sort=False)):
             if part["penalty_term"].notna().any():
                 fig.add_trace(go.Scatter(x=part["step"], y=part["penalty_term"], mode="lines",
-                                         name=f"{value} · {part['method'].iloc[0]}", line=dict(
-                                             color=["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"][k % 5],
-                                             dash="dot")), row=list(panels).index("penalty_term") + 1, col=1)
+                                         name=f"{value} · {part['method'].iloc[0]}", meta="penalty_term",
+                                         line=dict(color=COLORS[k % len(COLORS)], dash="dot")),
+                              row=list(panels).index("penalty_term") + 1, col=1)
     if "penalty_share" in panels:
         fig.update_yaxes(tickformat=".0%", rangemode="tozero", row=len(panels), col=1)
     fig.update_xaxes(title_text="step", row=len(panels), col=1)
-    fig.update_layout(height=220 * len(panels) + 60, margin=dict(l=10, r=10, t=50, b=10),
+    fig.update_layout(height=200 * len(panels) + 60, margin=dict(l=10, r=10, t=50, b=10),
                       legend=dict(orientation="h", y=1.1))
     return fig
 
@@ -169,12 +224,13 @@ else:
     cos = cos.assign(column=cos["pair"] + " · " + cos["module"])
     grid = cos.pivot_table(index="block", columns="column", values="cosine", aggfunc="first", dropna=False)
     grid = grid.reindex(index=list(dict.fromkeys(cos["block"])), columns=list(dict.fromkeys(cos["column"])))
-    zoom = st.toggle("Zoom the colour scale to the largest |cosine| shown", key="diag_cosine_zoom",
-                     help="Off (default): −1 … +1, the same for every method, so a cosine of 0.01 looks like the "
-                          "near-orthogonality it is. On: ± the largest |cosine| shown, to see small differences.")
-    top = float(np.nanmax(np.abs(grid.to_numpy(dtype=float)), initial=0.0)) or 1.0 if zoom else 1.0
-    if zoom:
-        st.caption(f"Zoomed: the colour scale spans ±{top:.3g}, not ±1.")
+    fixed = st.toggle("Colour scale −1 … +1 (the same for every method)", key="diag_cosine_fixed",
+                      help="Off (default): ± the largest |cosine| shown, so the layers' differences are visible. On: "
+                           "−1 … +1, so a cosine of 0.01 looks like the near-orthogonality it is.")
+    top = 1.0 if fixed else data_range(grid.to_numpy(dtype=float), diverging=True)[1]
+    if not fixed:
+        st.caption(f"Colour scale ±{top:.3g} (the largest |cosine| shown), not ±1: pale cells are near 0 on this "
+                   "scale, and a cell at the scale's end is ±" + f"{top:.3g}, not ±1.")
     st.plotly_chart(heatmap(grid, "pair · layer type", "block", (-top, top), False, "cosine",
                             max(260, 22 * len(grid) + 120)), width="stretch", key="diag_cosine_plot")
     pairs = [(a, b) for i, a in enumerate(values) for b in values[i + 1:]]
@@ -202,14 +258,20 @@ estimator = c3.radio("Estimator", sorted(ESTIMATORS), horizontal=True, key="diag
                           "Song et al. 2012, zero in expectation for independent vectors (can be negative).")
 try:
     H = get_hsic(root, method, stamp, mode, kernel, estimator)
-    top = float(np.nanmax(np.abs(H.to_numpy(dtype=float)), initial=0.0)) or 1.0
-    low = -top if float(np.nanmin(H.to_numpy(dtype=float), initial=0.0)) < 0 else 0.0  # unbiased: can be < 0
-    st.plotly_chart(heatmap(H, "θⱼ", "θᵢ", (low, top), True, "HSIC", 160 + 60 * len(values)), width="stretch",
+    null = get_hsic_null(root, method, stamp, mode, kernel) if len(vectors) >= 2 else None
+    # the null level of each pair (what unrelated vectors of these shapes give), marked on the colour bar
+    marks = {} if null is None else {
+        f"null {r['pair']}": float(r["unbiased_null_mean"] if estimator == "unbiased" else r["null_mean"])
+        for _, r in null.iterrows()}
+    Hz = H.to_numpy(dtype=float)
+    zrange = data_range(Hz, list(marks.values()), diverging=bool(np.nanmin(Hz, initial=0.0) < 0))  # unbiased: < 0
+    st.plotly_chart(heatmap(H, "θⱼ", "θᵢ", zrange, True, "HSIC", 160 + 60 * len(values), marks), width="stretch",
                     key="diag_hsic_plot")
-    if len(vectors) >= 2:
+    st.caption(f"Colours span {zrange[0]:.4g} … {zrange[1]:.4g}, the values shown"
+               + (" and the permutation null's mean (◀ on the colour bar)" if marks else "") + ".")
+    if null is not None:
         st.markdown("**Beside its permutation null** (each layer's θⱼ samples shuffled, 200 times): an HSIC is "
                     "evidence of dependence only if it stands above what unrelated vectors of these shapes give.")
-        null = get_hsic_null(root, method, stamp, mode, kernel)
         st.table(null.set_index("pair").style.format("{:.5f}").format("{:.3f}", subset=["p_value", "unbiased_p_value"]))
         st.caption("p = (1 + #{shuffles ≥ observed}) / (1 + 200). hsic_unbiased: Song et al. 2012's estimator, zero "
                    "in expectation for independent vectors; the biased one (Eq.6) has a floor above 0 at small r.")
@@ -296,14 +358,18 @@ if pair_files is not None:
                 def on_progress(stage: str, done: int, total: int) -> None:
                     bar.progress(min(done / max(total, 1), 1.0), text=f"{stage}: {done}/{total} micro-batches")
 
-                result = interference(base, vectors, pairs, weights=weights, n_pairs=n_pairs, progress=on_progress)
+                result, from_cache = cached_interference(base, vectors, pairs, weights=weights, n_pairs=n_pairs,
+                                                         progress=on_progress)
             except MVAError as exc:  # DiagnosticsError, VectorError, ModelLoadError, bad pair data
                 status.update(label="Interference failed", state="error")
                 st.error(str(exc))
             else:
-                st.session_state["diag_interference"] = {"method": method, "stamp": stamp, "result": result}
+                st.session_state["diag_interference"] = {"method": method, "stamp": stamp, "result": result,
+                                                         "from_cache": from_cache}
                 where = "each at its own model" if result.at == "own" else f"at {result.at}"
-                status.update(label=f"Gradients of {len(values)} values, {where}", state="complete", expanded=False)
+                how = "from the cache (computed before for these vectors, pairs and settings)" if from_cache else ""
+                status.update(label=f"Gradients of {len(values)} values, {where} {how}".strip(), state="complete",
+                              expanded=False)
     done = st.session_state.get("diag_interference")
     if done is not None and done["method"] == method and done["stamp"] == stamp:
         res = done["result"]
@@ -318,14 +384,18 @@ if pair_files is not None:
             st.dataframe(pd.DataFrame(res.dot, index=res.values, columns=res.values).rename_axis("gᵢᵀgⱼ"),
                          width="stretch")
         st.caption(f"At {'each value’s own model' if res.at == 'own' else res.at}; each g has "
-                   f"{res.n_parameters:,} entries (the adapted layers' weights).")
+                   f"{res.n_parameters:,} entries (the adapted layers' weights). "
+                   + ("Answered from the cache: computed before for the same vectors (by content hash), pairs and "
+                      "settings; it lives in your cache dir ($MVA_INTERFERENCE_CACHE), not in the workspace."
+                      if done.get("from_cache") else "Cached for the next visit (keyed by the vectors' content)."))
 
 # ---- Training curves ----
 st.header("Training curves")
-st.caption("Per optimizer step: the DPO loss (starts at log 2 ≈ 0.693 and should fall), the reward accuracy (share "
-           "of pairs in the batch where the policy prefers the chosen response more than the base does) and the "
-           "penalty term Σⱼ HSIC(θᵢ, θⱼ) against the earlier vectors (Eq.14; none for the first value). For "
-           "mva-no-hsic the term is only recorded, not trained on: compare it with mva's.")
+st.caption("Per optimizer step, the training loss L = L_DPO + α·Σⱼ HSIC(θᵢ, θⱼ) (Eq.14) in its two parts: the DPO "
+           "part (starts at log 2 ≈ 0.693 and should fall) and the penalty part α × the term against the earlier "
+           "vectors (none for the first value); then the reward accuracy (share of pairs in the batch where the "
+           "policy prefers the chosen response more than the base does) and the term unweighted. For mva-no-hsic "
+           "(α = 0) the term is only recorded, not trained on: compare it with mva's.")
 curves = training_curves(ws.store.runs())
 # Every recorded run (keyed by its id), and every method's vectors' own metadata (vectors trained by `demo build`
 # or elsewhere; keyed "vectors:<method>")

@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from mva_core.errors import MVAError
@@ -23,6 +22,11 @@ from views.choose_pick import pick_box
 from views.shared import (
     Front, Mark, axis_picker, current_workspace, eta_text, forget_stale, front_figure, get_evaluator, get_table,
     get_candidates, get_workspace, hover_text, rank_text, table_columns, table_version,
+)
+from views.explore_3d import all_values_section
+from views.explore_prediction import (
+    kept_layers, kept_prediction, predict_at, prediction_mark, remember_prediction, stored_at, stored_mark,
+    track_record_section,
 )
 
 @st.cache_resource(show_spinner="Fitting the surrogate…", max_entries=16)
@@ -56,49 +60,6 @@ def z_brush(cands: pd.DataFrame, values: list[str], method: str) -> dict[str, tu
     return brush
 
 
-def front_3d(inside: pd.DataFrame, outside: pd.DataFrame, base: pd.DataFrame, axes: list[str], values: list[str],
-             predicted: dict | None, mine: pd.DataFrame | None) -> go.Figure:
-    """The candidates in three z axes: front red, dominated grey, outside the brush faint; the base model, the
-    surrogate's prediction at the sliders (±1 sd bars) and your evaluated point."""
-    fig = go.Figure()
-
-    def add(rows: pd.DataFrame, name: str, marker: dict, **style) -> None:
-        fig.add_trace(go.Scatter3d(x=rows[z_column(axes[0])], y=rows[z_column(axes[1])], z=rows[z_column(axes[2])],
-                                   mode="markers", name=name, marker=marker, **style))
-
-    for on_front, name, marker in [(False, "dominated", dict(color="#9aa5b1", size=4)),
-                                   (True, "Pareto front", dict(color="#d62728", size=6))]:
-        part = inside[inside["on_front"] == on_front]
-        add(part, name, marker, hovertext=hover_text(part, values), hoverinfo="text")
-    if len(outside):
-        add(outside, "outside the brush", dict(color="#d5dbe1", size=3, opacity=0.5), hoverinfo="skip")
-    add(base, "base model", dict(symbol="square", size=6, color="#1f77b4"))
-    if predicted is not None:
-        point = pd.DataFrame([{z_column(v): m for v, (m, _) in predicted.items()}])
-        bars = {k: dict(type="data", array=[predicted[a][1]], color="#ff7f0e")
-                for k, a in zip(("error_x", "error_y", "error_z"), axes)}
-        add(point, "predicted (surrogate)", dict(symbol="diamond-open", size=8, color="#ff7f0e"), **bars,
-            hovertext=["predicted at the sliders' weights (±1 sd), not generated"], hoverinfo="text")
-    if mine is not None and len(mine):
-        add(mine, "your point", dict(symbol="diamond", size=8, color="#ff7f0e"), hovertext=hover_text(mine, values),
-            hoverinfo="text")
-    fig.update_layout(height=520, margin=dict(l=0, r=0, t=10, b=0), legend=dict(orientation="h"), scene=dict(
-        xaxis_title=f"{axes[0]} (z)", yaxis_title=f"{axes[1]} (z)", zaxis_title=f"{axes[2]} (z)"))
-    return fig
-
-
-def parallel_coordinates(cands: pd.DataFrame, values: list[str], brush: dict[str, tuple[float, float]],
-                         selected: list[int]) -> go.Figure:
-    """One line per candidate across every value's z-score: 0 dominated, 1 on the front, 2 selected on the
-    scatter; the brush's ranges as constraint ranges on their axes."""
-    color = cands["on_front"].astype(int).where(~cands["id"].isin(selected), 2)
-    dims = [dict(label=f"{v} (z)", values=cands[z_column(v)], **({"constraintrange": list(brush[v])} if v in brush else {}))
-            for v in values]
-    return go.Figure(go.Parcoords(
-        line=dict(color=color, cmin=0, cmax=2, colorscale=[[0, "#c5ccd3"], [0.5, "#d62728"], [1, "#ff7f0e"]]),
-        dimensions=dims)).update_layout(height=380, margin=dict(l=40, r=40, t=40, b=10))
-
-
 ws = current_workspace()
 if ws is None:
     st.stop()
@@ -130,11 +91,15 @@ with st.sidebar:
                    "so not exportable as one.")
     if conditioned:
         st.caption("One policy; the sliders set the preference p written into its prompt (normalised to sum 1).")
-        raw = [float(st.slider(f"p: {v}", 0.0, 1.0, value=0.5, step=0.05, key=f"cp_{v}")) for v in values]
+        for v in values:  # initialised one way (session state), as the kept choices are written back that way
+            st.session_state.setdefault(f"cp_{v}", 0.5)
+        raw = [float(st.slider(f"p: {v}", 0.0, 1.0, step=0.05, key=f"cp_{v}")) for v in values]
         weights = [x / sum(raw) for x in raw] if sum(raw) > 0 else raw
     else:
-        weights = [float(st.slider(f"weight: {v}", 0.0, float(ws.manifest.C), value=min(0.5, ws.manifest.C),
-                                   step=0.05, key=f"w_{v}")) for v in values]
+        for v in values:
+            st.session_state.setdefault(f"w_{v}", min(0.5, float(ws.manifest.C)))
+        weights = [float(st.slider(f"weight: {v}", 0.0, float(ws.manifest.C), step=0.05, key=f"w_{v}"))
+                   for v in values]
     evaluate = st.button("Evaluate", type="primary", width="stretch", key="explore_evaluate",
                          disabled=conditioned and sum(weights) == 0,
                          help="Set at least one p above 0." if conditioned and sum(weights) == 0 else None)
@@ -142,10 +107,17 @@ with st.sidebar:
 # ---- Pick by preference ----
 with st.expander("Pick by preference p: the front candidate maximising p·z", expanded=True):
     pc = st.columns(len(values) + 1)
-    p_raw = [pc[i].number_input(f"p: {v}", min_value=0.0, value=0.0, step=0.1, key=f"p_{v}")
-             for i, v in enumerate(values)]
+    for v in values:
+        st.session_state.setdefault(f"p_{v}", 0.0)
+    p_raw = [pc[i].number_input(f"p: {v}", min_value=0.0, step=0.1, key=f"p_{v}") for i, v in enumerate(values)]
     scope = pc[-1].radio("Among", ["this method", "all methods"], key="explore_pick_scope", horizontal=True)
 preference = np.asarray(p_raw) / sum(p_raw) if sum(p_raw) > 0 else None
+
+_before = get_table(str(ws.root), table_version(ws)) if evaluate else None
+if _before is not None and not _before.empty:  # what the surrogate says before the measurement, kept beside it
+    remember_prediction(method, weights, predict_at(get_surrogate(str(ws.root), table_version(ws), method), values,
+                                                    weights),
+                        not stored_at(_before[_before["method"] == method], values, weights).empty)
 
 # ---- Evaluate ----
 if st.session_state.get("explore_cancel"):  # the click reran the script, which stopped generating at the next token
@@ -222,17 +194,16 @@ layers = [Front(cands[inside], with_confidence(hover_text(cands[inside], values)
                     hovertext=["each value's vector alone at weight 1<br>" + h for h in hover_text(singles, values)]))]
 # ---- Surrogate: where the sliders' point will land, before anything is generated ----
 model = get_surrogate(str(ws.root), table_version(ws), method)
-predicted = None
-if model is not None:
-    mean, sd = model.predict([weights])
-    predicted = dict(zip(values, zip(mean[0], sd[0])))
-    layers.append(Mark(pd.DataFrame([{z_column(v): m for v, (m, _) in predicted.items()}]), "predicted (surrogate)",
-                       dict(symbol="star-open", size=18, color="#ff7f0e", line=dict(width=2)),
-                       dict(error_x=dict(type="data", array=[predicted[x_name][1]], color="#ff7f0e"),
-                            error_y=dict(type="data", array=[predicted[y_name][1]], color="#ff7f0e"),
-                            hoverinfo="text", hovertext=["predicted at these weights (±1 sd), not generated<br>"
-                                                         + "<br>".join(f"{v}: z={m:+.2f} ± {d:.2f}"
-                                                                       for v, (m, d) in predicted.items())])))
+here = stored_at(cands, values, weights)  # a stored point at the sliders: shown, not predicted
+kept = kept_prediction(method, weights, here)  # the prediction made before it was measured, until sliders move
+predicted = predict_at(model, values, weights) if here.empty else None
+if predicted is not None:
+    layers.append(prediction_mark(predicted, x_name, y_name, "predicted (surrogate)",
+                                  "predicted at these weights (±1 sd), not generated"))
+if not here.empty and not (mine is not None and (here["id"] == mine).any()):  # else drawn as "your point"
+    layers.append(stored_mark(here, values))
+if kept is not None:
+    layers += kept_layers(kept, here, x_name, y_name)
 preferred = None
 pool = cands if scope == "this method" else candidates.without_base().frame.loc[lambda f: f["finite"]]
 if preference is not None and pool["on_front"].any():
@@ -255,6 +226,12 @@ st.caption("Red rings: how sure a point is of the front, as opaque as the share 
            "Compare) in which it is on this method's front; hover for the share.")
 st.caption("Click a point, or drag a box / lasso (chart toolbar), to open those candidates below"
            + (" and highlight them in the parallel coordinates." if len(values) >= 3 else "."))
+if kept is not None:
+    st.caption(f"At the sliders: candidate #{kept['candidate']} as measured (filled star) beside what the surrogate "
+               "predicted there before measuring (open star, ±1 sd; dotted: the gap). Move a slider to predict anew.")
+elif not here.empty:
+    st.caption(f"At the sliders: stored candidate #{int(here['id'].iloc[-1])} (filled star), measured, not predicted.")
+track_record_section(table, values)
 if model is not None:
     st.caption(f"Open star: the surrogate's prediction at the sliders' weights (a Gaussian process per value fitted on "
                f"this method's {model.n_candidates} stored candidates; bars ±1 sd), shown before anything is generated; "
@@ -287,16 +264,8 @@ if preferred is not None:
 
 # ---- Three or more values: the 3-D front and parallel coordinates, linked to the brush and the selection ----
 if len(values) >= 3:
-    st.subheader("All values at once")
-    axes = st.multiselect("3-D axes", values, default=values[:3], max_selections=3, key="explore_axes3d")
-    if len(axes) == 3:
-        st.plotly_chart(front_3d(cands[inside], outside, base, axes, values, predicted,
-                                 table[table["id"] == mine] if mine is not None else None),
-                        width="stretch", key="explore_3d")
-    st.plotly_chart(parallel_coordinates(cands, values, brush, selected), width="stretch", key="explore_parcoords")
-    st.caption("Parallel coordinates: one line per candidate through its z-score on every value; red = on the front, "
-               "orange = selected on the scatter above. The brush's ranges show as bars on the axes (drag there to "
-               "explore; the brush sliders above filter the scatter and the 3-D front too).")
+    all_values_section(cands, inside, base, values, predicted, table[table["id"] == mine] if mine is not None else None,
+                       brush, selected, None if kept is None else kept["predicted"], here)
 
 # ---- Selected candidates ----
 def candidate_wins(cid: int) -> dict[str, float] | None:

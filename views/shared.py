@@ -123,7 +123,8 @@ def sidebar() -> None:
                          format_func=lambda n: f"{n}: {', '.join(v.name for v in shipped[n].values)}",
                          help="The demo workspaces shipped in data/ (`python -m mva_core demo build --demo all`), "
                               "opened as a working copy (data/workspace, data/workspace-<name>; git-ignored).")
-        path = st.text_input("Workspace", value=default, key="workspace",
+        st.session_state.setdefault("workspace", default)  # one way: open_shipped writes it too
+        path = st.text_input("Workspace", key="workspace",
                              help="A directory with workspace.json (default: $MVA_WORKSPACE or data/workspace), "
                                   "under the directories this app may open ($MVA_WORKSPACE_ROOTS).")
     # An emptied box means "the default", never the current directory.
@@ -175,8 +176,11 @@ def axis_picker(values: Sequence[str], key: str) -> tuple[str, str]:
     x_name, y_name = (list(values) * 2)[:2]
     if len(values) > 2:
         c1, c2 = st.columns(2)
-        x_name = c1.selectbox("x axis", values, index=0, key=f"{key}_x")
-        y_name = c2.selectbox("y axis", values, index=1, key=f"{key}_y")
+        for axis, default in ((f"{key}_x", values[0]), (f"{key}_y", values[1])):  # kept across pages: state only
+            forget_stale(axis, values)
+            st.session_state.setdefault(axis, default)
+        x_name = c1.selectbox("x axis", values, key=f"{key}_x")
+        y_name = c2.selectbox("y axis", values, key=f"{key}_y")
     return x_name, y_name
 
 
@@ -224,13 +228,22 @@ def hover_text(rows: pd.DataFrame, values: Sequence[str], title: str = "candidat
 @dataclass
 class Front:
     """One method's finite candidates on a front chart. Alone (`color` None): dominated grey, the front red with a
-    dotted line. One of several (a `color`): faint dots, the front as a line named `name`."""
+    dotted line. One of several (a `color`): faint dots, the front as a line named `name`. A front over more values
+    than the two drawn (`is_projected`) gets no line: its points are marked."""
 
     rows: pd.DataFrame  # z_<value>, on_front, id
     hover: list[str]  # one per row
     name: str = ""
     color: str | None = None
     staircase: bool = False  # two values: draw the front line as the edge of the region it dominates
+    # a 2-D view of a front over more values (None: inferred, more than two z_ columns): no line joins its points,
+    # which are non-dominated in all values and zigzag across the cloud in any two of them
+    projected: bool | None = None
+
+    def is_projected(self) -> bool:
+        if self.projected is not None:
+            return self.projected
+        return sum(1 for c in self.rows.columns if str(c).startswith(z_column(""))) > 2
 
 
 @dataclass
@@ -271,22 +284,32 @@ def front_figure(x_name: str, y_name: str, layers: Sequence[Front | Mark], heigh
         rows = rows.assign(symbol=simplex_symbols(rows))
         any_off |= bool((rows["symbol"] == OFF_SIMPLEX_SYMBOL).any())
         front = rows[rows["on_front"].astype(bool)].sort_values(x)  # bool: an empty object column would pick columns
+        projected = layer.is_projected()
         if layer.color is None:
             for on_front, name, style in [(False, "dominated", dict(color="#9aa5b1", size=8)),
-                                          (True, "Pareto front", dict(color="#d62728", size=11))]:
+                                          (True, "Pareto front (all values)" if projected else "Pareto front",
+                                           dict(color="#d62728", size=11, line=dict(width=1, color="#7f1112")))]:
                 part = rows[rows["on_front"] == on_front]
                 fig.add_trace(go.Scatter(x=part[x], y=part[y], mode="markers", name=name,
                                          marker={**style, "symbol": part["symbol"].tolist()},
                                          hovertext=part["hover"], hoverinfo="text", customdata=part["id"]))
-            fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines", name="front line",
-                                     line=dict(color="#d62728", dash="dot"), hoverinfo="skip"))
+            if not projected:
+                fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines", name="front line",
+                                         line=dict(color="#d62728", dash="dot"), hoverinfo="skip"))
             continue
         fig.add_trace(go.Scatter(x=rows[x], y=rows[y], mode="markers", name=f"{layer.name} (all)",
                                  marker=dict(color=layer.color, size=6, opacity=0.35, symbol=rows["symbol"].tolist()),
                                  hovertext=rows["hover"], hoverinfo="text", customdata=rows["id"],
                                  legendgroup=layer.name, showlegend=False))
+        if projected:  # its front points marked, not joined
+            fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="markers", name=f"{layer.name} front (all values)",
+                                     marker=dict(color=layer.color, size=10, line=dict(width=1, color="#222"),
+                                                 symbol=front["symbol"].tolist()),
+                                     legendgroup=layer.name, hovertext=front["hover"], hoverinfo="text",
+                                     customdata=front["id"]))
+            continue
         fig.add_trace(go.Scatter(x=front[x], y=front[y], mode="lines+markers", name=layer.name,
-                                 line=dict(color=layer.color, width=2, shape="hv" if layer.staircase else "linear"),
+                                 line=dict(color=layer.color, width=2, shape="vh" if layer.staircase else "linear"),
                                  marker=dict(color=layer.color, size=10, symbol=front["symbol"].tolist()),
                                  legendgroup=layer.name, hoverinfo="skip"))
     if any_off:  # the legend says what the diamonds are (a trace with no point of its own)
