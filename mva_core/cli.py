@@ -408,6 +408,9 @@ def cmd_search(args: argparse.Namespace) -> int:
     values = [v.strip() for v in args.values.split(",") if v.strip()] if args.values else None
     result, run_id = search_method(ws, args.method, args.budget, step=args.step, seed=args.seed, batch=args.batch,
                                    values=values, progress=bar)
+    if run_id is None:  # the whole budget is already stored: nothing evaluated, no run recorded
+        print(f"nothing to search: {result.nothing_new}")
+        return 0
     front = result.front
     print(f"search run {run_id} of {args.method}: {len(result.weights)} points known, front of {len(front)}; "
           f"hypervolume {result.hv_history[-1]:.4f} (ref {np.round(result.ref, 3).tolist()})")

@@ -94,7 +94,9 @@ def evaluate_live(ev: Evaluator, method: str, weights: Sequence[float], bar, roo
         chart_slot.plotly_chart(front_figure(x_name, y_name, layers, height=320), width="stretch",
                                 key=f"explore_live_{point.n_done}_{int(not point.partial)}")
 
-    return evaluate_anytime(ev, weights, source="live", on_point=on_point, progress=on_progress)
+    point = evaluate_anytime(ev, weights, source="live", on_point=on_point, progress=on_progress)
+    chart_slot.empty()  # stored: the page's own chart shows it as "your point", among the method's candidates
+    return point
 
 
 def partial_layer(method: str, weights: Sequence[float], x_name: str, y_name: str) -> Mark | None:
