@@ -326,6 +326,7 @@ def cmd_results(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     """HV and MIP per method with 95 % BCa bootstrap intervals over prompts, and paired differences with percentile
     intervals (DESIGN §3, issue 27 item 4)."""
+    from .design import design_table, explored_mask
     from .diagnostics import hsic_null_table, load_method_vectors
     from .metrics import compare_with_intervals, comparison_json, crd_by_method, follows_p_by_method
     from .results import load_table
@@ -334,11 +335,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     if args.resamples < 1000:
         raise CliError(f"--resamples {args.resamples}: use at least 1000 for 95 % intervals")
-    table = load_table(ws)
+    everything = load_table(ws)
+    table = design_table(ws, everything, args.include_explored)  # each method's sweep design (issue 31 item 4)
     result = compare_with_intervals(ws, table, methods, _ref(args.ref, len(ws.value_names)),
                                     n_resamples=args.resamples, seed=args.seed)
     doc = comparison_json(result, crd_by_method(ws, table, list(result.methods)),
                           follows_p_by_method(ws, table, list(result.methods), args.resamples, args.seed))
+    doc["explored"] = {"candidates": int(explored_mask(ws, everything).sum()), "included": args.include_explored}
     # each compared vector set's HSIC beside its permutation null (methods with their own vector per value)
     doc["hsic"] = {m: hsic_null_table(load_method_vectors(ws, m)).to_dict(orient="records")
                    for m in doc["methods"] if m in ws.methods() and len(ws.value_names) >= 2}
@@ -554,6 +557,9 @@ def build_parser(prog: str = "python -m mva_core", command: str | None = None) -
     co.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples of the prompts (>= 1000)")
     co.add_argument("--seed", type=int, default=0)
     co.add_argument("--json", action="store_true")
+    co.add_argument("--include-explored", action="store_true",
+                    help="also count the points evaluated on Explore (default: each method's sweep design, grid and "
+                         "search runs, so HV and MIP do not move when a point is explored)")
 
     ju = add("judge", cmd_judge, "win rate against the base model by a pairwise LLM judge (judge:hf:MODEL)")
     ju.add_argument("--judge", required=True, help="judge:hf:MODEL (a causal LM that can judge; not the demo's 135M)")
