@@ -31,7 +31,7 @@ from .generate import Cancelled
 from .results import load_table
 from .store import prompts_hash
 from .surrogate import MIN_CANDIDATES, fit_surrogate
-from .sweep import Evaluator, evaluate_base, score_missing
+from .sweep import Evaluator, Executor, LocalExecutor, evaluate_base, score_missing
 from .workspace import Workspace
 
 Evaluate = Callable[[np.ndarray], np.ndarray]  # weights (B, n) -> z-scores (B, V)
@@ -208,7 +208,8 @@ def already_stored(ws: Workspace, method: str, config: dict, space: SearchSpace,
 def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, seed: int = 0, batch: int = 4,
                   values: Sequence[str] | None = None,
                   progress: Callable[[str, int, int], None] | None = None,
-                  cancel: threading.Event | None = None) -> tuple[SearchResult, int | None]:
+                  cancel: threading.Event | None = None,
+                  executor: Executor | None = None) -> tuple[SearchResult, int | None]:
     """Adaptive search over `method`'s weights: the lattice [0, C]^n at `step` (C from workspace.json), evaluated and
     stored like a sweep. `values` (a subset of the workspace's) searches only those values' weights, the others
     fixed at 0, as a sweep's `values` does; the front is on every value's z-score, as on Explore.
@@ -216,7 +217,8 @@ def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, se
     Every candidate of the method already stored on the workspace's prompts is known for free; `budget` counts the
     new evaluations of this search, so a rerun after a kill or a cancel (the same method, budget, step, seed, batch
     and values: the same run, adopted) spends only what is left. `cancel` set stops at the next decoding step (raises
-    `Cancelled`; every finished evaluation is stored). Returns the result (known and new points) and the run id; a
+    `Cancelled`; every finished evaluation is stored). `executor` generates each batch (default here, in this
+    process; `executor.RayExecutor` on Ray actors), as a sweep's chunks are. Returns the result (known and new points) and the run id; a
     search whose whole budget is already stored (`already_stored`) evaluates and records nothing: run id None, the
     reason in `result.nothing_new`."""
     if batch < 1:
@@ -268,11 +270,12 @@ def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, se
                 raise stopped()
             full = np.zeros((len(W), n))
             full[:, active] = W
+            supplied = next(iter((executor or LocalExecutor()).responses([(ev, full)])))
             try:
-                ids = ev.evaluate(full, "search", progress=progress, run_id=run.id, cancel=cancel).candidate_ids
+                done = ev.evaluate(full, "search", progress=progress, run_id=run.id, cancel=cancel, generated=supplied)
             except Cancelled:  # at the next decoding step: nothing of this batch's generate call is stored
                 raise stopped() from None
-            return load_table(ws).for_method(method).take(ids).z()
+            return done.z()
 
         def report(result: SearchResult) -> None:
             if progress:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Protocol, Sequence
 
@@ -23,6 +23,7 @@ from .kinds import SearchSpace, evaluated_as
 from .models import BaseModel, load_base
 from .errors import MVAError
 from .scorers import ScorerFailedError, get_scorer, scorer_key, stored_key
+from .results import load_table
 from .store import CandidateSpec, prompts_hash
 from .vectors import ValueVector, check_compatible, load_value_vector
 from .table import BASE_METHOD
@@ -36,6 +37,15 @@ StageProgress = Callable[[str, int, int], None]  # (stage, done, total)
 class Evaluation:
     candidate_ids: list[int]
     generated: int  # how many candidates had to be generated (the rest were cache hits)
+    method: str = ""  # the comparison row the candidates were evaluated as
+    workspace: Workspace | None = field(default=None, repr=False)
+
+    def z(self) -> np.ndarray:
+        """(K, V) the candidates' z-scores against the base model (the candidate table's, DESIGN "Metrics"), in the
+        order of `candidate_ids`: what a caller reads instead of recomputing them."""
+        if self.workspace is None:
+            raise ValueError("this Evaluation was made without its workspace; Evaluator.evaluate fills it")
+        return load_table(self.workspace).for_method(self.method).take(self.candidate_ids).z()
 
 
 class Evaluator:
@@ -134,7 +144,7 @@ class Evaluator:
                     progress("store", n + 1, len(todo))
         ids = [ids[i] for i in range(len(W))]
         score_missing(self.ws, ids, progress, extra_scorers)
-        return Evaluation(candidate_ids=ids, generated=len(todo))
+        return Evaluation(candidate_ids=ids, generated=len(todo), method=self.method, workspace=self.ws)
 
 
 def store_candidate(ws: Workspace, spec: CandidateSpec, prompts: Sequence[str], responses: list[list[str]],
@@ -256,13 +266,29 @@ def seconds_per_candidate(ws: Workspace) -> float | None:
     return None
 
 
-class Executor(Protocol):
-    """Where the responses of a sweep's chunks are generated; the driver alone writes the store."""
+Supplied = Callable[[np.ndarray], list[list[list[str]]]] | None  # a chunk's missing rows -> their responses
 
-    def responses(self, jobs: Sequence[tuple[Evaluator, np.ndarray]]
-                  ) -> Iterator[Callable[[np.ndarray], list[list[list[str]]]]]:
-        """For each (evaluator, chunk) in order: a function of the chunk's missing rows returning their responses."""
+
+class Executor(Protocol):
+    """Where the responses of a run's chunks are generated (a sweep's grid chunks, a search's batches); the driver
+    alone writes the store. `LocalExecutor` here, `executor.RayExecutor` on Ray actors: the same chunks, the same
+    generate calls, the same responses."""
+
+    def responses(self, jobs: Sequence[tuple[Evaluator, np.ndarray]]) -> Iterator[Supplied]:
+        """For each (evaluator, chunk) in order: a function of the chunk's missing rows returning their responses,
+        or None: the evaluator generates them in this process (with its progress and cancel)."""
         ...
+
+
+class LocalExecutor:
+    """The default executor: every chunk generated in this process, by its evaluator (`Evaluator.generate`)."""
+
+    def responses(self, jobs: Sequence[tuple[Evaluator, np.ndarray]]) -> Iterator[Supplied]:
+        for _ in jobs:
+            yield None
+
+    def shutdown(self) -> None:
+        """Nothing to release (the Ray executor's actors are)."""
 
 
 def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], chunk: int = 8,
@@ -290,7 +316,7 @@ def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], ch
     sizes = [1 if ev.kind.preference_in_prompt else chunk for ev, _ in groups]
     jobs = [(ev, W[start:start + size]) for (ev, W), size in zip(groups, sizes) for start in range(0, len(W), size)]
     with ws.store.run("sweep", config, method, adopt=True) as run:  # a rerun of a killed sweep takes it over
-        supplied = executor.responses(jobs) if executor is not None else iter([None] * len(jobs))
+        supplied = (executor or LocalExecutor()).responses(jobs)
         for (ev, part), responses in zip(jobs, supplied):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"sweep stopped by request after {len(ids)} of {total} candidates; they are kept")
