@@ -44,7 +44,8 @@ class Evaluation:
         """(K, V) the candidates' z-scores against the base model (the candidate table's, DESIGN "Metrics"), in the
         order of `candidate_ids`: what a caller reads instead of recomputing them."""
         if self.workspace is None:
-            raise ValueError("this Evaluation was made without its workspace; Evaluator.evaluate fills it")
+            raise ValueError("this Evaluation was made without its workspace; Evaluator.evaluate and sweep_groups "
+                             "fill it")
         return load_table(self.workspace).for_method(self.method).take(self.candidate_ids).z()
 
 
@@ -328,4 +329,4 @@ def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], ch
             if progress:
                 progress("candidates", len(ids), total)
         run.log.update(candidates=len(ids), generated=generated)
-    return Evaluation(candidate_ids=ids, generated=generated)
+    return Evaluation(candidate_ids=ids, generated=generated, method=method, workspace=ws)
