@@ -61,8 +61,14 @@ def main() -> None:
             w = np.round(rng.uniform(0, ws.manifest.C, len(ws.value_names)), 3)
             seen: list[float] = []
             t0 = time.perf_counter()
-            res = evaluate_anytime(ev, w, prompts_per_batch=args.prompts_per_batch,
-                                   on_point=lambda p: seen.append(time.perf_counter() - t0))
+
+            def on_point(point, seen=seen, t0=t0) -> None:
+                seen.append(time.perf_counter() - t0)
+                print(f"# {point.n_done}/{point.n_prompts} prompts after {seen[-1]:.1f} s: z "
+                      f"{np.round(point.z, 3).tolist()}, 95 % interval width {np.round(point.width, 3).tolist()}",
+                      flush=True)
+
+            res = evaluate_anytime(ev, w, prompts_per_batch=args.prompts_per_batch, on_point=on_point)
             fresh.append(time.perf_counter() - t0)
             first.append(seen[0])
             assert res.history and not res.partial, "an off-grid point was answered from the store"
