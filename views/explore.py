@@ -15,7 +15,7 @@ from mva_core.metrics import reference_point, summarise, win_rates
 from mva_core.results import single_vector_points
 from mva_core.surrogate import MIN_CANDIDATES, fit_surrogate
 from mva_core.table import raw_column, weight_column, z_column
-from views.explore_live import evaluate_live, partial_layer, stopped_notice
+from views.explore_live import evaluate_live, once, partial_layer, stopped_notice
 from views.shared import (
     Front, Mark, axis_picker, current_workspace, forget_stale, front_figure, get_evaluator, get_table,
     get_candidates, get_workspace, hover_text, rank_text, table_columns, table_version,
@@ -151,7 +151,7 @@ if evaluate:
                                                        "marked partial; nothing of it is stored.")
         ev = get_evaluator(str(ws.root), method)
         try:  # any-time: the point after the first batch of prompts, tightening batch by batch (views/explore_live.py)
-            with notices_to(notes.warning):  # e.g. out of memory: the rows were halved and generation went on
+            with notices_to(once(notes.warning)):  # e.g. out of memory: the rows were halved, generation went on
                 result = evaluate_live(ev, method, weights, bar, str(ws.root))
         except MVAError as exc:  # a scorer that fails, vectors that do not fit, …
             status.update(label="Evaluation failed", state="error")

@@ -4,7 +4,7 @@ stopped early stays on the chart marked partial; it is not stored and joins no f
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -54,6 +54,19 @@ def stopped_notice(method: str, weights: Sequence[float]) -> None:
     else:
         st.warning("Evaluation cancelled before the first batch of prompts was done: nothing of that point was "
                    "stored.")
+
+
+def once(show: Callable[[str], object]) -> Callable[[str], None]:
+    """`show` each message once: the base model (evaluated first, the reference of the z-scores) and the point
+    can hit the same limit (e.g. out of memory at the same rows per call) and say the same."""
+    seen: set[str] = set()
+
+    def show_once(message: str) -> None:
+        if message not in seen:
+            seen.add(message)
+            show(message)
+
+    return show_once
 
 
 def evaluate_live(ev: Evaluator, method: str, weights: Sequence[float], bar, root: str) -> LivePoint:
