@@ -218,9 +218,9 @@ def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, se
     new evaluations of this search, so a rerun after a kill or a cancel (the same method, budget, step, seed, batch
     and values: the same run, adopted) spends only what is left. `cancel` set stops at the next decoding step (raises
     `Cancelled`; every finished evaluation is stored). `executor` generates each batch (default here, in this
-    process; `executor.RayExecutor` on Ray actors), as a sweep's chunks are. Returns the result (known and new points) and the run id; a
-    search whose whole budget is already stored (`already_stored`) evaluates and records nothing: run id None, the
-    reason in `result.nothing_new`."""
+    process; `executor.RayExecutor` on Ray actors), as a sweep's chunks are. Returns the result (known and new
+    points) and the run id; a search whose whole budget is already stored (`already_stored`) evaluates and records
+    nothing: run id None, the reason in `result.nothing_new`."""
     if batch < 1:
         raise SearchError(f"batch = {batch}: points chosen per surrogate fit must be >= 1, e.g. 4")
     compared = ws.compared_method(method)

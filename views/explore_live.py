@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from mva_core.live import PROMPTS_PER_BATCH, LivePoint, evaluate_anytime
 from mva_core.sweep import Evaluator
@@ -69,7 +70,7 @@ def once(show: Callable[[str], object]) -> Callable[[str], None]:
     return show_once
 
 
-def evaluate_live(ev: Evaluator, method: str, weights: Sequence[float], bar, root: str) -> LivePoint:
+def evaluate_live(ev: Evaluator, method: str, weights: Sequence[float], bar: DeltaGenerator, root: str) -> LivePoint:
     """Run the any-time evaluation inside the caller's status box: `bar` shows the batch, the measured speed and the
     ETA; a chart under it shows the method's candidates and the point moving and tightening batch by batch."""
     values = list(ev.ws.value_names)
@@ -99,7 +100,8 @@ def evaluate_live(ev: Evaluator, method: str, weights: Sequence[float], bar, roo
         st.session_state[LIVE_KEY] = point
         st.session_state[TRACE_KEY].append((point.n_done, point.n_prompts, point.z.tolist(), point.low.tolist(),
                                             point.high.tolist()))
-        label = "measured point" if not point.partial else f"partial point ({point.n_done} of {point.n_prompts} prompts)"
+        label = "measured point" if not point.partial else \
+            f"partial point ({point.n_done} of {point.n_prompts} prompts)"
         layers = [Front(cands, hover_text(cands, values)), live_mark(point, x_name, y_name, label)] if len(cands) \
             else [live_mark(point, x_name, y_name, label)]
         text_slot.caption(point_text(point) + ("" if not point.partial else
