@@ -152,6 +152,7 @@ def generate_samples(
     cancel: threading.Event | None = None,
     identities: Sequence[str] | None = None,
     decode_time: bool = False,
+    prompt_ids: Sequence[int] | None = None,
 ) -> list[list[list[str]]]:
     """Responses [candidate][prompt][sample] for every row of `weights` (K, n), every prompt and each of
     `decoding.num_samples` samples (1 when greedy).
@@ -167,7 +168,9 @@ def generate_samples(
 
     Sampled decoding: response (k, j, s) is drawn with seed `row_seed(identities[k], j, s)` by `RowSampler`, so it
     is the same whichever rows share its call (up to float noise in the logits of differently padded batches).
-    `identities` (one per candidate; the store's candidate keys) default to `default_identity`.
+    `identities` (one per candidate; the store's candidate keys) default to `default_identity`. `prompt_ids` (one
+    per prompt) are the prompts' indices in the candidate's whole prompt set, for the seeds, when `prompts` is a part
+    of it (an any-time evaluation generates a few prompts at a time, mva_core.live); default 0, 1, …
 
     `progress(done, total)` counts decoding steps: total = generate calls × max_new_tokens, reported after every
     token (a call that ends early at EOS jumps to its end), so a bar moves and an ETA exists from the first token.
@@ -191,6 +194,9 @@ def generate_samples(
     if len(identities) != n_candidates:
         raise ValueError(f"{len(identities)} identities for {n_candidates} candidates; give one per candidate")
     n_samples = decoding.num_samples if decoding.do_sample else 1
+    seed_ids = list(range(len(prompts))) if prompt_ids is None else [int(i) for i in prompt_ids]
+    if len(seed_ids) != len(prompts):
+        raise ValueError(f"{len(seed_ids)} prompt_ids for {len(prompts)} prompts; give one per prompt")
     texts = [chat_prompt(tokenizer, p, decoding.system_prompt) for p in prompts]
     # Rows sorted by prompt length (longest first): chunks then hold prompts of one length, so left
     # padding wastes almost no prefill compute; with many candidates a chunk is often one prompt.
@@ -220,7 +226,7 @@ def generate_samples(
             [texts[j] for _, j, _ in chunk for _ in range(expand)], return_tensors="pt", padding=True,
             padding_side="left", add_special_tokens=False,
         )
-        sampler = RowSampler([row_seed(identities[k], j, s) for k, j, s in chunk], decoding.temperature,
+        sampler = RowSampler([row_seed(identities[k], seed_ids[j], s) for k, j, s in chunk], decoding.temperature,
                              decoding.top_p) if decoding.do_sample else None
         if decode_time:  # the sampler (one seed per sequence) draws from the mixture, not from a row
             processors = LogitsProcessorList([DecodeTimeMixture(weights[[k for k, _, _ in chunk]], then=sampler)])

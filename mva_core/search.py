@@ -17,6 +17,8 @@ evaluations on corners and noise; the n + 2 extremes, the posterior mean and bat
 
 from __future__ import annotations
 
+import json
+import threading
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -25,10 +27,11 @@ import numpy as np
 from . import pareto
 from .kinds import SearchSpace
 from .errors import MVAError
+from .generate import Cancelled
 from .results import load_table
 from .store import prompts_hash
 from .surrogate import MIN_CANDIDATES, fit_surrogate
-from .sweep import Evaluator, evaluate_base, score_missing
+from .sweep import Evaluator, Executor, LocalExecutor, evaluate_base, score_missing
 from .workspace import Workspace
 
 Evaluate = Callable[[np.ndarray], np.ndarray]  # weights (B, n) -> z-scores (B, V)
@@ -45,6 +48,7 @@ class SearchResult:
     z: np.ndarray  # (N, V)
     ref: np.ndarray  # (V,) the reference point of every hypervolume here
     hv_history: list[float] = field(default_factory=list)  # HV of the front after each evaluation
+    nothing_new: str | None = None  # why nothing was evaluated nor recorded (the whole budget is already stored)
 
     @property
     def front(self) -> np.ndarray:
@@ -183,16 +187,40 @@ def stored_history(ws: Workspace, method: str) -> tuple[list[float], np.ndarray]
     return hypervolume_history(Z, ref), ref
 
 
+def already_stored(ws: Workspace, method: str, config: dict, space: SearchSpace, known: np.ndarray) -> str | None:
+    """Why a search with `config` would evaluate nothing new (None: it would): the same search (method, budget, step,
+    seed, batch, values, prompts) already finished, its budget spent; or every point of the lattice of `space` is
+    among the `known` weights (in the searched subspace) already."""
+    runs = ws.store.runs()
+    done = runs[(runs["kind"] == "search") & (runs["method"] == method) & (runs["status"] == "done")]
+    for run in done.itertuples():
+        if json.loads(run.config) == config:
+            return (f"this search of {method} (budget {config['budget']}, step {config['step']:g}, seed "
+                    f"{config['seed']}, batch {config['batch']}) is already stored: run #{int(run.id)} spent its "
+                    "budget; nothing was evaluated or recorded. To search further, start another (a new seed or "
+                    "budget spends a new budget; a smaller step searches a finer lattice)")
+    if space.grid_size() <= MAX_POOL and _evaluated(space.grid(), known).all():
+        return (f"every one of the {space.grid_size()} lattice points of {method} at step {space.step:g} is already "
+                "stored; nothing was evaluated or recorded. A smaller step searches a finer lattice")
+    return None
+
+
 def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, seed: int = 0, batch: int = 4,
                   values: Sequence[str] | None = None,
-                  progress: Callable[[str, int, int], None] | None = None) -> tuple[SearchResult, int]:
+                  progress: Callable[[str, int, int], None] | None = None,
+                  cancel: threading.Event | None = None,
+                  executor: Executor | None = None) -> tuple[SearchResult, int | None]:
     """Adaptive search over `method`'s weights: the lattice [0, C]^n at `step` (C from workspace.json), evaluated and
     stored like a sweep. `values` (a subset of the workspace's) searches only those values' weights, the others
     fixed at 0, as a sweep's `values` does; the front is on every value's z-score, as on Explore.
 
     Every candidate of the method already stored on the workspace's prompts is known for free; `budget` counts the
-    new evaluations of this search, so a rerun after a kill (the same method, budget, step, seed, batch and values:
-    the same run, adopted) spends only what is left. Returns the result (known and new points) and the run id."""
+    new evaluations of this search, so a rerun after a kill or a cancel (the same method, budget, step, seed, batch
+    and values: the same run, adopted) spends only what is left. `cancel` set stops at the next decoding step (raises
+    `Cancelled`; every finished evaluation is stored). `executor` generates each batch (default here, in this
+    process; `executor.RayExecutor` on Ray actors), as a sweep's chunks are. Returns the result (known and new
+    points) and the run id; a search whose whole budget is already stored (`already_stored`) evaluates and records
+    nothing: run id None, the reason in `result.nothing_new`."""
     if batch < 1:
         raise SearchError(f"batch = {batch}: points chosen per surrogate fit must be >= 1, e.g. 4")
     compared = ws.compared_method(method)
@@ -205,26 +233,49 @@ def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, se
     active = [ws.value_names.index(v) for v in values]  # searched weights; the others stay 0
     n = len(ws.value_names)
     space = SearchSpace(n_values=len(active), C=float(ws.manifest.C), step=float(step))
-    ev = Evaluator(ws, method)
-    evaluate_base(ws, ev.base)
     config = {"method": method, "budget": budget, "step": space.step, "seed": seed, "batch": batch, "C": space.C,
-              "prompts_hash": prompts_hash(ev.prompts)}
+              "prompts_hash": prompts_hash(ws.prompts())}  # the evaluator's prompts: the workspace's
     if len(active) < n:
         config["values"] = values
+
+    def known_rows() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The method's stored candidates in the searched subspace: weights there, z-scores, candidate ids."""
+        rows = load_table(ws).for_method(method).by_id()
+        W = np.array(rows.frame["weights"].tolist(), dtype=float).reshape(-1, n)
+        inside = np.delete(W, active, axis=1).max(axis=1, initial=0.0) == 0  # in the searched subspace
+        return W[inside][:, active], rows.z()[inside], rows.ids()[inside]
+
+    W_known, Z_known, _ = known_rows()
+    why = already_stored(ws, method, config, space, W_known)
+    if why is not None:  # checked before loading the model: says so at once
+        ref = pareto.reference_point(Z_known[np.isfinite(Z_known).all(axis=1)]) if len(Z_known) else \
+            np.zeros(n)
+        return SearchResult(W_known, Z_known, ref, hypervolume_history(Z_known, ref), nothing_new=why), None
+    ev = Evaluator(ws, method)
+    evaluate_base(ws, ev.base)
     with ws.store.run("search", config, method, adopt=True) as run:  # a rerun after a kill takes it over
 
         def known() -> tuple[np.ndarray, np.ndarray, int]:
-            rows = load_table(ws).for_method(method).by_id()
-            W = np.array(rows.frame["weights"].tolist(), dtype=float).reshape(-1, n)
-            spent = int((ws.store.candidates(method).set_index("id").reindex(rows.ids())["run_id"] == run.id).sum())
-            inside = np.delete(W, active, axis=1).max(axis=1, initial=0.0) == 0  # in the searched subspace
-            return W[inside][:, active], rows.z()[inside], spent
+            W, Z, ids = known_rows()
+            spent = int((ws.store.candidates(method).set_index("id").reindex(ids)["run_id"] == run.id).sum())
+            return W, Z, spent
+
+        def stopped() -> Cancelled:
+            cands = ws.store.candidates(method)  # this run's evaluations (an adopted run: its earlier attempts' too)
+            k = int((cands["run_id"] == run.id).sum()) if len(cands) else 0
+            return Cancelled(f"search stopped after {k} of {budget} evaluations; resume continues from there")
 
         def evaluate(W: np.ndarray) -> np.ndarray:
+            if cancel is not None and cancel.is_set():
+                raise stopped()
             full = np.zeros((len(W), n))
             full[:, active] = W
-            ids = ev.evaluate(full, "search", progress=progress, run_id=run.id).candidate_ids
-            return load_table(ws).for_method(method).take(ids).z()
+            supplied = next(iter((executor or LocalExecutor()).responses([(ev, full)])))
+            try:
+                done = ev.evaluate(full, "search", progress=progress, run_id=run.id, cancel=cancel, generated=supplied)
+            except Cancelled:  # at the next decoding step: nothing of this batch's generate call is stored
+                raise stopped() from None
+            return done.z()
 
         def report(result: SearchResult) -> None:
             if progress:

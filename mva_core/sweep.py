@@ -11,7 +11,7 @@ import copy
 import json
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterator, Protocol, Sequence
 
@@ -25,6 +25,7 @@ from .methods import available_methods, get_method
 from .models import BaseModel, load_base
 from .errors import MVAError
 from .scorers import ScorerFailedError, get_scorer, scorer_key, stored_key
+from .results import load_table
 from .store import CandidateSpec, prompts_hash
 from .vectors import ValueVector, check_compatible, load_value_vector
 from .table import BASE_METHOD
@@ -39,6 +40,16 @@ class Evaluation:
     candidate_ids: list[int]
     generated: int  # how many candidates had to be generated (the rest were cache hits)
     generate_seconds: float = 0.0  # wall seconds spent generating them (scoring and storing not counted)
+    method: str = ""  # the comparison row the candidates were evaluated as
+    workspace: Workspace | None = field(default=None, repr=False)
+
+    def z(self) -> np.ndarray:
+        """(K, V) the candidates' z-scores against the base model (the candidate table's, DESIGN "Metrics"), in the
+        order of `candidate_ids`: what a caller reads instead of recomputing them."""
+        if self.workspace is None:
+            raise ValueError("this Evaluation was made without its workspace; Evaluator.evaluate and sweep_groups "
+                             "fill it")
+        return load_table(self.workspace).for_method(self.method).take(self.candidate_ids).z()
 
 
 class Evaluator:
@@ -147,7 +158,8 @@ class Evaluator:
                     progress("store", n + 1, len(todo))
         ids = [ids[i] for i in range(len(W))]
         score_missing(self.ws, ids, progress, extra_scorers)
-        return Evaluation(candidate_ids=ids, generated=len(todo), generate_seconds=seconds)
+        return Evaluation(candidate_ids=ids, generated=len(todo), generate_seconds=seconds, method=self.method,
+                          workspace=self.ws)
 
 
 def store_candidate(ws: Workspace, spec: CandidateSpec, prompts: Sequence[str], responses: list[list[str]],
@@ -269,13 +281,29 @@ def seconds_per_candidate(ws: Workspace) -> float | None:
     return None
 
 
-class Executor(Protocol):
-    """Where the responses of a sweep's chunks are generated; the driver alone writes the store."""
+Supplied = Callable[[np.ndarray], list[list[list[str]]]] | None  # a chunk's missing rows -> their responses
 
-    def responses(self, jobs: Sequence[tuple[Evaluator, np.ndarray]]
-                  ) -> Iterator[Callable[[np.ndarray], list[list[list[str]]]]]:
-        """For each (evaluator, chunk) in order: a function of the chunk's missing rows returning their responses."""
+
+class Executor(Protocol):
+    """Where the responses of a run's chunks are generated (a sweep's grid chunks, a search's batches); the driver
+    alone writes the store. `LocalExecutor` here, `executor.RayExecutor` on Ray actors: the same chunks, the same
+    generate calls, the same responses."""
+
+    def responses(self, jobs: Sequence[tuple[Evaluator, np.ndarray]]) -> Iterator[Supplied]:
+        """For each (evaluator, chunk) in order: a function of the chunk's missing rows returning their responses,
+        or None: the evaluator generates them in this process (with its progress and cancel)."""
         ...
+
+
+class LocalExecutor:
+    """The default executor: every chunk generated in this process, by its evaluator (`Evaluator.generate`)."""
+
+    def responses(self, jobs: Sequence[tuple[Evaluator, np.ndarray]]) -> Iterator[Supplied]:
+        for _ in jobs:
+            yield None
+
+    def shutdown(self) -> None:
+        """Nothing to release (the Ray executor's actors are)."""
 
 
 def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], chunk: int = 8,
@@ -303,7 +331,7 @@ def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], ch
     sizes = [1 if ev.kind.preference_in_prompt else chunk for ev, _ in groups]
     jobs = [(ev, W[start:start + size]) for (ev, W), size in zip(groups, sizes) for start in range(0, len(W), size)]
     with ws.store.run("sweep", config, method, adopt=True) as run:  # a rerun of a killed sweep takes it over
-        supplied = executor.responses(jobs) if executor is not None else iter([None] * len(jobs))
+        supplied = (executor or LocalExecutor()).responses(jobs)
         for (ev, part), responses in zip(jobs, supplied):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"sweep stopped by request after {len(ids)} of {total} candidates; they are kept")
@@ -318,4 +346,5 @@ def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], ch
             if progress:
                 progress("candidates", len(ids), total)
         run.log.update(candidates=len(ids), generated=generated, generate_seconds=seconds)
-    return Evaluation(candidate_ids=ids, generated=generated, generate_seconds=seconds)
+    return Evaluation(candidate_ids=ids, generated=generated, generate_seconds=seconds, method=method,
+                      workspace=ws)

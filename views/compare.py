@@ -20,25 +20,27 @@ from mva_core.metrics import (
 from mva_core.results import merge_workspace_tables
 from mva_core.table import CandidateTable, weight_column, z_column
 from views.choose_compare import attainment_layers, confidence_section
+from views.compare_design import explored_mark, get_design_table, include_explored_toggle
 from views.shared import (
-    Front, Mark, axis_picker, current_workspace, front_figure, get_table, get_workspace, hover_text, open_allowed,
+    Front, Mark, axis_picker, current_workspace, front_figure, get_workspace, hover_text, open_allowed,
     table_version,
 )
 
 @st.cache_data(show_spinner="Bootstrapping over the prompts…")
-def get_intervals(root: str, version: int, methods: tuple[str, ...], ref: tuple[float, ...]):
+def get_intervals(root: str, version: int, methods: tuple[str, ...], ref: tuple[float, ...], include: bool):
     ws_ = get_workspace(root)
-    return compare_with_intervals(ws_, get_table(root, version), list(methods), np.asarray(ref)) if methods else None
+    return compare_with_intervals(ws_, get_design_table(root, version, include), list(methods),
+                                  np.asarray(ref)) if methods else None
 
 
 @st.cache_data(show_spinner=False)
-def get_crd(root: str, version: int, methods: tuple[str, ...]):
-    return crd_by_method(get_workspace(root), get_table(root, version), list(methods))
+def get_crd(root: str, version: int, methods: tuple[str, ...], include: bool):
+    return crd_by_method(get_workspace(root), get_design_table(root, version, include), list(methods))
 
 
 @st.cache_data(show_spinner=False)
-def get_follows_p(root: str, version: int, methods: tuple[str, ...]):
-    return follows_p_by_method(get_workspace(root), get_table(root, version), list(methods))
+def get_follows_p(root: str, version: int, methods: tuple[str, ...], include: bool):
+    return follows_p_by_method(get_workspace(root), get_design_table(root, version, include), list(methods))
 
 
 @st.cache_data(show_spinner=False)
@@ -47,8 +49,9 @@ def get_cost(root: str, version: int, methods: tuple[str, ...]):
 
 
 @st.cache_data(show_spinner=False)
-def get_win_rates(root: str, version: int, methods: tuple[str, ...], p: tuple[float, ...]) -> pd.DataFrame:
-    return win_rates_at(get_workspace(root), get_table(root, version), list(methods), p)
+def get_win_rates(root: str, version: int, methods: tuple[str, ...], p: tuple[float, ...],
+                  include: bool) -> pd.DataFrame:
+    return win_rates_at(get_workspace(root), get_design_table(root, version, include), list(methods), p)
 
 
 def forest_figure(boot, order: list[str]) -> go.Figure:
@@ -74,7 +77,6 @@ ws = current_workspace()
 if ws is None:
     st.stop()
 values = ws.value_names
-table = get_table(str(ws.root), table_version(ws))
 
 st.title("Compare methods")
 st.caption(
@@ -83,6 +85,9 @@ st.caption(
     "reference point shared by every method, so the numbers compare; MIP (MI-EPO) is the mean, over the "
     "evaluation preference vectors p, of p·z of the front candidate a user with preference p would pick."
 )
+# each method on its sweep design: points evaluated on Explore only if included (views/compare_design.py)
+include = include_explored_toggle(ws, table_version(ws))
+table = get_design_table(str(ws.root), table_version(ws), include)
 # ---- Other workspaces ----
 others = st.text_area("Other workspaces to compare (one path per line)", key="compare_other_ws",
                       help="Workspaces with the same values; their methods appear as '<method> @ <folder>'. "
@@ -97,7 +102,7 @@ for line in [ln.strip() for ln in others.splitlines() if ln.strip()]:
     if other.value_names != values:
         st.error(f"{line} measures {other.value_names}, this workspace {values}; compare workspaces with the same values")
         continue
-    loaded.append((other, get_table(str(other.root), table_version(other))))
+    loaded.append((other, get_design_table(str(other.root), table_version(other), include)))
 merged = merge_workspace_tables(loaded)
 if len(merged.base_methods) > 1:
     st.caption("Rows are named '<method> @ <workspace folder>'. z-scores are per workspace, each against its own "
@@ -138,15 +143,15 @@ result = result.sort_values("method", key=lambda m: m.map(chosen.index), ignore_
 # be paired, and its samples and base model are its own)
 single = len(merged.base_methods) == 1 and CandidateTable.of(table, values).base_id() is not None
 own = tuple(m for m in chosen if m in set(table["method"]))
-boot = get_intervals(str(ws.root), table_version(ws), own, tuple(float(x) for x in ref)) if single else None
-crd = get_crd(str(ws.root), table_version(ws), own) if single else {}
+boot = get_intervals(str(ws.root), table_version(ws), own, tuple(float(x) for x in ref), include) if single else None
+crd = get_crd(str(ws.root), table_version(ws), own, include) if single else {}
 result.insert(result.columns.get_loc("MIP") + 1, "CRD",
               [crd[m].value if m in crd and crd[m].value is not None else np.nan for m in result["method"]])
 if any(c.interval is not None for c in crd.values()):
     result.insert(result.columns.get_loc("CRD") + 1, "CRD 95% CI",
                   [f"[{crd[m].interval.low:.4g}, {crd[m].interval.high:.4g}]"
                    if m in crd and crd[m].interval is not None else "—" for m in result["method"]])
-follows = get_follows_p(str(ws.root), table_version(ws), own) if single else {}
+follows = get_follows_p(str(ws.root), table_version(ws), own, include) if single else {}
 if any(f.value is not None for f in follows.values()):  # a conditioned policy among the chosen
     result["follows p"] = [follows[m].value if m in follows and follows[m].value is not None else np.nan
                            for m in result["method"]]
@@ -192,6 +197,9 @@ for j, (label, part) in enumerate(bases.groupby("method", sort=False)):
     layers.append(Mark(part, "base model" if len(bases["method"].unique()) == 1 else merged.base_label(label),
                        dict(symbol=["square", "square-open", "square-x", "square-cross"][j % 4], size=12,
                             color="#444", line=dict(width=2, color="#444"))))
+explored = explored_mark(ws, table_version(ws), chosen, include)  # drawn, labelled; in the metrics only if included
+if explored is not None:
+    layers.append(explored)
 layers.append(Mark(pd.DataFrame([ref], columns=[z_column(v) for v in values]), "reference point",
                    dict(symbol="x", size=12, color="#888")))
 colors = {m: palette[i % len(palette)] for i, m in enumerate(chosen)}
@@ -307,7 +315,7 @@ if single:
         labels = [", ".join(f"{v} {x:g}" for v, x in zip(values, p)) for p in P]
         i = st.selectbox("Preference p", range(len(P)), index=len(P) // 2, format_func=lambda k: labels[k],
                          key="compare_win_p")
-        wins = get_win_rates(str(ws.root), table_version(ws), own, tuple(float(x) for x in P[i]))
+        wins = get_win_rates(str(ws.root), table_version(ws), own, tuple(float(x) for x in P[i]), include)
         st.dataframe(wins, width="stretch", hide_index=True, column_config={
             "id": st.column_config.NumberColumn("candidate", help="The method's candidate for p: the run with p for "
                                                 "a conditioned policy, else its front candidate maximising p·z."),

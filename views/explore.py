@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 import streamlit as st
@@ -19,8 +17,9 @@ from mva_core.table import raw_column, weight_column, z_column
 from views.choose_confidence import confidence_rings, front_probability, with_confidence
 from views.choose_elicit import elicit_panel
 from views.choose_pick import pick_box
+from views.explore_live import evaluate_live, once, partial_layer, stopped_notice
 from views.shared import (
-    Front, Mark, axis_picker, current_workspace, eta_text, forget_stale, front_figure, get_evaluator, get_table,
+    Front, Mark, axis_picker, current_workspace, forget_stale, front_figure, get_evaluator, get_table,
     get_candidates, get_workspace, hover_text, rank_text, table_columns, table_version,
 )
 from views.explore_3d import all_values_section
@@ -121,32 +120,25 @@ if _before is not None and not _before.empty:  # what the surrogate says before 
 
 # ---- Evaluate ----
 if st.session_state.get("explore_cancel"):  # the click reran the script, which stopped generating at the next token
-    st.warning("Evaluation cancelled: nothing of that point was stored.")
+    stopped_notice(method, weights)
 if evaluate:
     label = "preference p" if conditioned else "weights"
     notes = st.container()  # outside the status box, which folds away when the evaluation is done
     with st.status(f"Evaluating {label} {dict(zip(values, np.round(weights, 3).tolist()))}…", expanded=True) as status:
         bar = st.progress(0.0, text="1/3 loading the model and value vectors…")
-        st.button("Cancel", key="explore_cancel", help="Stops at the next token; nothing of this point is stored.")
+        st.button("Cancel", key="explore_cancel", help="Stops at the next token; the point so far stays on the chart, "
+                                                       "marked partial; nothing of it is stored.")
         ev = get_evaluator(str(ws.root), method)
-        t0 = time.monotonic()
-
-        def on_progress(stage: str, done: int, total: int) -> None:
-            share = done / max(total, 1)
-            text = (f"2/3 generating: token {done} of {total} · {eta_text(t0, share)}" if stage == "generate"
-                    else f"3/3 scoring: scorer {done} of {total}")
-            bar.progress(min(share, 1.0), text=text)
-
-        try:
-            with notices_to(notes.warning):  # e.g. out of memory: the rows were halved and generation went on
-                result = ev.evaluate([weights], source="live", progress=on_progress)
+        try:  # any-time: the point after the first batch of prompts, tightening batch by batch (views/explore_live.py)
+            with notices_to(once(notes.warning)):  # e.g. out of memory: the rows were halved, generation went on
+                result = evaluate_live(ev, method, weights, bar, str(ws.root))
         except MVAError as exc:  # a scorer that fails, vectors that do not fit, …
             status.update(label="Evaluation failed", state="error")
             st.error(str(exc))
             st.stop()
-        st.session_state["explore_candidate"] = result.candidate_ids[0]
-        cached = "answered from the store" if result.generated == 0 else "generated and scored"
-        status.update(label=f"Candidate {result.candidate_ids[0]} {cached}", state="complete", expanded=False)
+        st.session_state["explore_candidate"] = result.candidate_id
+        cached = "answered from the store" if not result.history else f"generated and scored in {result.elapsed_s:.1f} s"
+        status.update(label=f"Candidate {result.candidate_id} {cached}", state="complete", expanded=False)
 
 candidates = get_candidates(str(ws.root), table_version(ws))
 table = candidates.frame
@@ -212,6 +204,9 @@ if preference is not None and pool["on_front"].any():
     preferred = best.iloc[0]
     layers.append(Mark(best, "preferred by p",
                        dict(symbol="circle-open", size=24, color="#9467bd", line=dict(width=3)), dict(hoverinfo="skip")))
+partial = partial_layer(method, weights, x_name, y_name)  # stopped early: shown, marked, on no front
+if partial is not None:
+    layers.append(partial)
 if mine is not None and (table["id"] == mine).any():
     me = table[table["id"] == mine]
     layers.append(Mark(me, "your point", dict(symbol="star", size=20, color="#ff7f0e", line=dict(width=1, color="black")),

@@ -20,6 +20,7 @@ from mva_core.scorers import available_scorers
 from mva_core.search import search_method, stored_history
 from mva_core.table import CandidateTable, raw_column, weight_column
 from mva_core.sweep import evaluate_base, method_groups, sweep_groups
+from views.search_status import remember_nothing_new, search_notices
 from views.shared import (
     Front, Mark, axis_picker, current_workspace, eta_text, forget_stale, front_figure, get_evaluator, get_table,
     hover_text, table_version,
@@ -266,7 +267,8 @@ else:
                                        help="Points chosen per surrogate fit and generated together; smaller "
                                             "batches follow the surrogate more closely, larger ones generate faster."))
     go_search = c3.button("Start search", key="search_start", type="primary")
-    search_slot, history_slot = st.empty(), st.empty()
+    search_notices(ws, method)  # stopped after k of n (resume continues), or nothing to do
+    search_slot, search_cancel_slot, history_slot = st.empty(), st.empty(), st.empty()
 
     def history_figure(hv: list[float], ref: np.ndarray, title: str) -> go.Figure:
         frame = pd.DataFrame({"evaluations": np.arange(1, len(hv) + 1), "hypervolume": hv})
@@ -276,6 +278,8 @@ else:
     if go_search:
         t_search = time.monotonic()
         sbar = search_slot.progress(0.0, text="seed design…")
+        # pressing it reruns the script, which stops the search at its next decoding step (every finished batch kept)
+        search_cancel_slot.button("Cancel (keeps every finished evaluation)", key="search_cancel")
 
         def on_search(stage: str, done: int, total: int) -> None:
             if stage == "evaluations":
@@ -291,8 +295,10 @@ else:
 
         try:
             with notices_to(st.warning):
-                search_method(ws, method, budget, step=float(step), batch=search_batch, values=chosen,
-                              progress=on_search)
+                found, run_id = search_method(ws, method, budget, step=float(step), batch=search_batch, values=chosen,
+                                              progress=on_search)
+            if run_id is None:
+                remember_nothing_new(method, found.nothing_new)
         except MVAError as exc:  # a scorer that fails, a bad step, …
             st.error(f"The search stopped: {exc}. What it evaluated is stored; press Start search to resume.")
             st.stop()
