@@ -271,6 +271,55 @@ class Dial:
         return out
 
 
+    def reply(self, message: str, weights: Sequence[float], timeout: float = 600) -> str:
+        """One chat message at `weights` through the engine, with the workspace's decoding; blocks for the text
+        (the app's "Try it" box: no HTTP, the same engine and model in memory)."""
+        import threading
+
+        w = self._check(dict(zip(self.values, map(float, weights))), "weights")
+        dec = self.decoding_of(ChatCompletionRequest(model="mva", messages=[ChatMessage(role="user", content=message)]))
+        ids = self.ids(self.chat_text([ChatMessage(role="user", content=message)]))
+        finished = threading.Event()
+        out: list[Event] = []
+
+        def on_event(ev: Event) -> None:
+            if ev.kind != "token":
+                out.append(ev)
+                finished.set()
+
+        req = self.engine.submit(EngineRequest(prompt_ids=ids, weights=w, max_new_tokens=dec.max_new_tokens,
+                                               min_new_tokens=dec.min_new_tokens, temperature=dec.temperature,
+                                               top_p=dec.top_p, seed=dec.seed, stop=dec.stop, on_event=on_event))
+        if not finished.wait(timeout):
+            req.cancel()
+            raise ServeRequestError(f"no reply within {timeout:.0f} s; try a shorter max_new_tokens", None, 504)
+        if out[0].kind == "error":
+            raise RuntimeError(f"generation failed: {out[0].text}")
+        return out[0].text
+
+
+def request_snippets(workspace_root: str | Path, method: str, values: Sequence[str], weights: Sequence[float],
+                 message: str, base_url: str = "http://127.0.0.1:8000/v1") -> dict[str, str]:
+    """How to ask a server of this workspace for this point: the command, curl, the openai client, the model
+    name form."""
+    point = {v: round(float(x), 4) for v, x in zip(values, weights)}
+    name = MODEL_PREFIX + ",".join(f"{v}={x:g}" for v, x in point.items())
+    body = json.dumps({"model": method, "messages": [{"role": "user", "content": message}],
+                       "mva": {"weights": point}})
+    return {
+        "serve": f"python -m mva_core serve --workspace {workspace_root} --method {method}",
+        "curl": f"curl {base_url}/chat/completions -H 'Content-Type: application/json' \\\n"
+                f"  -d '{body.replace(chr(39), chr(39) + chr(92) + chr(39) + chr(39))}'",
+        "openai": ("from openai import OpenAI\n"
+                   f"client = OpenAI(base_url={base_url!r}, api_key='unused on localhost')\n"
+                   f"r = client.chat.completions.create(model={method!r}, messages=[{{'role': 'user', "
+                   f"'content': {message!r}}}],\n"
+                   f"                                   extra_body={{'mva': {{'weights': {point!r}}}}})\n"
+                   "print(r.choices[0].message.content)"),
+        "model": name,
+    }
+
+
 def _finite_or_none(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 

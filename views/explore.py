@@ -21,6 +21,7 @@ from views.shared import (
     Front, Mark, axis_picker, current_workspace, eta_text, forget_stale, front_figure, get_evaluator, get_table,
     get_candidates, get_workspace, hover_text, rank_text, table_columns, table_version,
 )
+from views.explore_try import try_it
 
 @st.cache_resource(show_spinner="Fitting the surrogate…", max_entries=16)
 def get_surrogate(root: str, version: int, method: str):
@@ -168,6 +169,8 @@ if evaluate:
         st.session_state["explore_candidate"] = result.candidate_ids[0]
         cached = "answered from the store" if result.generated == 0 else "generated and scored"
         status.update(label=f"Candidate {result.candidate_ids[0]} {cached}", state="complete", expanded=False)
+
+try_it(ws, method, weights, conditioned)  # ---- Try it: a chat message at these weights (views/explore_try.py) ----
 
 candidates = get_candidates(str(ws.root), table_version(ws))
 table = candidates.frame
