@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -401,7 +402,7 @@ def create_app(dial: Dial, token: str | None = None):  # -> fastapi.FastAPI (imp
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "running": dial.engine.running}
+        return {"status": "ok", "running": dial.engine.running, "pid": os.getpid()}  # pid: which replica answered
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:

@@ -292,3 +292,28 @@ def test_exposed_server_needs_token(served):
         assert r.choices[0].finish_reason in ("length", "stop")
     finally:
         stop(proc)
+
+
+@pytest.mark.slow
+def test_ray_serve_two_replicas(served):
+    """`serve --replicas 2`: a local Ray Serve deployment; both replicas answer (two processes), and a reply through
+    the proxy equals the merged model's."""
+    pytest.importorskip("ray.serve")
+    port = free_port()
+    proc = start_server(served["root"], port, extra=("--replicas", "2"))
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(proc, url, timeout=300)
+        pids = set()
+        deadline = time.time() + 120
+        while len(pids) < 2 and time.time() < deadline:
+            r = requests.get(url + "/health", timeout=30)
+            if r.status_code == 200:
+                pids.add(r.json()["pid"])
+        assert len(pids) == 2, pids
+        r = client(url).chat.completions.create(model="mva:warmth=0.6,brevity=0.2", max_tokens=10, temperature=0,
+                                                messages=[{"role": "user", "content": "Hi there"}])
+        assert r.choices[0].message.content == merged_reply(served["ev"], [0.6, 0.2], "Hi there", 10)
+    finally:
+        stop(proc)
+        proc.wait(timeout=60)
