@@ -429,13 +429,18 @@ def _ref(text: str | None, n: int, noun: str = "value") -> np.ndarray | None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """An OpenAI-compatible server: every request its own value weights (one model in memory)."""
-    from .serve import serve  # fastapi, uvicorn, torch: loaded when serving
-
     if not 0 < args.port < 65536:
         raise CliError(f"--port {args.port}: give a TCP port in 1..65535, e.g. --port 8000")
     if args.replicas < 1:
         raise CliError(f"--replicas {args.replicas}: give 1 (this process) or more (Ray Serve replicas)")
-    serve(args.workspace, args.method, args.host, args.port, args.replicas, args.address)
+    if args.replicas > 1 or args.address:
+        from .serve_ray import serve_replicas  # ray: imported only when asked for
+
+        serve_replicas(args.workspace, args.method, args.host, args.port, args.replicas, args.address)
+    else:
+        from .serve import serve  # fastapi, uvicorn, torch: loaded when serving
+
+        serve(args.workspace, args.method, args.host, args.port)
     return 0
 
 

@@ -541,18 +541,12 @@ def _default_method(ws: Workspace) -> str:
     return "mva" if "mva" in methods else methods[0]
 
 
-def serve(workspace: str | Path, method: str | None = None, host: str = "127.0.0.1", port: int = 8000,
-          replicas: int = 1, address: str | None = None, ready: Any = None) -> None:
-    """Serve until interrupted. Bound beyond loopback, MVA_AUTH_TOKEN is required (refused to start without);
-    `replicas` > 1 runs the app as a Ray Serve deployment (`serve_ray.py`), `address` joins a Ray cluster."""
-    token = required_token(host)  # raises TokenNotConfiguredError when exposed without a token
-    if replicas > 1 or address:
-        from .serve_ray import serve_replicas  # ray: imported only when asked for
-
-        serve_replicas(workspace, method, host, port, replicas, address, token)
-        return
+def serve(workspace: str | Path, method: str | None = None, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Serve until interrupted, in this process. Bound beyond loopback, MVA_AUTH_TOKEN is required (refused to start
+    without it). Several replicas: `serve_ray.serve_replicas`."""
     import uvicorn  # the HTTP server: imported when serving
 
+    token = required_token(host)  # raises TokenNotConfiguredError when exposed without a token
     dial = load_dial(workspace, method)
     where = "loopback only" if is_loopback(host) and token is None else "Bearer MVA_AUTH_TOKEN required"
     print(f"serving {dial.method} of {dial.ws.root} ({', '.join(dial.values)} in [0, {dial.C:g}]) at "

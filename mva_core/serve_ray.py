@@ -38,8 +38,12 @@ def build_app(workspace: str, method: str | None, token: str | None):
 
 
 def serve_replicas(workspace: str | Path, method: str | None, host: str, port: int, replicas: int,
-                   address: str | None, token: str | None, block: bool = True) -> None:
-    """Start (or join, with `address`) Ray, deploy `replicas` replicas behind Ray Serve's proxy on host:port."""
+                   address: str | None = None, block: bool = True) -> None:
+    """Start (or join, with `address`) Ray, deploy `replicas` replicas behind Ray Serve's proxy on host:port.
+    Bound beyond loopback, MVA_AUTH_TOKEN is required, as for one process."""
+    from .access import required_token
+
+    token = required_token(host)  # raises TokenNotConfiguredError when exposed without a token
     try:
         import ray
         from ray import serve as ray_serve

@@ -7,7 +7,6 @@ merged at each weight (compose.merge: W + Σ wᵢ ΔWᵢ written into a copy) ge
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -18,7 +17,6 @@ import time
 from pathlib import Path
 
 import requests
-import numpy as np
 import pytest
 
 from tiny import make_tiny_workspace
@@ -35,8 +33,8 @@ def free_port() -> int:
 
 
 def start_server(ws: Path, port: int, host: str = "127.0.0.1", env: dict | None = None,
-                 extra: tuple[str, ...] = ()) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "mva_core", "serve", "--workspace", str(ws), "--method", METHOD,
+                 extra: tuple[str, ...] = (), method: str = METHOD) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-m", "mva_core", "serve", "--workspace", str(ws), "--method", method,
                              "--host", host, "--port", str(port), *extra], cwd=REPO,
                             env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
