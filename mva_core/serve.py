@@ -144,15 +144,14 @@ class Dial:
         if version != self._table_version:
             table = load_table(self.ws, [self.method]).for_method(self.method).without_base()
             rows: dict[str, dict[str, Any]] = {}
-            front: list[str] = []
+            on_front = {int(i) for i in table.front().ids()}
             W, raw, z = table.weights(), table.raw(), table.z()
-            for k, (cid, on_front) in enumerate(zip(table.ids(), table.frame["on_front"].astype(bool))):
-                name = f"{CANDIDATE_PREFIX}{int(cid)}"
-                rows[name] = {"weights": dict(zip(self.values, map(float, W[k]))),
-                              "scores": dict(zip(self.values, map(_finite_or_none, raw[k]))),
-                              "z": dict(zip(self.values, map(_finite_or_none, z[k]))), "on_front": bool(on_front)}
-                if on_front:
-                    front.append(name)
+            for k, cid in enumerate(table.ids()):
+                rows[f"{CANDIDATE_PREFIX}{int(cid)}"] = {
+                    "weights": dict(zip(self.values, map(float, W[k]))),
+                    "scores": dict(zip(self.values, map(_finite_or_none, raw[k]))),
+                    "z": dict(zip(self.values, map(_finite_or_none, z[k]))), "on_front": int(cid) in on_front}
+            front = [name for name, row in rows.items() if row["on_front"]]
             self._candidates, self._front, self._table_version = rows, front, version
         return self._candidates, self._front
 

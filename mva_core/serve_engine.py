@@ -84,6 +84,14 @@ class _Row:
     sampler: RowSampler | None = None
 
 
+def _tell(req: EngineRequest, event: Event) -> None:
+    """Report to a request; a callback that fails (its client's event loop closed) cancels that request only."""
+    try:
+        req.on_event(event)
+    except Exception:  # noqa: BLE001 — whatever the caller's callback raises must not stop the other rows
+        req.cancel()
+
+
 def _left_pad(t: torch.Tensor, length: int) -> torch.Tensor:
     """Pad dim 2 (sequence) of a KV tensor (B, H, T, D) on the left with zeros to `length`."""
     missing = length - t.shape[2]
@@ -179,6 +187,8 @@ class ServeEngine:
                 joining = [self._waiting.popleft() for _ in range(min(room, len(self._waiting)))]
             try:
                 self._drop([r for r in self._rows if r.req.cancelled.is_set()], "cancelled")
+                for req in [r for r in joining if r.cancelled.is_set()]:  # gone before it joined
+                    _tell(req, Event("done", finish_reason="cancelled"))
                 joining = [r for r in joining if not r.cancelled.is_set()]
                 if joining:
                     self._prefill(joining)
@@ -187,10 +197,10 @@ class ServeEngine:
             except Exception as exc:  # a failure of the forward: every running row is told, the engine goes on
                 message = f"{type(exc).__name__}: {exc}"
                 for row in self._rows:
-                    row.req.on_event(Event("error", text=message, finish_reason="error"))
+                    _tell(row.req, Event("error", text=message, finish_reason="error"))
                 for req in joining:
                     if not any(r.req is req for r in self._rows):
-                        req.on_event(Event("error", text=message, finish_reason="error"))
+                        _tell(req, Event("error", text=message, finish_reason="error"))
                 self._rows, self._cache, self._mask = [], None, None
 
     def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: object | None,
@@ -295,7 +305,7 @@ class ServeEngine:
         while safe > row.sent and not reason and text[safe - 1] == "\ufffd":
             safe -= 1
         if safe > row.sent:
-            req.on_event(Event("token", text=text[row.sent:safe]))
+            _tell(req, Event("token", text=text[row.sent:safe]))
             row.sent = safe
         return reason
 
@@ -309,8 +319,8 @@ class ServeEngine:
             text = self._text(r)
             cut = min((text.find(s) for s in r.req.stop if s and s in text), default=-1)
             n = len(r.generated) - (1 if r.generated and r.generated[-1] in self.eos and reason == "stop" else 0)
-            r.req.on_event(Event("done", text=text[:cut] if cut >= 0 else text, finish_reason=reason,
-                                 completion_tokens=n))
+            _tell(r.req, Event("done", text=text[:cut] if cut >= 0 else text, finish_reason=reason,
+                                completion_tokens=n))
         self._rows = [self._rows[i] for i in keep]
         if not self._rows:
             self._cache, self._mask = None, None
