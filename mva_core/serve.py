@@ -120,8 +120,8 @@ class Decoding:
 class Dial:
     """A workspace's method served: its value names, C, decoding defaults, stored candidates and scorers.
 
-    `model` is the loaded `WeightBatchedModel` (an `Evaluator`'s, shared with the app) or, for the benchmark's
-    baseline, the plain base model (then every request is the base model and weights are refused).
+    `engine` decodes over a `WeightBatchedModel` (an `Evaluator`'s, shared with the app) or, for the benchmark's
+    baseline, over the plain base model (then every request is the base model and weights are refused).
     """
 
     def __init__(self, workspace: Workspace, method: str, engine: ServeEngine, tokenizer: object):

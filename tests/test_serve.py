@@ -81,10 +81,10 @@ def served(tmp_path_factory):
     stop(proc)
 
 
-def client(url: str, key: str = "unused"):
+def client(url: str, key: str = "unused", timeout: float = 300):
     from openai import OpenAI
 
-    return OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=120)
+    return OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=timeout)
 
 
 def merged_reply(ev, weights, prompt: str, max_new_tokens: int) -> str:
