@@ -315,3 +315,10 @@ def test_ray_serve_two_replicas(served):
     finally:
         stop(proc)
         proc.wait(timeout=60)
+
+
+def test_cli_refuses_bad_port_and_replicas(tmp_path):
+    for flags, word in ((["--port", "0"], "--port"), (["--replicas", "0"], "--replicas")):
+        r = subprocess.run([sys.executable, "-m", "mva_core", "serve", "--workspace", str(tmp_path), *flags], cwd=REPO,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and r.stderr.startswith("error: ") and word in r.stderr
