@@ -527,6 +527,23 @@ def _ref(text: str | None, n: int, noun: str = "value") -> np.ndarray | None:
     return ref
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    """An OpenAI-compatible server: every request its own value weights (one model in memory)."""
+    if not 0 < args.port < 65536:
+        raise CliError(f"--port {args.port}: give a TCP port in 1..65535, e.g. --port 8000")
+    if args.replicas < 1:
+        raise CliError(f"--replicas {args.replicas}: give 1 (this process) or more (Ray Serve replicas)")
+    if args.replicas > 1 or args.address:
+        from .serve_ray import serve_replicas  # ray: imported only when asked for
+
+        serve_replicas(args.workspace, args.method, args.host, args.port, args.replicas, args.address)
+    else:
+        from .serve import serve  # fastapi, uvicorn, torch: loaded when serving
+
+        serve(args.workspace, args.method, args.host, args.port)
+    return 0
+
+
 # ---- parser ----
 def _executor_flags(parser: argparse.ArgumentParser, what: str) -> None:
     """--executor / --address / --workers: the one executor interface of sweep and search (sweep.Executor)."""
@@ -684,6 +701,13 @@ def build_parser(prog: str = "python -m mva_core", command: str | None = None) -
     ju.add_argument("--method", default=None, help="judge this method's front candidates (instead of --candidate)")
     ju.add_argument("--json", action="store_true")
 
+    sv = add("serve", cmd_serve, "OpenAI-compatible server; each request picks its own value weights")
+    sv.add_argument("--method", default=None, help="vector set served (default: mva if present)")
+    sv.add_argument("--host", default="127.0.0.1", help="bind address; beyond loopback MVA_AUTH_TOKEN is required")
+    sv.add_argument("--port", type=int, default=8000)
+    sv.add_argument("--replicas", type=int, default=1, help="N > 1: a Ray Serve deployment of N replicas")
+    sv.add_argument("--address", default=None, help="Ray cluster to deploy on (e.g. ray://HEAD:10001 or auto)")
+
     d = add("demo", cmd_demo, "demo workspace commands")
     d.add_argument("action", choices=["build", "report"], help="build: (re)build it, resumable; report: its measured numbers")
     d.add_argument("--seed", type=int, default=0)
@@ -698,7 +722,7 @@ SHIPPED_DEMOS = ("demo", "demo3")
 
 
 COMMANDS = ("compose", "score", "pareto", "sweep", "export", "train", "data", "init", "results", "search", "compare",
-            "report", "judge", "pick", "demo")
+            "report", "judge", "pick", "demo", "serve")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,6 +27,7 @@ from views.explore_prediction import (
     kept_layers, kept_prediction, predict_at, prediction_mark, remember_prediction, stored_at, stored_mark,
     track_record_section,
 )
+from views.explore_try import try_it
 
 @st.cache_resource(show_spinner="Fitting the surrogate…", max_entries=16)
 def get_surrogate(root: str, version: int, method: str):
@@ -139,6 +140,8 @@ if evaluate:
         st.session_state["explore_candidate"] = result.candidate_id
         cached = "answered from the store" if not result.history else f"generated and scored in {result.elapsed_s:.1f} s"
         status.update(label=f"Candidate {result.candidate_id} {cached}", state="complete", expanded=False)
+
+try_it(ws, method, weights, conditioned)  # ---- Try it: a chat message at these weights (views/explore_try.py) ----
 
 candidates = get_candidates(str(ws.root), table_version(ws))
 table = candidates.frame
