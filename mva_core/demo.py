@@ -25,14 +25,16 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from .conditioning import conditioning_from_meta
 from .config import CPU_SMALL, DecodingConfig
 from .data import load_prompts, write_jsonl
 from .generate import generate_responses
 from .methods import get_method, train_method
 from .methods.mva import Decorrelation, share_first_vector
 from .models import DEFAULT_BASE, BaseModel, load_base
+from .pareto import preference_vectors
 from .preference_data import load_preference_jsonl
-from .metrics import compare_table, compare_with_intervals, crd_by_method
+from .metrics import compare_table, compare_with_intervals, crd_by_method, follows_p_by_method
 from .results import load_table
 from .scorers import get_scorer
 from .search import search_method
@@ -89,6 +91,8 @@ class DemoSpec:
     decoding: DecodingConfig = field(default_factory=lambda: DEMO_DECODING)
     # the conditioned policies' candidates decoded once more with this sampled decoding, for CRD (None: not)
     sampled: DecodingConfig | None = None
+    base: str = DEFAULT_BASE  # the base model (a tiny local one in tests)
+    n_train_prompts: int = N_TRAIN_PROMPTS  # training prompts sampled for the pairs
 
     @property
     def root(self) -> Path:
@@ -219,10 +223,11 @@ def start_from(source: Path, root: Path, spec: DemoSpec) -> None:
                 shutil.copytree(src, dst)
 
 
-def sample_k(base: BaseModel, prompts: list[str], k: int, seed: int, progress: Progress | None) -> list[list[str]]:
+def sample_k(base: BaseModel, prompts: list[str], k: int, seed: int, progress: Progress | None,
+             max_new_tokens: int = 48) -> list[list[str]]:
     """k sampled responses per prompt (temperature 0.7, top-p 0.95), one batched pass. 0.7 keeps the samples
     near what greedy decoding (the dashboard's) produces, so the pairs are on-policy for it."""
-    decoding = DecodingConfig(max_new_tokens=48, do_sample=True, temperature=0.7, top_p=0.95, seed=seed, batch_size=16)
+    decoding = DecodingConfig(max_new_tokens=max_new_tokens, do_sample=True, temperature=0.7, top_p=0.95, seed=seed, batch_size=16)
     flat = generate_responses(base.model, base.tokenizer, [p for p in prompts for _ in range(k)], None, decoding,
                               progress=(lambda d, t: progress("sample pairs", d, t)) if progress else None)[0]
     return [flat[i * k:(i + 1) * k] for i in range(len(prompts))]
@@ -236,7 +241,7 @@ def build_demo(root: Path | None = None, seed: int = 0, progress: Progress | Non
     validation = load_prompts(PROMPTS_DIR / "validation.jsonl")[:spec.n_validation_prompts]
     write_jsonl(root / "prompts" / "validation.jsonl", [{"prompt": p} for p in validation])
     # The manifest is the spec's: a rebuild with changed prompts or decoding evaluates anew, vectors are kept.
-    ws = Workspace.create(root, Manifest(base=DEFAULT_BASE, values=list(spec.values), C=1.0,
+    ws = Workspace.create(root, Manifest(base=spec.base, values=list(spec.values), C=1.0,
                                          prompts="prompts/validation.jsonl", decoding=spec.decoding,
                                          description=spec.description))
     base = load_base(ws.manifest.base)
@@ -246,8 +251,8 @@ def build_demo(root: Path | None = None, seed: int = 0, progress: Progress | Non
     if spec.starts_from is not None and not all(f.is_file() for f in pair_files.values()):
         start_from(DEMOS[spec.starts_from].root, root, spec)
     if not all(f.is_file() for f in pair_files.values()):
-        train_prompts = load_prompts(PROMPTS_DIR / "train.jsonl")[:N_TRAIN_PROMPTS]
-        samples = sample_k(base, train_prompts, SAMPLES_PER_PROMPT, seed, progress)
+        train_prompts = load_prompts(PROMPTS_DIR / "train.jsonl")[:spec.n_train_prompts]
+        samples = sample_k(base, train_prompts, SAMPLES_PER_PROMPT, seed, progress, spec.decoding.max_new_tokens)
         for v in ws.manifest.values:
             write_jsonl(pair_files[v.name], onpolicy_pairs(train_prompts, v, samples))
 
@@ -498,7 +503,9 @@ def demo_report(ws: Workspace) -> str:
     if any(c.value is None for c in crd.values()):
         lines += ["", "CRD —: " + "; ".join(sorted({c.why for c in crd.values() if c.value is None})) + "."]
     pairs = [("mva", "soup"), ("mva", "mva-no-hsic"), ("mva", "mi-epo"), ("mva", "ric"), ("mi-epo", "ric"),
-             ("mva-no-hsic", "soup"), ("mva-no-hsic", "dpo-seqt")]
+             ("mva-no-hsic", "soup"), ("mva-no-hsic", "dpo-seqt"),
+             ("mva-delta", "mva"), ("mva-delta", "mva-no-hsic"), ("mva-delta", "soup"), ("mva", "ortho"),
+             ("mva-alpha1", "mva"), ("mva-alpha50", "mva"), ("mi-epo-bw10", "mo-odpo"), ("mi-epo-bw10", "mi-epo")]
     lines += ["", "Paired hypervolume differences (same resampled prompts for both):", ""]
     for a, b in pairs:
         d = boot.difference(a, b)
@@ -508,4 +515,55 @@ def demo_report(ws: Workspace) -> str:
         verdict = (f"{a} is ahead" if lo > 0 else f"{b} is ahead" if hi < 0 else "within noise: the interval holds 0")
         lines.append(f"- {a} − {b}: ΔHV = {d.hv_diff.estimate:+.4f} [{lo:+.4f}, {hi:+.4f}], "
                      f"{a} ahead in {d.p_a_better:.0%} of resamples; {verdict}.")
+    lines += conditioned_report(ws, table)
     return "\n".join(lines)
+
+
+def conditioned_report(ws: Workspace, table) -> list[str]:
+    """Markdown lines on the conditioned policies: follows-p with its interval, the desired scores a RiC policy
+    writes for each evaluation p, and how many responses two policies share (MI-EPO vs MO-ODPO: same prompt, same p,
+    identical text)."""
+    names = [m.name for m in ws.compared_methods() if m.kind.preference_in_prompt]
+    names = [n for n in names if len(table.for_method(n))]
+    if not names:
+        return []
+    lines = ["", "Conditioned policies (their 11 runs at MI-EPO's preferences; follows-p = Spearman of p and the "
+             "realised trade-off, 95 % percentile interval over 1000 prompt resamples, seed 0):", ""]
+    fp = follows_p_by_method(ws, table, names)
+    for n in names:
+        f = fp[n]
+        lines.append(f"- {n}: follows-p " + ("—: " + f.why if f.value is None else
+                                             f"{f.value:+.2f} [{f.interval.low:+.2f}, {f.interval.high:+.2f}] over "
+                                             f"{f.runs} runs"))
+    for n in names:
+        meta_file = ws.root / "vectors" / n / "policy" / META_FILE
+        meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+        cond = meta.get("conditioning") or {}
+        if cond.get("name") != "rewards-in-context":
+            continue
+        c = conditioning_from_meta(meta)
+        targets = [f"{np.round(p, 1).tolist()} → {c.rewards(list(p), ws.value_names).tolist()}"
+                   for p in preference_vectors(len(ws.value_names))]
+        lines.append(f"- {n}'s desired scores (z units of its training scores; mapping {cond.get('mapping')}, inner "
+                     f"quantile range {cond.get('inner', [0.0, 1.0])}): " + "; ".join(targets))
+    for a, b in [("mi-epo", "mo-odpo"), ("mi-epo-bw10", "mo-odpo"), ("mi-epo-bw10", "mi-epo")]:
+        same, total = identical_responses(ws, table, a, b)
+        if total:
+            lines.append(f"- {a} vs {b}: {same} of {total} responses identical (same prompt, same p)")
+    return lines
+
+
+def identical_responses(ws: Workspace, table, a: str, b: str) -> tuple[int, int]:
+    """(identical, compared): the greedy responses of conditioned rows `a` and `b` to the same prompt at the same p."""
+    def by_p(name: str) -> dict[tuple, int]:
+        t = table.for_method(name)
+        return {tuple(np.round(w, 9)): int(i) for w, i in zip(t.weights(), t.ids())} if len(t) else {}
+
+    pa, pb = by_p(a), by_p(b)
+    same = total = 0
+    for p in sorted(set(pa) & set(pb)):
+        ra = ws.store.responses([pa[p]]).sort_values("prompt_idx")["response"].tolist()
+        rb = ws.store.responses([pb[p]]).sort_values("prompt_idx")["response"].tolist()
+        same += sum(x == y for x, y in zip(ra, rb))
+        total += min(len(ra), len(rb))
+    return same, total

@@ -283,3 +283,28 @@ def test_sampled_evaluation_gives_greedy_candidates_a_crd_and_stays_out_of_the_f
     crd = crd_by_method(ws, after, ["mva-no-hsic"])["mva-no-hsic"]
     assert crd.value is not None and crd.samples_per_preference == 9 and crd.interval is not None
     assert crd.value == pytest.approx(_crd_by_hand(ws.root, "mva-no-hsic"), rel=1e-9, abs=1e-12)
+
+
+# ---- the delta penalty from ΔW's factors (what makes mva-delta affordable) ----
+
+@pytest.mark.parametrize("kernel", ["gaussian", "linear"])
+def test_delta_kernel_from_factors_equals_the_dense_one_with_its_gradient(kernel):
+    from mva_core.compose import delta_weight
+    from mva_core.hsic import kernel_matrix, layer_kernel
+    from mva_core.vectors import LoraLayer
+
+    g = torch.Generator().manual_seed(0)
+    A = torch.randn(4, 30, generator=g, dtype=torch.float64)
+    B = torch.randn(40, 4, generator=g, dtype=torch.float64)
+    fast_A, fast_B = A.clone().requires_grad_(), B.clone().requires_grad_()
+    dense_A, dense_B = A.clone().requires_grad_(), B.clone().requires_grad_()
+    fast = layer_kernel(LoraLayer(fast_A, fast_B, 2.0), "delta", kernel)
+    dense = kernel_matrix(delta_weight(LoraLayer(dense_A, dense_B, 2.0)), kernel)  # the rows of ΔW, formed
+    torch.testing.assert_close(fast, dense, rtol=1e-9, atol=1e-9)
+    weights = torch.randn(40, 40, generator=g, dtype=torch.float64)
+    (fast * weights).sum().backward()
+    (dense * weights).sum().backward()
+    torch.testing.assert_close(fast_A.grad, dense_A.grad, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(fast_B.grad, dense_B.grad, rtol=1e-7, atol=1e-9)
+    zero = layer_kernel(LoraLayer(A, torch.zeros_like(B), 2.0), "delta", kernel)  # ΔW = 0 before training
+    assert torch.isfinite(zero).all()
