@@ -112,13 +112,13 @@ DEMOS: dict[str, DemoSpec] = {
             "dpo-lw": {"preferences": [[0.25, 0.75], [0.75, 0.25]]},
             # issue #27 1b: the penalty on ΔW rows, unbiased HSIC, α = mva.DELTA_ALPHA (measured: data/README.md)
             "mva-delta": {"store": "float16"},
-            "mo-odpo": {},  # one conditioned policy each, trained online on its own samples
-            "mi-epo": {},  # the paper's β_w = 0.01: inert at this scale (data/README.md, bench/weight_consistency.py)
-            # issue #27 item 2: β_w = 10 makes the weight-consistency term ~15 % of the DPO gradient
-            "mi-epo-bw10": {"method": "mi-epo", "beta_w": 10.0, "store": "float16"},
             # RiC: SFT, one epoch of the 283 pair responses at batch 2; quantile mapping within the 5-95 % quantile
             # range of the training scores (the full range asked for brevity z = 9.1, one outlier, at p_brevity >= 0.5)
             "ric": {"mapping": "quantile", "inner": [0.05, 0.95], "train": {"max_steps": 142}},
+            # issue #27 item 2: β_w = 10 makes the weight-consistency term ~15 % of the DPO gradient
+            "mi-epo-bw10": {"method": "mi-epo", "beta_w": 10.0, "store": "float16"},
+            "mo-odpo": {},  # one conditioned policy each, trained online on its own samples
+            "mi-epo": {},  # the paper's β_w = 0.01: inert at this scale (data/README.md, bench/weight_consistency.py)
             # the paper's Fig. 4 contrast and Fig. 7's α runs (α = 10 is `mva`)
             "ortho": {"store": "float16"},
             "mva-alpha1": {"method": "mva", "alpha": 1.0, "mode": "lora_A", "store": "float16"},
