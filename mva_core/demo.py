@@ -414,6 +414,7 @@ def store_float16(out: Path) -> int:
         tmp = f.with_name(f.name + ".partial")
         save_file({k: t.to(torch.float16) if t.dtype == torch.float32 else t for k, t in tensors.items()}, str(tmp),
                   metadata=metadata)
+        tmp.chmod(0o644)  # readable like the vectors beside it
         os.replace(tmp, f)
         meta_file = f.parent / META_FILE
         if meta_file.is_file():
