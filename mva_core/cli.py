@@ -268,6 +268,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.action == "report":
         print(demo_report(open_workspace(args.workspace, read_only=True)))
         return 0
+    import logging  # one line per build step (train, evaluate, link, restate), with the time: a long build's log
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.demo is None:  # one workspace, where --workspace says, as the 2-value demo
         build_demo(Path(args.workspace), seed=args.seed, progress=_bar())
         return 0

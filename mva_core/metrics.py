@@ -8,7 +8,7 @@ names); per-prompt and per-sample rewards come from the workspace's store.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import json
 
@@ -21,6 +21,7 @@ from .bootstrap import (DIFFERENCE_INTERVAL, PER_METHOD_INTERVAL, BootstrapCompa
                         z_means)
 from .kinds import CONDITIONED
 from .scorers import ScoreNormaliser
+from .store import SAMPLED_EVALUATION
 from .table import CandidateTable, methods_present, weight_column
 from .workspace import Workspace, WorkspaceError
 
@@ -151,11 +152,35 @@ def prompt_rewards(ws: Workspace, candidate_ids: Sequence[int]) -> np.ndarray:
     return np.stack(out) if out else np.zeros((0, 0, len(scorers)))
 
 
+def sampled_twins(ws: Workspace, candidate_ids: Sequence[int]) -> dict[int, int]:
+    """candidate id -> the id of its sampled evaluation (`store.SAMPLED_EVALUATION`: the same base, vectors,
+    weights, preference p and prompts, decoded by sampling; the latest if several), for the ids that have one."""
+    cand = ws.store.candidates()
+    if cand.empty or not (cand["source"] == SAMPLED_EVALUATION).any():
+        return {}
+
+    def identity(row: Any) -> tuple:
+        return (row.base_fingerprint, row.vector_hashes, tuple(round(float(w), 9) for w in row.weights),
+                row.prompts_hash, None if row.preference is None else tuple(round(float(x), 9) for x in row.preference))
+
+    twins = {identity(r): int(r.id) for r in cand[cand["source"] == SAMPLED_EVALUATION].itertuples()}  # latest last
+    wanted = {int(i) for i in candidate_ids}
+    return {int(r.id): twins[identity(r)] for r in cand[cand["id"].isin(wanted)].itertuples()
+            if r.source != SAMPLED_EVALUATION and identity(r) in twins}
+
+
 def sample_rewards(ws: Workspace, candidate_ids: Sequence[int]) -> dict[int, np.ndarray]:
     """(P, S, V) raw reward of each sampled response (prompt, sample, value's scorer) of each candidate decoded by
-    sampling; candidates decoded greedily are left out. NaN where a sample is not scored."""
+    sampling, or of its sampled evaluation (`sampled_twins`: a greedy candidate's samples), keyed by the ids
+    given; candidates with neither are left out. NaN where a sample is not scored."""
     scorers = [v.scorer for v in ws.manifest.values]
-    rows = ws.store.samples([int(i) for i in candidate_ids])
+    twins = sampled_twins(ws, candidate_ids)
+    own = ws.store.samples([int(i) for i in candidate_ids])
+    lacking = [int(i) for i in candidate_ids if int(i) not in set(own["candidate_id"].astype(int)) and int(i) in twins]
+    via = ws.store.samples(sorted({twins[i] for i in lacking}))
+    back = {twins[i]: i for i in lacking}
+    parts = [part for part in (own, via.assign(candidate_id=via["candidate_id"].map(back))) if len(part)]
+    rows = pd.concat(parts, ignore_index=True) if len(parts) > 1 else (parts[0] if parts else own)
     out = {}
     for cid, part in rows.groupby("candidate_id", sort=True):
         n_prompts, n_samples = int(part["prompt_idx"].max()) + 1, int(part["sample_idx"].max()) + 1
@@ -214,7 +239,9 @@ def win_rates_at(ws: Workspace, table: Table, methods: Sequence[str], p: Sequenc
 
 CRD_WHY = ("CRD (MI-EPO) is the mean det Cov of the rewards of sampled responses per preference; these "
            "candidates were decoded greedily (one response per prompt), so there are no samples to measure it; "
-           "set decoding do_sample=true (and num_samples) in workspace.json and sweep again")
+           "set decoding do_sample=true (and num_samples) in workspace.json and sweep again, or add a sampled "
+           "evaluation of the candidates (`sweep.sampled_evaluation`, as `demo build` does for the conditioned "
+           "policies)")
 
 
 @dataclass

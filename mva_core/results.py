@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .judges import get_judge, judge_key, verdict_of
-from .store import prompts_hash
+from .store import SAMPLED_EVALUATION, prompts_hash
 from .table import BASE_METHOD, CandidateTable, is_base, methods_present, weight_column
 from .kinds import ComparedMethod
 from .workspace import Workspace, WorkspaceError
@@ -31,13 +31,15 @@ def load_table(ws: Workspace, methods: list[str] | None = None,
     vectors no method reads any more (retrained or deleted) stays, under the name it was generated with.
     For `each` methods (one model per preference) the weights are the preference the vector was trained for.
     Only candidates generated on `prompts` (default workspace.json's prompt set) are listed, and the base model
-    on those prompts is their z-score reference: rewards on different prompt sets are not comparable.
+    on those prompts is their z-score reference: rewards on different prompt sets are not comparable. The
+    candidates of a sampled evaluation (`store.SAMPLED_EVALUATION`) are left out: CRD reads them as samples.
     """
     names = tuple(ws.value_names)
     cand = ws.store.candidates()
     if cand.empty:
         return CandidateTable(cand, names)
     cand = cand[cand["prompts_hash"] == prompts_hash(ws.prompts() if prompts is None else prompts)]
+    cand = cand[cand["source"] != SAMPLED_EVALUATION]  # CRD's samples of greedy candidates, not front points
     if cand.empty:
         return CandidateTable(cand.reset_index(drop=True), names)
     table = CandidateTable(_by_compared_method(ws, cand), names)

@@ -78,6 +78,13 @@ TABLES = {"runs", "candidates", "responses", "scores"}
 KeyResolver = Callable[[Sequence[str], Callable[[], Mapping[str, int]]], dict[str, str]]
 
 
+# `source` of the candidates of a sampled evaluation (`sweep.sampled_evaluation`): the same vectors, weights and
+# prompts as a greedy candidate, decoded by sampling, several responses per prompt, to measure CRD (MI-EPO). They
+# are not points of a front (the table leaves them out: `results.load_table`); CRD reads them as the samples of
+# their greedy twin (`metrics.sample_rewards`).
+SAMPLED_EVALUATION = "sampled-evaluation"
+
+
 def prompts_hash(prompts: Sequence[str]) -> str:
     return hashlib.sha256(json.dumps(list(prompts)).encode()).hexdigest()[:16]
 
@@ -343,6 +350,23 @@ class Store:
             stale = [rid for rid, config in con.execute("SELECT id, config FROM runs WHERE kind IN ('sweep', 'search')")
                      if json.loads(config).get("prompts_hash", keep) != keep]
             con.executemany("DELETE FROM runs WHERE id = ?", [(r,) for r in stale])
+        with contextlib.closing(sqlite3.connect(self.path, isolation_level=None)) as con:
+            con.execute("VACUUM")  # give the space back: the file is what ships
+        return int(n)
+
+    def forget_candidates(self, candidate_ids: Sequence[int]) -> int:
+        """Delete these candidates with their responses, scores, samples and judge verdicts; returns how many were
+        stored. For candidates no row can claim honestly any more (a conditioned policy's runs made with a
+        conditioning it no longer has, e.g. RiC's old desired rewards: the same vectors and p, other prompts)."""
+        ids = [(int(i),) for i in candidate_ids]
+        if not ids:
+            return 0
+        with self._connect(write=True) as con:
+            n = sum(con.execute("SELECT COUNT(*) FROM candidates WHERE id = ?", i).fetchone()[0] for i in ids)
+            con.executemany("DELETE FROM judge_verdicts WHERE candidate_id = ? OR base_id = ?", [(i, i) for i, in ids])
+            for table in ("sample_scores", "samples", "scores", "responses"):
+                con.executemany(f"DELETE FROM {table} WHERE candidate_id = ?", ids)
+            con.executemany("DELETE FROM candidates WHERE id = ?", ids)
         with contextlib.closing(sqlite3.connect(self.path, isolation_level=None)) as con:
             con.execute("VACUUM")  # give the space back: the file is what ships
         return int(n)

@@ -26,7 +26,7 @@ from .models import BaseModel, load_base
 from .errors import MVAError
 from .scorers import ScorerFailedError, get_scorer, scorer_key, stored_key
 from .results import load_table
-from .store import CandidateSpec, prompts_hash
+from .store import SAMPLED_EVALUATION, CandidateSpec, prompts_hash
 from .vectors import ValueVector, check_compatible, load_value_vector
 from .table import BASE_METHOD
 from .workspace import Workspace, WorkspaceError
@@ -100,6 +100,13 @@ class Evaluator:
         are keyed by those prompts, so they never answer for, or overwrite, candidates of another set."""
         other = copy.copy(self)
         other.prompts = list(prompts)
+        return other
+
+    def with_decoding(self, decoding: DecodingConfig) -> "Evaluator":
+        """This evaluator with another decoding config, sharing the model. Its candidates are keyed by that
+        decoding (`spec`), so they never answer for, or overwrite, the workspace decoding's candidates."""
+        other = copy.copy(self)
+        other.decoding = decoding
         return other
 
     def spec(self, weights: Sequence[float], source: str) -> CandidateSpec:
@@ -309,11 +316,12 @@ class LocalExecutor:
 def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], chunk: int = 8,
                  progress: StageProgress | None = None, space: SearchSpace | None = None,
                  extra_scorers: Sequence[str] = (), cancel: threading.Event | None = None,
-                 executor: Executor | None = None) -> Evaluation:
+                 executor: Executor | None = None, source: str = "sweep") -> Evaluation:
     """`sweep` over several (evaluator, grid) groups as one run (a method with one model per vector).
     `space` bounds the weights (default each evaluator's: workspace.json's C); `extra_scorers` also score;
     `cancel` set stops at the next token, keeping every finished chunk; `executor` generates the chunks elsewhere
-    (e.g. `executor.RayExecutor`), in the same chunks as here, so the responses are the same."""
+    (e.g. `executor.RayExecutor`), in the same chunks as here, so the responses are the same. `source` is what the
+    new candidates are stored as (`store.SAMPLED_EVALUATION` for `sampled_evaluation`)."""
     if not groups:
         raise WorkspaceError(f"method {method!r} has no candidates to evaluate")
     if chunk < 1:
@@ -324,7 +332,8 @@ def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], ch
     config = {"method": method, "grid": [w for _, W in groups for w in np.asarray(W).tolist()], "chunk": chunk,
               "n_prompts": len(prompts), "prompts_hash": prompts_hash(prompts),
               **({"space": space.to_dict()} if space is not None else {}),
-              **({"extra_scorers": list(extra_scorers)} if extra_scorers else {})}
+              **({"extra_scorers": list(extra_scorers)} if extra_scorers else {}),
+              **({"source": source, "decoding": groups[0][0].decoding.to_dict()} if source != "sweep" else {})}
     ids: list[int] = []
     generated, seconds = 0, 0.0
     # a conditioned policy generates each p in its own call anyway (its prompt differs): each is stored when done
@@ -335,7 +344,7 @@ def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], ch
         for (ev, part), responses in zip(jobs, supplied):
             if cancel is not None and cancel.is_set():
                 raise Cancelled(f"sweep stopped by request after {len(ids)} of {total} candidates; they are kept")
-            res = ev.evaluate(part, "sweep", progress=progress, run_id=run.id, space=space,
+            res = ev.evaluate(part, source, progress=progress, run_id=run.id, space=space,
                               extra_scorers=extra_scorers, cancel=cancel, generated=responses)
             ids += res.candidate_ids
             generated += res.generated
@@ -348,3 +357,18 @@ def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], ch
         run.log.update(candidates=len(ids), generated=generated, generate_seconds=seconds)
     return Evaluation(candidate_ids=ids, generated=generated, generate_seconds=seconds, method=method,
                       workspace=ws)
+
+
+def sampled_evaluation(ws: Workspace, method: str, decoding: DecodingConfig, step: float = 0.25,
+                       base: BaseModel | None = None, chunk: int = 8,
+                       progress: StageProgress | None = None) -> Evaluation:
+    """`method`'s candidates (its grid at `step`, or a conditioned policy's evaluation preferences) decoded once
+    more with `decoding` (sampled: `do_sample`, `num_samples` responses per prompt), on the workspace's prompts,
+    stored as `store.SAMPLED_EVALUATION` candidates: what CRD (MI-EPO) needs when the workspace decodes greedily
+    (issue #28 item 2). Resumable like any sweep: stored candidates are not generated again."""
+    if not (decoding.do_sample and decoding.num_samples > 1):
+        raise ConfigError(f"sampled evaluation of {method!r}: decoding do_sample={decoding.do_sample}, num_samples="
+                          f"{decoding.num_samples}; CRD needs several sampled responses per prompt (do_sample=true, "
+                          "num_samples >= 2)")
+    groups = [(ev.with_decoding(decoding), W) for ev, W in method_groups(ws, method, step, base=base)]
+    return sweep_groups(method, groups, chunk=chunk, progress=progress, source=SAMPLED_EVALUATION)

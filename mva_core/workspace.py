@@ -179,15 +179,17 @@ class Workspace:
         """The comparison rows this workspace's vectors give (DESIGN §1 table), grid methods first.
 
         A registered method reads vectors/<its name>/ if present, else vectors/<vectors_from>/ (soup and dpo
-        read mva-no-hsic's); `vertices` gives one row per value ("dpo-<value>"); a vector dir of an unknown
-        method name is shown as an extrapolation grid.
+        read mva-no-hsic's); `vertices` gives one row per value ("dpo-<value>"). A vector dir whose name is not
+        a registered method (a run of one, e.g. `mva-alpha1` or `mi-epo-bw10`: `run_method`) is a row of that name
+        with the kind of the method its mva_vector.json records; with no such record, an extrapolation grid.
         """
         on_disk = [p.name for p in self._method_dirs()]
         grid_sets = set(self.methods())
         rows: list[ComparedMethod] = []
         for name in [*available_methods(), *[m for m in on_disk if m not in available_methods()]]:
             method = get_method(name) if name in available_methods() else None
-            kind = method.kind if method else EXTRAPOLATION
+            recorded = None if method else self.run_method(name)
+            kind = method.kind if method else (get_method(recorded).kind if recorded else EXTRAPOLATION)
             source = name if name in on_disk or method is None else method.vectors_from
             if not kind.one_vector_per_value:
                 dirs = tuple(self.adapter_dirs(source))
@@ -201,6 +203,17 @@ class Workspace:
                            for d in dirs)
             rows += kind.rows(name, dirs, hashes, self.value_names)  # vertices: one per value ("dpo-<value>")
         return sorted(rows, key=lambda m: (m.kind.order, m.name))
+
+    def run_method(self, name: str) -> str | None:
+        """The registered method that trained the vectors of vectors/<name>/ (the `method` its first vector dir's
+        mva_vector.json records), or None when none is recorded or it is not registered here."""
+        for d in self.adapter_dirs(name):
+            try:
+                recorded = json.loads((d / META_FILE).read_text()).get("method")
+            except (OSError, ValueError):
+                continue
+            return recorded if isinstance(recorded, str) and recorded in available_methods() else None
+        return None
 
     def vector_index(self) -> dict[str, Path]:
         """hash -> dir of every value vector under vectors/ (how a stored candidate finds its vectors)."""

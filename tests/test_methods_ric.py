@@ -52,7 +52,7 @@ def test_registered_as_a_conditioned_method_with_its_paper():
     assert "ric" in available_methods()
     method = get_method("ric")
     assert method.kind is CONDITIONED and method.composition == "conditioned" and "2402.10207" in method.paper
-    assert method.settings == ("scorers", "mapping")
+    assert method.settings == ("scorers", "mapping", "inner")
 
 
 def test_reward_text_is_rics_one_decimal_format():

@@ -27,7 +27,7 @@ __all__ = ["MethodSettings", "SettingFlag", "TrainingMethod", "UnknownMethodErro
 
 def train_method(name: str, base: BaseModel, datasets: Datasets, out_root: str | Path, config: TrainConfig, *,
                  progress: bool = True, store: Store | None = None, run_config: dict[str, Any] | None = None,
-                 **settings: Any) -> dict[str, dict[str, Any]]:
+                 run_name: str | None = None, **settings: Any) -> dict[str, dict[str, Any]]:
     """Train registered method `name` on `datasets` (value -> preference pairs, in training order) into
     `out_root`, the way `python -m mva_core train` and `demo build` both do; finished vectors are skipped.
 
@@ -36,6 +36,8 @@ def train_method(name: str, base: BaseModel, datasets: Datasets, out_root: str |
     UnknownSettingError listing the ones it has, before anything is trained. With a `store` the run is recorded (kind "train":
     `run_config`, then per vector dir its losses, reward accuracies and penalty terms, or "stopped").
     Returns that per-vector log: {dir name: {losses, reward_accuracies, hsic_terms, ortho_terms, ...}}.
+    `run_name` is the method the stored run is recorded under when the run has a name of its own (a demo's
+    `mva-alpha1`, a run of `mva`; default `name`).
     """
     method = get_method(name)
     checked = method.make_settings(settings)  # refuses unknown or bad settings before a run is recorded
@@ -44,7 +46,7 @@ def train_method(name: str, base: BaseModel, datasets: Datasets, out_root: str |
         method.train_vectors(base.path, datasets, out_root, config, base.fingerprint, checked, progress=progress)
         return vector_logs(out_root)
     with store.run("train", run_config or {"method": name, "values": list(datasets), "train_config": config.to_dict(),
-                                           "out": str(out_root)}, name) as run:
+                                           "out": str(out_root)}, run_name or name) as run:
         method.train_vectors(base.path, datasets, out_root, config, base.fingerprint, checked, progress=progress)
         run.log.update(vector_logs(out_root))
     return run.log

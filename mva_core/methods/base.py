@@ -99,6 +99,11 @@ class TrainingMethod:
         return self.train_vectors(base_dir, datasets, Path(out_root), config, base_fingerprint,
                                   self.make_settings(settings), progress=progress)
 
+    def restate(self, out_root: Path, settings: MethodSettings) -> bool:
+        """Bring the evaluation-only settings stored with a trained run at `out_root` up to `settings`, without
+        retraining (RiC's preference-to-reward mapping); True if anything changed. Most methods have none: False."""
+        return False
+
     def train_vectors(self, base_dir: str, datasets: Datasets, out_root: Path, config: TrainConfig,
                       base_fingerprint: str, settings: MethodSettings, *, progress: bool = True) -> list[dict[str, Any]]:
         """What a method with a trainer overrides: train with validated `settings` (a `settings_class`)."""

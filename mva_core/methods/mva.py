@@ -12,8 +12,10 @@ target layers both vectors adapt, and
                  model, bit-identical but moves P, so training can lower P by reordering rows; `delta` is
                  invariant to that relabelling (`mva_core.hsic` module docstring);
 - `mva-no-hsic`  the same code with α = 0: independent per-value DPO vectors (paper "w/o HSIC");
-- `ortho`        P = ‖ΔW_iᵀ ΔW_j‖²_F, an orthogonality penalty (the paper's contrast to HSIC).
-The three are one method class, `Decorrelation`, with different `DecorrelationSettings` defaults (mergekit's
+- `ortho`        P = ‖ΔW_iᵀ ΔW_j‖²_F, an orthogonality penalty (the paper's contrast to HSIC);
+- `mva-delta`    P = HSIC on the rows of ΔW with the unbiased estimator (issue #27 item 1b): a property of the
+                 vectors, not of LoRA's row labels, and zero in expectation for independent vectors.
+The four are one method class, `Decorrelation`, with different `DecorrelationSettings` defaults (mergekit's
 variants): `penalty` and `alpha` are settings, not method names.
 The term is added in a `trl.DPOTrainer` subclass that overrides `compute_loss` only (and `log`, to keep the
 per-step values); the unweighted Σ_j P is logged each step and stored as `<penalty>_terms` in mva_vector.json.
@@ -22,7 +24,9 @@ per-step values); the unweighted Σ_j P is logged each step and stored as `<pena
 from __future__ import annotations
 
 import functools
+import json
 import os
+import shutil
 import math
 import re
 import warnings
@@ -34,7 +38,7 @@ import torch
 
 from ..config import ConfigError, TrainConfig
 from ..hsic import ESTIMATORS, KERNELS, SAMPLE_MODES, Estimator, Kernel, SampleMode, layer_kernels, vector_hsic
-from ..vectors import LoraLayer, VectorError, load_value_vector
+from ..vectors import ADAPTER_FILE, META_FILE, LoraLayer, VectorError, load_value_vector
 from ..errors import TrainingError
 from ..kinds import EXTRAPOLATION
 from ..preference_data import check_pairs, pairs_sha256
@@ -99,6 +103,28 @@ class IndependentSettings(DecorrelationSettings):
                           stacklevel=4)
             self.alpha = 0.0
         super().__post_init__()
+
+
+# α of `mva-delta`, measured on the demo's vectors (data/README.md, "mva-delta"): at step 0 the new vector's
+# B = 0, so ΔW_i = 0 and the penalty is exactly 0; once B moves, the median-heuristic Gaussian kernel makes
+# HSIC(ΔW_i, ΔW_j) independent of ΔW_i's scale, and on the direction DPO alone reaches (mva-no-hsic's brevity vs
+# warmth) the unbiased sum over the 60 layers is 0.0431. With L_DPO = log 2 = 0.693 at the start, α = 5 makes the
+# penalty 0.215, 24 % of the loss (α = 1: 6 %, 10: 38 %, 20: 55 %).
+DELTA_ALPHA = 5.0
+
+
+@dataclass
+class DeltaSettings(DecorrelationSettings):
+    """`mva-delta`: Eq.14 with HSIC on the rows of ΔW (the paper's text) and the unbiased estimator."""
+
+    alpha: float = field(default=DELTA_ALPHA, metadata={
+        "help": "penalty weight α of MVA Eq.14 (paper: 1, 10, 50); 0 trains independent DPO vectors"})
+    mode: SampleMode = field(default="delta", metadata={
+        "help": "HSIC samples per layer: rows of ΔW (default here; invariant to LoRA's rank relabelling) or "
+                "rows of lora_A (the paper's code)"})
+    estimator: Estimator = field(default="unbiased", metadata={
+        "help": "HSIC in the penalty: unbiased = Song et al. 2012 (default here); biased = MVA Eq.6",
+        "aliases": ("--hsic-estimator",)})
 
 
 # ---- Penalties P(θ_i, θ_j), each summed over the shared target layers ----
@@ -306,6 +332,60 @@ def decorrelated_sequence(base_dir: str, datasets: Mapping[str, list[dict[str, A
     return summaries
 
 
+def first_vector_meta(meta: Mapping[str, Any], settings: DecorrelationSettings, method: str) -> dict[str, Any]:
+    """The mva_vector.json a run of `method` with `settings` writes for its FIRST vector, given the metadata of a
+    first vector another Decorrelation run trained on the same data, config and base (`meta`): the same curves and
+    timings, this run's method and settings (what `_resumable` checks)."""
+    s = settings
+    out = {k: v for k, v in meta.items()
+           if k not in ("hsic_mode", "hsic_kernel", "hsic_sigma", "hsic_estimator", "hsic_terms", "ortho_terms")}
+    out.update({"method": method, "alpha": float(s.alpha), "penalty": s.penalty, f"{s.penalty}_terms": []})
+    if s.penalty == "hsic":
+        out.update({"hsic_mode": s.mode, "hsic_kernel": s.kernel, "hsic_sigma": s.sigma})
+        if s.estimator != "biased":
+            out["hsic_estimator"] = s.estimator
+    return out
+
+
+def share_first_vector(source: str | Path, out_dir: str | Path, pairs: list[dict[str, Any]], config: TrainConfig,
+                       base_fingerprint: str, settings: DecorrelationSettings, method: str) -> bool:
+    """Place the first vector of a sequential run at `out_dir` without training it: its adapter file a relative
+    symlink to `source`'s, its metadata this run's (`first_vector_meta`). True if placed.
+
+    Eq.14's penalty sums over the earlier vectors j < i, so the first vector (i = 1) is plain DPO whatever α,
+    the penalty or its settings: with the same pairs, TrainConfig (its seed included) and base, every
+    Decorrelation run trains it bit for bit the same (the demo's mva/warmth and mva-no-hsic/warmth have one
+    hash). `source` qualifies only if it is such a first vector (no earlier vectors) of that same data, config
+    and base; anything else returns False and the caller trains. Readers follow the link: hashing
+    (`vectors.file_hash` resolves it), loading, composing, exporting and copying a workspace (`shutil` copies
+    the target's bytes).
+    """
+    source, out_dir = Path(source), Path(out_dir)
+    if out_dir.exists() or not (source / "adapter_config.json").is_file() or not (source / META_FILE).is_file():
+        return False
+    vec = load_value_vector(source)
+    meta = vec.meta
+    if (meta.get("earlier") or meta.get("penalty") is None or meta.get("data_sha256") != pairs_sha256(pairs)
+            or meta.get("train_config") != config.to_dict() or meta.get("base_fingerprint") != base_fingerprint):
+        return False
+    target = vec.path / ADAPTER_FILE
+    if not target.is_file():
+        return False
+    real = target.resolve()  # link to the file itself, not to another link
+    out_dir = out_dir.parent.resolve() / out_dir.name
+    tmp = out_dir.with_name(out_dir.name + ".sharing")  # built aside, renamed into place: never half-made
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    shutil.copyfile(source / "adapter_config.json", tmp / "adapter_config.json")
+    os.symlink(os.path.relpath(real, out_dir), tmp / ADAPTER_FILE)
+    shared = first_vector_meta(meta, settings, method)
+    shared["shared_from"] = os.path.relpath(real.parent, out_dir.parent)  # no path of this machine
+    (tmp / META_FILE).write_text(json.dumps(shared, indent=2))
+    tmp.rename(out_dir)
+    return True
+
+
 def _check_settings(alpha: float, penalty: str, mode: str, kernel: str, sigma: float | None,
                     estimator: str = "biased") -> None:
     if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
@@ -390,6 +470,14 @@ class MVANoHSIC(Decorrelation):
 
     description = "MVA w/o HSIC: independent per-value DPO vectors (α = 0); extrapolated grid"
     settings_class = IndependentSettings
+
+
+@register_method("mva-delta")
+class MVADelta(Decorrelation):
+    """MVA with the penalty on ΔW rows and the unbiased HSIC estimator (issue #27 item 1b), extrapolated grid."""
+
+    description = "MVA on ΔW: sequential DPO vectors, α Σ_j unbiased HSIC on the rows of ΔW (Eq.14); extrapolated grid"
+    settings_class = DeltaSettings
 
 
 @register_method("ortho")

@@ -43,6 +43,8 @@ What differs from RiC, and what is left out:
 
 from __future__ import annotations
 
+import json
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +52,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..conditioning import RIC_MAPPINGS, RewardsInContext, RicMapping, reward_text
+from ..conditioning import INNER_RANGE, RIC_MAPPINGS, RewardsInContext, RicMapping, conditioning_from_meta, reward_text
 from ..config import ConfigError, TrainConfig
 from ..kinds import CONDITIONED
 from ..models import render_prompts
@@ -108,6 +110,7 @@ def train_ric_policy(
     scorers: Mapping[str, str],
     *,
     mapping: RicMapping = "linf",
+    inner: Sequence[float] = INNER_RANGE,
     method: str = "ric",
     progress: bool = True,
     overwrite: bool = False,
@@ -138,7 +141,7 @@ def train_ric_policy(
     if not keep.all():
         warnings.warn(f"{int((~keep).sum())} of {len(keep)} responses have a non-finite score and are left out of "
                       "RiC's training data", stacklevel=2)
-    conditioning = RewardsInContext.from_scores(values, Z[keep], mapping)
+    conditioning = RewardsInContext.from_scores(values, Z[keep], mapping, inner)
     rows = [{"prompt": render_prompts(base.tokenizer, [x], conditioning_prompt(z, values, config.system_prompt))[0],
              "completion": y}  # trl appends the EOS to the completion
             for (x, y), z, k in zip(pairs, Z, keep) if k]
@@ -182,6 +185,16 @@ class RiCSettings(MethodSettings):
         "help": "RiC's preference-to-reward mapping used at evaluation, stored with the policy (linf: min(N·p_i, 1) "
                 "of each value's training score range, RiC's default; l2: p_i/|p|; quantile: that share as a "
                 "quantile of the training scores, robust to skewed scorers)"})
+    inner: list[float] = field(default_factory=lambda: list(INNER_RANGE), metadata={
+        "help": "inner quantile range of the training scores the desired scores are mapped into (as RiC's released "
+                "code bounds them, never the single most extreme response): 'a,b' with 0 <= a < b <= 1; 0,1 = the "
+                "full [min, max]. Stored with the policy; evaluation only"})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.inner) != 2 or not (0.0 <= self.inner[0] < self.inner[1] <= 1.0):
+            raise ConfigError(f"inner={self.inner}: give two quantile levels 0 <= a < b <= 1, e.g. "
+                              f"{','.join(map(str, INNER_RANGE))}")
 
 
 @register_method("ric")
@@ -201,4 +214,29 @@ class RiC(TrainingMethod):
         if (out / "adapter_config.json").is_file():
             return []
         return [train_ric_policy(base_dir, datasets, out, config, base_fingerprint, settings.scorers or {},
-                                 mapping=settings.mapping, method=self.name, progress=progress)]
+                                 mapping=settings.mapping, inner=settings.inner, method=self.name, progress=progress)]
+
+    def restate(self, out_root: Path, settings: RiCSettings) -> bool:
+        """Give the trained policy at out_root/policy/ the evaluation settings `settings` names (mapping, inner
+        range) without retraining: the weights do not depend on them (SFT reads each response's own scores), the
+        desired scores for p do. Its stored quantiles of the training scores give the new targets. True if its
+        mva_vector.json changed; its candidates made with the old targets must then be forgotten (their prompts
+        differ, their vectors and p do not: `demo.forget_stale_runs`)."""
+        out = Path(out_root) / POLICY_DIR
+        meta_file = out / "mva_vector.json"
+        if not meta_file.is_file():
+            return False
+        meta = json.loads(meta_file.read_text())
+        old = conditioning_from_meta(meta)
+        if not isinstance(old, RewardsInContext):
+            return False
+        new = RewardsInContext(old.values, old.low, old.high, settings.mapping, old.quantiles, tuple(settings.inner))
+        if new == old:
+            return False
+        values = list(old.values)
+        meta.update(conditioning=new.to_dict(), condition_example=new.text([1 / len(values)] * len(values), values),
+                    restated_from=old.to_dict() | {"quantiles": "(unchanged)"})
+        tmp = meta_file.with_name(meta_file.name + ".partial")
+        tmp.write_text(json.dumps(meta, indent=2))
+        os.replace(tmp, meta_file)
+        return True
