@@ -9,28 +9,15 @@ Nothing of its own is trained: like `soup`, without `vectors/mod/` a workspace's
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from ..config import TrainConfig
 from ..kinds import DECODE_TIME
-from .base import Datasets, TrainingMethod, get_method, register_method
-from .mva import IndependentSettings
+from .base import register_method
+from .soup import IndependentVectors
 
 
 @register_method("mod")
-class MultiObjectiveDecoding(TrainingMethod):
+class MultiObjectiveDecoding(IndependentVectors):
     """MOD: mva-no-hsic's independent DPO vectors, mixed per token at decoding time (n + 1 rows per token)."""
 
     paper = "https://arxiv.org/abs/2406.18853"
     description = "MOD: mva-no-hsic's DPO vectors mixed per token at decoding time, (1 - sum w) log p_base + sum w_i log p_i"
     kind = DECODE_TIME
-    vectors_from = "mva-no-hsic"
-    settings_class = IndependentSettings  # the settings of the method it trains as
-
-    def train_vectors(self, base_dir: str, datasets: Datasets, out_root: Path, config: TrainConfig,
-                      base_fingerprint: str, settings: IndependentSettings, *,
-                      progress: bool = True) -> list[dict[str, Any]]:
-        """mva-no-hsic's training, exactly (the per-value vectors it mixes)."""
-        return get_method(self.vectors_from).train_vectors(base_dir, datasets, out_root, config, base_fingerprint,
-                                                           settings, progress=progress)

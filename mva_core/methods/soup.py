@@ -17,19 +17,25 @@ from .base import Datasets, TrainingMethod, get_method, register_method
 from .mva import IndependentSettings
 
 
-@register_method("soup")
-class Soup(TrainingMethod):
-    """Rewarded Soups: independent per-value DPO vectors, interpolated on the simplex."""
+class IndependentVectors(TrainingMethod):
+    """A method with no vectors of its own: it reads `mva-no-hsic`'s independent per-value DPO vectors (or its own
+    `vectors/<name>/` if present) and differs only in how it composes them (its `kind`); `soup` and `mod`."""
 
-    paper = "https://arxiv.org/abs/2306.04488"
-    description = "Rewarded Soups: mva-no-hsic's independent DPO vectors, interpolated on the simplex"
-    kind = SIMPLEX
     vectors_from = "mva-no-hsic"
     settings_class = IndependentSettings  # the settings of the method it trains as
 
     def train_vectors(self, base_dir: str, datasets: Datasets, out_root: Path, config: TrainConfig,
                       base_fingerprint: str, settings: IndependentSettings, *,
                       progress: bool = True) -> list[dict[str, Any]]:
-        """mva-no-hsic's training, exactly (its vectors, recorded under its name)."""
+        """mva-no-hsic's training, exactly (its vectors, recorded under this method's name)."""
         return get_method(self.vectors_from).train_vectors(base_dir, datasets, out_root, config, base_fingerprint,
                                                            settings, progress=progress)
+
+
+@register_method("soup")
+class Soup(IndependentVectors):
+    """Rewarded Soups: independent per-value DPO vectors, interpolated on the simplex."""
+
+    paper = "https://arxiv.org/abs/2306.04488"
+    description = "Rewarded Soups: mva-no-hsic's independent DPO vectors, interpolated on the simplex"
+    kind = SIMPLEX
