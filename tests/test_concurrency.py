@@ -27,6 +27,7 @@ from streamlit import config as st_config
 from streamlit.testing.v1 import AppTest
 
 import mva_core.generate
+import mva_core.live
 from mva_core.compose import merge
 from mva_core.generate import generate_responses
 from mva_core.models import load_base
@@ -118,15 +119,15 @@ def test_two_sessions_evaluate_at_once_and_share_an_unchanged_model(ws_root, ref
     # ---- Record who evaluated what, when; hold each session until both have set their weights ----
     calls: list[dict] = []
     lock = threading.Lock()
-    orig_evaluate = Evaluator.evaluate
+    orig_generate_part = mva_core.live._generate_part  # Explore's any-time evaluation generates through it
 
-    def recording_evaluate(self, weights, *args, **kwargs):
+    def recording_generate_part(ev, weights, *args, **kwargs):
         start = time.perf_counter()
         try:
-            return orig_evaluate(self, weights, *args, **kwargs)
+            return orig_generate_part(ev, weights, *args, **kwargs)
         finally:
             with lock:
-                calls.append(dict(thread=threading.get_ident(), evaluator=self, start=start, end=time.perf_counter(),
+                calls.append(dict(thread=threading.get_ident(), evaluator=ev, start=start, end=time.perf_counter(),
                                   weights=tuple(float(x) for x in np.ravel(weights))))
 
     barrier = threading.Barrier(2, timeout=120)
@@ -141,7 +142,7 @@ def test_two_sessions_evaluate_at_once_and_share_an_unchanged_model(ws_root, ref
                 barrier.wait()  # BrokenBarrierError (a script exception) if the two never overlap
             yield
 
-    monkeypatch.setattr(Evaluator, "evaluate", recording_evaluate)
+    monkeypatch.setattr(mva_core.live, "_generate_part", recording_generate_part)
     monkeypatch.setattr(mva_core.generate, "row_weights", synced_row_weights)
     # Streamlit parses the page script on every run; two threads parsing at once can hit CPython 3.11's AST
     # recursion-depth race ("AST constructor recursion depth mismatch", python/cpython#106905). Parsing is
@@ -185,10 +186,12 @@ def test_two_sessions_evaluate_at_once_and_share_an_unchanged_model(ws_root, ref
     state = shared.base.model.state_dict()
     assert all(torch.equal(state[k], t) for k, t in on_disk.items())
 
-    # ---- The store holds exactly the two candidates, each with its own weights and responses ----
+    # ---- The store holds exactly the two candidates, each with its own weights and responses (and the base
+    # model's, which Explore evaluates first when it is missing: the any-time point is paired with it) ----
     ws = Workspace(ws_root)
     table = ws.store.candidates()
-    assert len(table) == 2 and set(table["source"]) == {"live"}
+    assert sorted(table["source"]) == ["base", "live", "live"]
+    table = table[table["source"] == "live"]
     by_weights = {tuple(r.weights): int(r.id) for r in table.itertuples()}
     assert set(by_weights) == set(WEIGHTS.values())
     for name, w in WEIGHTS.items():

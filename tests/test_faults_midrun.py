@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import json
 import re
-from contextlib import contextmanager
 from dataclasses import replace
 
 import numpy as np
 import pytest
-import torch
 
 from mva_core import cli
 from mva_core.errors import ResourceLimitError
@@ -29,6 +27,7 @@ from mva_core.notices import notices_to
 from mva_core.scorers import Scorer, get_scorer, register_scorer
 from mva_core.sweep import Evaluator, evaluate_base
 from mva_core.workspace import MANIFEST, Workspace
+from tests.oom import cpu_oom, cuda_oom, memory_for_rows
 from tests.tiny import make_tiny_workspace
 
 FLAKY = "words-failing-third-call"
@@ -104,35 +103,7 @@ def test_scorer_raising_on_the_third_chunk_stops_the_sweep_and_the_rerun_resumes
     assert list(runs["status"]) == ["done"]  # the stopped run was taken over, not duplicated
 
 
-# ---- Out of memory in generation ----
-
-@contextmanager
-def memory_for_rows(max_rows: int, error):
-    """Every embedding layer raises `error(rows)` for batches of more than `max_rows` rows (a global torch hook, so
-    it reaches models loaded anywhere, e.g. inside the CLI); yields the batch sizes that went through."""
-    passed: list[int] = []
-
-    def hook(module, args):
-        if isinstance(module, torch.nn.Embedding) and args and args[0].dim() == 2:
-            if args[0].shape[0] > max_rows:
-                raise error(args[0].shape[0])
-            passed.append(int(args[0].shape[0]))
-
-    handle = torch.nn.modules.module.register_module_forward_pre_hook(hook)
-    try:
-        yield passed
-    finally:
-        handle.remove()
-
-
-def cuda_oom(rows: int) -> Exception:
-    return torch.OutOfMemoryError(f"CUDA out of memory. Tried to allocate {rows * 64} MiB (test: {rows} rows)")
-
-
-def cpu_oom(rows: int) -> Exception:
-    return RuntimeError(f"[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried "
-                        f"to allocate {rows * 2**26} bytes")
-
+# ---- Out of memory in generation (tests/oom.py) ----
 
 @pytest.fixture(scope="module")
 def tiny_ws(tmp_path_factory):

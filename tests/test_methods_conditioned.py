@@ -303,7 +303,8 @@ def test_compare_draws_a_conditioned_policy_in_order_of_p_with_its_mip(tmp_path,
     Evaluator(ws, "mo-odpo").evaluate(P[::-1])  # stored in another order than p's
     at = open_page(monkeypatch, tmp_path, "views/compare.py")
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
-    trace = next(t for t in spec["data"] if str(t.get("name", "")).startswith("mo-odpo"))
+    # the policy's own line (Compare also draws its attainment band, "mo-odpo: 10% attainment", under it)
+    trace = next(t for t in spec["data"] if str(t.get("name", "")).startswith("mo-odpo (p"))
     assert trace["line"]["dash"] == "dash" and "p = 0→1 on warmth" in trace["name"]
     table = candidate_table(ws)
     rows = table[table["method"] == "mo-odpo"].sort_values("w_warmth")

@@ -172,7 +172,7 @@ def test_mod_is_a_compared_method_beside_mva_no_hsic(tmp_path):
 def test_out_of_memory_halves_mod_sequences_and_keeps_the_text(setup):
     """A call of 2 sequences x 3 rows that runs out of memory goes on 1 sequence (3 rows) per call, same text."""
     from mva_core.notices import notices_to
-    from tests.test_faults_midrun import cuda_oom, memory_for_rows
+    from tests.oom import cuda_oom, memory_for_rows
 
     base, tok, vectors, _ = setup
     wb = WeightBatchedModel(base, vectors)
