@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from mva_core.report import SUMMARY_RULE, build_report
+from mva_core.report import SUMMARY_RULE, FrontFigure, build_report
 from mva_core.report_render import (
     FIG5_CAPTION, conditioned_frame, conditioned_pairs_frame, cosine_chart, cosine_scale, cosine_summary,
     differences_frame, fig5_chart, fig5_frame, front_chart, intervals_note, methods_frame, missing_frame, table1_frame,
@@ -69,14 +69,18 @@ if report.fronts.series:
     st.plotly_chart(front_chart(report.fronts, report.values, report.ref, x_axis, y_axis), key="paper_fronts")
     st.caption(report.fronts.caption)
 
-# ---- Fig. 4 ----
-st.header("Fig. 4: HSIC vs orthogonality")
-st.caption(report.fig4.caption)
-if report.fig4.series:
-    st.plotly_chart(front_chart(report.fig4, report.values, report.ref, x_axis, y_axis), key="paper_fig4")
-if report.fig4.differences:
-    st.dataframe(differences_frame(report.fig4), hide_index=True, key="paper_fig4_diff")
-show_missing("Fig. 4")
+def fronts_section(label: str, title: str, figure: FrontFigure, key: str) -> None:
+    """A figure of fronts (Fig. 4, Fig. 7): its chart, its paired differences and what the workspace lacks for it."""
+    st.header(f"{label}: {title}")
+    st.caption(figure.caption)
+    if figure.series:
+        st.plotly_chart(front_chart(figure, report.values, report.ref, x_axis, y_axis), key=key)
+    if figure.differences:
+        st.dataframe(differences_frame(figure), hide_index=True, key=f"{key}_diff")
+    show_missing(label)
+
+
+fronts_section("Fig. 4", "HSIC vs orthogonality", report.fig4, "paper_fig4")
 
 # ---- Fig. 5 ----
 st.header("Fig. 5: each value vector alone vs the per-value DPO vector")
@@ -96,14 +100,7 @@ for k, cm in enumerate(report.fig6):
     st.caption(cosine_summary(cm))
 show_missing("Fig. 6")
 
-# ---- Fig. 7 ----
-st.header("Fig. 7: α ∈ {1, 10, 50}")
-st.caption(report.fig7.caption)
-if report.fig7.series:
-    st.plotly_chart(front_chart(report.fig7, report.values, report.ref, x_axis, y_axis), key="paper_fig7")
-if report.fig7.differences:
-    st.dataframe(differences_frame(report.fig7), hide_index=True, key="paper_fig7_diff")
-show_missing("Fig. 7")
+fronts_section("Fig. 7", "α ∈ {1, 10, 50}", report.fig7, "paper_fig7")
 
 # ---- MI-EPO ----
 st.header("MI-EPO: MIP and CRD of the conditioned policies")
