@@ -232,6 +232,17 @@ def markdown_table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def _fronts_md(report: PaperReport, label: str, title: str, figure: FrontFigure) -> list[str]:
+    """A figure of fronts (Fig. 4, Fig. 7) in markdown: its series' table, its paired differences, what it lacks."""
+    lines = ["", f"## {label}: {title}", "", figure.caption, "",
+             markdown_table(pd.DataFrame([{"series": s.label, "candidates": len(s.ids),
+                                           "front": int(s.on_front.sum()), "HV": fmt(s.hv, 4), "MIP": fmt(s.mip)}
+                                          for s in figure.series]))]
+    if figure.differences:
+        lines += ["", markdown_table(differences_frame(figure))]
+    return lines + _missing_md(report.missing_for(label))
+
+
 def _missing_md(missing: Sequence[Missing]) -> list[str]:
     if not missing:
         return []
@@ -254,26 +265,14 @@ def to_markdown(report: PaperReport) -> str:
               markdown_table(table1_frame(report))]
     lines += _missing_md(report.missing_for("Table 1"))
     lines += ["", "## Every compared method", "", markdown_table(methods_frame(report))]
-    lines += ["", "## Fig. 4: HSIC vs orthogonality", "", report.fig4.caption, "",
-              markdown_table(pd.DataFrame([{"series": s.label, "candidates": len(s.ids),
-                                            "front": int(s.on_front.sum()), "HV": fmt(s.hv, 4), "MIP": fmt(s.mip)}
-                                           for s in report.fig4.series]))]
-    if report.fig4.differences:
-        lines += ["", markdown_table(differences_frame(report.fig4))]
-    lines += _missing_md(report.missing_for("Fig. 4"))
+    lines += _fronts_md(report, "Fig. 4", "HSIC vs orthogonality", report.fig4)
     lines += ["", "## Fig. 5: each value vector alone vs the per-value DPO vector", "", FIG5_CAPTION, "",
               markdown_table(fig5_frame(report))]
     lines += _missing_md(report.missing_for("Fig. 5"))
     lines += ["", "## Fig. 6: layer-wise cosine similarity between value vectors", ""]
     lines += [f"- {cosine_summary(cm)}" for cm in report.fig6] or ["(no vector set with one vector per value)"]
     lines += _missing_md(report.missing_for("Fig. 6"))
-    lines += ["", "## Fig. 7: α ∈ {1, 10, 50}", "", report.fig7.caption, "",
-              markdown_table(pd.DataFrame([{"series": s.label, "candidates": len(s.ids),
-                                            "front": int(s.on_front.sum()), "HV": fmt(s.hv, 4), "MIP": fmt(s.mip)}
-                                           for s in report.fig7.series]))]
-    if report.fig7.differences:
-        lines += ["", markdown_table(differences_frame(report.fig7))]
-    lines += _missing_md(report.missing_for("Fig. 7"))
+    lines += _fronts_md(report, "Fig. 7", "α ∈ {1, 10, 50}", report.fig7)
     lines += ["", "## MI-EPO: MIP and CRD of the conditioned policies", "", markdown_table(conditioned_frame(report))]
     if report.conditioned_pairs:
         lines += ["", markdown_table(conditioned_pairs_frame(report))]
