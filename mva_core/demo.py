@@ -130,8 +130,9 @@ DEMOS: dict[str, DemoSpec] = {
             "ric": {"mapping": "quantile", "inner": [0.05, 0.95], "train": {"max_steps": 142}},
             "mo-odpo": {},  # one conditioned policy each, trained online on its own samples
             "mi-epo": {},  # the paper's β_w = 0.01: inert at this scale (data/README.md, bench/weight_consistency.py)
-            # + DEMO_PENDING_RUNS and sampled=DEMO_SAMPLED once their rebuild is done (data/README.md "Pending")
+            **DEMO_PENDING_RUNS,
         },  # modpo trains from the CLI; left out here to keep the build short on 2 cores
+        sampled=DEMO_SAMPLED,
         description=("Embedded demo: SmolLM2-135M-Instruct with LoRA value vectors trained on on-policy pairs "
                      "scored by offline proxy scorers (warmth = VADER sentiment, brevity = response length)."),
     ),
