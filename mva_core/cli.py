@@ -139,6 +139,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .workspace import open_workspace
     if args.chunk < 1:
         raise CliError(f"--chunk {args.chunk}: candidates per generate call must be >= 1, e.g. --chunk 8")
+    if args.samples is not None and args.samples < 2:
+        raise CliError(f"--samples {args.samples}: CRD needs at least 2 sampled responses per prompt, e.g. --samples 3")
     lo, hi, step = _grid(args.grid)
     ws = open_workspace(args.workspace)
     ws.store.check_writable()  # a read-only workspace, or a damaged store, says so before the model loads
@@ -159,10 +161,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         eta = (f"about {total * took / 3600:.1f} h at this workspace's last sweep rate ({took:.1f} s per candidate)"
                if took else "no earlier sweep here to estimate the time from")
         raise CliError(f"this sweep has {total:,} candidates ({eta}); pass --yes to run it, or choose a coarser --grid")
+    source = "sweep"
+    if args.samples is not None and groups:  # CRD's sampled evaluation, beside the workspace decoding's candidates
+        from .store import SAMPLED_EVALUATION
+        from .sweep import sampled_decoding, sampled_groups
+        groups = sampled_groups(groups, sampled_decoding(groups[0][0].decoding, args.samples, args.temperature,
+                                                         args.top_p, args.sample_seed))
+        source = SAMPLED_EVALUATION
     bar = _bar()
     evaluate_base(ws, groups[0][0].base if groups else None, progress=bar, prompts=prompts)
-    res = sweep_groups(args.method, groups, chunk=args.chunk, progress=bar, executor=_executor(args))
-    print(f"{len(res.candidate_ids)} candidates of {args.method} in {ws.root}: {res.generated} generated, "
+    res = sweep_groups(args.method, groups, chunk=args.chunk, progress=bar, executor=_executor(args), source=source)
+    what = f"sampled evaluation ({args.samples} responses per prompt) of {args.method}" if source != "sweep" else \
+        args.method
+    print(f"{len(res.candidate_ids)} candidates of {what} in {ws.root}: {res.generated} generated, "
           f"{len(res.candidate_ids) - res.generated} answered from the store")
     return 0
 
@@ -609,6 +620,13 @@ def build_parser(prog: str = "python -m mva_core", command: str | None = None) -
                                                     "candidates are keyed by their prompts, so sets never mix")
     sw.add_argument("--values", default=None, help="comma-separated subset of values to sweep; the others stay at 0")
     sw.add_argument("--yes", action="store_true", help=f"run a sweep of more than {CONFIRM_CANDIDATES} candidates")
+    sw.add_argument("--samples", type=int, default=None, metavar="N",
+                    help="a sampled evaluation for CRD (MI-EPO): decode the same candidates again with N >= 2 "
+                         "sampled responses per prompt, stored beside the workspace decoding's (greedy) ones")
+    sw.add_argument("--temperature", type=float, default=0.7, help="with --samples: sampling temperature")
+    sw.add_argument("--top-p", type=float, default=0.95, help="with --samples: nucleus sampling mass")
+    sw.add_argument("--sample-seed", type=int, default=0, help="with --samples: the seed each response's own "
+                                                              "seed is derived from")
     _executor_flags(sw, "chunks")
 
     e = add("export", cmd_export, "export a stored candidate")

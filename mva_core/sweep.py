@@ -359,16 +359,31 @@ def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], ch
                       workspace=ws)
 
 
+def sampled_decoding(decoding: DecodingConfig, samples: int = 3, temperature: float = 0.7, top_p: float = 0.95,
+                     seed: int = 0) -> DecodingConfig:
+    """`decoding` (its lengths, batch size and system prompt) made sampled for CRD: `samples` responses per prompt
+    at `temperature` and nucleus mass `top_p`, each with its own seed derived from `seed` (DecodingConfig)."""
+    return replace(decoding, do_sample=True, num_samples=samples, temperature=temperature, top_p=top_p, seed=seed)
+
+
+def sampled_groups(groups: Sequence[tuple[Evaluator, np.ndarray]], decoding: DecodingConfig
+                   ) -> list[tuple[Evaluator, np.ndarray]]:
+    """The same (evaluator, weights) groups decoded with the sampled `decoding` instead; refuses a decoding that
+    gives CRD nothing to measure (greedy, or one sample per prompt)."""
+    if not (decoding.do_sample and decoding.num_samples > 1):
+        raise ConfigError(f"sampled evaluation: decoding do_sample={decoding.do_sample}, num_samples="
+                          f"{decoding.num_samples}; CRD needs several sampled responses per prompt (do_sample=true, "
+                          "num_samples >= 2, e.g. `sweep --samples 3`)")
+    return [(ev.with_decoding(decoding), W) for ev, W in groups]
+
+
 def sampled_evaluation(ws: Workspace, method: str, decoding: DecodingConfig, step: float = 0.25,
                        base: BaseModel | None = None, chunk: int = 8,
                        progress: StageProgress | None = None) -> Evaluation:
     """`method`'s candidates (its grid at `step`, or a conditioned policy's evaluation preferences) decoded once
-    more with `decoding` (sampled: `do_sample`, `num_samples` responses per prompt), on the workspace's prompts,
-    stored as `store.SAMPLED_EVALUATION` candidates: what CRD (MI-EPO) needs when the workspace decodes greedily
-    (issue #28 item 2). Resumable like any sweep: stored candidates are not generated again."""
-    if not (decoding.do_sample and decoding.num_samples > 1):
-        raise ConfigError(f"sampled evaluation of {method!r}: decoding do_sample={decoding.do_sample}, num_samples="
-                          f"{decoding.num_samples}; CRD needs several sampled responses per prompt (do_sample=true, "
-                          "num_samples >= 2)")
-    groups = [(ev.with_decoding(decoding), W) for ev, W in method_groups(ws, method, step, base=base)]
+    more with `decoding` (sampled: `do_sample`, `num_samples` responses per prompt; `sampled_decoding`), on the
+    workspace's prompts, stored as `store.SAMPLED_EVALUATION` candidates: what CRD (MI-EPO) needs when the
+    workspace decodes greedily (issue #28 item 2; `sweep --samples N`). Resumable like any sweep: stored candidates
+    are not generated again."""
+    groups = sampled_groups(method_groups(ws, method, step, base=base), decoding)
     return sweep_groups(method, groups, chunk=chunk, progress=progress, source=SAMPLED_EVALUATION)
