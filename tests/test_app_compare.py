@@ -179,3 +179,17 @@ def record_downloads(monkeypatch) -> dict[str, bytes]:
 def download_data(at, served: dict[str, bytes]) -> str:
     url = at.get("download_button")[0].proto.url  # /mock/media/<file id>.csv
     return served[url.rsplit("/", 1)[-1].split(".")[0]].decode()
+
+
+@pytest.mark.slow
+def test_three_value_fronts_are_said_to_be_projected(monkeypatch, tmp_path):
+    """On the 3-value demo the chart shows two values of a front over three: the caption says its points are
+    marked, not joined, and may look dominated in the projection (a 2-value workspace's says "Lines")."""
+    import shutil
+
+    from mva_core.workspace import REPO_ROOT
+    root = tmp_path / "demo3"
+    shutil.copytree(REPO_ROOT / "data" / "demo3", root, symlinks=True)
+    at = open_page(monkeypatch, root, "views/compare.py")
+    captions = " ".join(c.value for c in at.caption)
+    assert "the front of a grid method in all 3 values" in captions and "Lines: the front" not in captions

@@ -206,7 +206,10 @@ colors = {m: palette[i % len(palette)] for i, m in enumerate(chosen)}
 if single and st.toggle("Attainment bands (10–90 % over prompt resamples)", value=True, key="compare_bands"):
     layers[:0] = attainment_layers(ws, own, colors, x_name, y_name, ref)  # under the fronts (issue 29 item 4)
 st.plotly_chart(front_figure(x_name, y_name, layers, height=540), width="stretch", key="compare_plot")
-st.caption("Lines: the front of a grid method (its non-dominated candidates); faint dots: its other candidates; "
+st.caption(("Lines: the front of a grid method (its non-dominated candidates); " if len(values) == 2 else
+            f"Marked points: the front of a grid method in all {len(values)} values (its non-dominated candidates), "
+            "drawn in the two shown, so no line joins them and a front point may look dominated here; ") +
+           "faint dots: its other candidates; "
            "diamonds: candidates off the simplex (Σ w ≠ 1), what extrapolation adds to SOUP's interpolation. "
            "Large symbols: methods that are one model per point (dpo-<value>, dpo-seqt, dpo-lw, …). Dashed: one "
            "preference-conditioned policy (mo-odpo, mi-epo) run with each evaluation preference p in its prompt, in "
