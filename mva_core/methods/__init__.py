@@ -2,27 +2,29 @@
 subclass (instantiated once); each carries the `paper` it implements and its composition `kind`
 (mva_core.kinds). Methods built on DPO reuse `dpo.train_dpo_vector` and add their loss term in a
 `DPOTrainer` subclass; every method trains through `harness` (trainer settings, resume, finite check, save).
+
+Importing this package loads no trainer (no torch): the method modules register on the first `get_method` or
+`available_methods`, and `setting_flags` reads the settings dataclasses of mva_core.method_settings.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..config import TrainConfig
-from ..models import BaseModel
-from ..store import Store
-from ..vectors import META_FILE
+from ..config import META_FILE, TrainConfig
 from .base import (
     Datasets, MethodSettings, SettingFlag, TrainingMethod, UnknownMethodError, UnknownSettingError, available_methods,
-    get_method, register_method, setting_flags,
+    get_method, register_method, setting_flags, settings_classes,
 )
-# Importing a method module registers it.
-from . import conditioned, dpo, dpo_lw, dpo_seqt, mod, modpo, mva, ric, soup  # noqa: F401  (registers them)
+
+if TYPE_CHECKING:
+    from ..models import BaseModel
+    from ..store import Store
 
 __all__ = ["MethodSettings", "SettingFlag", "TrainingMethod", "UnknownMethodError", "UnknownSettingError", "available_methods",
-           "get_method", "register_method", "setting_flags", "train_method", "vector_logs"]
+           "get_method", "register_method", "setting_flags", "settings_classes", "train_method", "vector_logs"]
 
 
 def train_method(name: str, base: BaseModel, datasets: Datasets, out_root: str | Path, config: TrainConfig, *,
