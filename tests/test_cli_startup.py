@@ -46,7 +46,7 @@ def test_train_help_lists_every_setting_without_torch():
     flags = setting_flags_of_every_method()
     assert {"--alpha", "--penalty", "--estimator", "--beta-w", "--preferences", "--mapping", "--inner"} <= flags
     assert flags <= set(re.findall(r"--[\w-]+", done.stdout)), flags - set(re.findall(r"--[\w-]+", done.stdout))
-    assert "MISSING" not in done.stdout and "[ric: default [0.05, 0.95]]" in " ".join(done.stdout.split())
+    assert "MISSING" not in done.stdout and "[ric: default 0.05,0.95]" in " ".join(done.stdout.split())
 
 
 def torch_imported(script: str | Path, *argv: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, bool]:

@@ -205,13 +205,20 @@ def setting_flags() -> list[SettingFlag]:
         by_default: dict[str, list[str]] = {}
         for method, f, _ in entries:
             default = f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
-            by_default.setdefault(repr(default), []).append(method)
+            by_default.setdefault(_flag_text(default), []).append(method)
         where = "; ".join(", ".join(ms) + ("" if d == "None" else f": default {d.strip(chr(39))}")
                           for d, ms in by_default.items())
         out.append(SettingFlag(setting, ("--" + setting.replace("_", "-"), *first.metadata.get("aliases", ())),
                                f"{first.metadata['help']} [{where}]", parse, choices,
                                tuple(m for m, _, _ in entries)))
     return out
+
+
+def _flag_text(default: Any) -> str:
+    """A default as its flag would be written: [0.05, 0.95] -> '0.05,0.95', [[1, 0], [0, 1]] -> '1,0;0,1'."""
+    if isinstance(default, list):
+        return ";".join(map(_flag_text, default)) if default and isinstance(default[0], list) else ",".join(map(str, default))
+    return repr(default)
 
 
 def _plain(hint: Any) -> Any:
