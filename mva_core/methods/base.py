@@ -8,6 +8,7 @@ load torch) are imported on the first look-up (`get_method`, `available_methods`
 flags (`setting_flags`, from `method_settings.SETTINGS`) are listed without them. This module imports nothing of
 `methods/` at import time, so every method module can import it without a cycle.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -103,8 +104,12 @@ def _load_builtins() -> None:
     global _builtins_loaded
     if not _builtins_loaded:
         _builtins_loaded = True  # first: a method module that looks a method up while importing must not recurse
-        for module in BUILTIN_MODULES:
-            importlib.import_module(f"{__package__}.{module}")
+        try:
+            for module in BUILTIN_MODULES:
+                importlib.import_module(f"{__package__}.{module}")
+        except BaseException:
+            _builtins_loaded = False  # the next look-up tries again, and fails the same way, rather than half-empty
+            raise
 
 
 def register_method(name: str) -> Callable[[M], M]:
