@@ -128,6 +128,8 @@ def register_method(name: str) -> Callable[[M], M]:
             cls_impl = type(cls.__name__, (cls, TrainingMethod), {"__doc__": cls.__doc__, "__module__": cls.__module__})
         else:
             cls_impl = cls
+        if name not in SETTINGS:
+            _load_builtins()  # a method of the caller's: a clash with a built-in name raises here, at its registration
         instance = cls_impl()
         if name in SETTINGS and instance.settings_class is not SETTINGS[name]:
             raise TypeError(f"method {name!r}: settings_class {instance.settings_class.__name__} is not "
