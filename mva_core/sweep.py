@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence, TypeVar
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from .compose import WeightBatchedModel
 from .generate import Cancelled, generate_samples
 from .config import ConfigError, DecodingConfig
 from .kinds import SearchSpace, evaluated_as
-from .methods import available_methods, get_method
+from .methods import JobExecutor, available_methods, get_method
 from .models import BaseModel, load_base
 from .errors import MVAError
 from .scorers import ScorerFailedError, get_scorer, scorer_key, stored_key
@@ -289,12 +289,14 @@ def seconds_per_candidate(ws: Workspace) -> float | None:
 
 
 Supplied = Callable[[np.ndarray], list[list[list[str]]]] | None  # a chunk's missing rows -> their responses
+T = TypeVar("T")
 
 
-class Executor(Protocol):
-    """Where the responses of a run's chunks are generated (a sweep's grid chunks, a search's batches); the driver
-    alone writes the store. `LocalExecutor` here, `executor.RayExecutor` on Ray actors: the same chunks, the same
-    generate calls, the same responses."""
+class Executor(JobExecutor, Protocol):
+    """Where the responses of a run's chunks are generated (a sweep's grid chunks, a search's batches), and where a
+    training job runs (`call`, methods.JobExecutor); the driver alone writes the store. `LocalExecutor` here,
+    `executor.RayExecutor` on Ray: the same chunks, the same generate calls, the same responses; the same job, the
+    same vectors."""
 
     def responses(self, jobs: Sequence[tuple[Evaluator, np.ndarray]]) -> Iterator[Supplied]:
         """For each (evaluator, chunk) in order: a function of the chunk's missing rows returning their responses,
@@ -308,6 +310,10 @@ class LocalExecutor:
     def responses(self, jobs: Sequence[tuple[Evaluator, np.ndarray]]) -> Iterator[Supplied]:
         for _ in jobs:
             yield None
+
+    def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """`fn(*args, **kwargs)` in this process (a training job: with its progress bar)."""
+        return fn(*args, **kwargs)
 
     def shutdown(self) -> None:
         """Nothing to release (the Ray executor's actors are)."""

@@ -109,6 +109,22 @@ def test_every_method_has_a_settings_dataclass_with_help_per_field():
     assert (get_method("mo-odpo").make_settings().beta_w, get_method("mi-epo").make_settings().beta_w) == (0.0, 0.01)
 
 
+def test_the_torch_free_settings_map_is_the_registrys(monkeypatch):
+    """`method_settings.SETTINGS` (what `train --help` reads without loading a trainer) names every built-in method
+    with the class its trainer uses, and registering a built-in name with another class is refused."""
+    from mva_core.method_settings import SETTINGS
+
+    builtin = {n for n in available_methods() if get_method(n).__module__.startswith("mva_core.methods.")}
+    assert builtin == set(SETTINGS) and len(SETTINGS) == 13
+    for name, cls in SETTINGS.items():
+        assert get_method(name).settings_class is cls, name
+    monkeypatch.setattr(methods_base, "_REGISTRY", dict(methods_base._REGISTRY))
+    with pytest.raises(TypeError, match=r"'mva': settings_class MethodSettings is not DecorrelationSettings"):
+        @register_method("mva")
+        class Wrong:
+            paper = "https://example.org/wrong"
+
+
 # ---- train flags generated from the fields ----
 
 @pytest.mark.slow
