@@ -242,3 +242,14 @@ def test_shipped_demo_vectors_are_still_this_runs_vectors(tmp_path):
     for d in (demo / "vectors" / "dpo-lw").iterdir():
         want = json.loads((d / "mva_vector.json").read_text())["preference"]
         assert want in get_method("dpo-lw").make_settings(**spec.methods["dpo-lw"]).preferences
+
+
+def test_a_flag_shared_with_different_meanings_names_each_meaning():
+    """`--alpha` is mva's penalty weight and mva-no-hsic's fixed 0: its help names both, each with its methods,
+    instead of reading as whichever method sorts first."""
+    from mva_core.methods.base import setting_flags
+    alpha = next(f for f in setting_flags() if f.name == "alpha")
+    text = alpha.help
+    assert "mva, mva-delta, ortho: penalty weight" in text and "mod, mva-no-hsic, soup: fixed at 0" in text
+    mapping = next(f for f in setting_flags() if f.name == "mapping")  # one method, one meaning: no method prefix
+    assert not mapping.help.startswith("ric:") and mapping.help.endswith("[ric: default linf]")

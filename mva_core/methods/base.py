@@ -215,8 +215,15 @@ def setting_flags() -> list[SettingFlag]:
             by_default.setdefault(_flag_text(default), []).append(method)
         where = "; ".join(", ".join(ms) + ("" if d == "None" else f": default {d.strip(chr(39))}")
                           for d, ms in by_default.items())
+        # one help per distinct text: the most methods' first, the others named (mva-no-hsic's alpha is "fixed
+        # at 0", mva's is the penalty weight: the flag must not read as the first method's alone)
+        by_help: dict[str, list[str]] = {}
+        for method, f, _ in entries:
+            by_help.setdefault(f.metadata["help"], []).append(method)
+        helps = sorted(by_help.items(), key=lambda item: -len(item[1]))
+        text = helps[0][0] if len(helps) == 1 else "; ".join(f"{', '.join(ms)}: {h}" for h, ms in helps)
         out.append(SettingFlag(setting, ("--" + setting.replace("_", "-"), *first.metadata.get("aliases", ())),
-                               f"{first.metadata['help']} [{where}]", parse, choices,
+                               f"{text} [{where}]", parse, choices,
                                tuple(m for m, _, _ in entries)))
     return out
 
