@@ -4,7 +4,6 @@ flags are made from the training methods' settings dataclasses, which live torch
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from dataclasses import fields
@@ -56,9 +55,5 @@ def torch_imported(script: str | Path, *argv: str, env: dict | None = None) -> t
     return done, bool(re.search(r"\|\s+torch(\.|$)", done.stderr, re.MULTILINE))
 
 
-@pytest.mark.skipif(shutil.which("mva") is None, reason="the `mva` console script is not installed here "
-                                                        "(`pip install -e .`; tests/test_packaging.py installs it)")
-def test_installed_mva_train_help_imports_no_torch():
-    done, torch = torch_imported(shutil.which("mva"), "train", "--help")
-    assert done.returncode == 0 and not torch and done.stdout.startswith("usage: mva train")
-    assert setting_flags_of_every_method() <= set(re.findall(r"--[\w-]+", done.stdout))
+# The installed `mva train --help` is checked by tests/test_packaging.py, which installs the package for real.
+
