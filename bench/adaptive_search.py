@@ -58,7 +58,8 @@ from mva_core.acquisition import hv_bootstrap_sd, hv_parametric_sd, hypervolumes
 from mva_core.metrics import prompt_rewards  # noqa: E402
 from mva_core.results import candidate_table  # noqa: E402
 from mva_core.kinds import SearchSpace  # noqa: E402
-from mva_core.search import hypervolume_history, search_front, search_method  # noqa: E402
+from mva_core.search import (ACQUISITION, ACQUISITIONS, hypervolume_history, search_front,  # noqa: E402
+                             search_method)
 from mva_core.surrogate import fit_surrogate  # noqa: E402
 from mva_core.sweep import evaluate_base, method_groups, sweep_groups  # noqa: E402
 from mva_core.workspace import Workspace  # noqa: E402
@@ -121,13 +122,14 @@ class Outcome:
 
 
 def search_known(W: np.ndarray, Y: np.ndarray, space: SearchSpace, budget: int, seed: int, batch: int,
-                 hv_noise, F: np.ndarray | None = None, ref: np.ndarray | None = None) -> tuple[Outcome, np.ndarray]:
+                 hv_noise, F: np.ndarray | None = None, ref: np.ndarray | None = None,
+                 acquisition: str = ACQUISITION) -> tuple[Outcome, np.ndarray]:
     """The search on a lattice whose z-scores `Y` are known (a stored grid or an emulated problem), the early stop
     recorded, not applied (`search_front(early_stop=False)`: the stopped search is the full one's first points).
     HVs w.r.t. `ref` (default the grid's per-value minimum). Returns the outcome and the grid rows evaluated."""
     key = {tuple(np.round(w, 6)): i for i, w in enumerate(W)}
     result = search_front(lambda X: Y[[key[tuple(np.round(x, 6))] for x in X]], space, budget, seed=seed,
-                          batch=batch, hv_noise=hv_noise, early_stop=False)
+                          batch=batch, hv_noise=hv_noise, early_stop=False, acquisition=acquisition)
     idx = [key[tuple(np.round(x, 6))] for x in result.weights]
     ref = Y.min(axis=0) if ref is None else ref
     full = pareto.hypervolume(Y[idx], ref)
@@ -145,7 +147,7 @@ def early_stop_summary(outcomes: list[Outcome], budget: int) -> str:
 
 
 def emulated_set(label: str, seeds: range, W: np.ndarray, Z: np.ndarray, Wf: np.ndarray, space: SearchSpace,
-                 fraction: float, batch: int) -> None:
+                 fraction: float, batch: int, acquisition: str = ACQUISITION) -> None:
     """Search the problems of `seeds` drawn around (W, Z) on the lattice Wf and print one line for the set."""
     budget = max(int(round(fraction * len(Wf))), 1)
     outs, ceilings = [], []
@@ -155,7 +157,8 @@ def emulated_set(label: str, seeds: range, W: np.ndarray, Z: np.ndarray, Wf: np.
         def noise(Wx: np.ndarray, Zx: np.ndarray, ref: np.ndarray, sd: np.ndarray = sd) -> float:
             return hv_parametric_sd(Zx[pareto.front_indices(Zx)], sd, ref, seed=0)
 
-        outs.append(search_known(Wf, Y, space, budget, seed=s, batch=batch, hv_noise=noise, F=F)[0])
+        outs.append(search_known(Wf, Y, space, budget, seed=s, batch=batch, hv_noise=noise, F=F,
+                                 acquisition=acquisition)[0])
         ceilings.append(greedy_ceiling(F, Y, budget))
     fr = np.array([o.fraction for o in outs])
     worst = seeds[int(np.argmin(fr))]
@@ -202,6 +205,8 @@ def main() -> None:
     ap.add_argument("--tune-seed", type=int, default=0, help="first problem seed the search was tuned on")
     ap.add_argument("--problem-seed", type=int, default=1000,
                     help="first held-out problem seed (never used while tuning the search)")
+    ap.add_argument("--acquisition", default=ACQUISITION, choices=ACQUISITIONS,
+                    help="ehvi (the search's default) or mean (the search before issue 29: the predicted mean's gain)")
     ap.add_argument("--batch", type=int, default=1, help="points per surrogate fit (the grid is generated 8 per call)")
     args = ap.parse_args()
     out = Path(__file__).resolve().parent / "out"
@@ -244,7 +249,8 @@ def main() -> None:
 
             for seed in range(args.seeds):
                 t0 = time.perf_counter()
-                outcome, idx = search_known(Wg, Zg, space, budget, seed, args.batch, noise, ref=ref)
+                outcome, idx = search_known(Wg, Zg, space, budget, seed, args.batch, noise, ref=ref,
+                                            acquisition=args.acquisition)
                 searches.append((Zg[idx], time.perf_counter() - t0, outcome))
         else:
             for seed in range(args.seeds):
@@ -256,7 +262,8 @@ def main() -> None:
             ref = pareto.reference_point(every[pareto.finite_rows(every)])
         hv_grid = pareto.hypervolume(Zg, ref)
         print(f"# {args.method} on {args.workspace}: grid step {args.step} = {n_grid} candidates in {grid_s:.0f} s; "
-              f"adaptive budget {budget} (batch {args.batch}); shared ref {np.round(ref, 3).tolist()}")
+              f"adaptive budget {budget} (batch {args.batch}, {args.acquisition}); shared ref "
+              f"{np.round(ref, 3).tolist()}")
         print(f"{'run':12s} {'HV':>8s} {'HV/grid':>8s} {'evals':>6s} {'seconds':>8s} {'stop at':>8s} {'HV kept':>8s}")
         print(f"{'grid':12s} {hv_grid:8.4f} {1.0:8.3f} {n_grid:6d} {grid_s:8.0f}")
         fractions, curves = [], {"grid": hypervolume_history(Zg, ref)}
@@ -273,9 +280,9 @@ def main() -> None:
             fine = SearchSpace(n_values=space.n_values, C=space.C, step=step)
             Wf = fine.grid()
             emulated_set("tuned-on", range(args.tune_seed, args.tune_seed + args.emulate), Wg, Zg, Wf, fine,
-                         args.fraction, args.batch)
+                         args.fraction, args.batch, args.acquisition)
             emulated_set("held-out", range(args.problem_seed, args.problem_seed + args.emulate), Wg, Zg, Wf, fine,
-                         args.fraction, args.batch)
+                         args.fraction, args.batch, args.acquisition)
         (out / "adaptive_search.json").write_text(json.dumps({"ref": ref.tolist(), "curves": curves}, indent=1))
         try:
             import plotly.graph_objects as go

@@ -667,7 +667,9 @@ def build_parser(prog: str = "python -m mva_core", command: str | None = None) -
     se.add_argument("--step", type=float, default=0.1,
                     help="the lattice searched: weights 0, step, 2·step, … ≤ C (a sweep at this step reuses the points)")
     se.add_argument("--values", default=None, help="comma-separated subset of values to search; the others stay at 0")
-    se.add_argument("--batch", type=int, default=1, help="points chosen per surrogate fit, evaluated in one batch (1 measured best; larger generates faster)")
+    se.add_argument("--batch", type=int, default=1,
+                    help="points chosen per surrogate fit, evaluated in one batch (1 measured best; larger generates "
+                         "faster)")
     se.add_argument("--seed", type=int, default=0)
     se.add_argument("--early-stop", action="store_true",
                     help="stop before the budget when the next batch's expected hypervolume gain is below the "

@@ -2,17 +2,25 @@
 
 The search picks among the points of the sweep's lattice (weights 0, step, 2·step, … ≤ C per value, `SearchSpace`),
 so its weights read like a sweep's and a later sweep at that step answers them from the store. First the extremes of
-the trade-off (the base model, each value's vector alone at C, all of them at C: n + 2 points); then batches chosen
-by the surrogate (`mva_core.surrogate`: one Gaussian process per value): the lattice point whose predicted z-scores
-(the posterior mean) add the most hypervolume to the measured front, then the next with the first's prediction added
-to the front, so a batch spreads out instead of piling on one spot (a "kriging believer" batch). Every evaluation
-goes through the caller's evaluator (the weight-batched engine, stored as it goes), so a killed search resumes from
-what is stored. The reference point of each batch's hypervolumes is the per-value minimum of the points evaluated
-so far (it widens as the extremes are found); the hypervolume history is computed afterwards with the final one.
+the trade-off (the base model, each value's vector alone at C, all of them at C: n + 2 points); then points chosen
+by the surrogate (`mva_core.surrogate`: one Gaussian process per value, its hyperparameters refitted on each
+problem's points before every batch): the lattice point of largest expected hypervolume improvement (EHVI,
+`mva_core.acquisition` Eq. A2, under the predictive distribution of an evaluation: the GP's noise included, so a
+point near the front counts for the chance that its prompt noise lifts it above), then, in a batch of more than one,
+the next with the first's predicted mean added to the front (a "kriging believer" batch). Every evaluation goes
+through the caller's evaluator (the weight-batched engine, stored as it goes), so a killed search resumes from what
+is stored. The reference point of each batch's hypervolumes is the per-value minimum of the points evaluated so far
+(it widens as the extremes are found); the hypervolume history is computed afterwards with the final one.
 
-Measured before this design was chosen (README "Benchmarks", the 3-value demo's 125-point grid and two families of
-synthetic problems drawn around it): the 2^n corners as seed design and an optimistic acquisition (mean + sd) spent
-evaluations on corners and noise; the n + 2 extremes, the posterior mean and batches of 4 did better on all three.
+Chosen on problems drawn with seeds 0-7 around the 3-value demo's grid and around the 2-value demo's (bench/
+adaptive_search.py `--emulate`; README "Benchmarks" gives these and the held-out seeds): EHVI with batches of 1
+beat the posterior mean's hypervolume gain (the search before issue 29) and batches of 2 or 4, and adding a maximin
+space-filling design to the n + 2 extremes did worse. Before that (issue 15): the 2^n corners as seed design and an
+optimistic acquisition (mean + sd) spent evaluations on corners and noise.
+
+Early stop (`hv_noise`, `search --early-stop`): the search ends when the expected hypervolume gain of the rest of
+its budget is below the sd of the hypervolume of its front under prompt resampling, i.e. when what is left to gain
+is within what another draw of the prompts would change.
 """
 
 from __future__ import annotations
