@@ -19,9 +19,10 @@ step-0.25 grid, without generating it). K problems have the seeds the search was
 0: seeds 0 … K−1) and K were never looked at while tuning (`--problem-seed`, default 1000); each set prints on its
 own line: the mean and the worst HV fraction (with its seed), the noise-free fraction (the HV of the noise-free
 values at the weights the search chose over the noise-free grid's: did it find the right weights?), and the
-ceiling: the HV fraction of the same number of points chosen greedily knowing the noise-free values (no search
-that cannot see a point's noise before evaluating it does much better, so a ceiling below 0.95 means the target
-cannot be met on that problem).
+ceiling: the HV fraction of the same number of points chosen greedily knowing the noise-free values. A search
+cannot see a point's noise before evaluating it, so it cannot do much better than that (it can do a little
+better: it keeps the points whose noise turned out lucky and searches around the others); a ceiling well below
+0.95 says the target is out of reach on that problem for any search, not that this one is poor.
 
 `--reuse-grid` reads the grid's candidates from the workspace's store where it already holds them (the 3-value
 demo's build evaluates [0, 1]^3 at step 0.25 once: `--workspace data/demo3 --step 0.25 --reuse-grid`; the 2-value
