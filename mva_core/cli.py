@@ -473,13 +473,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     bar = _bar()
     values = [v.strip() for v in args.values.split(",") if v.strip()] if args.values else None
     result, run_id = search_method(ws, args.method, args.budget, step=args.step, seed=args.seed, batch=args.batch,
-                                   values=values, progress=bar, executor=_executor(args))
+                                   values=values, progress=bar, executor=_executor(args),
+                                   early_stop=args.early_stop)
     if run_id is None:  # the whole budget is already stored: nothing evaluated, no run recorded
         print(f"nothing to search: {result.nothing_new}")
         return 0
     front = result.front
     print(f"search run {run_id} of {args.method}: {len(result.weights)} points known, front of {len(front)}; "
-          f"hypervolume {result.hv_history[-1]:.4f} (ref {np.round(result.ref, 3).tolist()})")
+          f"hypervolume {result.hv_history[-1]:.4f} (ref {np.round(result.ref, 3).tolist()}); {result.stop_reason}")
     return 0
 
 
@@ -690,8 +691,13 @@ def build_parser(prog: str = "python -m mva_core", command: str | None = None) -
     se.add_argument("--step", type=float, default=0.1,
                     help="the lattice searched: weights 0, step, 2·step, … ≤ C (a sweep at this step reuses the points)")
     se.add_argument("--values", default=None, help="comma-separated subset of values to search; the others stay at 0")
-    se.add_argument("--batch", type=int, default=4, help="points chosen per surrogate fit, evaluated in one batch")
+    se.add_argument("--batch", type=int, default=1,
+                    help="points chosen per surrogate fit, evaluated in one batch (1 measured best; larger generates "
+                         "faster)")
     se.add_argument("--seed", type=int, default=0)
+    se.add_argument("--early-stop", action="store_true",
+                    help="stop before the budget when the next batch's expected hypervolume gain is below the "
+                         "hypervolume's bootstrap sd over prompts (the reason is kept in the run's log)")
     _executor_flags(se, "each batch")
 
     co = add("compare", cmd_compare, "HV and MIP per method with bootstrap intervals over prompts, paired differences")

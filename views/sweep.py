@@ -263,7 +263,7 @@ else:
                "points.")
     c1, c2, c3 = st.columns(3)
     budget = int(c1.number_input("Budget (new evaluations)", 1, 2000, 25, key="search_budget"))
-    search_batch = int(c2.number_input("Batch", 1, 64, 4, key="search_batch",
+    search_batch = int(c2.number_input("Batch", 1, 64, 1, key="search_batch",
                                        help="Points chosen per surrogate fit and generated together; smaller "
                                             "batches follow the surrogate more closely, larger ones generate faster."))
     go_search = c3.button("Start search", key="search_start", type="primary")
