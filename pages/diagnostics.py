@@ -21,7 +21,7 @@ from mva_core.hsic import ESTIMATORS, KERNELS, SAMPLE_MODES
 from mva_core.interference_cache import cached_interference
 from mva_core.vectors import ValueVector, VectorError
 from mva_core.pareto import is_finite
-from views.shared import current_workspace, forget_stale, get_base, get_workspace
+from pages.shared import current_workspace, forget_stale, get_base, get_workspace
 
 TRAIN_HINT = ("train with `python -m mva_core train --method mva --values a,b --data a=A.jsonl --data b=B.jsonl "
               "--workspace <this workspace>`")
@@ -185,253 +185,261 @@ def curves_figure(df: pd.DataFrame, overlay: pd.DataFrame | None = None) -> go.F
     return fig
 
 
-ws = current_workspace()
-if ws is None:
-    st.stop()
-root = str(ws.root)
+def render() -> None:
+    """The Diagnostics page: layer cosines (Fig. 6), HSIC (Eq.6), interference (Eq.10), training curves."""
+    ws = current_workspace()
+    if ws is None:
+        st.stop()
+    root = str(ws.root)
 
-st.title("Diagnose the value vectors")
-st.caption("MVA composes base + Σ wᵢ·θᵢ (Eq.15); that works best when the value vectors θᵢ do not overlap, which "
-           "is what Value Decorrelation Training (Eq.14, an HSIC penalty) aims for. This page measures the overlap "
-           "of one method's vectors four ways: their weight changes layer by layer, their statistical dependence "
-           "(HSIC), whether their training gradients pull against each other, and how training went.")
-methods = ws.methods()
-if not methods:
-    st.warning(f"No value vectors in {ws.root / 'vectors'} yet: {TRAIN_HINT}, or build the demo with "
-               "`python -m mva_core demo build`.")
-    st.stop()
-forget_stale("diag_method", methods)  # e.g. after switching workspace
-method = st.selectbox("Method (vector set)", methods, key="diag_method",
-                      help="The methods with one value vector per value under vectors/<method>/.")
-try:
-    stamp = vector_set_stamp(ws, method)
-    vectors = get_vectors(root, method, stamp)
-except (DiagnosticsError, VectorError) as exc:
-    st.error(str(exc))
-    st.stop()
-values = [v.value for v in vectors]
-
-# ---- Layer-wise cosine similarity ----
-st.header("Layer-wise cosine similarity")
-st.caption("For every target layer both vectors adapt, the cosine between their weight changes ΔW = (α/r)·B·A, "
-           "flattened (paper Fig.6). 0 (white): the two values change that layer in unrelated directions; "
-           "+1 (red): the same direction, so composing them double-counts; −1 (blue): opposite directions, so "
-           "they cancel. Rows are transformer blocks, columns a pair of values and a layer type.")
-if len(vectors) < 2:
-    st.info("One value vector only: similarities need at least two values.")
-else:
-    cos, whole = get_cosines(root, method, stamp)
-    cos = cos.assign(column=cos["pair"] + " · " + cos["module"])
-    grid = cos.pivot_table(index="block", columns="column", values="cosine", aggfunc="first", dropna=False)
-    grid = grid.reindex(index=list(dict.fromkeys(cos["block"])), columns=list(dict.fromkeys(cos["column"])))
-    fixed = st.toggle("Colour scale −1 … +1 (the same for every method)", key="diag_cosine_fixed",
-                      help="Off (default): ± the largest |cosine| shown, so the layers' differences are visible. On: "
-                           "−1 … +1, so a cosine of 0.01 looks like the near-orthogonality it is.")
-    top = 1.0 if fixed else data_range(grid.to_numpy(dtype=float), diverging=True)[1]
-    if not fixed:
-        st.caption(f"Colour scale ±{top:.3g} (the largest |cosine| shown), not ±1: pale cells are near 0 on this "
-                   "scale, and a cell at the scale's end is ±" + f"{top:.3g}, not ±1.")
-    st.plotly_chart(heatmap(grid, "pair · layer type", "block", (-top, top), False, "cosine",
-                            max(260, 22 * len(grid) + 120)), width="stretch", key="diag_cosine_plot")
-    pairs = [(a, b) for i, a in enumerate(values) for b in values[i + 1:]]
-    cols = st.columns(min(len(pairs), 4))
-    for k, (a, b) in enumerate(pairs):
-        cols[k % len(cols)].metric(f"whole-vector cosine {a} · {b}", f"{whole.loc[a, b]:+.3f}",
-                                   help="All shared layers' ΔW concatenated into one vector each.")
-
-# ---- HSIC ----
-st.header("HSIC between the vectors (MVA Eq.6)")
-st.caption("HSIC measures statistical dependence, linear or not, between two sets of paired samples; summed over "
-           "the target layers, it is the term MVA's training penalises (Eq.14). Samples per layer: rows of LoRA A "
-           "(`lora_A`, what the paper's code uses) or rows of ΔW (`delta`, the full version). The diagonal "
-           "HSIC(θᵢ, θᵢ) is each vector's dependence on itself, the scale an off-diagonal entry compares to; "
-           "an off-diagonal value well below it means the vectors are close to independent.")
-c1, c2, c3 = st.columns(3)
-mode = c1.radio("Samples", SAMPLE_MODES, horizontal=True, key="diag_hsic_mode",
-                help="lora_A: row k of Aᵢ paired with row k of Aⱼ, the paper's code's approximation; relabelling "
-                     "LoRA's rank components changes it while ΔW stays the same. delta: rows of ΔW, which no "
-                     "relabelling changes.")
-kernel = c2.radio("Kernel", KERNELS, horizontal=True, key="diag_hsic_kernel",
-                  help="Gaussian with the median-heuristic bandwidth (Eq.6); linear for a covariance-like view.")
-estimator = c3.radio("Estimator", sorted(ESTIMATORS), horizontal=True, key="diag_hsic_estimator",
-                     help="biased: MVA Eq.6, with a floor above 0 at few samples (r = 8 rows of lora_A); unbiased: "
-                          "Song et al. 2012, zero in expectation for independent vectors (can be negative).")
-try:
-    H = get_hsic(root, method, stamp, mode, kernel, estimator)
-    null = get_hsic_null(root, method, stamp, mode, kernel) if len(vectors) >= 2 else None
-    # the null level of each pair (what unrelated vectors of these shapes give), marked on the colour bar
-    marks = {} if null is None else {
-        f"null {r['pair']}": float(r["unbiased_null_mean"] if estimator == "unbiased" else r["null_mean"])
-        for _, r in null.iterrows()}
-    Hz = H.to_numpy(dtype=float)
-    zrange = data_range(Hz, list(marks.values()), diverging=bool(np.nanmin(Hz, initial=0.0) < 0))  # unbiased: < 0
-    st.plotly_chart(heatmap(H, "θⱼ", "θᵢ", zrange, True, "HSIC", 160 + 60 * len(values), marks), width="stretch",
-                    key="diag_hsic_plot")
-    st.caption(f"Colours span {zrange[0]:.4g} … {zrange[1]:.4g}, the values shown"
-               + (" and the permutation null's mean (◀ on the colour bar)" if marks else "") + ".")
-    if null is not None:
-        st.markdown("**Beside its permutation null** (each layer's θⱼ samples shuffled, 200 times): an HSIC is "
-                    "evidence of dependence only if it stands above what unrelated vectors of these shapes give.")
-        st.table(null.set_index("pair").style.format("{:.5f}").format("{:.3f}", subset=["p_value", "unbiased_p_value"]))
-        st.caption("p = (1 + #{shuffles ≥ observed}) / (1 + 200). hsic_unbiased: Song et al. 2012's estimator, zero "
-                   "in expectation for independent vectors; the biased one (Eq.6) has a floor above 0 at small r.")
-except (DiagnosticsError, VectorError) as exc:
-    st.error(str(exc))
-
-# ---- HSIC per layer beside its null ----
-if len(vectors) >= 2:
-    st.subheader(f"Per layer, beside its permutation null ({mode}, {estimator})")
-    st.caption("For every pair and every layer both vectors adapt: how far the layer's HSIC sits from what the same "
-               "samples give with the pairing broken (θⱼ's rows shuffled), in null standard deviations. Red: more "
-               "dependent than chance; white: indistinguishable from unrelated vectors; blue: less dependent than "
-               "any shuffle — in `lora_A` mode that is a row pairing training chose, not independence. The number "
-               "in a cell is its p-value (share of shuffles at least as dependent); by chance alone 5 % of the "
-               "layers show p < 0.05.")
-    n_perm = st.select_slider("Shuffles per layer", [50, 100, 200, 500], value=100, key="diag_layer_perms",
-                              help="More shuffles: finer p-values (1/(n + 1) at best), longer to compute (delta mode "
-                                   "on the demo: about 10 s per pair for 100).")
-    parts = []  # (pair k, θᵢ, θⱼ, up to 10 of their shared layers)
-    pairs = [(a, b) for i, a in enumerate(vectors) for b in vectors[i + 1:]]
-    for k, (a, b) in enumerate(pairs):
-        shared = shared_layers(a, b)
-        parts += [(k, a, b, tuple(shared[s:s + 10]), s, len(shared)) for s in range(0, len(shared), 10)]
-    bar = st.progress(0.0, text="HSIC per layer beside its null…")
+    st.title("Diagnose the value vectors")
+    st.caption("MVA composes base + Σ wᵢ·θᵢ (Eq.15); that works best when the value vectors θᵢ do not overlap, which "
+               "is what Value Decorrelation Training (Eq.14, an HSIC penalty) aims for. This page measures the overlap "
+               "of one method's vectors four ways: their weight changes layer by layer, their statistical dependence "
+               "(HSIC), whether their training gradients pull against each other, and how training went.")
+    methods = ws.methods()
+    if not methods:
+        st.warning(f"No value vectors in {ws.root / 'vectors'} yet: {TRAIN_HINT}, or build the demo with "
+                   "`python -m mva_core demo build`.")
+        st.stop()
+    forget_stale("diag_method", methods)  # e.g. after switching workspace
+    method = st.selectbox("Method (vector set)", methods, key="diag_method",
+                          help="The methods with one value vector per value under vectors/<method>/.")
     try:
-        frames = []
-        for done, (k, a, b, chunk, start, total) in enumerate(parts):
-            bar.progress(done / len(parts), text=f"pair {k + 1} of {len(pairs)} ({a.value} · {b.value}): layers "
-                                                 f"{start + 1}–{start + len(chunk)} of {total}, {n_perm} shuffles each…")
-            frames.append(get_layer_nulls((a.value, a.hash, b.value, b.hash), chunk, mode, kernel, estimator, n_perm,
-                                          (a, b)))
-        layers = pd.concat(frames, ignore_index=True)
+        stamp = vector_set_stamp(ws, method)
+        vectors = get_vectors(root, method, stamp)
     except (DiagnosticsError, VectorError) as exc:
-        bar.empty()
         st.error(str(exc))
+        st.stop()
+    values = [v.value for v in vectors]
+
+    # ---- Layer-wise cosine similarity ----
+    st.header("Layer-wise cosine similarity")
+    st.caption("For every target layer both vectors adapt, the cosine between their weight changes ΔW = (α/r)·B·A, "
+               "flattened (paper Fig.6). 0 (white): the two values change that layer in unrelated directions; "
+               "+1 (red): the same direction, so composing them double-counts; −1 (blue): opposite directions, so "
+               "they cancel. Rows are transformer blocks, columns a pair of values and a layer type.")
+    if len(vectors) < 2:
+        st.info("One value vector only: similarities need at least two values.")
     else:
-        bar.empty()
-        st.plotly_chart(layer_null_figure(layers), width="stretch", key="diag_layer_null_plot")
-        summary = layers.groupby("pair", sort=False).agg(
-            layers=("layer", "size"), hsic=("hsic", "sum"), null_mean=("null_mean", "sum"),
-            above=("p_value", lambda p: int((p < 0.05).sum())), below=("null_z", lambda z: int((z < -2).sum())))
-        st.caption(" · ".join(
-            f"{pair}: {r.above:.0f} of {r.layers:.0f} layers with p < 0.05, {r.below:.0f} more than 2 null sd below "
-            "their null; "
-            f"Σ HSIC {r.hsic:.4g} vs Σ null means {r.null_mean:.4g}" for pair, r in summary.iterrows()))
-        with st.expander("The table"):
-            st.dataframe(layers.drop(columns=["value_i", "value_j", "block", "module"]), hide_index=True,
-                         width="stretch", key="diag_layer_null_table")
+        cos, whole = get_cosines(root, method, stamp)
+        cos = cos.assign(column=cos["pair"] + " · " + cos["module"])
+        grid = cos.pivot_table(index="block", columns="column", values="cosine", aggfunc="first", dropna=False)
+        grid = grid.reindex(index=list(dict.fromkeys(cos["block"])), columns=list(dict.fromkeys(cos["column"])))
+        fixed = st.toggle("Colour scale −1 … +1 (the same for every method)", key="diag_cosine_fixed",
+                          help="Off (default): ± the largest |cosine| shown, so the layers' differences are visible. On: "
+                               "−1 … +1, so a cosine of 0.01 looks like the near-orthogonality it is.")
+        top = 1.0 if fixed else data_range(grid.to_numpy(dtype=float), diverging=True)[1]
+        if not fixed:
+            st.caption(f"Colour scale ±{top:.3g} (the largest |cosine| shown), not ±1: pale cells are near 0 on this "
+                       "scale, and a cell at the scale's end is ±" + f"{top:.3g}, not ±1.")
+        st.plotly_chart(heatmap(grid, "pair · layer type", "block", (-top, top), False, "cosine",
+                                max(260, 22 * len(grid) + 120)), width="stretch", key="diag_cosine_plot")
+        pairs = [(a, b) for i, a in enumerate(values) for b in values[i + 1:]]
+        cols = st.columns(min(len(pairs), 4))
+        for k, (a, b) in enumerate(pairs):
+            cols[k % len(cols)].metric(f"whole-vector cosine {a} · {b}", f"{whole.loc[a, b]:+.3f}",
+                                       help="All shared layers' ΔW concatenated into one vector each.")
 
-# ---- Interference ----
-st.header("Gradient interference (MVA Eq.10)")
-st.caption("gᵢ is the gradient of value i's DPO loss (β = 0.1, reference = base model) on a few of its preference "
-           "pairs, with respect to the weights of the adapted layers. A training step for value i changes value "
-           "j's loss by about −η·gᵢᵀgⱼ (Eq.10): a positive cosine means the step for i also lowers j's loss "
-           "(aligned), a negative one that it raises it (the values interfere), near 0 that they do not interact.")
-try:
-    pair_files = preference_pair_files(ws, method)
-except DiagnosticsError as exc:
-    pair_files = None
-    st.info(str(exc))
-if pair_files is not None:
-    st.caption("Preference pairs: " + ", ".join(f"{v} ← `{f}`" for v, f in pair_files.items()))
-    at = st.radio("Take the gradients at", ["own", "composed"], horizontal=True, key="diag_interference_at",
-                  format_func=lambda a: {"own": "each value's own model (base + θᵢ)",
-                                         "composed": "one composed model (base + Σ wᵢ·θᵢ)"}[a],
-                  help="Own: where each vector's training ended. Composed: one candidate for all values; all "
-                       "weights 0 is the base model, where every vector's training starts.")
-    weights = None
-    if at == "composed":
-        wcols = st.columns(len(values))
-        weights = [float(col.number_input(f"w: {v}", 0.0, float(max(ws.manifest.C, 1.0)), value=0.0, step=0.1,
-                                          key=f"diag_w_{v}")) for col, v in zip(wcols, values)]
-    n_pairs = st.slider("Preference pairs per value", 1, 32, 4, key="diag_n_pairs",
-                        help="A seeded sample of each value's pairs: more pairs, less noise, longer to compute "
-                             "(each pair costs forward and backward passes of the model: 10–20 s per pair and value for "
-                             "the 135M demo model on 2 CPU cores).")
-    if st.button("Compute interference", type="primary", key="diag_interference_go"):
-        with st.status("Computing the DPO-loss gradients…", expanded=True) as status:
-            bar = st.progress(0.0, text="loading the base model")
-            try:
-                base = get_base(root)
-                pairs = load_preference_pairs(ws, method)
+    # ---- HSIC ----
+    st.header("HSIC between the vectors (MVA Eq.6)")
+    st.caption("HSIC measures statistical dependence, linear or not, between two sets of paired samples; summed over "
+               "the target layers, it is the term MVA's training penalises (Eq.14). Samples per layer: rows of LoRA A "
+               "(`lora_A`, what the paper's code uses) or rows of ΔW (`delta`, the full version). The diagonal "
+               "HSIC(θᵢ, θᵢ) is each vector's dependence on itself, the scale an off-diagonal entry compares to; "
+               "an off-diagonal value well below it means the vectors are close to independent.")
+    c1, c2, c3 = st.columns(3)
+    mode = c1.radio("Samples", SAMPLE_MODES, horizontal=True, key="diag_hsic_mode",
+                    help="lora_A: row k of Aᵢ paired with row k of Aⱼ, the paper's code's approximation; relabelling "
+                         "LoRA's rank components changes it while ΔW stays the same. delta: rows of ΔW, which no "
+                         "relabelling changes.")
+    kernel = c2.radio("Kernel", KERNELS, horizontal=True, key="diag_hsic_kernel",
+                      help="Gaussian with the median-heuristic bandwidth (Eq.6); linear for a covariance-like view.")
+    estimator = c3.radio("Estimator", sorted(ESTIMATORS), horizontal=True, key="diag_hsic_estimator",
+                         help="biased: MVA Eq.6, with a floor above 0 at few samples (r = 8 rows of lora_A); unbiased: "
+                              "Song et al. 2012, zero in expectation for independent vectors (can be negative).")
+    try:
+        H = get_hsic(root, method, stamp, mode, kernel, estimator)
+        null = get_hsic_null(root, method, stamp, mode, kernel) if len(vectors) >= 2 else None
+        # the null level of each pair (what unrelated vectors of these shapes give), marked on the colour bar
+        marks = {} if null is None else {
+            f"null {r['pair']}": float(r["unbiased_null_mean"] if estimator == "unbiased" else r["null_mean"])
+            for _, r in null.iterrows()}
+        Hz = H.to_numpy(dtype=float)
+        zrange = data_range(Hz, list(marks.values()), diverging=bool(np.nanmin(Hz, initial=0.0) < 0))  # unbiased: < 0
+        st.plotly_chart(heatmap(H, "θⱼ", "θᵢ", zrange, True, "HSIC", 160 + 60 * len(values), marks), width="stretch",
+                        key="diag_hsic_plot")
+        st.caption(f"Colours span {zrange[0]:.4g} … {zrange[1]:.4g}, the values shown"
+                   + (" and the permutation null's mean (◀ on the colour bar)" if marks else "") + ".")
+        if null is not None:
+            st.markdown("**Beside its permutation null** (each layer's θⱼ samples shuffled, 200 times): an HSIC is "
+                        "evidence of dependence only if it stands above what unrelated vectors of these shapes give.")
+            st.table(null.set_index("pair").style.format("{:.5f}").format("{:.3f}", subset=["p_value", "unbiased_p_value"]))
+            st.caption("p = (1 + #{shuffles ≥ observed}) / (1 + 200). hsic_unbiased: Song et al. 2012's estimator, zero "
+                       "in expectation for independent vectors; the biased one (Eq.6) has a floor above 0 at small r.")
+    except (DiagnosticsError, VectorError) as exc:
+        st.error(str(exc))
 
-                def on_progress(stage: str, done: int, total: int) -> None:
-                    bar.progress(min(done / max(total, 1), 1.0), text=f"{stage}: {done}/{total} micro-batches")
+    # ---- HSIC per layer beside its null ----
+    if len(vectors) >= 2:
+        st.subheader(f"Per layer, beside its permutation null ({mode}, {estimator})")
+        st.caption("For every pair and every layer both vectors adapt: how far the layer's HSIC sits from what the same "
+                   "samples give with the pairing broken (θⱼ's rows shuffled), in null standard deviations. Red: more "
+                   "dependent than chance; white: indistinguishable from unrelated vectors; blue: less dependent than "
+                   "any shuffle — in `lora_A` mode that is a row pairing training chose, not independence. The number "
+                   "in a cell is its p-value (share of shuffles at least as dependent); by chance alone 5 % of the "
+                   "layers show p < 0.05.")
+        n_perm = st.select_slider("Shuffles per layer", [50, 100, 200, 500], value=100, key="diag_layer_perms",
+                                  help="More shuffles: finer p-values (1/(n + 1) at best), longer to compute (delta mode "
+                                       "on the demo: about 10 s per pair for 100).")
+        parts = []  # (pair k, θᵢ, θⱼ, up to 10 of their shared layers)
+        pairs = [(a, b) for i, a in enumerate(vectors) for b in vectors[i + 1:]]
+        for k, (a, b) in enumerate(pairs):
+            shared = shared_layers(a, b)
+            parts += [(k, a, b, tuple(shared[s:s + 10]), s, len(shared)) for s in range(0, len(shared), 10)]
+        bar = st.progress(0.0, text="HSIC per layer beside its null…")
+        try:
+            frames = []
+            for done, (k, a, b, chunk, start, total) in enumerate(parts):
+                bar.progress(done / len(parts), text=f"pair {k + 1} of {len(pairs)} ({a.value} · {b.value}): layers "
+                                                     f"{start + 1}–{start + len(chunk)} of {total}, {n_perm} shuffles each…")
+                frames.append(get_layer_nulls((a.value, a.hash, b.value, b.hash), chunk, mode, kernel, estimator, n_perm,
+                                              (a, b)))
+            layers = pd.concat(frames, ignore_index=True)
+        except (DiagnosticsError, VectorError) as exc:
+            bar.empty()
+            st.error(str(exc))
+        else:
+            bar.empty()
+            st.plotly_chart(layer_null_figure(layers), width="stretch", key="diag_layer_null_plot")
+            summary = layers.groupby("pair", sort=False).agg(
+                layers=("layer", "size"), hsic=("hsic", "sum"), null_mean=("null_mean", "sum"),
+                above=("p_value", lambda p: int((p < 0.05).sum())), below=("null_z", lambda z: int((z < -2).sum())))
+            st.caption(" · ".join(
+                f"{pair}: {r.above:.0f} of {r.layers:.0f} layers with p < 0.05, {r.below:.0f} more than 2 null sd below "
+                "their null; "
+                f"Σ HSIC {r.hsic:.4g} vs Σ null means {r.null_mean:.4g}" for pair, r in summary.iterrows()))
+            with st.expander("The table"):
+                st.dataframe(layers.drop(columns=["value_i", "value_j", "block", "module"]), hide_index=True,
+                             width="stretch", key="diag_layer_null_table")
 
-                result, from_cache = cached_interference(base, vectors, pairs, weights=weights, n_pairs=n_pairs,
-                                                         progress=on_progress)
-            except MVAError as exc:  # DiagnosticsError, VectorError, ModelLoadError, bad pair data
-                status.update(label="Interference failed", state="error")
-                st.error(str(exc))
-            else:
-                st.session_state["diag_interference"] = {"method": method, "stamp": stamp, "result": result,
-                                                         "from_cache": from_cache}
-                where = "each at its own model" if result.at == "own" else f"at {result.at}"
-                how = "from the cache (computed before for these vectors, pairs and settings)" if from_cache else ""
-                status.update(label=f"Gradients of {len(values)} values, {where} {how}".strip(), state="complete",
-                              expanded=False)
-    done = st.session_state.get("diag_interference")
-    if done is not None and done["method"] == method and done["stamp"] == stamp:
-        res = done["result"]
-        left, right = st.columns(2)
-        with left:
-            cos_df = pd.DataFrame(res.cosine, index=res.values, columns=res.values)
-            st.plotly_chart(heatmap(cos_df, "gⱼ", "gᵢ", (-1.0, 1.0), True, "cos(gᵢ, gⱼ)", 160 + 60 * len(values)),
-                            width="stretch", key="diag_interference_plot")
-        with right:
-            st.dataframe(pd.DataFrame({"value": res.values, "DPO loss": res.losses, "‖g‖": res.norms,
-                                       "pairs": res.n_pairs}), hide_index=True, width="stretch")
-            st.dataframe(pd.DataFrame(res.dot, index=res.values, columns=res.values).rename_axis("gᵢᵀgⱼ"),
-                         width="stretch")
-        st.caption(f"At {'each value’s own model' if res.at == 'own' else res.at}; each g has "
-                   f"{res.n_parameters:,} entries (the adapted layers' weights). "
-                   + ("Answered from the cache: computed before for the same vectors (by content hash), pairs and "
-                      "settings; it lives in your cache dir ($MVA_INTERFERENCE_CACHE), not in the workspace."
-                      if done.get("from_cache") else "Cached for the next visit (keyed by the vectors' content)."))
+    # ---- Interference ----
+    st.header("Gradient interference (MVA Eq.10)")
+    st.caption("gᵢ is the gradient of value i's DPO loss (β = 0.1, reference = base model) on a few of its preference "
+               "pairs, with respect to the weights of the adapted layers. A training step for value i changes value "
+               "j's loss by about −η·gᵢᵀgⱼ (Eq.10): a positive cosine means the step for i also lowers j's loss "
+               "(aligned), a negative one that it raises it (the values interfere), near 0 that they do not interact.")
+    try:
+        pair_files = preference_pair_files(ws, method)
+    except DiagnosticsError as exc:
+        pair_files = None
+        st.info(str(exc))
+    if pair_files is not None:
+        st.caption("Preference pairs: " + ", ".join(f"{v} ← `{f}`" for v, f in pair_files.items()))
+        at = st.radio("Take the gradients at", ["own", "composed"], horizontal=True, key="diag_interference_at",
+                      format_func=lambda a: {"own": "each value's own model (base + θᵢ)",
+                                             "composed": "one composed model (base + Σ wᵢ·θᵢ)"}[a],
+                      help="Own: where each vector's training ended. Composed: one candidate for all values; all "
+                           "weights 0 is the base model, where every vector's training starts.")
+        weights = None
+        if at == "composed":
+            wcols = st.columns(len(values))
+            weights = [float(col.number_input(f"w: {v}", 0.0, float(max(ws.manifest.C, 1.0)), value=0.0, step=0.1,
+                                              key=f"diag_w_{v}")) for col, v in zip(wcols, values)]
+        n_pairs = st.slider("Preference pairs per value", 1, 32, 4, key="diag_n_pairs",
+                            help="A seeded sample of each value's pairs: more pairs, less noise, longer to compute "
+                                 "(each pair costs forward and backward passes of the model: 10–20 s per pair and value for "
+                                 "the 135M demo model on 2 CPU cores).")
+        if st.button("Compute interference", type="primary", key="diag_interference_go"):
+            with st.status("Computing the DPO-loss gradients…", expanded=True) as status:
+                bar = st.progress(0.0, text="loading the base model")
+                try:
+                    base = get_base(root)
+                    pairs = load_preference_pairs(ws, method)
 
-# ---- Training curves ----
-st.header("Training curves")
-st.caption("Per optimizer step, the training loss L = L_DPO + α·Σⱼ HSIC(θᵢ, θⱼ) (Eq.14) in its two parts: the DPO "
-           "part (starts at log 2 ≈ 0.693 and should fall) and the penalty part α × the term against the earlier "
-           "vectors (none for the first value); then the reward accuracy (share of pairs in the batch where the "
-           "policy prefers the chosen response more than the base does) and the term unweighted. For mva-no-hsic "
-           "(α = 0) the term is only recorded, not trained on: compare it with mva's.")
-curves = training_curves(ws.store.runs())
-# Every recorded run (keyed by its id), and every method's vectors' own metadata (vectors trained by `demo build`
-# or elsewhere; keyed "vectors:<method>")
-sources: dict[int | str, pd.DataFrame] = {}
-labels: dict[int | str, str] = {}
-alpha = lambda a: f"{a:g}" if is_finite(a) else "method default"  # noqa: E731 (NaN: the run used the default)
-for run in curves.drop_duplicates("run_id").itertuples():
-    sources[int(run.run_id)] = curves[curves["run_id"] == run.run_id]
-    labels[int(run.run_id)] = f"run #{int(run.run_id)} · {run.method} · α = {alpha(run.alpha)} · {run.status}"
-for m in methods:
-    own = vector_training_curves(get_vectors(root, m, vector_set_stamp(ws, m)))
-    if not own.empty:
-        sources[f"vectors:{m}"], labels[f"vectors:{m}"] = own, f"{m} · saved with its vectors (mva_vector.json)"
-if not sources:
-    st.info(f"No training curves in this workspace: {TRAIN_HINT}; its per-step loss, reward accuracy and HSIC "
-            "term then appear here.")
-else:
-    keys = list(sources)[::-1]  # newest runs first, then the vectors' metadata
-    opens = [k for k in keys if str(sources[k]["method"].iloc[0]) == method]
-    if st.session_state.get("diag_curves_for") != method or st.session_state.get("diag_run") not in keys:
-        st.session_state["diag_curves_for"] = method  # opens on the method chosen at the top of the page
-        st.session_state["diag_run"] = (opens or keys)[0]
-    key = st.selectbox("Training curves of", keys, format_func=labels.get, key="diag_run")
-    shown = sources[key]
-    # what the penalty did: mva's HSIC term beside mva-no-hsic's (the same term, trained with α = 0)
-    twin = {"mva": "mva-no-hsic", "mva-no-hsic": "mva"}.get(str(shown["method"].iloc[0]))
-    overlay = sources.get(f"vectors:{twin}") if twin else None
-    st.plotly_chart(curves_figure(shown, overlay), width="stretch", key="diag_curves_plot")
-    shares = shown.dropna(subset=["penalty_share"]).groupby("value", sort=False)["penalty_share"]
-    if len(shares):
-        st.caption("The penalty's share of the training loss, weight × penalty / loss, first → last step: " + "; ".join(
-            f"{value} {s.iloc[0]:.1%} → {s.iloc[-1]:.1%}" for value, s in shares) + ". Near 100 %: the optimizer "
-            "mostly works on the penalty, not on DPO.")
-    elif shown["penalty_term"].notna().any():
-        st.caption("This run recorded no penalty weight (α), so the penalty's share of the loss is not shown: runs "
-                   "from before the weight was recorded.")
-    if overlay is not None:
-        st.caption(f"Dotted in the penalty panel: {twin}'s HSIC term per step, measured the same way (α = "
-                   f"{alpha(overlay['alpha'].iloc[0])}): the gap is what the penalty changed.")
+                    def on_progress(stage: str, done: int, total: int) -> None:
+                        bar.progress(min(done / max(total, 1), 1.0), text=f"{stage}: {done}/{total} micro-batches")
+
+                    result, from_cache = cached_interference(base, vectors, pairs, weights=weights, n_pairs=n_pairs,
+                                                             progress=on_progress)
+                except MVAError as exc:  # DiagnosticsError, VectorError, ModelLoadError, bad pair data
+                    status.update(label="Interference failed", state="error")
+                    st.error(str(exc))
+                else:
+                    st.session_state["diag_interference"] = {"method": method, "stamp": stamp, "result": result,
+                                                             "from_cache": from_cache}
+                    where = "each at its own model" if result.at == "own" else f"at {result.at}"
+                    how = "from the cache (computed before for these vectors, pairs and settings)" if from_cache else ""
+                    status.update(label=f"Gradients of {len(values)} values, {where} {how}".strip(), state="complete",
+                                  expanded=False)
+        done = st.session_state.get("diag_interference")
+        if done is not None and done["method"] == method and done["stamp"] == stamp:
+            res = done["result"]
+            left, right = st.columns(2)
+            with left:
+                cos_df = pd.DataFrame(res.cosine, index=res.values, columns=res.values)
+                st.plotly_chart(heatmap(cos_df, "gⱼ", "gᵢ", (-1.0, 1.0), True, "cos(gᵢ, gⱼ)", 160 + 60 * len(values)),
+                                width="stretch", key="diag_interference_plot")
+            with right:
+                st.dataframe(pd.DataFrame({"value": res.values, "DPO loss": res.losses, "‖g‖": res.norms,
+                                           "pairs": res.n_pairs}), hide_index=True, width="stretch")
+                st.dataframe(pd.DataFrame(res.dot, index=res.values, columns=res.values).rename_axis("gᵢᵀgⱼ"),
+                             width="stretch")
+            st.caption(f"At {'each value’s own model' if res.at == 'own' else res.at}; each g has "
+                       f"{res.n_parameters:,} entries (the adapted layers' weights). "
+                       + ("Answered from the cache: computed before for the same vectors (by content hash), pairs and "
+                          "settings; it lives in your cache dir ($MVA_INTERFERENCE_CACHE), not in the workspace."
+                          if done.get("from_cache") else "Cached for the next visit (keyed by the vectors' content)."))
+
+    # ---- Training curves ----
+    st.header("Training curves")
+    st.caption("Per optimizer step, the training loss L = L_DPO + α·Σⱼ HSIC(θᵢ, θⱼ) (Eq.14) in its two parts: the DPO "
+               "part (starts at log 2 ≈ 0.693 and should fall) and the penalty part α × the term against the earlier "
+               "vectors (none for the first value); then the reward accuracy (share of pairs in the batch where the "
+               "policy prefers the chosen response more than the base does) and the term unweighted. For mva-no-hsic "
+               "(α = 0) the term is only recorded, not trained on: compare it with mva's.")
+    curves = training_curves(ws.store.runs())
+    # Every recorded run (keyed by its id), and every method's vectors' own metadata (vectors trained by `demo build`
+    # or elsewhere; keyed "vectors:<method>")
+    sources: dict[int | str, pd.DataFrame] = {}
+    labels: dict[int | str, str] = {}
+    alpha = lambda a: f"{a:g}" if is_finite(a) else "method default"  # noqa: E731 (NaN: the run used the default)
+    for run in curves.drop_duplicates("run_id").itertuples():
+        sources[int(run.run_id)] = curves[curves["run_id"] == run.run_id]
+        labels[int(run.run_id)] = f"run #{int(run.run_id)} · {run.method} · α = {alpha(run.alpha)} · {run.status}"
+    for m in methods:
+        own = vector_training_curves(get_vectors(root, m, vector_set_stamp(ws, m)))
+        if not own.empty:
+            sources[f"vectors:{m}"], labels[f"vectors:{m}"] = own, f"{m} · saved with its vectors (mva_vector.json)"
+    if not sources:
+        st.info(f"No training curves in this workspace: {TRAIN_HINT}; its per-step loss, reward accuracy and HSIC "
+                "term then appear here.")
+    else:
+        keys = list(sources)[::-1]  # newest runs first, then the vectors' metadata
+        opens = [k for k in keys if str(sources[k]["method"].iloc[0]) == method]
+        if st.session_state.get("diag_curves_for") != method or st.session_state.get("diag_run") not in keys:
+            st.session_state["diag_curves_for"] = method  # opens on the method chosen at the top of the page
+            st.session_state["diag_run"] = (opens or keys)[0]
+        key = st.selectbox("Training curves of", keys, format_func=labels.get, key="diag_run")
+        shown = sources[key]
+        # what the penalty did: mva's HSIC term beside mva-no-hsic's (the same term, trained with α = 0)
+        twin = {"mva": "mva-no-hsic", "mva-no-hsic": "mva"}.get(str(shown["method"].iloc[0]))
+        overlay = sources.get(f"vectors:{twin}") if twin else None
+        st.plotly_chart(curves_figure(shown, overlay), width="stretch", key="diag_curves_plot")
+        shares = shown.dropna(subset=["penalty_share"]).groupby("value", sort=False)["penalty_share"]
+        if len(shares):
+            st.caption("The penalty's share of the training loss, weight × penalty / loss, first → last step: " + "; ".join(
+                f"{value} {s.iloc[0]:.1%} → {s.iloc[-1]:.1%}" for value, s in shares) + ". Near 100 %: the optimizer "
+                "mostly works on the penalty, not on DPO.")
+        elif shown["penalty_term"].notna().any():
+            st.caption("This run recorded no penalty weight (α), so the penalty's share of the loss is not shown: runs "
+                       "from before the weight was recorded.")
+        if overlay is not None:
+            st.caption(f"Dotted in the penalty panel: {twin}'s HSIC term per step, measured the same way (α = "
+                       f"{alpha(overlay['alpha'].iloc[0])}): the gap is what the penalty changed.")
+
+
+if __name__ == "__main__":  # run directly by Streamlit's legacy pages/ mode: go through the app (gate, navigation)
+    from app import main
+
+    main()
