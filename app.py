@@ -42,7 +42,7 @@ def app_pages() -> list[st.Page]:
 
 def main() -> None:
     """One run of the app: page config, the access gate, the sidebar, then the page the URL asks for."""
-    if PagesManager.uses_pages_directory:  # a run of Streamlit's legacy pages/ mode (see the module docstring)
+    if getattr(PagesManager, "uses_pages_directory", False):  # a legacy pages/ mode run (see the module docstring)
         st.navigation(app_pages(), position="hidden")  # off for this server process; resolves the URL's page
         st.rerun()  # start over as an app run, on that page: nothing rendered or registered before the gate
     st.set_page_config(page_title="MVA Explorer", page_icon="⚖️", layout="wide")
