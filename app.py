@@ -4,8 +4,8 @@ The pages are functions (`pages.<name>.render`), so nothing renders when a modul
 pages/ folder beside this file, Streamlit 1.67 starts a server process in its legacy multipage mode (one page per
 file) until some session calls st.navigation, and in that mode a first request to /sweep runs pages/sweep.py by
 itself (streamlit/runtime/scriptrunner/script_runner.py, `_mpa_v1`). So every file under pages/ ends by calling
-`main()` when run as a script, and `main()` in such a run only turns that mode off and starts the run over as an
-app run: the gate first, then the page the URL asks for (tests/test_pages_layout.py).
+`main()` when run as a script, and `main()` in such a run first turns that mode off; the run goes on as an app
+run: the gate first, then the page the URL asks for (tests/test_pages_layout.py).
 """
 
 import logging
@@ -43,8 +43,9 @@ def app_pages() -> list[st.Page]:
 def main() -> None:
     """One run of the app: page config, the access gate, the sidebar, then the page the URL asks for."""
     if getattr(PagesManager, "uses_pages_directory", False):  # a legacy pages/ mode run (see the module docstring)
-        st.navigation(app_pages(), position="hidden")  # off for this server process; resolves the URL's page
-        st.rerun()  # start over as an app run, on that page: nothing rendered or registered before the gate
+        # st.navigation turns that mode off for this server process and makes the rest of this run an app run: on
+        # the page the URL asks for, widgets keyed as in any run. Hidden: the visible one comes past the gate.
+        st.navigation(app_pages(), position="hidden")
     st.set_page_config(page_title="MVA Explorer", page_icon="⚖️", layout="wide")
     # ---- Access: exposed, nothing of a workspace renders before the token is accepted ----
     if not st.session_state.get("_mva_admitted"):
