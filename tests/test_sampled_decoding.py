@@ -160,7 +160,7 @@ def test_page_cli_and_report_show_one_crd(swept, monkeypatch):
     from tests.apptest import open_page
 
     doc = compare_json(swept)
-    at = open_page(monkeypatch, swept, "views/compare.py")
+    at = open_page(monkeypatch, swept, "pages/compare.py")
     table = next(d.value for d in at.dataframe if "CRD" in d.value.columns).set_index("method")
     report = {row[0]: (row[1], row[2]) for row in
               re.findall(r"^\| (\S+) \| \d+ \| \d+ \| .*\| (\S+) \[([^|]+)\] \|$", demo_report(Workspace(swept)),

@@ -68,7 +68,7 @@ def test_sweep_page_search_has_cancel_and_says_where_a_stopped_search_resumes(tm
 
     with pytest.raises(Cancelled):
         search_method(ws, "mva-no-hsic", budget=6, step=0.25, batch=4, progress=stop_after_seed, cancel=cancel)
-    at = open_page(monkeypatch, ws.root, "views/sweep.py")
+    at = open_page(monkeypatch, ws.root, "pages/sweep.py")
     at.selectbox(key="sweep_method").set_value("mva-no-hsic").run()
     assert any("stopped by Cancel after 4 of 6 evaluations; resume continues from there" in w.value
                for w in at.warning), [w.value for w in at.warning]
