@@ -270,6 +270,11 @@ def render() -> None:
                                            help="Points chosen per surrogate fit and generated together; smaller "
                                                 "batches follow the surrogate more closely, larger ones generate faster."))
         go_search = c3.button("Start search", key="search_start", type="primary")
+        early_stop = st.checkbox(
+            "Stop early when the rest of the budget is expected to add less hypervolume than the prompts' noise",
+            value=False, key="search_early_stop",
+            help="The expected gain of the remaining evaluations (the surrogate's, noise excluded) against the "
+                 "bootstrap sd of the front's hypervolume over the prompts. Off: the whole budget is spent.")
         search_notices(ws, method)  # stopped after k of n (resume continues), or nothing to do
         search_slot, search_cancel_slot, history_slot = st.empty(), st.empty(), st.empty()
 
@@ -299,7 +304,7 @@ def render() -> None:
             try:
                 with notices_to(st.warning):
                     found, run_id = search_method(ws, method, budget, step=float(step), batch=search_batch, values=chosen,
-                                                  progress=on_search)
+                                                  progress=on_search, early_stop=early_stop)
                 if run_id is None:
                     remember_nothing_new(method, found.nothing_new)
             except MVAError as exc:  # a scorer that fails, a bad step, …
@@ -310,6 +315,9 @@ def render() -> None:
         searches = searches[(searches["kind"] == "search") & (searches["method"] == method) & searches["log"].notna()]
         if not searches.empty:
             log = json.loads(searches["log"].iloc[-1])
+            if log.get("stop_reason"):
+                st.caption(f"Search run #{int(searches['id'].iloc[-1])} ended: {log['stop_reason']}"
+                           + (f" ({log['saved']} evaluations of its budget left unspent)" if log.get("saved") else ""))
             if log.get("hv_history"):
                 history_slot.plotly_chart(history_figure(log["hv_history"], np.asarray(log["ref"]),
                                                          f"Hypervolume history of search run #{int(searches['id'].iloc[-1])}"),
