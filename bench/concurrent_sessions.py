@@ -43,7 +43,7 @@ def serve(argv: list[str]) -> None:
             f.write(json.dumps({"spec": str(args[0] if args else kwargs.get("spec")), "at": time.time()}) + "\n")
         return plain(*args, **kwargs)
 
-    models.load_base = counted  # before the app imports it (views.shared, mva_core.sweep bind it at import)
+    models.load_base = counted  # before the app imports it (pages.shared, mva_core.sweep bind it at import)
     from streamlit.web.cli import main as streamlit_main
 
     sys.argv = ["streamlit", *argv]

@@ -128,7 +128,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
 
 
 def _executor(args: argparse.Namespace):
-    """The executor `--executor` names (sweep, search): local (this process), or Ray actors."""
+    """The executor `--executor` names (sweep, search, train): local (this process), or Ray."""
     from .executor import RayExecutor
     from .sweep import LocalExecutor
     return RayExecutor(workers=args.workers, address=args.address) if args.executor == "ray" else LocalExecutor()
@@ -139,6 +139,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .workspace import open_workspace
     if args.chunk < 1:
         raise CliError(f"--chunk {args.chunk}: candidates per generate call must be >= 1, e.g. --chunk 8")
+    if args.samples is not None and args.samples < 2:
+        raise CliError(f"--samples {args.samples}: CRD needs at least 2 sampled responses per prompt, e.g. --samples 3")
     lo, hi, step = _grid(args.grid)
     ws = open_workspace(args.workspace)
     ws.store.check_writable()  # a read-only workspace, or a damaged store, says so before the model loads
@@ -159,10 +161,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         eta = (f"about {total * took / 3600:.1f} h at this workspace's last sweep rate ({took:.1f} s per candidate)"
                if took else "no earlier sweep here to estimate the time from")
         raise CliError(f"this sweep has {total:,} candidates ({eta}); pass --yes to run it, or choose a coarser --grid")
+    source = "sweep"
+    if args.samples is not None and groups:  # CRD's sampled evaluation, beside the workspace decoding's candidates
+        from .store import SAMPLED_EVALUATION
+        from .sweep import sampled_decoding, sampled_groups
+        groups = sampled_groups(groups, sampled_decoding(groups[0][0].decoding, args.samples, args.temperature,
+                                                         args.top_p, args.sample_seed))
+        source = SAMPLED_EVALUATION
     bar = _bar()
     evaluate_base(ws, groups[0][0].base if groups else None, progress=bar, prompts=prompts)
-    res = sweep_groups(args.method, groups, chunk=args.chunk, progress=bar, executor=_executor(args))
-    print(f"{len(res.candidate_ids)} candidates of {args.method} in {ws.root}: {res.generated} generated, "
+    res = sweep_groups(args.method, groups, chunk=args.chunk, progress=bar, executor=_executor(args), source=source)
+    what = f"sampled evaluation ({args.samples} responses per prompt) of {args.method}" if source != "sweep" else \
+        args.method
+    print(f"{len(res.candidate_ids)} candidates of {what} in {ws.root}: {res.generated} generated, "
           f"{len(res.candidate_ids) - res.generated} answered from the store")
     return 0
 
@@ -221,7 +232,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     }
     # log: per vector dir (one per value, "seqt", or one per preference "w=0.25,0.75") its curves
     log = train_method(args.method, base, datasets, out_root, config, store=Store(Path(args.workspace) / "mva.sqlite"),
-                       run_config={**run_config, **({"settings": settings} if settings else {})}, **settings)
+                       run_config={**run_config, **({"settings": settings} if settings else {})},
+                       executor=_executor(args), **settings)
     for name, entry in log.items():
         losses = entry["losses"] or [float("nan")]
         print(f"{name}: {out_root / name}  loss {losses[0]:.3f} -> {losses[-1]:.3f}  "
@@ -461,13 +473,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     bar = _bar()
     values = [v.strip() for v in args.values.split(",") if v.strip()] if args.values else None
     result, run_id = search_method(ws, args.method, args.budget, step=args.step, seed=args.seed, batch=args.batch,
-                                   values=values, progress=bar, executor=_executor(args))
+                                   values=values, progress=bar, executor=_executor(args),
+                                   early_stop=args.early_stop)
     if run_id is None:  # the whole budget is already stored: nothing evaluated, no run recorded
         print(f"nothing to search: {result.nothing_new}")
         return 0
     front = result.front
     print(f"search run {run_id} of {args.method}: {len(result.weights)} points known, front of {len(front)}; "
-          f"hypervolume {result.hv_history[-1]:.4f} (ref {np.round(result.ref, 3).tolist()})")
+          f"hypervolume {result.hv_history[-1]:.4f} (ref {np.round(result.ref, 3).tolist()}); {result.stop_reason}")
     return 0
 
 
@@ -547,14 +560,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 # ---- parser ----
-def _executor_flags(parser: argparse.ArgumentParser, what: str) -> None:
-    """--executor / --address / --workers: the one executor interface of sweep and search (sweep.Executor)."""
+def _executor_flags(parser: argparse.ArgumentParser, what: str, executor_help: str | None = None,
+                    workers_help: str = "Ray actors (one per GPU or CPU slot)") -> None:
+    """--executor / --address / --workers: the one executor interface of sweep, search and train (sweep.Executor)."""
     parser.add_argument("--executor", choices=["local", "ray"], default="local",
-                        help=f"ray: {what} generated by Ray actors (base and vectors loaded once each); the store is "
-                             "written here; results equal the local executor's")
+                        help=executor_help or f"ray: {what} generated by Ray actors (base and vectors loaded once "
+                                              "each); the store is written here; results equal the local executor's")
     parser.add_argument("--address", default=None, help="Ray cluster to join (`ray start --head` prints it); "
                                                         "default: start a local Ray")
-    parser.add_argument("--workers", type=int, default=2, help="Ray actors (one per GPU or CPU slot)")
+    parser.add_argument("--workers", type=int, default=2, help=workers_help)
 
 
 def build_parser(prog: str = "python -m mva_core", command: str | None = None) -> argparse.ArgumentParser:
@@ -609,6 +623,13 @@ def build_parser(prog: str = "python -m mva_core", command: str | None = None) -
                                                     "candidates are keyed by their prompts, so sets never mix")
     sw.add_argument("--values", default=None, help="comma-separated subset of values to sweep; the others stay at 0")
     sw.add_argument("--yes", action="store_true", help=f"run a sweep of more than {CONFIRM_CANDIDATES} candidates")
+    sw.add_argument("--samples", type=int, default=None, metavar="N",
+                    help="a sampled evaluation for CRD (MI-EPO): decode the same candidates again with N >= 2 "
+                         "sampled responses per prompt, stored beside the workspace decoding's (greedy) ones")
+    sw.add_argument("--temperature", type=float, default=0.7, help="with --samples: sampling temperature")
+    sw.add_argument("--top-p", type=float, default=0.95, help="with --samples: nucleus sampling mass")
+    sw.add_argument("--sample-seed", type=int, default=0, help="with --samples: the seed each response's own "
+                                                              "seed is derived from")
     _executor_flags(sw, "chunks")
 
     e = add("export", cmd_export, "export a stored candidate")
@@ -632,6 +653,10 @@ def build_parser(prog: str = "python -m mva_core", command: str | None = None) -
                    help="steps between checkpoints in <out>/<value>.partial/; a rerun resumes from the latest (default 10)")
     t.add_argument("--out", default=None, help="default: <workspace>/vectors/<method>")
     t.add_argument("--allow-pickle", action="store_true")
+    _executor_flags(t, "the training", "local: trains in this process, with a progress bar; ray: as one Ray task (1 "
+                    "CPU, this process's torch threads) that writes the vectors under --out (on a cluster: a path "
+                    "every node sees) and prints a line when it starts and when it ends, no bar; the run is recorded "
+                    "here either way; vectors equal the local executor's", "CPUs of the local Ray started for it")
     if deep("train"):
         _train_setting_flags(t)  # --alpha, --mode, --preferences, --mapping, ...: the methods' settings fields
 
@@ -666,8 +691,13 @@ def build_parser(prog: str = "python -m mva_core", command: str | None = None) -
     se.add_argument("--step", type=float, default=0.1,
                     help="the lattice searched: weights 0, step, 2·step, … ≤ C (a sweep at this step reuses the points)")
     se.add_argument("--values", default=None, help="comma-separated subset of values to search; the others stay at 0")
-    se.add_argument("--batch", type=int, default=4, help="points chosen per surrogate fit, evaluated in one batch")
+    se.add_argument("--batch", type=int, default=1,
+                    help="points chosen per surrogate fit, evaluated in one batch (1 measured best; larger generates "
+                         "faster)")
     se.add_argument("--seed", type=int, default=0)
+    se.add_argument("--early-stop", action="store_true",
+                    help="stop before the budget when the next batch's expected hypervolume gain is below the "
+                         "hypervolume's bootstrap sd over prompts (the reason is kept in the run's log)")
     _executor_flags(se, "each batch")
 
     co = add("compare", cmd_compare, "HV and MIP per method with bootstrap intervals over prompts, paired differences")

@@ -40,7 +40,7 @@ from .results import load_table
 from .scorers import get_scorer
 from .search import search_method
 from .store import prompts_hash
-from .sweep import Evaluator, evaluate_base, method_groups, sampled_evaluation, sweep_groups
+from .sweep import Evaluator, evaluate_base, method_groups, sampled_decoding, sampled_evaluation, sweep_groups
 from .vectors import ADAPTER_FILE, META_FILE
 from .workspace import (DEFAULT_WORKSPACE, DEMO_WORKSPACE, MANIFEST, REPO_ROOT, Manifest, ValueSpec, Workspace,
                         open_workspace)
@@ -57,8 +57,7 @@ DEMO_DECODING = DecodingConfig(max_new_tokens=48, batch_size=64)
 # the 40 validation prompts (120 reward vectors per p), at the pairs' temperature and top-p (near the greedy
 # responses every other number is measured on). 3 samples, not more: on 2 CPU cores each policy's 11 p take
 # 11 generate calls of 120 rows, and the samples add to the shipped store (each demo < 25 MB).
-DEMO_SAMPLED = DecodingConfig(max_new_tokens=48, do_sample=True, temperature=0.7, top_p=0.95, seed=0, num_samples=3,
-                              batch_size=64)
+DEMO_SAMPLED = sampled_decoding(DEMO_DECODING, samples=3, temperature=0.7, top_p=0.95, seed=0)
 # Keys of a run's settings in DemoSpec.methods that are not the method's settings.
 RUN_KEYS = ("method", "train", "store")
 

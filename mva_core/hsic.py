@@ -21,17 +21,13 @@ The paper's released code (github.com/HeFei-X/MVA, mva.py) uses a fixed σ and d
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Mapping
+from typing import Mapping
 
 import torch
 
 from .compose import delta_weight
+from .method_settings import KERNELS, SAMPLE_MODES, Estimator, Kernel, SampleMode  # choices, torch-free (train --help)
 from .vectors import LoraLayer, VectorError
-
-Kernel = Literal["gaussian", "linear"]
-SampleMode = Literal["lora_A", "delta"]
-KERNELS: tuple[str, ...] = ("gaussian", "linear")
-SAMPLE_MODES: tuple[str, ...] = ("lora_A", "delta")
 
 
 def _squared_distances(X: torch.Tensor) -> torch.Tensor:
@@ -112,8 +108,7 @@ def hsic_unbiased_from_kernels(K: torch.Tensor, L: torch.Tensor) -> torch.Tensor
     return (trace + totals - cross) / (m * (m - 3))
 
 
-ESTIMATORS = {"biased": hsic_from_kernels, "unbiased": hsic_unbiased_from_kernels}
-Estimator = Literal["biased", "unbiased"]
+ESTIMATORS = {"biased": hsic_from_kernels, "unbiased": hsic_unbiased_from_kernels}  # keys: method_settings.Estimator
 
 
 def hsic(X: torch.Tensor, Y: torch.Tensor, kernel: Kernel = "gaussian", sigma: float | None = None,

@@ -239,9 +239,9 @@ def win_rates_at(ws: Workspace, table: Table, methods: Sequence[str], p: Sequenc
 
 CRD_WHY = ("CRD (MI-EPO) is the mean det Cov of the rewards of sampled responses per preference; these "
            "candidates were decoded greedily (one response per prompt), so there are no samples to measure it; "
-           "set decoding do_sample=true (and num_samples) in workspace.json and sweep again, or add a sampled "
-           "evaluation of the candidates (`sweep.sampled_evaluation`, as `demo build` does for the conditioned "
-           "policies)")
+           "add a sampled evaluation of the candidates (`python -m mva_core sweep --method M --samples 3`, as `demo "
+           "build` does for the conditioned policies), or set decoding do_sample=true (and num_samples) in "
+           "workspace.json and sweep again")
 
 
 @dataclass

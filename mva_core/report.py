@@ -44,6 +44,7 @@ from .workspace import Workspace
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 
 PAPER_ALPHAS = (1.0, 10.0, 50.0)  # MVA paper Fig.7: α ∈ {1, 10, 50}
+SAMPLES = 3  # responses per prompt of the sampled evaluation `--train-missing` makes for CRD (the demos' count)
 DEFAULT_ALPHA = 10.0  # the `mva` method's default α (the demo's run)
 SUMMARY_RULE = ("per-value reward = mean, over the setting's Pareto-front models, of each model's mean raw reward "
                 "(scorer units) on the evaluation prompts; HV and MIP in z units against one shared reference point")
@@ -59,7 +60,7 @@ class ReportError(MVAError, ValueError):
 class Step:
     """One thing `make_missing` runs: train a method's vectors into vectors/<out>/, or sweep a comparison row."""
 
-    action: Literal["train", "sweep"]
+    action: Literal["train", "sweep", "sample"]  # sample: a sampled evaluation of a row (CRD), `sweep --samples`
     method: str  # train: the registered method; sweep: the comparison row
     out: str = ""  # train: vectors/<out>/
     settings: dict = field(default_factory=dict)  # train: the method's settings (alpha, ...)
@@ -556,8 +557,8 @@ def build_report(ws: Workspace, workspace_label: str | None = None, n_resamples:
         missing.append(Missing(
             "MI-EPO table (CRD)", "every candidate was decoded greedily (one response per prompt): CRD needs sampled "
             "responses",
-            [f"edit {label}/workspace.json: \"decoding\": {{\"do_sample\": true, \"num_samples\": 4, ...}}",
-             *[cmd.sweep(n) for n in cond]]))
+            [cmd.sweep(n) + f" --samples {SAMPLES}" for n in cond],
+            [Step("sample", n, step=step) for n in cond]))
     tick("report", stages, stages)
     return PaperReport(label, values, n_prompts, n_resamples, seed, np.asarray(ref, dtype=float),
                        few_prompts_caveat(n_prompts), table1, method_rows, fronts, fig4, fig5, fig6, fig7,
@@ -579,11 +580,12 @@ def _unique(missing: list[Missing]) -> list[Missing]:
 def make_missing(ws: Workspace, missing: Sequence[Missing], progress: Progress | None = None) -> list[str]:
     """Run the steps of every missing part that has them (train a method's vectors with the workspace's pairs and
     its `mva` vectors' training config, then sweep the row at the stored grid step), each step once, with
-    progress. Returns what was done, one line each. Parts without steps (sampled decoding) are left to the user."""
+    progress; a sampled evaluation (CRD) decodes the row's candidates with `SAMPLES` responses per prompt
+    (`sweep.sampled_decoding`). Returns what was done, one line each."""
     from .diagnostics import load_preference_pairs
     from .methods import get_method, train_method
     from .models import load_base
-    from .sweep import evaluate_base, method_groups, sweep_groups
+    from .sweep import evaluate_base, method_groups, sampled_decoding, sampled_evaluation, sweep_groups
     steps: list[Step] = []
     for m in missing:
         for s in m.steps:
@@ -609,6 +611,11 @@ def make_missing(ws: Workspace, missing: Sequence[Missing], progress: Progress |
                                      "train_config": config.to_dict(), "out": f"vectors/{s.out}",
                                      "settings": options, "made_by": "report --train-missing"}, **options)
             done.append(f"trained {s.method} {s.settings or ''} into vectors/{s.out}")
+        elif s.action == "sample":
+            res = sampled_evaluation(ws, s.method, sampled_decoding(ws.manifest.decoding, SAMPLES), s.step,
+                                     base=base, progress=progress)
+            done.append(f"sampled {s.method} ({SAMPLES} responses per prompt) at step {s.step:g}: "
+                        f"{len(res.candidate_ids)} candidates ({res.generated} generated)")
         else:
             groups = method_groups(ws, s.method, s.step, kind=s.kind, base=base)
             evaluate_base(ws, base, progress)

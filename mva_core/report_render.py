@@ -1,6 +1,6 @@
 """Rendering a `report.PaperReport`: its tables as DataFrames, its figures as Plotly figures, and the two files
 `report` writes: one self-contained HTML page (plotly.js inlined: it opens offline, no script is fetched) and a
-markdown summary. The Paper page renders the same tables and figures (views/paper.py).
+markdown summary. The Paper page renders the same tables and figures (pages/paper.py).
 """
 
 from __future__ import annotations

@@ -2,17 +2,25 @@
 
 The search picks among the points of the sweep's lattice (weights 0, step, 2·step, … ≤ C per value, `SearchSpace`),
 so its weights read like a sweep's and a later sweep at that step answers them from the store. First the extremes of
-the trade-off (the base model, each value's vector alone at C, all of them at C: n + 2 points); then batches chosen
-by the surrogate (`mva_core.surrogate`: one Gaussian process per value): the lattice point whose predicted z-scores
-(the posterior mean) add the most hypervolume to the measured front, then the next with the first's prediction added
-to the front, so a batch spreads out instead of piling on one spot (a "kriging believer" batch). Every evaluation
-goes through the caller's evaluator (the weight-batched engine, stored as it goes), so a killed search resumes from
-what is stored. The reference point of each batch's hypervolumes is the per-value minimum of the points evaluated
-so far (it widens as the extremes are found); the hypervolume history is computed afterwards with the final one.
+the trade-off (the base model, each value's vector alone at C, all of them at C: n + 2 points); then points chosen
+by the surrogate (`mva_core.surrogate`: one Gaussian process per value, its hyperparameters refitted on each
+problem's points before every batch): the lattice point of largest expected hypervolume improvement (EHVI,
+`mva_core.acquisition` Eq. A2, under the predictive distribution of an evaluation: the GP's noise included, so a
+point near the front counts for the chance that its prompt noise lifts it above), then, in a batch of more than one,
+the next with the first's predicted mean added to the front (a "kriging believer" batch). Every evaluation goes
+through the caller's evaluator (the weight-batched engine, stored as it goes), so a killed search resumes from what
+is stored. The reference point of each batch's hypervolumes is the per-value minimum of the points evaluated so far
+(it widens as the extremes are found); the hypervolume history is computed afterwards with the final one.
 
-Measured before this design was chosen (README "Benchmarks", the 3-value demo's 125-point grid and two families of
-synthetic problems drawn around it): the 2^n corners as seed design and an optimistic acquisition (mean + sd) spent
-evaluations on corners and noise; the n + 2 extremes, the posterior mean and batches of 4 did better on all three.
+Chosen on problems drawn with seeds 0-7 around the 3-value demo's grid and around the 2-value demo's (bench/
+adaptive_search.py `--emulate`; README "Benchmarks" gives these and the held-out seeds): EHVI with batches of 1
+beat the posterior mean's hypervolume gain (the search before issue 29) and batches of 2 or 4, and adding a maximin
+space-filling design to the n + 2 extremes did worse. Before that (issue 15): the 2^n corners as seed design and an
+optimistic acquisition (mean + sd) spent evaluations on corners and noise.
+
+Early stop (`hv_noise`, `search --early-stop`): the search ends when the expected hypervolume gain of the rest of
+its budget is below the sd of the hypervolume of its front under prompt resampling, i.e. when what is left to gain
+is within what another draw of the prompts would change.
 """
 
 from __future__ import annotations
@@ -28,13 +36,19 @@ from . import pareto
 from .kinds import SearchSpace
 from .errors import MVAError
 from .generate import Cancelled
+from .metrics import prompt_rewards
 from .results import load_table
 from .store import prompts_hash
+from .acquisition import expected_improvement, hv_bootstrap_sd, improvement
 from .surrogate import MIN_CANDIDATES, fit_surrogate
 from .sweep import Evaluator, Executor, LocalExecutor, evaluate_base, score_missing
 from .workspace import Workspace
 
 Evaluate = Callable[[np.ndarray], np.ndarray]  # weights (B, n) -> z-scores (B, V)
+HVNoise = Callable[[np.ndarray, np.ndarray, np.ndarray], float]  # (weights, z, ref) -> sd of their front's HV
+ACQUISITIONS = ("ehvi", "mean")
+ACQUISITION = "ehvi"
+N_DRAWS = 32  # Monte-Carlo draws of each point's EHVI (acquisition Eq. A2)
 MAX_POOL = 8192  # lattice points scored per batch; a larger lattice is sampled (half near the front)
 
 
@@ -49,6 +63,15 @@ class SearchResult:
     ref: np.ndarray  # (V,) the reference point of every hypervolume here
     hv_history: list[float] = field(default_factory=list)  # HV of the front after each evaluation
     nothing_new: str | None = None  # why nothing was evaluated nor recorded (the whole budget is already stored)
+    stop_reason: str = ""  # why the search ended: its budget spent, the lattice spent, or an early stop
+    saved: int = 0  # evaluations of the budget left unspent by an early stop
+    gains: list[tuple[int, float, float]] = field(default_factory=list)  # per batch with `hv_noise`: (points
+    # evaluated before it, its expected HV gain, the HV's bootstrap sd then)
+
+    def stop_point(self) -> int | None:
+        """How many points the early stop would have evaluated (the first batch in `gains` whose expected gain is
+        below the noise: the points before it); None if it would not have stopped."""
+        return next((k for k, gain, noise in self.gains if gain < noise), None)
 
     @property
     def front(self) -> np.ndarray:
@@ -61,6 +84,20 @@ def seed_design(space: SearchSpace) -> np.ndarray:
     n, C = space.n_values, space.C
     points = np.vstack([np.zeros(n), C * np.eye(n), np.full(n, C)])
     return points[:2] if n == 1 else points  # one value: its vector alone is all of them
+
+
+def initial_design(space: SearchSpace, n_initial: int | None = None) -> np.ndarray:
+    """The points evaluated before any surrogate: the extremes (`seed_design`), then lattice points each farthest
+    from those before it (`spread_out`, a maximin space-filling design) up to `n_initial` in all (default: the
+    extremes alone; more did worse on the problems the search was tuned on, README "Benchmarks")."""
+    seeds = seed_design(space)
+    k = (0 if n_initial is None else n_initial) - len(seeds)
+    if k <= 0:
+        return seeds
+    grid = space.grid() if space.grid_size() <= MAX_POOL else candidate_pool(space, seeds, seeds,
+                                                                              np.random.default_rng(0))
+    grid = grid[~_evaluated(grid, seeds)]
+    return np.vstack([seeds, spread_out(grid, seeds, k)])
 
 
 def hypervolume_history(z: np.ndarray, ref: np.ndarray) -> list[float]:
@@ -108,34 +145,51 @@ def spread_out(pool: np.ndarray, W: np.ndarray, batch: int) -> np.ndarray:
 
 
 def propose(W: np.ndarray, Z: np.ndarray, space: SearchSpace, batch: int, ref: np.ndarray,
-            rng: np.random.Generator) -> np.ndarray:
-    """The next (≤ `batch`) lattice points: greedy hypervolume improvement of the surrogate's predicted mean, each
-    pick's prediction added to the front before the next (module docstring). Where no point is predicted to add
-    volume, the one closest to the front (smallest `dominance_gap`) is taken. With too few points for a surrogate
-    (one value's seed design has two), the points farthest from everything evaluated. Empty when the lattice is
-    spent."""
+            rng: np.random.Generator, acquisition: str = ACQUISITION) -> np.ndarray:
+    """The next (≤ `batch`) lattice points, greedily by `acquisition` (module docstring), each pick's predicted mean
+    added to the front before the next. Where no point is predicted to add volume, the one closest to the front
+    (smallest `dominance_gap`) is taken. With too few points for a surrogate (one value's seed design has two), the
+    points farthest from everything evaluated. Empty when the lattice is spent."""
+    return _propose(W, Z, space, batch, ref, rng, acquisition)[0]
+
+
+def _propose(W: np.ndarray, Z: np.ndarray, space: SearchSpace, batch: int, ref: np.ndarray,
+             rng: np.random.Generator, acquisition: str = ACQUISITION,
+             horizon: int | None = None) -> tuple[np.ndarray, float | None]:
+    """`propose`, and the expected hypervolume gain of evaluating `horizon` more points (default `batch`): the sum
+    of the `horizon` largest single-point EHVIs (acquisition Eq. A2) over the current front, under the surrogate's
+    sd of the noise-free value (`Surrogate.latent_sd`: a lucky draw of the prompt noise is no gain). Overlapping
+    gains count twice, so it errs high: an early stop on it stops late rather than early. None without a
+    surrogate."""
+    if acquisition not in ACQUISITIONS:
+        raise SearchError(f"acquisition {acquisition!r}: choose one of {ACQUISITIONS}")
     pool = candidate_pool(space, W, W[pareto.front_indices(Z)], rng)
     if len(W) < MIN_CANDIDATES:
-        return spread_out(pool, W, batch)
+        return spread_out(pool, W, batch), None
     model = fit_surrogate(W, Z, [f"v{j}" for j in range(Z.shape[1])], seed=int(rng.integers(1 << 31)))
     front = Z[pareto.front_indices(Z)]
-    mean, _ = model.predict(pool) if len(pool) else (np.zeros((0, Z.shape[1])), None)
+    mean, sd = model.predict(pool) if len(pool) else (np.zeros((0, Z.shape[1])), np.zeros((0, Z.shape[1])))
+    eps = rng.standard_normal((N_DRAWS, Z.shape[1]))
+    latent = np.sort(expected_improvement(mean, model.latent_sd(sd), front, ref, eps))[::-1]
+    expected = float(latent[: batch if horizon is None else horizon].sum())
     chosen: list[int] = []
     for _ in range(min(batch, len(pool))):
-        base = pareto.hypervolume(front, ref)
-        gain = np.array([pareto.hypervolume(np.vstack([front, m]), ref) - base for m in mean])
+        gain = expected_improvement(mean, sd, front, ref, eps) if acquisition == "ehvi" else \
+            improvement(mean, front, ref)
         gap = dominance_gap(mean, front)
         gain[chosen], gap[chosen] = -np.inf, np.inf
         best = int(np.argmax(gain)) if gain.max() > 0 else int(np.argmin(gap))
         chosen.append(best)
         front = np.vstack([front, mean[best]])  # believe the prediction, so the next pick goes elsewhere
         front = front[pareto.front_indices(front)]
-    return pool[chosen]
+    return pool[chosen], expected
 
 
 def search_front(evaluate: Evaluate, space: SearchSpace, budget: int, ref: np.ndarray | None = None,
-                 seed: int = 0, batch: int = 4, done: tuple[np.ndarray, np.ndarray] | None = None,
-                 progress: Callable[[SearchResult], None] | None = None) -> SearchResult:
+                 seed: int = 0, batch: int = 1, done: tuple[np.ndarray, np.ndarray] | None = None,
+                 progress: Callable[[SearchResult], None] | None = None,
+                 acquisition: str = ACQUISITION, n_initial: int | None = None,
+                 hv_noise: HVNoise | None = None, early_stop: bool = True) -> SearchResult:
     """Evaluate up to `budget` points of the lattice of `space` ([0, C]^n at `step`), adaptively (module docstring).
 
     `done` = (weights, z) already evaluated by an earlier, interrupted run of this search: counted in the budget and
@@ -143,6 +197,13 @@ def search_front(evaluate: Evaluate, space: SearchSpace, budget: int, ref: np.nd
     minimum of what is evaluated so far (DESIGN's default reference point, as the app and the bench draw it) and the
     hypervolume history uses the final one. `progress(result)` is called after every batch. Stops early when every
     lattice point is evaluated.
+
+    `hv_noise(W, Z, ref)` (the sd of the hypervolume of the points evaluated so far under resampling of what their
+    z-scores rest on: `acquisition.hv_bootstrap_sd` on their per-prompt rewards, `acquisition.hv_parametric_sd`
+    without them) turns on the early stop: after the initial design, when the expected hypervolume gain of the
+    rest of the budget (`_propose` with `horizon` the evaluations left; one batch of 1 is always within the noise)
+    is below that sd, the next batch is not evaluated and the search ends there, `stop_reason` saying so.
+    `early_stop=False` records each batch's gain and sd (`SearchResult.gains`) without stopping.
     """
     if budget < 1 or not space.kind.searchable:
         raise SearchError(f"budget={budget}, kind={space.kind.name!r}: need budget >= 1 and the box [0, C]^n "
@@ -150,7 +211,7 @@ def search_front(evaluate: Evaluate, space: SearchSpace, budget: int, ref: np.nd
     rng = np.random.default_rng(seed)
     W = np.zeros((0, space.n_values)) if done is None else np.asarray(done[0], dtype=float)
     Z = np.zeros((0, 0)) if done is None else np.asarray(done[1], dtype=float)
-    seeds = seed_design(space)
+    seeds = initial_design(space, n_initial)
     todo = seeds[~_evaluated(seeds, W)][: max(budget - len(W), 0)]
     if len(todo):
         W = np.concatenate([W, todo])
@@ -162,15 +223,28 @@ def search_front(evaluate: Evaluate, space: SearchSpace, budget: int, ref: np.nd
 
     if progress:
         progress(SearchResult(W, Z, reference(Z)))
+    stop = f"budget spent ({budget} evaluations)"
+    saved = 0
+    gains: list[tuple[int, float, float]] = []
     while len(W) < budget:
         finite = np.isfinite(Z).all(axis=1)
-        part = propose(W[finite], Z[finite], space, min(batch, budget - len(W)), reference(Z), rng)
+        part, expected = _propose(W[finite], Z[finite], space, min(batch, budget - len(W)), reference(Z), rng,
+                                  acquisition, horizon=budget - len(W))
         if not len(part):
+            stop = f"lattice spent (all {len(W)} points at step {space.step:g} evaluated)"
             break
+        if hv_noise is not None and expected is not None:
+            noise = float(hv_noise(W[finite], Z[finite], reference(Z)))
+            gains.append((len(W), float(expected), noise))
+            if early_stop and expected < noise:
+                saved = budget - len(W)
+                stop = (f"early stop after {len(W)} of {budget} evaluations: the expected hypervolume gain of the "
+                        f"{budget - len(W)} left, {expected:.4g}, is below the hypervolume's bootstrap sd {noise:.4g}")
+                break
         W, Z = np.concatenate([W, part]), np.concatenate([Z, evaluate(part)])
         if progress:
             progress(SearchResult(W, Z, reference(Z)))
-    result = SearchResult(W, Z, reference(Z))
+    result = SearchResult(W, Z, reference(Z), stop_reason=stop, saved=saved, gains=gains)
     result.hv_history = hypervolume_history(Z, result.ref)
     return result
 
@@ -205,11 +279,12 @@ def already_stored(ws: Workspace, method: str, config: dict, space: SearchSpace,
     return None
 
 
-def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, seed: int = 0, batch: int = 4,
+def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, seed: int = 0, batch: int = 1,
                   values: Sequence[str] | None = None,
                   progress: Callable[[str, int, int], None] | None = None,
                   cancel: threading.Event | None = None,
-                  executor: Executor | None = None) -> tuple[SearchResult, int | None]:
+                  executor: Executor | None = None,
+                  early_stop: bool = False) -> tuple[SearchResult, int | None]:
     """Adaptive search over `method`'s weights: the lattice [0, C]^n at `step` (C from workspace.json), evaluated and
     stored like a sweep. `values` (a subset of the workspace's) searches only those values' weights, the others
     fixed at 0, as a sweep's `values` does; the front is on every value's z-score, as on Explore.
@@ -220,7 +295,13 @@ def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, se
     `Cancelled`; every finished evaluation is stored). `executor` generates each batch (default here, in this
     process; `executor.RayExecutor` on Ray actors), as a sweep's chunks are. Returns the result (known and new
     points) and the run id; a search whose whole budget is already stored (`already_stored`) evaluates and records
-    nothing: run id None, the reason in `result.nothing_new`."""
+    nothing: run id None, the reason in `result.nothing_new`.
+
+    `early_stop` ends the search before its budget when the next batch's expected hypervolume gain is below the
+    sd of the hypervolume of the front so far under prompt resampling (`search_front`'s `hv_noise`, from the stored
+    per-prompt rewards, `acquisition.hv_bootstrap_sd`). Off by default: the budget is what the user asked for, and
+    a stored search's config (which gains `"early_stop": true` only when it is on) keeps matching its rerun.
+    The run's log records `stop_reason` (and `saved`, the evaluations an early stop left unspent)."""
     if batch < 1:
         raise SearchError(f"batch = {batch}: points chosen per surrogate fit must be >= 1, e.g. 4")
     compared = ws.compared_method(method)
@@ -237,6 +318,8 @@ def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, se
               "prompts_hash": prompts_hash(ws.prompts())}  # the evaluator's prompts: the workspace's
     if len(active) < n:
         config["values"] = values
+    if early_stop:
+        config["early_stop"] = True
 
     def known_rows() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The method's stored candidates in the searched subspace: weights there, z-scores, candidate ids."""
@@ -285,8 +368,19 @@ def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, se
         # they would read as non-finite and the search would spend its budget again around them
         score_missing(ws, load_table(ws).for_method(method).ids().astype(int).tolist(), progress)
         W0, Z0, spent = known()
+        def hv_noise(W: np.ndarray, Z: np.ndarray, ref: np.ndarray) -> float:
+            """Sd of the HV of the front of the points (W, Z) under prompt resampling, from their stored rewards."""
+            Wk, _, ids = known_rows()
+            front = W[pareto.front_indices(Z)]
+            at = [int(np.flatnonzero(np.abs(Wk - w).max(axis=1) < 1e-9)[-1]) for w in front]
+            table = load_table(ws)
+            base = prompt_rewards(ws, [int(table.base_id())])[0]
+            return hv_bootstrap_sd(prompt_rewards(ws, [int(ids[i]) for i in at]), base, ref, seed=seed)
+
         result = search_front(evaluate, space, len(W0) + budget - spent, seed=seed, batch=batch,
-                              done=(W0, Z0) if len(W0) else None, progress=report)
+                              done=(W0, Z0) if len(W0) else None, progress=report,
+                              hv_noise=hv_noise if early_stop else None)
         run.log.update(evaluations=len(result.weights) - len(W0) + spent, hv_history=result.hv_history,
-                       ref=result.ref.tolist())
+                       ref=result.ref.tolist(), stop_reason=result.stop_reason, saved=result.saved,
+                       gains=[list(g) for g in result.gains])
     return result, run.id

@@ -40,6 +40,20 @@ class Surrogate:
         out = [m.predict(W, return_std=True) for m in self.models]
         return np.stack([mu for mu, _ in out], axis=1), np.stack([sd for _, sd in out], axis=1)
 
+    def noise_sd(self) -> np.ndarray:
+        """(V,) sd of each value's fitted white-noise term in z units: the scatter of one evaluation's mean reward
+        around the smooth trade-off (prompt sampling, decoding); `predict`'s sd includes it."""
+        out = []
+        for m in self.models:
+            white = [k.noise_level for k in (getattr(m.kernel_, "k1", None), getattr(m.kernel_, "k2", None))
+                     if k is not None and hasattr(k, "noise_level")]
+            out.append(np.sqrt(white[0] if white else 0.0) * float(np.atleast_1d(getattr(m, "_y_train_std", 1.0))[0]))
+        return np.array(out)
+
+    def latent_sd(self, sd: np.ndarray) -> np.ndarray:
+        """The sd of the noise-free value from `predict`'s sd (M, V): sqrt(sd² − noise_sd²), at least 0."""
+        return np.sqrt(np.clip(np.asarray(sd) ** 2 - self.noise_sd() ** 2, 0.0, None))
+
 
 def loo_residuals(model: object) -> np.ndarray:
     """Exact leave-one-out residuals y_i − ŷ_{−i} of a fitted GaussianProcessRegressor at its hyperparameters."""

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence, TypeVar
 
 import numpy as np
 
@@ -21,7 +21,7 @@ from .compose import WeightBatchedModel
 from .generate import Cancelled, generate_samples
 from .config import ConfigError, DecodingConfig
 from .kinds import SearchSpace, evaluated_as
-from .methods import available_methods, get_method
+from .methods import JobExecutor, available_methods, get_method
 from .models import BaseModel, load_base
 from .errors import MVAError
 from .scorers import ScorerFailedError, get_scorer, scorer_key, stored_key
@@ -289,12 +289,14 @@ def seconds_per_candidate(ws: Workspace) -> float | None:
 
 
 Supplied = Callable[[np.ndarray], list[list[list[str]]]] | None  # a chunk's missing rows -> their responses
+T = TypeVar("T")
 
 
-class Executor(Protocol):
-    """Where the responses of a run's chunks are generated (a sweep's grid chunks, a search's batches); the driver
-    alone writes the store. `LocalExecutor` here, `executor.RayExecutor` on Ray actors: the same chunks, the same
-    generate calls, the same responses."""
+class Executor(JobExecutor, Protocol):
+    """Where the responses of a run's chunks are generated (a sweep's grid chunks, a search's batches), and where a
+    training job runs (`call`, methods.JobExecutor); the driver alone writes the store. `LocalExecutor` here,
+    `executor.RayExecutor` on Ray: the same chunks, the same generate calls, the same responses; the same job, the
+    same vectors."""
 
     def responses(self, jobs: Sequence[tuple[Evaluator, np.ndarray]]) -> Iterator[Supplied]:
         """For each (evaluator, chunk) in order: a function of the chunk's missing rows returning their responses,
@@ -308,6 +310,10 @@ class LocalExecutor:
     def responses(self, jobs: Sequence[tuple[Evaluator, np.ndarray]]) -> Iterator[Supplied]:
         for _ in jobs:
             yield None
+
+    def call(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """`fn(*args, **kwargs)` in this process (a training job: with its progress bar)."""
+        return fn(*args, **kwargs)
 
     def shutdown(self) -> None:
         """Nothing to release (the Ray executor's actors are)."""
@@ -359,16 +365,31 @@ def sweep_groups(method: str, groups: Sequence[tuple[Evaluator, np.ndarray]], ch
                       workspace=ws)
 
 
+def sampled_decoding(decoding: DecodingConfig, samples: int = 3, temperature: float = 0.7, top_p: float = 0.95,
+                     seed: int = 0) -> DecodingConfig:
+    """`decoding` (its lengths, batch size and system prompt) made sampled for CRD: `samples` responses per prompt
+    at `temperature` and nucleus mass `top_p`, each with its own seed derived from `seed` (DecodingConfig)."""
+    return replace(decoding, do_sample=True, num_samples=samples, temperature=temperature, top_p=top_p, seed=seed)
+
+
+def sampled_groups(groups: Sequence[tuple[Evaluator, np.ndarray]], decoding: DecodingConfig
+                   ) -> list[tuple[Evaluator, np.ndarray]]:
+    """The same (evaluator, weights) groups decoded with the sampled `decoding` instead; refuses a decoding that
+    gives CRD nothing to measure (greedy, or one sample per prompt)."""
+    if not (decoding.do_sample and decoding.num_samples > 1):
+        raise ConfigError(f"sampled evaluation: decoding do_sample={decoding.do_sample}, num_samples="
+                          f"{decoding.num_samples}; CRD needs several sampled responses per prompt (do_sample=true, "
+                          "num_samples >= 2, e.g. `sweep --samples 3`)")
+    return [(ev.with_decoding(decoding), W) for ev, W in groups]
+
+
 def sampled_evaluation(ws: Workspace, method: str, decoding: DecodingConfig, step: float = 0.25,
                        base: BaseModel | None = None, chunk: int = 8,
                        progress: StageProgress | None = None) -> Evaluation:
     """`method`'s candidates (its grid at `step`, or a conditioned policy's evaluation preferences) decoded once
-    more with `decoding` (sampled: `do_sample`, `num_samples` responses per prompt), on the workspace's prompts,
-    stored as `store.SAMPLED_EVALUATION` candidates: what CRD (MI-EPO) needs when the workspace decodes greedily
-    (issue #28 item 2). Resumable like any sweep: stored candidates are not generated again."""
-    if not (decoding.do_sample and decoding.num_samples > 1):
-        raise ConfigError(f"sampled evaluation of {method!r}: decoding do_sample={decoding.do_sample}, num_samples="
-                          f"{decoding.num_samples}; CRD needs several sampled responses per prompt (do_sample=true, "
-                          "num_samples >= 2)")
-    groups = [(ev.with_decoding(decoding), W) for ev, W in method_groups(ws, method, step, base=base)]
+    more with `decoding` (sampled: `do_sample`, `num_samples` responses per prompt; `sampled_decoding`), on the
+    workspace's prompts, stored as `store.SAMPLED_EVALUATION` candidates: what CRD (MI-EPO) needs when the
+    workspace decodes greedily (issue #28 item 2; `sweep --samples N`). Resumable like any sweep: stored candidates
+    are not generated again."""
+    groups = sampled_groups(method_groups(ws, method, step, base=base), decoding)
     return sweep_groups(method, groups, chunk=chunk, progress=progress, source=SAMPLED_EVALUATION)

@@ -19,7 +19,7 @@ from mva_core.access import (
     check_workspace_path, is_loopback, required_token, token_matches, workspace_roots,
 )
 from mva_core.workspace import REPO_ROOT, WorkspaceError
-from tests.apptest import APP
+from tests.apptest import APP, switch_page
 from tests.tiny import make_tiny_workspace
 
 TOKEN = "s3cret-token-for-tests-0123456789"
@@ -181,7 +181,7 @@ def test_exposed_app_with_the_token_opens_and_keeps_the_session(exposed, ws_root
     assert at.text_input(key="workspace").value == str(ws_root)
     assert at.get("plotly_chart"), "the Explore chart is missing"
     assert "token" not in at.query_params  # it left the address bar
-    at.switch_page("views/compare.py").run()  # a later run of the session, without the token in the URL
+    switch_page(at, "pages/compare.py").run()  # a later run of the session, without the token in the URL
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert at.get("plotly_chart")
     assert at.session_state["_mva_admitted"] is True

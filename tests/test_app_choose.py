@@ -16,7 +16,7 @@ from mva_core.sweep import Evaluator, evaluate_base
 from mva_core.workspace import Workspace, open_workspace
 from streamlit.testing.v1 import AppTest
 
-from tests.apptest import APP, open_page, plotly_array
+from tests.apptest import APP, open_page, plotly_array, switch_page
 from tests.test_choose import brute_front, brute_p_front
 from tests.tiny import make_tiny_workspace
 
@@ -116,7 +116,7 @@ def test_explore_pick_confirm_evaluates_and_stores_the_predicted_point(tmp_path,
 
 @pytest.mark.slow
 def test_compare_attainment_bands_and_joint_front_shares(demo, monkeypatch):
-    at = open_page(monkeypatch, demo, "views/compare.py")
+    at = open_page(monkeypatch, demo, "pages/compare.py")
     at.multiselect(key="compare_methods").set_value(["mva", "soup", "ric"]).run()
     assert not at.exception, at.exception
     names = trace_names(at)
@@ -146,7 +146,7 @@ def test_compare_3d_shows_the_median_surface_and_the_others_on_demand(tmp_path, 
     shutil.copytree(REPO / "data" / "demo3", root)
     monkeypatch.setenv("MVA_WORKSPACE", str(root))
     at = AppTest.from_file(APP, default_timeout=900).run()  # every method's bands on 2 cores: minutes
-    at.switch_page("views/compare.py").run()
+    switch_page(at, "pages/compare.py").run()
     assert not at.exception, at.exception
     at.multiselect(key="compare_methods").set_value(["mva-no-hsic"]).run()
     assert not at.exception, at.exception
@@ -161,7 +161,7 @@ def test_compare_3d_shows_the_median_surface_and_the_others_on_demand(tmp_path, 
 
 @pytest.mark.slow
 def test_export_default_selection_is_the_front_in_half_the_resamples(demo, monkeypatch):
-    at = open_page(monkeypatch, demo, "views/export.py")
+    at = open_page(monkeypatch, demo, "pages/export.py")
     at.selectbox(key="export_method").set_value("soup").run()
     assert not at.exception, at.exception
     ws = open_workspace(demo, read_only=True)

@@ -32,7 +32,7 @@ def brute(F):
 @pytest.mark.slow
 def test_compare_table_matches_independent_metrics(ws, monkeypatch):
     served = record_downloads(monkeypatch)
-    at = open_page(monkeypatch, ws.root, "views/compare.py")
+    at = open_page(monkeypatch, ws.root, "pages/compare.py")
     assert set(at.multiselect(key="compare_methods").value) == {"mva-no-hsic", "soup", "dpo-warmth", "dpo-brevity"}
     got = at.dataframe[0].value.set_index("method")
     # independently, from the stored per-prompt scores: z = (mean − base mean) / base sd per value
@@ -130,7 +130,7 @@ def test_compare_table_matches_independent_metrics(ws, monkeypatch):
 
 
 def test_compare_one_method_and_empty_choice(ws, monkeypatch):
-    at = open_page(monkeypatch, ws.root, "views/compare.py")
+    at = open_page(monkeypatch, ws.root, "pages/compare.py")
     at.multiselect(key="compare_methods").set_value(["soup"]).run()
     assert not at.exception, at.exception
     assert list(at.dataframe[0].value["method"]) == ["soup"]
@@ -144,7 +144,7 @@ def test_compare_across_workspaces(ws, tmp_path, monkeypatch):
     evaluate_base(other, groups[0][0].base)
     sweep_groups("mva-no-hsic", groups)
     monkeypatch.setenv("MVA_WORKSPACE_ROOTS", str(tmp_path))  # other workspaces open only under the allowed roots
-    at = open_page(monkeypatch, ws.root, "views/compare.py")
+    at = open_page(monkeypatch, ws.root, "pages/compare.py")
     at.text_area(key="compare_other_ws").set_value(f"{other.root}\n{tmp_path / 'missing'}\n/etc").run()
     assert not at.exception, at.exception
     got = at.dataframe[0].value.set_index("method")
@@ -179,3 +179,17 @@ def record_downloads(monkeypatch) -> dict[str, bytes]:
 def download_data(at, served: dict[str, bytes]) -> str:
     url = at.get("download_button")[0].proto.url  # /mock/media/<file id>.csv
     return served[url.rsplit("/", 1)[-1].split(".")[0]].decode()
+
+
+@pytest.mark.slow
+def test_three_value_fronts_are_said_to_be_projected(monkeypatch, tmp_path):
+    """On the 3-value demo the chart shows two values of a front over three: the caption says its points are
+    marked, not joined, and may look dominated in the projection (a 2-value workspace's says "Lines")."""
+    import shutil
+
+    from mva_core.workspace import REPO_ROOT
+    root = tmp_path / "demo3"
+    shutil.copytree(REPO_ROOT / "data" / "demo3", root, symlinks=True)
+    at = open_page(monkeypatch, root, "pages/compare.py")
+    captions = " ".join(c.value for c in at.caption)
+    assert "the front of a grid method in all 3 values" in captions and "Lines: the front" not in captions

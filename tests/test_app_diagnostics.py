@@ -16,7 +16,7 @@ from tests.test_diagnostics import PAIRS, Reference, np_deltas, one_thread  # no
 from tests.tiny import make_tiny_workspace
 
 METHOD = "mva-no-hsic"
-PAGE = "views/diagnostics.py"
+PAGE = "pages/diagnostics.py"
 
 
 @pytest.fixture(scope="module")

@@ -30,7 +30,7 @@ def test_a_bug_is_one_line_on_the_page_and_a_traceback_in_the_log(ws_root, monke
 
     monkeypatch.setattr("mva_core.pareto.non_dominated_rank", broken)
     with caplog.at_level(logging.ERROR, logger="mva_explorer"):
-        at = open_page(monkeypatch, ws_root, "views/compare.py")
+        at = open_page(monkeypatch, ws_root, "pages/compare.py")
     assert not at.exception
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and errors[0].startswith("Internal error (ValueError): a bug in MVA Explorer"), errors

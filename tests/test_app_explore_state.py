@@ -11,7 +11,7 @@ import pytest
 from mva_core.results import candidate_table
 from mva_core.sweep import Evaluator, evaluate_base
 from mva_core.workspace import Workspace
-from tests.apptest import open_page, plotly_array
+from tests.apptest import open_page, plotly_array, switch_page
 from tests.tiny import make_tiny_workspace
 
 GRID = [[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [1.0, 1.0], [0.25, 0.75], [0.75, 0.25]]
@@ -32,8 +32,8 @@ def test_sliders_method_and_p_survive_a_visit_to_another_page(ws_root, monkeypat
     at.slider(key="w_warmth").set_value(0.8)
     at.slider(key="w_brevity").set_value(0.15)
     at.number_input(key="p_brevity").set_value(0.4).run()
-    for page in ("views/compare.py", "views/responses.py", "views/explore.py"):
-        at.switch_page(page).run()
+    for page in ("pages/compare.py", "pages/responses.py", "pages/explore.py"):
+        switch_page(at, page).run()
         assert not at.exception, at.exception
     assert at.slider(key="w_warmth").value == pytest.approx(0.8)
     assert at.slider(key="w_brevity").value == pytest.approx(0.15)

@@ -17,7 +17,7 @@ from tests.test_diagnostics import np_deltas, one_thread  # noqa: F401 (autouse 
 from tests.tiny import make_tiny_workspace
 
 METHOD = "mva-no-hsic"
-PAGE = "views/export.py"
+PAGE = "pages/export.py"
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 from mva_core import scorers
 from mva_core.sweep import Evaluator
 from mva_core.workspace import MANIFEST, Workspace
-from tests.apptest import open_page, plotly_array
+from tests.apptest import open_page, plotly_array, switch_page
 from tests.tiny import make_tiny_workspace
 
 NAN_PROMPT, INF_PROMPT = "How do I bake bread?", "Tell me a joke about cats."
@@ -90,7 +90,7 @@ def test_nonfinite_scores_are_stored_flagged_excluded_and_counted(ws_root, monke
     assert metrics["Front size"] == str(len(front))
 
     # ---- Compare: the same count in the method's row ----
-    at.switch_page("views/compare.py").run()
+    switch_page(at, "pages/compare.py").run()
     assert not at.exception, at.exception
     table = next(d.value for d in at.dataframe if "non-finite" in d.value.columns)
     row = table[table["method"] == "mva-no-hsic"].iloc[0]

@@ -56,7 +56,7 @@ def test_explore_marks_off_simplex_candidates(ws, monkeypatch):
 
 @pytest.mark.slow
 def test_compare_marks_off_simplex_and_shows_mod_with_its_cost(ws, monkeypatch):
-    at = open_page(monkeypatch, ws.root, "views/compare.py")
+    at = open_page(monkeypatch, ws.root, "pages/compare.py")
     assert {"mva-no-hsic", "mod", "soup"} <= set(at.multiselect(key="compare_methods").value)
     traces = {t.get("name"): t for t in json.loads(at.get("plotly_chart")[0].proto.spec)["data"]}
     assert OFF in traces
@@ -74,7 +74,7 @@ def test_compare_marks_off_simplex_and_shows_mod_with_its_cost(ws, monkeypatch):
 
 @pytest.mark.slow
 def test_export_offers_only_the_table_for_a_decode_time_method(ws, monkeypatch):
-    at = open_page(monkeypatch, ws.root, "views/export.py")
+    at = open_page(monkeypatch, ws.root, "pages/export.py")
     at.selectbox(key="export_method").set_value("mod").run()
     assert not at.exception, at.exception
     assert at.selectbox(key="export_format").options == ["csv"]

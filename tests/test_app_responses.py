@@ -22,7 +22,7 @@ def evaluated(tmp_path_factory):
 
 def test_default_pick_is_base_and_each_values_best(evaluated, monkeypatch):
     root, ws, base, ids = evaluated
-    at = open_page(monkeypatch, root, "views/responses.py")
+    at = open_page(monkeypatch, root, "pages/responses.py")
     # Independently: per value, the candidate with the highest mean raw score (argmax of one objective is on the front).
     resp = ws.store.responses(ids)
     means = resp.groupby("candidate_id")[["warmth", "brevity"]].mean()
@@ -35,7 +35,7 @@ def test_default_pick_is_base_and_each_values_best(evaluated, monkeypatch):
 def test_two_candidates_side_by_side_for_filtered_prompt(evaluated, monkeypatch):
     root, ws, base, ids = evaluated
     a, b = ids[0], ids[2]
-    at = open_page(monkeypatch, root, "views/responses.py")
+    at = open_page(monkeypatch, root, "pages/responses.py")
     at.multiselect(key=f"responses_pick_{METHOD}").set_value([a, b]).run()
     at.text_input(key="responses_filter").set_value("bread").run()
     assert not at.exception, at.exception

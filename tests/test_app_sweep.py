@@ -27,7 +27,7 @@ def metric(at, label):
 def test_sweep_stores_grid_once_and_resumes_from_store(ws_root, monkeypatch):
     # One grid point evaluated beforehand (as Explore would): the sweep must reuse it, not regenerate it.
     live = Evaluator(Workspace(ws_root), METHOD).evaluate([[0.5, 0.5]], source="live").candidate_ids[0]
-    at = open_page(monkeypatch, ws_root, "views/sweep.py")
+    at = open_page(monkeypatch, ws_root, "pages/sweep.py")
     at.number_input(key="sweep_step").set_value(0.5).run()
     assert metric(at, "Grid candidates") == "9" and metric(at, "Already stored") == "1"
     assert at.button(key="sweep_start").label.startswith("Resume")
@@ -61,7 +61,7 @@ def test_sweep_stores_grid_once_and_resumes_from_store(ws_root, monkeypatch):
 
 
 def test_sweep_rejects_step_larger_than_C(ws_root, monkeypatch):
-    at = open_page(monkeypatch, ws_root, "views/sweep.py")
+    at = open_page(monkeypatch, ws_root, "pages/sweep.py")
     at.number_input(key="sweep_step").set_value(2.0).run()
     assert not at.exception, at.exception
     assert any("step=2.0" in e.value and "C=1.0" in e.value for e in at.error)
@@ -77,7 +77,7 @@ def fresh_root(tmp_path):
 
 
 def test_sweep_C_sets_the_grid_and_bounds_the_stored_weights(fresh_root, monkeypatch):
-    at = open_page(monkeypatch, fresh_root, "views/sweep.py")
+    at = open_page(monkeypatch, fresh_root, "pages/sweep.py")
     at.number_input(key="sweep_step").set_value(0.25).run()
     assert metric(at, "Grid candidates") == str(5 ** 2)  # ticks 0, .25, .5, .75, 1 per value
     at.number_input(key="sweep_C").set_value(0.5).run()
@@ -98,7 +98,7 @@ def test_sweep_C_sets_the_grid_and_bounds_the_stored_weights(fresh_root, monkeyp
 
 @pytest.mark.slow
 def test_sweep_a_subset_of_values_fixes_the_others_at_zero(fresh_root, monkeypatch):
-    at = open_page(monkeypatch, fresh_root, "views/sweep.py")
+    at = open_page(monkeypatch, fresh_root, "pages/sweep.py")
     at.number_input(key="sweep_step").set_value(0.5).run()
     at.multiselect(key="sweep_values").unselect("brevity").run()
     assert metric(at, "Grid candidates") == "3"  # warmth in {0, .5, 1}, brevity = 0
@@ -116,7 +116,7 @@ def test_sweep_on_another_prompt_set_keeps_the_default_sets_results(fresh_root, 
     other = ["Name a colour.", "What is two plus two?"]
     (fresh_root / "prompts" / "other.jsonl").write_text("".join(json.dumps({"prompt": p}) + "\n" for p in other))
     default = [json.loads(line)["prompt"] for line in (fresh_root / "prompts" / "validation.jsonl").read_text().splitlines()]
-    at = open_page(monkeypatch, fresh_root, "views/sweep.py")
+    at = open_page(monkeypatch, fresh_root, "pages/sweep.py")
     at.number_input(key="sweep_step").set_value(1.0).run()
     at.button(key="sweep_start").click().run()
     assert not at.exception, at.exception
@@ -155,7 +155,7 @@ def test_sweep_on_another_prompt_set_keeps_the_default_sets_results(fresh_root, 
 def test_sweep_shows_each_values_scorer_and_adds_an_extra_scorer(fresh_root, monkeypatch):
     from profanity_check import predict_prob
 
-    at = open_page(monkeypatch, fresh_root, "views/sweep.py")
+    at = open_page(monkeypatch, fresh_root, "pages/sweep.py")
     scorers = at.dataframe[0].value
     assert scorers[["value", "scorer"]].values.tolist() == [["warmth", "warmth"], ["brevity", "brevity"]]
     assert "civility" in at.multiselect(key="sweep_extra").options
@@ -178,7 +178,7 @@ def test_sweep_shows_each_values_scorer_and_adds_an_extra_scorer(fresh_root, mon
 
 def test_sweep_pickers_reject_bad_input(ws_root, monkeypatch):
     (ws_root / "prompts" / "broken.jsonl").write_text('{"prompt": "fine"}\n{"text": "no prompt field"}\n')
-    at = open_page(monkeypatch, ws_root, "views/sweep.py")
+    at = open_page(monkeypatch, ws_root, "pages/sweep.py")
     at.number_input(key="sweep_C").set_value(0.0).run()
     assert not at.exception, at.exception
     assert any("C=0.0" in e.value and "positive" in e.value for e in at.error) and not at.button

@@ -1,5 +1,5 @@
 """AppTest of switching the sidebar's workspace on a page whose method choice the new workspace lacks: the page
-opens on that workspace's first method, without an error. The guard is views/shared.forget_stale; Streamlit 1.67
+opens on that workspace's first method, without an error. The guard is pages/shared.forget_stale; Streamlit 1.67
 also drops a stale selectbox choice by itself, so this checks the outcome on every page, not which of the two did it."""
 
 import pytest
@@ -8,9 +8,9 @@ from mva_core.sweep import Evaluator, evaluate_base
 from tests.apptest import open_page
 from tests.tiny import make_tiny_workspace
 
-PAGES = [("views/explore.py", "explore_method"), ("views/export.py", "export_method"),
-         ("views/responses.py", "responses_method"), ("views/sweep.py", "sweep_method"),
-         ("views/diagnostics.py", "diag_method")]
+PAGES = [("pages/explore.py", "explore_method"), ("pages/export.py", "export_method"),
+         ("pages/responses.py", "responses_method"), ("pages/sweep.py", "sweep_method"),
+         ("pages/diagnostics.py", "diag_method")]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def test_switching_workspace_forgets_a_method_it_lacks(two_workspaces, monkeypat
     box = at.selectbox(key=key)
     default = box.value  # the first workspace's first method
     assert default != "mva" and "mva" not in [box.value, *box.options]  # options are formatted labels
-    box.set_value(box.options[-1] if page != "views/sweep.py" else default).run()  # sweep's labels carry the kind
+    box.set_value(box.options[-1] if page != "pages/sweep.py" else default).run()  # sweep's labels carry the kind
     assert not at.exception, at.exception
 
     at.text_input(key="workspace").set_value(str(second)).run()

@@ -10,7 +10,7 @@ import pytest
 from streamlit.elements.lib import policies
 
 from mva_core.sweep import Evaluator, evaluate_base
-from tests.apptest import open_page
+from tests.apptest import open_page, switch_page
 from tests.tiny import make_tiny_workspace
 
 
@@ -49,8 +49,8 @@ def test_no_widget_is_set_both_ways(ws_root, monkeypatch, caplog):
     at.slider(key="w_warmth").set_value(0.8)
     at.number_input(key="p_warmth").set_value(0.3)
     at.number_input(key="p_brevity").set_value(0.7).run()
-    for page in ("views/compare.py", "views/explore.py"):  # the sidebar writes the kept choices back on every run
-        at.switch_page(page).run()
+    for page in ("pages/compare.py", "pages/explore.py"):  # the sidebar writes the kept choices back on every run
+        switch_page(at, page).run()
         assert not at.exception, at.exception
     at.button(key="explore_pick_load").click().run()  # writes the sliders' state
     assert not at.exception, at.exception
@@ -68,8 +68,8 @@ def test_three_values_axis_pickers_too(tmp_path, monkeypatch):
     seen = spy_on_the_rule(monkeypatch)
     at = open_page(monkeypatch, tmp_path / "demo3")
     at.selectbox(key="explore_y").set_value("relevance").run()
-    for page in ("views/compare.py", "views/explore.py"):
-        at.switch_page(page).run()
+    for page in ("pages/compare.py", "pages/explore.py"):
+        switch_page(at, page).run()
         assert not at.exception, at.exception
     assert at.selectbox(key="explore_y").value == "relevance"
     assert at.multiselect(key="explore_axes3d").value == ["warmth", "brevity", "relevance"]

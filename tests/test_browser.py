@@ -130,7 +130,7 @@ def test_slider_evaluate_in_real_browser(server, tmp_path):
         seen, deadline = set(), time.time() + 300
         while time.time() < deadline and your_point_count(page) < 1:
             text = page.evaluate("() => document.querySelector('[data-testid=\"stProgress\"]')?.innerText || ''")
-            if ": token " in text:  # "2/3 batch k: token t of n · …" (views/explore_live.py)
+            if ": token " in text:  # "2/3 batch k: token t of n · …" (pages/explore_live.py)
                 seen.add(text.split("token ")[1].split(" of")[0])
             page.wait_for_timeout(200)
         assert your_point_count(page) == 1

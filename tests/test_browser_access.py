@@ -4,10 +4,10 @@
 - MVA_AUTH_TOKEN set: a browser without the token (or with a wrong one, or on a page's own URL) sees no workspace
   data; one opened with ?token= sees the app, the token leaves its address bar, and it stays admitted page to page;
 - a fresh server's first request to a page's own URL (/export, /compare) still runs app.py's gate first, and the
-  navigation lists only app.py's pages. (This is why the pages live in views/, not pages/: with a pages/ folder
-  beside app.py, Streamlit 1.67 runs in its legacy multipage mode until some session has called st.navigation,
-  and then runs pages/sweep.py by itself on a first request to /sweep, without app.py's gate: seen on 2026-12-06,
-  the Sweep page with the workspace's values rendered for a browser without the token.)
+  navigation lists only app.py's pages. (With the pages/ folder beside app.py, Streamlit 1.67 runs in its legacy
+  multipage mode until some session has called st.navigation, and runs pages/export.py itself on a first request to
+  /export: every pages/ file then calls app.main(), which reruns as the app; tests/test_pages_layout.py checks that
+  first request for a page and for helper modules.)
 - the token is in no server log line; visitors see no Deploy button or developer menu (item 7).
 """
 

@@ -63,7 +63,7 @@ def test_explored_points_are_left_out_of_the_metrics_unless_included(ws_root):
 
 
 def test_compare_page_labels_explored_points_and_includes_them_on_request(ws_root, monkeypatch):
-    at = open_page(monkeypatch, ws_root, "views/compare.py")
+    at = open_page(monkeypatch, ws_root, "pages/compare.py")
     at.multiselect(key="compare_methods").set_value(["mva-no-hsic"]).run()
     assert not at.exception, at.exception
 

@@ -107,7 +107,7 @@ def test_two_sessions_evaluate_at_once_and_share_an_unchanged_model(ws_root, ref
         at.slider(key="w_brevity").set_value(WEIGHTS[name][1])
 
     # The evaluator both sessions will get from st.cache_resource (the key is (workspace, method)).
-    from views.shared import get_evaluator, get_workspace
+    from pages.shared import get_evaluator, get_workspace
 
     root_key = str(get_workspace(str(ws_root)).root)
     shared = get_evaluator(root_key, METHOD)

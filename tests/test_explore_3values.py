@@ -12,8 +12,8 @@ import pandas as pd
 
 from mva_core.demo import DEMOS
 from tests.apptest import open_page
-from views.explore_3d import parallel_coordinates, tick_format
-from views.shared import Front, front_figure
+from pages.explore_3d import parallel_coordinates, tick_format
+from pages.shared import Front, front_figure
 
 
 def rows(n_values: int) -> pd.DataFrame:

@@ -46,7 +46,7 @@ def test_card_names_the_method_row_exported_from(ws, tmp_path):
 
 
 def test_export_page_offers_a_zip_of_what_it_wrote(ws, monkeypatch):
-    at = open_page(monkeypatch, ws.root, "views/export.py")
+    at = open_page(monkeypatch, ws.root, "pages/export.py")
     at.selectbox(key="export_method").set_value("mva-no-hsic").run()
     at.selectbox(key="export_format").set_value("card").run()
     at.button(key="export_go").click().run()

@@ -202,7 +202,7 @@ def test_app_shows_the_failing_scorer_then_resumes_and_tells_of_out_of_memory(tm
     (ws.root / MANIFEST).write_text(json.dumps(manifest))
     evaluate_base(Workspace(ws.root))
     get_scorer(FLAKY).calls = 0
-    at = open_page(monkeypatch, ws.root, "views/sweep.py")
+    at = open_page(monkeypatch, ws.root, "pages/sweep.py")
     at.number_input(key="sweep_step").set_value(0.5).run()
     at.number_input(key="sweep_chunk").set_value(2).run()
     at.button(key="sweep_start").click().run()
@@ -255,7 +255,7 @@ def test_a_search_stopped_by_a_scorer_shows_its_front_and_hypervolume_so_far(tmp
     (ws.root / MANIFEST).write_text(json.dumps(manifest))
     evaluate_base(Workspace(ws.root))  # the scorer's first call
     get_scorer(FLAKY).calls = 1
-    at = open_page(monkeypatch, ws.root, "views/sweep.py")
+    at = open_page(monkeypatch, ws.root, "pages/sweep.py")
     at.selectbox(key="sweep_method").set_value(METHOD).run()
     at.number_input(key="search_budget").set_value(8).run()
     at.button(key="search_start").click().run()  # the seed design's 4 points scored (call 2); the next batch's fail

@@ -17,7 +17,7 @@ import pytest
 from mva_core.cli import main
 from mva_core.store import Store
 from mva_core.sweep import Evaluator, evaluate_base
-from tests.apptest import open_page
+from tests.apptest import open_page, switch_page
 from tests.tiny import make_tiny_workspace
 
 REPO = Path(__file__).resolve().parent.parent
@@ -78,7 +78,7 @@ def open_page_raw(monkeypatch, root: Path, page: str | None = None):
     monkeypatch.setenv("MVA_WORKSPACE", str(root))
     at = AppTest.from_file(APP, default_timeout=180).run()
     if page is not None:
-        at.switch_page(page).run()
+        switch_page(at, page).run()
     return at
 
 
@@ -223,13 +223,13 @@ def test_viewing_creates_no_store_and_a_deleted_store_does_not_break_pages(tmp_p
     root = tmp_path / "fresh"
     make_tiny_workspace(root, n_prompts=2)
     assert not (root / "mva.sqlite").exists()
-    for page in [None, "views/compare.py", "views/sweep.py", "views/responses.py", "views/export.py"]:
+    for page in [None, "pages/compare.py", "pages/sweep.py", "pages/responses.py", "pages/export.py"]:
         at = open_page(monkeypatch, root, page)
         assert not at.exception
     assert not (root / "mva.sqlite").exists()  # viewing wrote nothing
 
     evaluated_root, _ = ws_copy
-    at = open_page(monkeypatch, evaluated_root, "views/compare.py")
+    at = open_page(monkeypatch, evaluated_root, "pages/compare.py")
     n_before = len(at.dataframe)
     for f in evaluated_root.glob("mva.sqlite*"):
         f.unlink()

@@ -131,7 +131,7 @@ def test_compare_json_carries_follows_p(conditioned_ws):
 def test_compare_page_shows_follows_p_with_its_interval(conditioned_ws, monkeypatch):
     from tests.apptest import open_page
 
-    at = open_page(monkeypatch, conditioned_ws.root, "views/compare.py")
+    at = open_page(monkeypatch, conditioned_ws.root, "pages/compare.py")
     shown = at.dataframe[0].value.set_index("method")
     estimate, low, high = brute_force(conditioned_ws, seed=0)
     assert shown.loc["mo-odpo", "follows p"] == pytest.approx(estimate, abs=1e-9)

@@ -109,6 +109,22 @@ def test_every_method_has_a_settings_dataclass_with_help_per_field():
     assert (get_method("mo-odpo").make_settings().beta_w, get_method("mi-epo").make_settings().beta_w) == (0.0, 0.01)
 
 
+def test_the_torch_free_settings_map_is_the_registrys(monkeypatch):
+    """`method_settings.SETTINGS` (what `train --help` reads without loading a trainer) names every built-in method
+    with the class its trainer uses, and registering a built-in name with another class is refused."""
+    from mva_core.method_settings import SETTINGS
+
+    builtin = {n for n in available_methods() if get_method(n).__module__.startswith("mva_core.methods.")}
+    assert builtin == set(SETTINGS) and len(SETTINGS) == 13
+    for name, cls in SETTINGS.items():
+        assert get_method(name).settings_class is cls, name
+    monkeypatch.setattr(methods_base, "_REGISTRY", dict(methods_base._REGISTRY))
+    with pytest.raises(TypeError, match=r"'mva': settings_class MethodSettings is not DecorrelationSettings"):
+        @register_method("mva")
+        class Wrong:
+            paper = "https://example.org/wrong"
+
+
 # ---- train flags generated from the fields ----
 
 @pytest.mark.slow
@@ -226,3 +242,14 @@ def test_shipped_demo_vectors_are_still_this_runs_vectors(tmp_path):
     for d in (demo / "vectors" / "dpo-lw").iterdir():
         want = json.loads((d / "mva_vector.json").read_text())["preference"]
         assert want in get_method("dpo-lw").make_settings(**spec.methods["dpo-lw"]).preferences
+
+
+def test_a_flag_shared_with_different_meanings_names_each_meaning():
+    """`--alpha` is mva's penalty weight and mva-no-hsic's fixed 0: its help names both, each with its methods,
+    instead of reading as whichever method sorts first."""
+    from mva_core.methods.base import setting_flags
+    alpha = next(f for f in setting_flags() if f.name == "alpha")
+    text = alpha.help
+    assert "mva, mva-delta, ortho: penalty weight" in text and "mod, mva-no-hsic, soup: fixed at 0" in text
+    mapping = next(f for f in setting_flags() if f.name == "mapping")  # one method, one meaning: no method prefix
+    assert not mapping.help.startswith("ric:") and mapping.help.endswith("[ric: default linf]")

@@ -301,7 +301,7 @@ def test_compare_draws_a_conditioned_policy_in_order_of_p_with_its_mip(tmp_path,
     ws = mo_odpo_workspace(tmp_path)
     P = pareto.preference_vectors(2)
     Evaluator(ws, "mo-odpo").evaluate(P[::-1])  # stored in another order than p's
-    at = open_page(monkeypatch, tmp_path, "views/compare.py")
+    at = open_page(monkeypatch, tmp_path, "pages/compare.py")
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     # the policy's own line (Compare also draws its attainment band, "mo-odpo: 10% attainment", under it)
     trace = next(t for t in spec["data"] if str(t.get("name", "")).startswith("mo-odpo (p"))

@@ -58,7 +58,7 @@ def test_page_cli_and_report_agree(demo, monkeypatch):
     ref_line = re.search(r"Shared reference point .*?: \[([-\d.]+), ([-\d.]+)\]", report)
     assert [float(x) for x in ref_line.groups()] == pytest.approx(doc["ref"], abs=5e-4)
 
-    at = open_page(monkeypatch, demo, "views/compare.py")
+    at = open_page(monkeypatch, demo, "pages/compare.py")
     table = next(d.value for d in at.dataframe if "hypervolume" in d.value.columns)
     page = {r["method"]: (r["hypervolume"], r["MIP"]) for _, r in table.iterrows()}
     assert any(c.value.startswith("95 % BCa") for c in at.caption)

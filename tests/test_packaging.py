@@ -44,3 +44,8 @@ def test_pip_install_gives_the_mva_command(tmp_path):
     sub = subprocess.run([str(script), "results", "--help"], capture_output=True, text=True, env=env, cwd=tmp_path,
                          timeout=120)
     assert sub.returncode == 0 and "--csv" in sub.stdout
+    from tests.test_cli_startup import setting_flags_of_every_method, torch_imported
+
+    train, torch = torch_imported(script, "train", "--help", env=env)  # flags from the settings dataclasses
+    assert train.returncode == 0 and not torch, train.stderr[-500:]
+    assert setting_flags_of_every_method() <= set(train.stdout.replace(",", " ").split())

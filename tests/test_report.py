@@ -212,7 +212,7 @@ def test_html_of_report_has_every_section(ws):
 
 @pytest.mark.slow
 def test_paper_page(ws, monkeypatch):
-    at = open_page(monkeypatch, ws.root, "views/paper.py")
+    at = open_page(monkeypatch, ws.root, "pages/paper.py")
     report = build_report(ws, str(ws.root))
     assert [h.value for h in at.header][:2] == ["Table 1: ablation", "Every compared method"]
     t1 = next(d.value for d in at.dataframe if "setting" in d.value.columns)
@@ -319,7 +319,7 @@ def test_paper_page_axes_on_the_3_value_demo(tmp_path, monkeypatch):
     from mva_core.workspace import REPO_ROOT
     root = tmp_path / "demo3"
     shutil.copytree(REPO_ROOT / "data" / "demo3", root)
-    at = open_page(monkeypatch, root, "views/paper.py")
+    at = open_page(monkeypatch, root, "pages/paper.py")
     at.selectbox(key="paper_x").set_value(2).run()
     assert not at.exception
     layout = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]

@@ -12,7 +12,7 @@ import re
 import shutil
 import sqlite3
 import sys
-from contextlib import redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
@@ -160,7 +160,7 @@ def test_page_cli_and_report_show_one_crd(swept, monkeypatch):
     from tests.apptest import open_page
 
     doc = compare_json(swept)
-    at = open_page(monkeypatch, swept, "views/compare.py")
+    at = open_page(monkeypatch, swept, "pages/compare.py")
     table = next(d.value for d in at.dataframe if "CRD" in d.value.columns).set_index("method")
     report = {row[0]: (row[1], row[2]) for row in
               re.findall(r"^\| (\S+) \| \d+ \| \d+ \| .*\| (\S+) \[([^|]+)\] \|$", demo_report(Workspace(swept)),
@@ -239,6 +239,46 @@ def test_greedy_workspace_has_no_crd_and_says_why(tmp_path):
     assert m["crd"] is None and "decoded greedily" in m["crd_why"] and "do_sample=true" in m["crd_why"]
     assert stored_samples(root) == []  # greedy candidates store no samples
 
+
+
+def test_sweep_samples_adds_a_sampled_evaluation_and_the_report_makes_it(tmp_path):
+    """`sweep --samples N` (issue #28 item 2, a CLI for what `demo build` does): the greedy workspace's candidates
+    decoded again with N samples per prompt, stored beside them; `report --train-missing`'s sampled-evaluation step
+    (the report's CRD entry) decodes the very same candidates, and a library call stores the same samples."""
+    from mva_core.metrics import crd_by_method, sample_rewards, sampled_twins
+    from mva_core.report import Missing, Step, make_missing
+    from mva_core.results import load_table
+    from mva_core.sweep import sampled_decoding, sampled_evaluation
+
+    root = tmp_path / "ws"
+    make_tiny_workspace(root, n_prompts=2, scorers=SCORERS)
+    assert main(["sweep", "--workspace", str(root), "--method", "mva-no-hsic", "--grid", "0:1:1"]) == 0
+    err = io.StringIO()
+    with redirect_stderr(err):
+        assert main(["sweep", "--workspace", str(root), "--method", "mva-no-hsic", "--grid", "0:1:1",
+                     "--samples", "1"]) != 0
+    assert "--samples 1: CRD needs at least 2 sampled responses per prompt, e.g. --samples 3" in err.getvalue()
+    twin = tmp_path / "twin"
+    shutil.copytree(root, twin)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["sweep", "--workspace", str(root), "--method", "mva-no-hsic", "--grid", "0:1:1",
+                     "--samples", "3"]) == 0
+    assert "4 candidates of sampled evaluation (3 responses per prompt) of mva-no-hsic" in out.getvalue()
+    ws = Workspace(root)
+    greedy = [int(i) for i in load_table(ws).for_method("mva-no-hsic").ids()]
+    twins = sampled_twins(ws, greedy)
+    assert sorted(twins) == sorted(greedy)  # every greedy candidate has its sampled twin
+    R = sample_rewards(ws, [twins[greedy[0]]])[twins[greedy[0]]]
+    assert R.shape == (2, 3, 2)  # prompts x samples x values
+    assert crd_by_method(ws, load_table(ws), ["mva-no-hsic"])["mva-no-hsic"].value is not None
+    step = Missing("MI-EPO table (CRD)", "test", [], [Step("sample", "mva-no-hsic", step=1.0)])
+    assert make_missing(ws, [step]) == [  # the CLI's candidates: the same keys, nothing to generate
+        "sampled mva-no-hsic (3 responses per prompt) at step 1: 4 candidates (0 generated)"]
+    lib = Workspace(twin)  # the library call, on the greedy twin, stores the same samples
+    assert sampled_evaluation(lib, "mva-no-hsic", sampled_decoding(lib.manifest.decoding, 3), 1.0).generated == 4
+    lib_twins = sampled_twins(lib, greedy)
+    np.testing.assert_array_equal(sample_rewards(lib, [lib_twins[greedy[0]]])[lib_twins[greedy[0]]], R)
 
 # ---- the store: additive schema ----
 def test_old_store_opens_unchanged_and_gains_the_sample_tables(tmp_path):

@@ -113,7 +113,7 @@ def test_sweep_page_search_mode_runs_and_draws_the_hypervolume_history(tmp_path,
     from tests.apptest import open_page, plotly_array
 
     ws = make_tiny_workspace(tmp_path / "ws", n_prompts=2)
-    at = open_page(monkeypatch, ws.root, "views/sweep.py")
+    at = open_page(monkeypatch, ws.root, "pages/sweep.py")
     at.selectbox(key="sweep_method").set_value("mva-no-hsic").run()
     at.number_input(key="search_budget").set_value(7)
     at.number_input(key="search_batch").set_value(3).run()

@@ -68,7 +68,7 @@ def test_sweep_page_search_has_cancel_and_says_where_a_stopped_search_resumes(tm
 
     with pytest.raises(Cancelled):
         search_method(ws, "mva-no-hsic", budget=6, step=0.25, batch=4, progress=stop_after_seed, cancel=cancel)
-    at = open_page(monkeypatch, ws.root, "views/sweep.py")
+    at = open_page(monkeypatch, ws.root, "pages/sweep.py")
     at.selectbox(key="sweep_method").set_value("mva-no-hsic").run()
     assert any("stopped by Cancel after 4 of 6 evaluations; resume continues from there" in w.value
                for w in at.warning), [w.value for w in at.warning]
@@ -84,3 +84,23 @@ def test_sweep_page_search_has_cancel_and_says_where_a_stopped_search_resumes(tm
     assert not at.exception, at.exception
     assert any("Nothing to search" in i.value and "already stored" in i.value for i in at.info)
     assert len(Workspace(ws.root).store.runs()) == 1
+
+
+@pytest.mark.slow
+def test_sweep_page_search_can_stop_early_and_says_why_it_ended(tmp_path, monkeypatch):
+    """The Sweep page's early-stop box (issue 29 item 5) reaches the search: the run's config records it, and the
+    page shows the stored stop reason with the evaluations left unspent."""
+    ws = make_tiny_workspace(tmp_path / "ws", n_prompts=2)
+    at = open_page(monkeypatch, ws.root, "pages/sweep.py")
+    at.selectbox(key="sweep_method").set_value("mva-no-hsic").run()
+    assert at.checkbox(key="search_early_stop").value is False  # off by default: the budget is what was asked
+    at.number_input(key="search_budget").set_value(6)
+    at.checkbox(key="search_early_stop").check().run()
+    at.button(key="search_start").click().run()
+    assert not at.exception, at.exception
+    runs = Workspace(ws.root).store.runs().query("kind == 'search'")
+    config, log = json.loads(runs["config"].iloc[-1]), json.loads(runs["log"].iloc[-1])
+    assert config["early_stop"] is True
+    shown = " ".join(c.value for c in at.caption)
+    assert f"ended: {log['stop_reason']}" in shown
+    assert (f"({log['saved']} evaluations of its budget left unspent)" in shown) == bool(log["saved"])

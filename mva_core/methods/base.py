@@ -2,22 +2,26 @@
 
 Each method module subclasses `TrainingMethod` and registers it with `@register_method("name")`; the class
 carries the `paper` it implements and its `settings_class`, a `MethodSettings` dataclass (peft's `LoraConfig`
-style: typed fields with defaults and a `help` each) that `train_all` builds from its keyword settings, refusing
-unknown ones; `python -m mva_core train` generates its flags from those fields. This module imports nothing of
-`methods/`, so every method module can import it without a cycle.
+style, in the torch-free mva_core.method_settings) that `train_all` builds from its keyword settings, refusing
+unknown ones; `python -m mva_core train` generates its flags from those fields. The built-in method modules (which
+load torch) are imported on the first look-up (`get_method`, `available_methods`), not with this package, so the
+flags (`setting_flags`, from `method_settings.SETTINGS`) are listed without them. This module imports nothing of
+`methods/` at import time, so every method module can import it without a cycle.
 """
 
 from __future__ import annotations
 
+import importlib
 import types
 import typing
-from dataclasses import Field, dataclass, field, fields
+from dataclasses import MISSING, Field, dataclass, fields
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Literal, Mapping, TypeVar
 
-from ..config import ConfigError, Record, TrainConfig, parse_weights
+from ..config import ConfigError, TrainConfig, parse_weights
 from ..errors import MVAError, TrainingError
 from ..kinds import EXTRAPOLATION, CompositionKind, get_kind
+from ..method_settings import SETTINGS, MethodSettings
 
 Datasets = Mapping[str, list[dict[str, Any]]]  # value -> its preference pairs, in training order
 M = TypeVar("M", bound=type)
@@ -29,27 +33,6 @@ class UnknownMethodError(MVAError, ValueError):
 
 class UnknownSettingError(ConfigError):
     """A training method was given a setting its settings dataclass has no field for (e.g. a typo)."""
-
-
-@dataclass
-class MethodSettings(Record):
-    """A training method's settings, one typed field each (`field(default=..., metadata={"help": ...})`,
-    `Literal[...]` for closed choices); subclasses add fields and raise in `__post_init__` on contradictions.
-
-    Field metadata the CLI reads: `help` (required), `cli=False` for a setting the caller fills from the workspace
-    (the scorers of its manifest) rather than a flag, `aliases` for extra flag spellings kept from older releases.
-    """
-
-    def __post_init__(self) -> None:
-        self.check_types()
-
-
-def scorers_field() -> Any:
-    """The `scorers` setting of methods that score responses while training (MODPO's margins, the conditioned
-    policies' rewards): value -> scorer spec, filled from the workspace manifest, so not a CLI flag."""
-    return field(default=None, metadata={
-        "help": "value -> scorer spec (its reward model); the CLI takes them from the workspace's workspace.json",
-        "cli": False})
 
 
 class TrainingMethod:
@@ -112,6 +95,21 @@ class TrainingMethod:
 
 
 _REGISTRY: dict[str, TrainingMethod] = {}
+# The modules of the built-in methods, imported (so registered) on the first look-up: they load torch and trl.
+BUILTIN_MODULES = ("conditioned", "dpo", "dpo_lw", "dpo_seqt", "mod", "modpo", "mva", "ric", "soup")
+_builtins_loaded = False
+
+
+def _load_builtins() -> None:
+    global _builtins_loaded
+    if not _builtins_loaded:
+        _builtins_loaded = True  # first: a method module that looks a method up while importing must not recurse
+        try:
+            for module in BUILTIN_MODULES:
+                importlib.import_module(f"{__package__}.{module}")
+        except BaseException:
+            _builtins_loaded = False  # the next look-up tries again, and fails the same way, rather than half-empty
+            raise
 
 
 def register_method(name: str) -> Callable[[M], M]:
@@ -130,7 +128,12 @@ def register_method(name: str) -> Callable[[M], M]:
             cls_impl = type(cls.__name__, (cls, TrainingMethod), {"__doc__": cls.__doc__, "__module__": cls.__module__})
         else:
             cls_impl = cls
+        if name not in SETTINGS:
+            _load_builtins()  # a method of the caller's: a clash with a built-in name raises here, at its registration
         instance = cls_impl()
+        if name in SETTINGS and instance.settings_class is not SETTINGS[name]:
+            raise TypeError(f"method {name!r}: settings_class {instance.settings_class.__name__} is not "
+                            f"{SETTINGS[name].__name__}, which method_settings.SETTINGS names for it; make them agree")
         previous = _REGISTRY.get(name)
         if previous is not None and type(previous).__qualname__ != type(instance).__qualname__:
             raise ValueError(f"method name {name!r} is already registered to {previous!r}; pick another name")
@@ -145,6 +148,7 @@ def register_method(name: str) -> Callable[[M], M]:
 
 def get_method(name: str) -> TrainingMethod:
     """The registered method `name`; an unknown name raises listing the valid ones."""
+    _load_builtins()
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -155,6 +159,7 @@ def get_method(name: str) -> TrainingMethod:
 
 def available_methods() -> dict[str, str]:
     """name -> one-line description, sorted by name."""
+    _load_builtins()
     return {name: _describe(_REGISTRY[name]) for name in sorted(_REGISTRY)}
 
 
@@ -178,13 +183,18 @@ class SettingFlag:
     methods: tuple[str, ...]
 
 
+def settings_classes() -> dict[str, type[MethodSettings]]:
+    """Method name -> its settings class, without importing a trainer: the built-in methods' (`SETTINGS`), and
+    those of the methods registered so far (a method registered by the caller, or a built-in's class as it is now)."""
+    return {**SETTINGS, **{name: method.settings_class for name, method in _REGISTRY.items()}}
+
+
 def setting_flags() -> list[SettingFlag]:
-    """A flag per settings field over the registered methods (fields with metadata `cli=False` left out), in
-    registry order. A field without a `help`, a type that text cannot give, or one name with two different types
+    """A flag per settings field over the methods of `settings_classes` (fields with metadata `cli=False` left
+    out), by method name. A field without a `help`, a type that text cannot give, or one name with two different types
     raises TypeError: a method's settings are then wrong, not the user's input."""
     found: dict[str, list[tuple[str, Field, Any]]] = {}
-    for name in sorted(_REGISTRY):
-        cls = _REGISTRY[name].settings_class
+    for name, cls in sorted(settings_classes().items()):
         hints = typing.get_type_hints(cls)
         for f in fields(cls):
             if not f.metadata.get("help"):
@@ -201,13 +211,28 @@ def setting_flags() -> list[SettingFlag]:
                                 "give one name one type")
         by_default: dict[str, list[str]] = {}
         for method, f, _ in entries:
-            by_default.setdefault(repr(f.default), []).append(method)
+            default = f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
+            by_default.setdefault(_flag_text(default), []).append(method)
         where = "; ".join(", ".join(ms) + ("" if d == "None" else f": default {d.strip(chr(39))}")
                           for d, ms in by_default.items())
+        # one help per distinct text: the most methods' first, the others named (mva-no-hsic's alpha is "fixed
+        # at 0", mva's is the penalty weight: the flag must not read as the first method's alone)
+        by_help: dict[str, list[str]] = {}
+        for method, f, _ in entries:
+            by_help.setdefault(f.metadata["help"], []).append(method)
+        helps = sorted(by_help.items(), key=lambda item: -len(item[1]))
+        text = helps[0][0] if len(helps) == 1 else "; ".join(f"{', '.join(ms)}: {h}" for h, ms in helps)
         out.append(SettingFlag(setting, ("--" + setting.replace("_", "-"), *first.metadata.get("aliases", ())),
-                               f"{first.metadata['help']} [{where}]", parse, choices,
+                               f"{text} [{where}]", parse, choices,
                                tuple(m for m, _, _ in entries)))
     return out
+
+
+def _flag_text(default: Any) -> str:
+    """A default as its flag would be written: [0.05, 0.95] -> '0.05,0.95', [[1, 0], [0, 1]] -> '1,0;0,1'."""
+    if isinstance(default, list):
+        return ";".join(map(_flag_text, default)) if default and isinstance(default[0], list) else ",".join(map(str, default))
+    return repr(default)
 
 
 def _plain(hint: Any) -> Any:

@@ -28,9 +28,8 @@ Candidates of a conditioned policy are the policy at weight 1 with the evaluatio
 from __future__ import annotations
 
 import functools
-import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -41,10 +40,11 @@ import torch.nn.functional as F
 from ..conditioning import PreferenceWeights, condition_text, quantise
 from ..config import ConfigError, TrainConfig
 from ..kinds import CONDITIONED
+from ..method_settings import ConditionedSettings, MIEPOSettings, check_conditioning
 from ..models import render_prompts, sequence_logps
 from ..preference_data import check_pairs
 from ..scorers import get_scorer
-from .base import Datasets, MethodSettings, TrainingMethod, get_method, register_method, scorers_field
+from .base import Datasets, TrainingMethod, get_method, register_method
 from .harness import load_training_base, lora_config, run_identity, run_meta, save_adapter, train_resumable, trainer_arguments
 
 # trl ships OnlineDPOTrainer under trl.experimental and warns on every import; we use it knowingly (its
@@ -207,13 +207,6 @@ def training_rows(datasets: Mapping[str, list[dict[str, Any]]], n_rows: int, alp
     return [{QUESTION: prompts[i % len(prompts)], PREFERENCE: quantise(W[i])} for i in range(n_rows)]
 
 
-def _check_settings(beta_w: float, dirichlet_alpha: float) -> None:
-    if not (math.isfinite(beta_w) and beta_w >= 0):
-        raise ConfigError(f"beta_w={beta_w!r}: must be a finite number >= 0 (MI-EPO: 0.01; 0 = MO-ODPO)")
-    if not (math.isfinite(dirichlet_alpha) and dirichlet_alpha > 0):
-        raise ConfigError(f"dirichlet_alpha={dirichlet_alpha!r}: must be > 0 (1 = uniform on the simplex)")
-
-
 def trainer_factory(base: Any, datasets: Mapping[str, list[dict[str, Any]]], config: TrainConfig,
                     scalarise: Scalariser, *, beta_w: float, dirichlet_alpha: float, max_new_tokens: int,
                     temperature: float, progress: bool) -> Callable[[Path, list[Any]], Any]:
@@ -269,7 +262,7 @@ def train_conditioned_policy(
         raise ConfigError("no values given; a conditioned policy needs at least two values' data")
     for value, pairs in datasets.items():
         check_pairs(pairs, source=f"value {value!r}")
-    _check_settings(beta_w, dirichlet_alpha)
+    check_conditioning(beta_w, dirichlet_alpha)
     if config.max_steps < 1:
         raise ConfigError(f"max_steps={config.max_steps}: an online method needs a step count (it has no epochs "
                           "over fixed data); set max_steps >= 1")
@@ -301,35 +294,6 @@ def train_conditioned_policy(
 
 MO_ODPO_PAPER = "https://arxiv.org/abs/2503.00295"
 MI_EPO_PAPER = "https://arxiv.org/abs/2607.01392"
-
-
-@dataclass
-class ConditionedSettings(MethodSettings):
-    """Settings of a preference-conditioned policy trained online (module docstring); `mo-odpo` and `mi-epo` are
-    one method with different `beta_w` defaults."""
-
-    scorers: dict[str, str] | None = scorers_field()
-    beta_w: float = field(default=0.0, metadata={
-        "help": "weight β_w of MI-EPO's weight-consistency term (0 = MO-ODPO; MI-EPO: 0.01)"})
-    dirichlet_alpha: float = field(default=1.0, metadata={
-        "help": "concentration of the Dirichlet the training preferences w are drawn from (1 = uniform on the "
-                "simplex)"})
-    max_new_tokens: int = field(default=48, metadata={
-        "help": "tokens per online sample the policy generates during training"})
-    temperature: float = field(default=0.7, metadata={
-        "help": "sampling temperature of the online samples during training"})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_settings(self.beta_w, self.dirichlet_alpha)
-
-
-@dataclass
-class MIEPOSettings(ConditionedSettings):
-    """`mi-epo`: the conditioned policy with the weight-consistency term on."""
-
-    beta_w: float = field(default=0.01, metadata={  # DESIGN §1
-        "help": "weight β_w of MI-EPO's weight-consistency term (MI-EPO: 0.01; 0 = MO-ODPO)"})
 
 
 class _Conditioned(TrainingMethod):

@@ -11,7 +11,6 @@ Batches are split by weight in `compute_loss` (trl's loss is a batch mean): Σ_c
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -19,8 +18,9 @@ import torch
 
 from ..config import ConfigError, TrainConfig
 from ..kinds import EACH
+from ..method_settings import PreferenceSettings
 from ..preference_data import check_pairs
-from .base import Datasets, MethodSettings, TrainingMethod, register_method
+from .base import Datasets, TrainingMethod, register_method
 from .dpo import train_dpo_vector, with_pair_columns
 from .mva import MVA_PAPER
 
@@ -63,20 +63,6 @@ def weighted_pairs(datasets: Mapping[str, list[dict[str, Any]]], preference: Seq
     N = sum(len(pairs) for pairs, _ in used)
     return ([p for pairs, _ in used for p in pairs],
             [w * N / len(pairs) for pairs, w in used for _ in pairs])
-
-
-@dataclass
-class PreferenceSettings(MethodSettings):
-    """Settings of a method with one vector per simplex preference w (dpo-lw, modpo)."""
-
-    preferences: list[list[float]] | None = field(default=None, metadata={
-        "help": "simplex preferences w, one vector each (CLI: ';'-separated, e.g. '0.25,0.75;0.75,0.25'); "
-                "default for 2 values: 0.25,0.75;0.5,0.5;0.75,0.25"})
-
-    def __post_init__(self) -> None:
-        if isinstance(self.preferences, (list, tuple)):  # any sequences of numbers; checked on the simplex later
-            self.preferences = [list(p) if isinstance(p, (list, tuple)) else p for p in self.preferences]
-        super().__post_init__()
 
 
 @functools.cache

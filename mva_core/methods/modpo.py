@@ -15,7 +15,6 @@ models).
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -25,10 +24,11 @@ import torch.nn.functional as F
 
 from ..config import ConfigError, TrainConfig
 from ..kinds import EACH
+from ..method_settings import MODPOSettings
 from ..scorers import get_scorer
-from .base import Datasets, TrainingMethod, register_method, scorers_field
+from .base import Datasets, TrainingMethod, register_method
 from .dpo import train_dpo_vector, with_pair_columns
-from .dpo_lw import PreferenceSettings, pending_preferences
+from .dpo_lw import pending_preferences
 
 MARGIN = "modpo_margin"
 
@@ -102,13 +102,6 @@ def modpo_trainer() -> type:
 
     MODPOTrainer.__qualname__ = "MODPOTrainer"
     return MODPOTrainer
-
-
-@dataclass
-class MODPOSettings(PreferenceSettings):
-    """dpo-lw's preferences, plus the reward models r_j of the margin (Eq.7 above)."""
-
-    scorers: dict[str, str] | None = scorers_field()
 
 
 @register_method("modpo")

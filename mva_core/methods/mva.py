@@ -27,104 +27,31 @@ import functools
 import json
 import os
 import shutil
-import math
 import re
-import warnings
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
 from ..config import ConfigError, TrainConfig
-from ..hsic import ESTIMATORS, KERNELS, SAMPLE_MODES, Estimator, Kernel, SampleMode, layer_kernels, vector_hsic
+from ..hsic import layer_kernels, vector_hsic
 from ..vectors import ADAPTER_FILE, META_FILE, LoraLayer, VectorError, load_value_vector
 from ..errors import TrainingError
 from ..kinds import EXTRAPOLATION
+from ..method_settings import (  # noqa: F401  (DELTA_ALPHA and the classes: their old home, still importable)
+    DELTA_ALPHA, DecorrelationSettings, DeltaSettings, Estimator, IndependentSettings, Kernel, OrthoSettings, Penalty,
+    SampleMode, check_decorrelation,
+)
 from ..preference_data import check_pairs, pairs_sha256
-from .base import Datasets, MethodSettings, TrainingMethod, available_methods, get_method, register_method
+from .base import Datasets, TrainingMethod, available_methods, get_method, register_method
 from .dpo import train_dpo_vector
 from .harness import OutputExistsError
 
 MVA_PAPER = "https://arxiv.org/abs/2511.17579"
-Penalty = Literal["hsic", "ortho"]
 Layers = Mapping[str, LoraLayer]  # module name in the base model -> LoRA factors, as ValueVector.layers
 # peft parameter names: base_model.model.<module>.lora_A.<adapter>.weight (PeftModel over a causal LM)
 _PEFT_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<module>.+)\.lora_(?P<ab>[AB])\.(?P<adapter>[^.]+)\.weight$")
-
-
-# ---- Settings (one dataclass, a default per variant) ----
-
-@dataclass
-class DecorrelationSettings(MethodSettings):
-    """Eq.14's settings: the penalty P, its weight α, and how HSIC reads the vectors (DESIGN §1 "HSIC")."""
-
-    alpha: float = field(default=10.0, metadata={
-        "help": "penalty weight α of MVA Eq.14 (paper: 1, 10, 50); 0 trains independent DPO vectors"})
-    penalty: Penalty = field(default="hsic", metadata={
-        "help": "P(θ_i, θ_j) of Eq.14: hsic = HSIC (MVA Eq.6); ortho = ‖ΔW_iᵀ ΔW_j‖²_F, the paper's contrast"})
-    mode: SampleMode = field(default="lora_A", metadata={
-        "help": "HSIC samples per layer: rows of lora_A (the paper's code; an approximation that changes when "
-                "LoRA's rank components are relabelled, ΔW unchanged) or rows of ΔW (the paper's text; invariant)"})
-    estimator: Estimator = field(default="biased", metadata={
-        "help": "HSIC in the penalty: biased = MVA Eq.6 (the paper's); unbiased = Song et al. 2012 (zero in "
-                "expectation for independent vectors, so the penalty has no floor at small r)",
-        "aliases": ("--hsic-estimator",)})
-    kernel: Kernel = field(default="gaussian", metadata={
-        "help": "HSIC kernel: gaussian (MVA Eq.6) or linear (for diagnostics)"})
-    # None: the median heuristic, per sample set (DESIGN §1), which adapts to the scale of A or ΔW.
-    sigma: float | None = field(default=None, metadata={
-        "help": "Gaussian kernel bandwidth σ; default: the median heuristic for each vector separately"})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        _check_settings(self.alpha, self.penalty, self.mode, self.kernel, self.sigma, self.estimator)
-
-
-@dataclass
-class OrthoSettings(DecorrelationSettings):
-    """`ortho`: Eq.14 with the orthogonality penalty in place of HSIC."""
-
-    penalty: Penalty = field(default="ortho", metadata={
-        "help": "P(θ_i, θ_j) of Eq.14: ortho = ‖ΔW_iᵀ ΔW_j‖²_F (default here); hsic = HSIC (MVA Eq.6)"})
-
-
-@dataclass
-class IndependentSettings(DecorrelationSettings):
-    """`mva-no-hsic` (and `soup`, which trains the same vectors): α is fixed at 0; the penalty is only logged."""
-
-    alpha: float = field(default=0.0, metadata={
-        "help": "fixed at 0 (independent vectors, paper 'w/o HSIC'); another value is ignored with a warning"})
-
-    def __post_init__(self) -> None:
-        self.check_types()
-        if self.alpha != 0:
-            warnings.warn(f"alpha={self.alpha} is ignored: mva-no-hsic trains independent vectors (alpha = 0)",
-                          stacklevel=4)
-            self.alpha = 0.0
-        super().__post_init__()
-
-
-# α of `mva-delta`, measured on the demo's vectors (data/README.md, "mva-delta"): at step 0 the new vector's
-# B = 0, so ΔW_i = 0 and the penalty is exactly 0; once B moves, the median-heuristic Gaussian kernel makes
-# HSIC(ΔW_i, ΔW_j) independent of ΔW_i's scale, and on the direction DPO alone reaches (mva-no-hsic's brevity vs
-# warmth) the unbiased sum over the 60 layers is 0.0431. With L_DPO = log 2 = 0.693 at the start, α = 5 makes the
-# penalty 0.215, 24 % of the loss (α = 1: 6 %, 10: 38 %, 20: 55 %).
-DELTA_ALPHA = 5.0
-
-
-@dataclass
-class DeltaSettings(DecorrelationSettings):
-    """`mva-delta`: Eq.14 with HSIC on the rows of ΔW (the paper's text) and the unbiased estimator."""
-
-    alpha: float = field(default=DELTA_ALPHA, metadata={
-        "help": "penalty weight α of MVA Eq.14 (paper: 1, 10, 50); 0 trains independent DPO vectors"})
-    mode: SampleMode = field(default="delta", metadata={
-        "help": "HSIC samples per layer: rows of ΔW (default here; invariant to LoRA's rank relabelling) or "
-                "rows of lora_A (the paper's code)"})
-    estimator: Estimator = field(default="unbiased", metadata={
-        "help": "HSIC in the penalty: unbiased = Song et al. 2012 (default here); biased = MVA Eq.6",
-        "aliases": ("--hsic-estimator",)})
 
 
 # ---- Penalties P(θ_i, θ_j), each summed over the shared target layers ----
@@ -241,7 +168,7 @@ def train_value(base_dir: str, pairs: list[dict[str, Any]], value: str, out_dir:
     Returns train_dpo_vector's summary plus `<penalty>_terms` (Σ_{j<i} P before each update; empty when
     `earlier` is empty: the first vector is plain DPO).
     """
-    _check_settings(alpha, penalty, mode, kernel, sigma, estimator)
+    check_decorrelation(alpha, penalty, mode, kernel, sigma, estimator)
     earlier_vectors = [load_value_vector(p) for p in earlier]
     for v in earlier_vectors:
         if v.base_fingerprint != base_fingerprint:
@@ -384,23 +311,6 @@ def share_first_vector(source: str | Path, out_dir: str | Path, pairs: list[dict
     (tmp / META_FILE).write_text(json.dumps(shared, indent=2))
     tmp.rename(out_dir)
     return True
-
-
-def _check_settings(alpha: float, penalty: str, mode: str, kernel: str, sigma: float | None,
-                    estimator: str = "biased") -> None:
-    if not (isinstance(alpha, (int, float)) and math.isfinite(alpha) and alpha >= 0):
-        raise ConfigError(f"alpha={alpha!r}: the penalty weight must be a finite number >= 0 (paper: 1, 10, 50)")
-    if penalty not in ("hsic", "ortho"):
-        raise ConfigError(f"penalty={penalty!r}: choose 'hsic' or 'ortho'")
-    if mode not in SAMPLE_MODES:
-        raise ConfigError(f"mode={mode!r}: choose one of {SAMPLE_MODES} (rows of lora_A, or rows of ΔW)")
-    if kernel not in KERNELS:
-        raise ConfigError(f"kernel={kernel!r}: choose one of {KERNELS}")
-    if sigma is not None and not (sigma > 0):
-        raise ConfigError(f"sigma={sigma!r}: the kernel bandwidth must be > 0, or None for the median heuristic")
-    if estimator not in ESTIMATORS:
-        raise ConfigError(f"estimator={estimator!r}: choose one of {sorted(ESTIMATORS)} (biased: MVA Eq.6; unbiased: "
-                          "Song et al. 2012, zero in expectation under independence)")
 
 
 def _resumable(out_dir: Path, value: str, pairs: list[dict[str, Any]], config: TrainConfig, alpha: float,

@@ -46,7 +46,6 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -55,10 +54,11 @@ import numpy as np
 from ..conditioning import INNER_RANGE, RIC_MAPPINGS, RewardsInContext, RicMapping, conditioning_from_meta, reward_text
 from ..config import ConfigError, TrainConfig
 from ..kinds import CONDITIONED
+from ..method_settings import RiCSettings
 from ..models import render_prompts
 from ..preference_data import check_pairs
 from ..scorers import get_scorer
-from .base import Datasets, MethodSettings, TrainingMethod, register_method, scorers_field
+from .base import Datasets, TrainingMethod, register_method
 from .conditioned import POLICY_DIR
 from .harness import (load_training_base, lora_config, run_identity, run_meta, save_adapter, train_resumable,
                       trainer_arguments)
@@ -174,27 +174,6 @@ def conditioning_prompt(scores: Sequence[float], values: Sequence[str], system_p
     """The system message of a training row: the response's own scores (RiC's prompt relabelling)."""
     text = reward_text(scores, values)
     return f"{system_prompt}\n{text}" if system_prompt else text
-
-
-@dataclass
-class RiCSettings(MethodSettings):
-    """RiC's settings: the reward models whose scores go in the prompt, and the preference-to-reward mapping."""
-
-    scorers: dict[str, str] | None = scorers_field()
-    mapping: RicMapping = field(default="linf", metadata={
-        "help": "RiC's preference-to-reward mapping used at evaluation, stored with the policy (linf: min(N·p_i, 1) "
-                "of each value's training score range, RiC's default; l2: p_i/|p|; quantile: that share as a "
-                "quantile of the training scores, robust to skewed scorers)"})
-    inner: list[float] = field(default_factory=lambda: list(INNER_RANGE), metadata={
-        "help": "inner quantile range of the training scores the desired scores are mapped into (as RiC's released "
-                "code bounds them, never the single most extreme response): 'a,b' with 0 <= a < b <= 1; 0,1 = the "
-                "full [min, max]. Stored with the policy; evaluation only"})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if len(self.inner) != 2 or not (0.0 <= self.inner[0] < self.inner[1] <= 1.0):
-            raise ConfigError(f"inner={self.inner}: give two quantile levels 0 <= a < b <= 1, e.g. "
-                              f"{','.join(map(str, INNER_RANGE))}")
 
 
 @register_method("ric")

@@ -13,8 +13,8 @@ from typing import Any
 
 from ..config import TrainConfig
 from ..kinds import SIMPLEX
+from ..method_settings import IndependentSettings
 from .base import Datasets, TrainingMethod, get_method, register_method
-from .mva import IndependentSettings
 
 
 class IndependentVectors(TrainingMethod):

@@ -11,8 +11,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from mva_core.table import z_column
-from views.explore_prediction import ORANGE, Predicted
-from views.shared import forget_stale, hover_text
+from pages.explore_prediction import ORANGE, Predicted
+from pages.shared import forget_stale, hover_text
 
 
 def tick_format(values: Sequence[float] | np.ndarray) -> str:
@@ -98,3 +98,9 @@ def all_values_section(cands: pd.DataFrame, inside: np.ndarray, base: pd.DataFra
                "orange = selected on the scatter above. The brush's ranges show as bars on the axes (drag there to "
                "explore; the brush sliders above filter the scatter and the 3-D front too). The 2-D chart above is "
                "a projection: its red points are non-dominated in all values, so no line joins them there.")
+
+
+if __name__ == "__main__":  # run directly by Streamlit's legacy pages/ mode: go through the app (gate, navigation)
+    from app import main
+
+    main()

@@ -11,7 +11,7 @@ import streamlit as st
 
 from mva_core.confidence import front_probability_of_table
 from mva_core.workspace import Workspace
-from views.shared import Mark, get_candidates, get_workspace
+from pages.shared import Mark, get_candidates, get_workspace
 
 KEEP_AT = 0.5  # Export selects by default the candidates on their method's front in at least this share of resamples
 
@@ -57,3 +57,9 @@ def default_export_selection(ws: Workspace, rows: pd.DataFrame) -> list[int]:
     if not np.isfinite(p).any():
         keep = rows["finite"].to_numpy(dtype=bool) & rows["on_front"].to_numpy(dtype=bool)
     return [int(i) for i in rows.loc[keep, "id"]]
+
+
+if __name__ == "__main__":  # run directly by Streamlit's legacy pages/ mode: go through the app (gate, navigation)
+    from app import main
+
+    main()

@@ -36,3 +36,9 @@ def search_notices(ws: Workspace, method: str) -> None:
 def remember_nothing_new(method: str, why: str) -> None:
     """Keep why a search evaluated nothing, for the notice after the page reruns."""
     st.session_state[NOTE_KEY] = (method, why)
+
+
+if __name__ == "__main__":  # run directly by Streamlit's legacy pages/ mode: go through the app (gate, navigation)
+    from app import main
+
+    main()

@@ -13,7 +13,7 @@ import streamlit as st
 
 from mva_core.surrogate import Surrogate
 from mva_core.table import weight_column, z_column
-from views.shared import Mark, hover_text
+from pages.shared import Mark, hover_text
 
 PREDICTION = "explore_prediction"  # {"method", "weights", "predicted": {value: (mean, sd)}, "candidate", "at"}
 TRACK_RECORD = "explore_track_record"  # one row per prediction that met its measurement, this session
@@ -141,3 +141,9 @@ def track_record_section(table: pd.DataFrame, values: Sequence[str]) -> None:
             f"{v} {record[f'{v} error'].abs().mean():.3f} z" for v in values)
             + f"; measured within ±2 sd of the prediction: {int(inside.sum())} of {inside.size} "
               f"({inside.mean():.0%}; a calibrated surrogate lands near 95 %).")
+
+
+if __name__ == "__main__":  # run directly by Streamlit's legacy pages/ mode: go through the app (gate, navigation)
+    from app import main
+
+    main()

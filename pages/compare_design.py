@@ -8,7 +8,7 @@ import streamlit as st
 
 from mva_core.design import design_table, explored_rows
 from mva_core.workspace import Workspace
-from views.shared import Mark, get_table, get_workspace, hover_text
+from pages.shared import Mark, get_table, get_workspace, hover_text
 
 INCLUDE_KEY = "compare_include_explored"
 
@@ -48,3 +48,9 @@ def explored_mark(ws: Workspace, version: int, methods: list[str], included: boo
     label = "explored (in the metrics)" if included else "explored (not in the metrics)"
     return Mark(rows, label, dict(symbol="circle-open", size=18, color="#ff7f0e", line=dict(width=2)),
                 dict(hovertext=hover_text(rows, ws.value_names, "explored · candidate"), hoverinfo="text"))
+
+
+if __name__ == "__main__":  # run directly by Streamlit's legacy pages/ mode: go through the app (gate, navigation)
+    from app import main
+
+    main()

@@ -14,7 +14,7 @@ from streamlit.delta_generator import DeltaGenerator
 from mva_core.live import PROMPTS_PER_BATCH, LivePoint, evaluate_anytime
 from mva_core.sweep import Evaluator
 from mva_core.table import z_column
-from views.shared import Front, Mark, duration, front_figure, get_candidates, hover_text, table_version
+from pages.shared import Front, Mark, duration, front_figure, get_candidates, hover_text, table_version
 
 LIVE_KEY = "explore_live"  # the latest LivePoint of this session (partial while its evaluation runs or was stopped)
 TRACE_KEY = "explore_live_trace"  # (n_done, n_prompts, z, low, high) of every estimate shown during the last run
@@ -120,3 +120,9 @@ def partial_layer(method: str, weights: Sequence[float], x_name: str, y_name: st
     if point is None or not point.partial or not _same_point(point, method, weights):
         return None
     return live_mark(point, x_name, y_name, f"partial point ({point.n_done} of {point.n_prompts} prompts; not stored)")
+
+
+if __name__ == "__main__":  # run directly by Streamlit's legacy pages/ mode: go through the app (gate, navigation)
+    from app import main
+
+    main()

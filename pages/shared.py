@@ -318,3 +318,9 @@ def front_figure(x_name: str, y_name: str, layers: Sequence[Front | Mark], heigh
     fig.update_layout(xaxis_title=f"{x_name} (z vs base)", yaxis_title=f"{y_name} (z vs base)", height=height,
                       legend=dict(orientation="h", x=0, y=-0.15, yanchor="top"), margin=dict(l=10, r=10, t=30, b=10))
     return fig
+
+
+if __name__ == "__main__":  # run directly by Streamlit's legacy pages/ mode: go through the app (gate, navigation)
+    from app import main
+
+    main()

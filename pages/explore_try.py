@@ -12,7 +12,7 @@ from mva_core.errors import MVAError
 from mva_core.serve import Dial, request_snippets
 from mva_core.serve_engine import ServeEngine
 from mva_core.workspace import Workspace
-from views.shared import get_evaluator, get_workspace, manifest_stamp
+from pages.shared import get_evaluator, get_workspace, manifest_stamp
 
 
 @st.cache_resource(show_spinner="Starting the serving engine…")
@@ -51,3 +51,8 @@ def try_it(ws: Workspace, method: str, weights: Sequence[float], conditioned: bo
         tab_curl.code(snippets["curl"], language="bash")
         tab_py.code(snippets["openai"], language="python")
 
+
+if __name__ == "__main__":  # run directly by Streamlit's legacy pages/ mode: go through the app (gate, navigation)
+    from app import main
+
+    main()

@@ -14,7 +14,7 @@ import streamlit as st
 from mva_core.confidence import ATTAINMENT_LEVELS, attainment_of_workspace, front_shares_of_workspace
 from mva_core.table import z_column
 from mva_core.workspace import Workspace
-from views.shared import Mark, get_candidates, get_workspace
+from pages.shared import Mark, get_candidates, get_workspace
 
 
 @st.cache_data(show_spinner="Resampling the prompts: attainment surfaces…")
@@ -130,3 +130,9 @@ def confidence_section(ws: Workspace, shown: pd.DataFrame, methods: Sequence[str
                "bands overlap, the prompts cannot tell the fronts apart.")
     if len(ws.value_names) >= 3:
         attainment_3d(ws, shown, methods, colors)
+
+
+if __name__ == "__main__":  # run directly by Streamlit's legacy pages/ mode: go through the app (gate, navigation)
+    from app import main
+
+    main()

@@ -12,7 +12,7 @@ from mva_core.elicit import CREDIBLE, MAX_PICKS, Elicitation, per_prompt_z, reco
 from mva_core.metrics import prompt_rewards
 from mva_core.table import weight_column, z_column
 from mva_core.workspace import Workspace
-from views.shared import Mark, get_candidates, get_workspace
+from pages.shared import Mark, get_candidates, get_workspace
 
 CHOICE_LABEL = {"A": "A is better", "B": "B is better", "same": "About the same"}
 
@@ -127,3 +127,9 @@ def region_layers(e: Elicitation, values: list[str], x_name: str, y_name: str, c
                       line=dict(color="rgba(140, 86, 75, 0.5)", width=1), hoverinfo="skip")),
             Mark(ray, "your weights: posterior mean direction", dict(size=1, color="#8c564b"),
                  dict(mode="lines", line=dict(color="#8c564b", width=2, dash="dash"), hoverinfo="skip"))]
+
+
+if __name__ == "__main__":  # run directly by Streamlit's legacy pages/ mode: go through the app (gate, navigation)
+    from app import main
+
+    main()

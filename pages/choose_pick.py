@@ -13,7 +13,7 @@ from mva_core.kinds import CompositionKind
 from mva_core.pick import PickQuery, pick
 from mva_core.table import CandidateTable, z_column
 from mva_core.workspace import Workspace
-from views.shared import Mark, get_evaluator
+from pages.shared import Mark, get_evaluator
 
 
 def pick_box(ws: Workspace, candidates: CandidateTable, method: str, kind: CompositionKind,
@@ -87,3 +87,9 @@ def _weights(w: dict[str, float]) -> str:
 
 def _sentence(text: str | None) -> str:
     return f"{text[0].upper()}{text[1:]}." if text else ""
+
+
+if __name__ == "__main__":  # run directly by Streamlit's legacy pages/ mode: go through the app (gate, navigation)
+    from app import main
+
+    main()
