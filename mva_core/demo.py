@@ -120,8 +120,9 @@ DEMOS: dict[str, DemoSpec] = {
         methods={
             "mva-no-hsic": {},
             "mva": {"alpha": 10.0, "mode": "lora_A"},
-            "dpo-seqt": {},
-            "dpo-lw": {"preferences": [[0.25, 0.75], [0.75, 0.25]]},
+            # float16 (like every run added since, "store"): the demo stays under 25 MB with the runs of issue #27/#28
+            "dpo-seqt": {"store": "float16"},
+            "dpo-lw": {"preferences": [[0.25, 0.75], [0.75, 0.25]], "store": "float16"},
             # issue #27 1b: the penalty on ΔW rows, unbiased HSIC, α = mva.DELTA_ALPHA (measured: data/README.md)
             "mva-delta": {"store": "float16"},
             # RiC: SFT, one epoch of the 283 pair responses at batch 2; quantile mapping within the 5-95 % quantile
