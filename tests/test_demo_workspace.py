@@ -86,7 +86,9 @@ def test_single_vectors_raise_their_value_and_values_trade_off(ws):
     lowered_other = False
     for i, value in enumerate(ws.value_names):
         onehot = [1.0 if j == i else 0.0 for j in range(len(hashes))]
-        row = cands[(cands["vector_hashes"] == json.dumps(hashes)) & cands["weights"].map(lambda w: list(w) == onehot)]
+        # the composed model's candidate (mod decodes from the same vectors and weights: its own candidate)
+        row = cands[(cands["vector_hashes"] == json.dumps(hashes)) & cands["weights"].map(lambda w: list(w) == onehot)
+                    & (cands["method"] == DEMO_METHOD)]
         assert len(row) == 1, f"no stored candidate for {value}'s vector alone"
         s = mean_scores(row["id"].iloc[0])
         assert s[i] > base[i], f"{value}'s vector at weight 1 does not raise {value}: {s[i]:.4f} <= base {base[i]:.4f}"
