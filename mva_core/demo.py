@@ -105,17 +105,6 @@ _WARMTH, _BREVITY = ValueSpec("warmth", "warmth"), ValueSpec("brevity", "brevity
 _RELEVANCE = ValueSpec("relevance", "relevance")
 # soup and dpo-<value> read mva-no-hsic's vectors, so they cost only the candidates the grid does not already hold;
 # mod reads them too and is swept as a compared method (no entry in `methods`: nothing to train), its own candidates.
-# Runs of the 2-value demo whose rebuild had not finished when this landed (data/README.md "Pending"), with the
-# settings they are built with (checked by tests/test_demo_runs.py); they join DEMOS["demo"].methods, with
-# sampled=DEMO_SAMPLED (CRD's sampled evaluation of the conditioned policies, issue #28 item 2), once built.
-DEMO_PENDING_RUNS: dict[str, dict] = {
-    # issue #27 item 2: β_w = 10 makes the weight-consistency term ~15 % of the DPO gradient
-    "mi-epo-bw10": {"method": "mi-epo", "beta_w": 10.0, "store": "float16"},
-    # the paper's Fig. 4 contrast and Fig. 7's α runs (α = 10 is `mva`)
-    "ortho": {"store": "float16"},
-    "mva-alpha1": {"method": "mva", "alpha": 1.0, "mode": "lora_A", "store": "float16"},
-    "mva-alpha50": {"method": "mva", "alpha": 50.0, "mode": "lora_A", "store": "float16"},
-}
 DEMOS: dict[str, DemoSpec] = {
     "demo": DemoSpec(
         directory="demo", values=(_WARMTH, _BREVITY), n_validation_prompts=40, grid_step=0.25,
@@ -132,7 +121,12 @@ DEMOS: dict[str, DemoSpec] = {
             "ric": {"mapping": "quantile", "inner": [0.05, 0.95], "train": {"max_steps": 142}},
             "mo-odpo": {},  # one conditioned policy each, trained online on its own samples
             "mi-epo": {},  # the paper's β_w = 0.01: inert at this scale (data/README.md, bench/weight_consistency.py)
-            **DEMO_PENDING_RUNS,
+            # issue #27 item 2: β_w = 10 makes the weight-consistency term ~15 % of the DPO gradient
+            "mi-epo-bw10": {"method": "mi-epo", "beta_w": 10.0, "store": "float16"},
+            # the paper's Fig. 4 contrast and Fig. 7's α runs (α = 10 is `mva`)
+            "ortho": {"store": "float16"},
+            "mva-alpha1": {"method": "mva", "alpha": 1.0, "mode": "lora_A", "store": "float16"},
+            "mva-alpha50": {"method": "mva", "alpha": 50.0, "mode": "lora_A", "store": "float16"},
         },  # modpo trains from the CLI; left out here to keep the build short on 2 cores
         sampled=DEMO_SAMPLED,
         description=("Embedded demo: SmolLM2-135M-Instruct with LoRA value vectors trained on on-policy pairs "
