@@ -416,7 +416,9 @@ def render() -> None:
                 "term then appear here.")
     else:
         keys = list(sources)[::-1]  # newest runs first, then the vectors' metadata
-        opens = [k for k in keys if str(sources[k]["method"].iloc[0]) == method]
+        # a run recorded under the row's name, or the row's own vectors (mva-alpha50's metadata says method "mva")
+        opens = [k for k in keys if (k == f"vectors:{method}" if isinstance(k, str)
+                                     else str(sources[k]["method"].iloc[0]) == method)]
         if st.session_state.get("diag_curves_for") != method or st.session_state.get("diag_run") not in keys:
             st.session_state["diag_curves_for"] = method  # opens on the method chosen at the top of the page
             st.session_state["diag_run"] = (opens or keys)[0]

@@ -257,7 +257,8 @@ def test_a_search_stopped_by_a_scorer_shows_its_front_and_hypervolume_so_far(tmp
     get_scorer(FLAKY).calls = 1
     at = open_page(monkeypatch, ws.root, "pages/sweep.py")
     at.selectbox(key="sweep_method").set_value(METHOD).run()
-    at.number_input(key="search_budget").set_value(8).run()
+    at.number_input(key="search_budget").set_value(8)
+    at.number_input(key="search_batch").set_value(4).run()  # batches of 4 (the default is 1)
     at.button(key="search_start").click().run()  # the seed design's 4 points scored (call 2); the next batch's fail
     assert not at.exception, at.exception
     assert [e.value for e in at.error][0].startswith("The search stopped: scorer 'words-failing-third-call' failed")
