@@ -91,6 +91,7 @@ def test_explore_rings_pick_box_and_elicitation(demo, monkeypatch):
     assert at.slider(key="w_warmth").value == pytest.approx(row["w_warmth"])
 
 
+@pytest.mark.slow  # over 1.4 s: keeps `-m "not slow"` under 2 minutes (issue 26 item 8)
 def test_explore_pick_confirm_evaluates_and_stores_the_predicted_point(tmp_path, monkeypatch):
     ws = make_tiny_workspace(tmp_path)
     ev = Evaluator(ws, "mva-no-hsic")

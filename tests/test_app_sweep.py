@@ -24,6 +24,7 @@ def metric(at, label):
     return next(m.value for m in at.metric if m.label == label)
 
 
+@pytest.mark.slow  # over 1.4 s: keeps `-m "not slow"` under 2 minutes (issue 26 item 8)
 def test_sweep_stores_grid_once_and_resumes_from_store(ws_root, monkeypatch):
     # One grid point evaluated beforehand (as Explore would): the sweep must reuse it, not regenerate it.
     live = Evaluator(Workspace(ws_root), METHOD).evaluate([[0.5, 0.5]], source="live").candidate_ids[0]
@@ -112,6 +113,7 @@ def test_sweep_a_subset_of_values_fixes_the_others_at_zero(fresh_root, monkeypat
     assert metric(at, "Grid candidates") == "9" and metric(at, "Already stored") == "3"
 
 
+@pytest.mark.slow  # over 1.4 s: keeps `-m "not slow"` under 2 minutes (issue 26 item 8)
 def test_sweep_on_another_prompt_set_keeps_the_default_sets_results(fresh_root, monkeypatch):
     other = ["Name a colour.", "What is two plus two?"]
     (fresh_root / "prompts" / "other.jsonl").write_text("".join(json.dumps({"prompt": p}) + "\n" for p in other))

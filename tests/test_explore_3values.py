@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 import numpy as np
 import pandas as pd
 
@@ -51,6 +53,7 @@ def test_axis_labels_are_rounded():
     assert [d.tickformat for d in dims] == [".2f"] * 3
 
 
+@pytest.mark.slow  # over 1.4 s: keeps `-m "not slow"` under 2 minutes (issue 26 item 8)
 def test_demo3_explore_charts(tmp_path, monkeypatch):
     root = tmp_path / "demo3"
     shutil.copytree(DEMOS["demo3"].root, root)  # never write into the shipped copy

@@ -59,6 +59,7 @@ def test_weights_hand_worked():
         check_preferences([[0.5, 0.6]], 2)
 
 
+@pytest.mark.slow  # over 1.4 s: keeps `-m "not slow"` under 2 minutes (issue 26 item 8)
 def test_lw_at_a_vertex_is_dpo_bit_for_bit(base, tmp_path):
     model, root = base
     c = cfg(steps=3, batch=2)

@@ -196,6 +196,7 @@ def test_ortho_lowers_its_penalty(runs):
     assert meta["penalty"] == "ortho" and meta["ortho_terms"] == s["ortho_terms"] and "hsic_mode" not in meta
 
 
+@pytest.mark.slow  # over 1.4 s: keeps `-m "not slow"` under 2 minutes (issue 26 item 8)
 def test_bad_settings_refused_before_training(runs, tmp_path):
     base, fp = str(runs.root / "base"), runs.fp
     with pytest.raises(ConfigError, match="alpha"):

@@ -241,6 +241,7 @@ def test_greedy_workspace_has_no_crd_and_says_why(tmp_path):
 
 
 
+@pytest.mark.slow  # over 1.4 s: keeps `-m "not slow"` under 2 minutes (issue 26 item 8)
 def test_sweep_samples_adds_a_sampled_evaluation_and_the_report_makes_it(tmp_path):
     """`sweep --samples N` (issue #28 item 2, a CLI for what `demo build` does): the greedy workspace's candidates
     decoded again with N samples per prompt, stored beside them; `report --train-missing`'s sampled-evaluation step

@@ -107,6 +107,7 @@ def test_search_through_the_engine_stores_and_resumes(tmp_path):
     assert "front of" in out.getvalue()
 
 
+@pytest.mark.slow  # over 1.4 s: keeps `-m "not slow"` under 2 minutes (issue 26 item 8)
 def test_sweep_page_search_mode_runs_and_draws_the_hypervolume_history(tmp_path, monkeypatch):
     import json
 

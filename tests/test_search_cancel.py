@@ -58,6 +58,7 @@ def test_a_search_of_a_lattice_already_swept_records_nothing(tmp_path):
     assert len(ws.store.runs()) == runs_before and len(ws.store.candidates()) == cands_before
 
 
+@pytest.mark.slow  # over 1.4 s: keeps `-m "not slow"` under 2 minutes (issue 26 item 8)
 def test_sweep_page_search_has_cancel_and_says_where_a_stopped_search_resumes(tmp_path, monkeypatch):
     ws = make_tiny_workspace(tmp_path / "ws", n_prompts=2)
     cancel = threading.Event()
