@@ -84,6 +84,7 @@ class DemoSpec:
     # method -> budget: an adaptive search run from scratch before that method's grid (the Sweep page shows its
     # hypervolume history; the grid then adds the points the search did not evaluate)
     searches: dict[str, int] = field(default_factory=dict)
+    search_batch: int = 8  # points per surrogate fit of those searches (demo3's stored search ran at 8)
     without_grid: tuple[str, ...] = ()  # methods evaluated only where a search (or another row) put candidates
     # Another demo (by name) whose pairs and vectors this one starts from: its values' pair files, its sampled
     # responses (kept in those pairs) for the new values' pairs, and the vectors of the values they share, in
@@ -325,7 +326,8 @@ def _evaluate_run(ws: Workspace, spec: DemoSpec, name: str, base: BaseModel, see
     if name in spec.searches:
         store_runs = ws.store.runs()
         if not ((store_runs["kind"] == "search") & (store_runs["method"] == name) & (store_runs["status"] == "done")).any():
-            search_method(ws, name, spec.searches[name], step=spec.grid_step, seed=seed, progress=progress)
+            search_method(ws, name, spec.searches[name], step=spec.grid_step, seed=seed, batch=spec.search_batch,
+                          progress=progress)
     if name not in spec.without_grid:
         log.info("evaluate %s", name)
         sweep_groups(name, method_groups(ws, name, spec.grid_step, base=base), chunk=8, progress=progress)

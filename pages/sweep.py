@@ -218,9 +218,8 @@ def render() -> None:
             notices.append(message)
             st.warning(message)
 
-
     if start:
-        missing, n_chunks = len(grid) - stored, -(-len(grid) // chunk)
+        n_chunks = -(-len(grid) // chunk)
         bar = progress_slot.progress(0.0, text="Scoring the base model (the reference for z-scores)…")
         try:
             evaluate_base(ws, groups[0][0].base, prompts=prompts, extra_scorers=extras)
