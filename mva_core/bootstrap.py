@@ -78,10 +78,26 @@ class MethodMetrics:
     mip_samples: np.ndarray = field(repr=False)  # (B,)
 
 
+# Half the last digit a ΔHV bound is shown with (4 decimals): a bound closer to 0 than this reads as 0.
+SHOWN_ZERO = 5e-5
+
+
 @dataclass
 class PairDifference:
     hv_diff: Interval  # HV(a) - HV(b)
     p_a_better: float  # share of resamples with HV(a) > HV(b), ties counted half
+
+    def verdict(self, a: str, b: str) -> str:
+        """What the paired interval of HV(a) − HV(b) says, in words every surface uses (Compare, `compare`, the
+        paper and demo reports): "within noise" when it holds 0; "at the edge of noise" when it excludes 0 by
+        less than the last digit shown (a bound that reads as ±0.0000); otherwise which method is ahead."""
+        lo, hi = self.hv_diff.low, self.hv_diff.high
+        ahead = a if lo > 0 else b if hi < 0 else None
+        if ahead is None:
+            return "within noise: the interval holds 0"
+        if min(abs(lo), abs(hi)) < SHOWN_ZERO:
+            return f"at the edge of noise: {ahead} ahead, but the interval ends at 0 to 4 decimals"
+        return f"{ahead} is ahead"
 
 
 @dataclass

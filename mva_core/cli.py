@@ -391,7 +391,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
                 f"[{m['front_share_ci'][0]:.2f}, {m['front_share_ci'][1]:.2f}]")
     for pair, d in doc["pairs"].items():
         print(f"{pair:>33}  ΔHV {d['hv_diff']:+.4f} [{d['hv_diff_ci'][0]:+.4f}, {d['hv_diff_ci'][1]:+.4f}]  "
-              f"P(a better) {d['p_a_better']:.2f}")
+              f"P(a better) {d['p_a_better']:.2f}  {d['verdict']}")
     return 0
 
 

@@ -58,8 +58,6 @@ DEMO_DECODING = DecodingConfig(max_new_tokens=48, batch_size=64)
 # responses every other number is measured on). 3 samples, not more: on 2 CPU cores each policy's 11 p take
 # 11 generate calls of 120 rows, and the samples add to the shipped store (each demo < 25 MB).
 DEMO_SAMPLED = sampled_decoding(DEMO_DECODING, samples=3, temperature=0.7, top_p=0.95, seed=0)
-# Half the last digit the demo report shows of a ΔHV bound (4 decimals): a bound closer to 0 reads as 0.
-SHOWN_ZERO = 5e-5
 # Keys of a run's settings in DemoSpec.methods that are not the method's settings.
 RUN_KEYS = ("method", "train", "store")
 
@@ -520,16 +518,8 @@ def demo_report(ws: Workspace) -> str:
         d = boot.difference(a, b)
         if d is None:
             continue
-        lo, hi = d.hv_diff.low, d.hv_diff.high
-        ahead = a if lo > 0 else b if hi < 0 else None
-        if ahead is None:
-            verdict = "within noise: the interval holds 0"
-        elif min(abs(lo), abs(hi)) < SHOWN_ZERO:  # excludes 0 by less than the last digit shown: not a verdict
-            verdict = f"at the edge of noise: {ahead} ahead, but the interval ends at 0 to 4 decimals"
-        else:
-            verdict = f"{ahead} is ahead"
-        lines.append(f"- {a} − {b}: ΔHV = {d.hv_diff.estimate:+.4f} [{lo:+.4f}, {hi:+.4f}], "
-                     f"{a} ahead in {d.p_a_better:.0%} of resamples; {verdict}.")
+        lines.append(f"- {a} − {b}: ΔHV = {d.hv_diff.estimate:+.4f} [{d.hv_diff.low:+.4f}, {d.hv_diff.high:+.4f}], "
+                     f"{a} ahead in {d.p_a_better:.0%} of resamples; {d.verdict(a, b)}.")
     lines += conditioned_report(ws, table)
     return "\n".join(lines)
 

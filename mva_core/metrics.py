@@ -554,5 +554,6 @@ def comparison_json(result: BootstrapComparison, crd: dict[str, MethodCRD],
                     for name, m in result.methods.items()},
         "pairs": {f"{a}|{b}": {"hv_diff": number(d.hv_diff.estimate),
                                "hv_diff_ci": [number(x) for x in d.hv_diff.as_list()],
-                               "p_a_better": d.p_a_better} for (a, b), d in result.pairs.items()},
+                               "p_a_better": d.p_a_better, "verdict": d.verdict(a, b)}
+                  for (a, b), d in result.pairs.items()},
     }

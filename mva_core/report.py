@@ -116,7 +116,8 @@ class FrontFigure:
     title: str
     caption: str
     series: list[FrontSeries]
-    differences: list[tuple[str, Interval, float]] = field(default_factory=list)  # (a − b label, ΔHV, P(a better))
+    differences: list[tuple[str, Interval, float, str]] = field(default_factory=list)  # (a − b label, ΔHV,
+    # P(a better), the verdict: `bootstrap.PairDifference.verdict`)
 
 
 @dataclass
@@ -423,9 +424,9 @@ def build_report(ws: Workspace, workspace_label: str | None = None, n_resamples:
                            rows.frame["on_front"].to_numpy(dtype=bool), off, m.hv if m else None,
                            m.mip if m else None)
 
-    def difference(a: str, b: str) -> tuple[str, Interval, float] | None:
+    def difference(a: str, b: str) -> tuple[str, Interval, float, str] | None:
         d = boot.difference(a, b) if boot else None
-        return None if d is None else (f"{a} − {b}", d.hv_diff, d.p_a_better)
+        return None if d is None else (f"{a} − {b}", d.hv_diff, d.p_a_better, d.verdict(a, b))
 
     fronts = FrontFigure("fronts", "Every method's front", "Each compared method's candidates (z vs the base "
                          "model); the line joins its Pareto front. Candidates off the simplex (Σw ≠ 1) are what "

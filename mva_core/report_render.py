@@ -83,8 +83,8 @@ def fig5_frame(report: PaperReport) -> pd.DataFrame:
 
 
 def differences_frame(fig: FrontFigure) -> pd.DataFrame:
-    return pd.DataFrame([{"difference": name, "ΔHV": fmt(iv, 4, True), "P(first better)": f"{p:.2f}"}
-                         for name, iv, p in fig.differences])
+    return pd.DataFrame([{"difference": name, "ΔHV": fmt(iv, 4, True), "P(first better)": f"{p:.2f}",
+                          "verdict": verdict} for name, iv, p, verdict in fig.differences])
 
 
 def conditioned_frame(report: PaperReport) -> pd.DataFrame:

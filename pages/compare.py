@@ -300,12 +300,9 @@ def render() -> None:
             b = c2.selectbox("Method B", names, index=1, key="compare_diff_b")
             d = boot.difference(a, b)
             if a != b and d is not None:
-                lo, hi = d.hv_diff.low, d.hv_diff.high
-                verdict = (f"**{a}** is ahead" if lo > 0 else f"**{b}** is ahead" if hi < 0
-                           else "the interval holds 0: **within noise**")
-                st.markdown(f"HV({a}) − HV({b}) = **{d.hv_diff.estimate:+.4f}** [{lo:+.4f}, {hi:+.4f}] (95 % "
-                            f"percentile interval, paired: the same resampled prompts); {a} ahead in "
-                            f"{d.p_a_better:.0%} of resamples; {verdict}.")
+                st.markdown(f"HV({a}) − HV({b}) = **{d.hv_diff.estimate:+.4f}** [{d.hv_diff.low:+.4f}, "
+                            f"{d.hv_diff.high:+.4f}] (95 % percentile interval, paired: the same resampled prompts); "
+                            f"{a} ahead in {d.p_a_better:.0%} of resamples; **{d.verdict(a, b)}**.")
 
     if single:
         confidence_section(ws, shown, own, colors)  # shares of the joint front, 3-D attainment (issue 29)

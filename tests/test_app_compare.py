@@ -195,3 +195,18 @@ def test_three_value_fronts_are_said_to_be_projected(monkeypatch, tmp_path):
     at = open_page(monkeypatch, root, "pages/compare.py")
     captions = " ".join(c.value for c in at.caption)
     assert "the front of a grid method in all 3 values" in captions and "Lines: the front" not in captions
+
+
+@pytest.mark.slow  # over 1.4 s (a page run and a 1000-resample bootstrap)
+def test_the_paired_difference_reads_the_verdict_the_reports_use(ws, monkeypatch):
+    """The page's ΔHV line ends with `PairDifference.verdict` of the same bootstrap (one rule for Compare, `compare`
+    and the reports: a bound that reads ±0.0000 is "at the edge of noise", not "ahead")."""
+    from mva_core.metrics import compare_with_intervals
+    from mva_core.results import load_table
+
+    at = open_page(monkeypatch, ws.root, "pages/compare.py")
+    a, b = at.selectbox(key="compare_diff_a").value, at.selectbox(key="compare_diff_b").value
+    methods = at.multiselect(key="compare_methods").value
+    line = next(m.value for m in at.markdown if m.value.startswith(f"HV({a}) − HV({b})"))
+    boot = compare_with_intervals(ws, load_table(ws), methods)
+    assert line.endswith(f"**{boot.difference(a, b).verdict(a, b)}**.")

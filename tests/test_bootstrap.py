@@ -11,8 +11,8 @@ import pytest
 from scipy.stats import norm
 
 from mva_core import pareto
-from mva_core.bootstrap import (MethodScores, bca_intervals, bootstrap_compare, hypervolume_2d, resample_indices,
-                                z_means)
+from mva_core.bootstrap import (BootstrapComparison, Interval, MethodScores, bca_intervals, bootstrap_compare,
+                                hypervolume_2d, resample_indices, z_means)
 from mva_core.scorers import ScoreNormaliser
 
 
@@ -157,3 +157,25 @@ def test_undefined_bca_falls_back_to_the_percentile_interval():
     assert iv.method == "percentile" and iv.low == pytest.approx(np.percentile(samples[0, 10:], 2.5))
     nothing = bca_intervals(repeats, n, np.full((2, 5), np.nan), [np.nan, np.nan])
     assert all(np.isnan(i.low) and np.isnan(i.high) for i in nothing)
+
+
+def test_the_verdict_of_a_paired_difference_is_one_rule_everywhere():
+    """Within noise when the interval holds 0; at its edge when a bound excludes 0 by less than the last digit shown
+    (4 decimals: it reads ±0.0000); otherwise the method the interval favours, whichever order the pair is in."""
+    from mva_core.bootstrap import SHOWN_ZERO, PairDifference
+
+    def verdict(lo: float, hi: float) -> str:
+        return PairDifference(Interval((lo + hi) / 2, lo, hi), 0.5).verdict("a", "b")
+
+    assert verdict(-0.01, 0.02) == "within noise: the interval holds 0"
+    assert verdict(0.0, 0.02) == "within noise: the interval holds 0"  # a bound at 0 holds it
+    assert verdict(0.003, 0.02) == "a is ahead"
+    assert verdict(-0.02, -0.003) == "b is ahead"
+    assert verdict(SHOWN_ZERO / 2, 0.02).startswith("at the edge of noise: a ahead")
+    assert verdict(-0.125, -0.00001).startswith("at the edge of noise: b ahead")  # demo: mva-alpha50 − mva
+    assert f"{-0.00001:+.4f}" == "-0.0000" and f"{SHOWN_ZERO * 1.01:+.4f}" == "+0.0001"  # why SHOWN_ZERO is 5e-5
+    assert verdict(SHOWN_ZERO * 1.01, 0.02) == "a is ahead"
+    # the flipped pair (b − a) reaches the same verdict
+    result = BootstrapComparison(np.zeros(2), {}, {("a", "b"): PairDifference(Interval(0.01, 0.004, 0.02), 0.9)},
+                                 1000, 0)
+    assert result.difference("b", "a").verdict("b", "a") == result.difference("a", "b").verdict("a", "b")
