@@ -413,7 +413,7 @@ def create_app(dial: Dial, token: str | None = None):  # -> fastapi.FastAPI (imp
                   "mva": {"method": dial.method, **rows[cid]}} for cid in front]
         return {"object": "list", "data": data}
 
-    async def run(req: _Sampling, prompt_text: str, user_prompt: str, chat: bool):
+    async def run(req: _Sampling, prompt_text: str, user_prompt: str, chat: bool, request: Request):
         weights = dial.weights_of(req.model, req.mva)
         dec = dial.decoding_of(req)
         prompt_ids = dial.ids(prompt_text)
@@ -435,12 +435,22 @@ def create_app(dial: Dial, token: str | None = None):  # -> fastapi.FastAPI (imp
 
         if not req.stream:
             done: dict[int, Event] = {}
+
+            async def cancel_on_disconnect() -> None:
+                """A client that goes away before its reply (a closed connection, a client timeout) frees its
+                rows at the next decoding step instead of decoding to max_tokens for nobody."""
+                while (await request.receive())["type"] != "http.disconnect":
+                    pass
+                choices.cancel()
+
+            watcher = asyncio.create_task(cancel_on_disconnect())
             try:
                 async for i, ev in choices.events():
                     if ev.kind != "token":
                         done[i] = ev
             finally:
-                choices.cancel()  # a client gone before the end: its rows leave at the next step
+                watcher.cancel()
+                choices.cancel()  # a failure before the end: its rows leave at the next step
             failed(done)
             texts = [done[i].text for i in range(req.n)]
             if req.mva is not None and req.mva.score:
@@ -496,18 +506,24 @@ def create_app(dial: Dial, token: str | None = None):  # -> fastapi.FastAPI (imp
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
+    def with_request(endpoint):  # PEP 563 leaves "Request" a string FastAPI resolves in module globals, where it is
+        endpoint.__annotations__["request"] = Request  # not (fastapi is imported here, late): give it the class
+        return endpoint
+
     @app.post("/v1/chat/completions")
-    async def chat_completions(req: ChatCompletionRequest):
+    @with_request
+    async def chat_completions(req: ChatCompletionRequest, request: Request):
         users = [m.text() for m in req.messages if m.role == "user"]
-        return await run(req, dial.chat_text(req.messages), users[-1] if users else "", True)
+        return await run(req, dial.chat_text(req.messages), users[-1] if users else "", True, request)
 
     @app.post("/v1/completions")
-    async def completions(req: CompletionRequest):
+    @with_request
+    async def completions(req: CompletionRequest, request: Request):
         prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
         if len(prompts) != 1:
             raise ServeRequestError(f"prompt is a list of {len(prompts)} prompts; send one prompt per request "
                                     "(n gives several replies)", "prompt")
-        return await run(req, prompts[0], prompts[0], False)
+        return await run(req, prompts[0], prompts[0], False, request)
 
     return app
 

@@ -268,6 +268,53 @@ def test_disconnect_mid_stream_does_not_stall_others(served):
     assert requests.get(served["url"] + "/health").json()["running"] == 0  # the killed client's row was freed
 
 
+@pytest.mark.parametrize("gone", [True, False])
+def test_a_non_streaming_client_gone_frees_its_rows(served, gone):
+    """A non-streaming request whose client disconnects before the reply (ASGI `http.disconnect` after the body, as
+    uvicorn sends on a closed socket) is cancelled at the next decoding step, not decoded to max_tokens for nobody;
+    a client that stays gets every token. Driven in this process through the app's ASGI interface (middleware
+    included) on the served workspace's real tiny model."""
+    import asyncio
+    import json
+
+    from mva_core.serve import create_app, load_dial
+
+    app = create_app(load_dial(served["root"], METHOD))
+    body = json.dumps({"model": "mva:warmth=0.5", "messages": [{"role": "user", "content": "Hi"}],
+                       "max_tokens": 200, "min_tokens": 200}).encode()
+
+    async def call() -> dict:
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+        never = asyncio.Event()
+
+        async def receive() -> dict:
+            if messages:
+                return messages.pop(0)
+            if not gone:
+                await never.wait()  # a connected client sends nothing more
+            return {"type": "http.disconnect"}
+
+        sent: list[dict] = []
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                 "scheme": "http", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
+                 "query_string": b"", "root_path": "", "headers": [(b"content-type", b"application/json")],
+                 "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80), "state": {}}
+        await app(scope, receive, send)
+        assert sent[0]["status"] == 200
+        return json.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
+
+    reply = asyncio.run(call())
+    tokens, reason = reply["usage"]["completion_tokens"], reply["choices"][0]["finish_reason"]
+    if gone:
+        assert reason == "cancelled" and tokens < 200, (reason, tokens)
+    else:
+        assert reason == "length" and tokens == 200, (reason, tokens)
+
+
 @pytest.mark.slow  # over 1.4 s: keeps `-m "not slow"` under 2 minutes (issue 26 item 8)
 def test_exposed_server_needs_token(served):
     """Bound beyond loopback: no MVA_AUTH_TOKEN, it refuses to start; with one, a request without the Bearer key
