@@ -19,7 +19,9 @@ from mva_core.workspace import DEMO_WORKSPACE, Workspace, open_workspace
 from tests.apptest import open_page
 
 
-CONDITIONED = ("mo-odpo", "mi-epo", "mi-epo-bw10", "ric")  # the demo's preference-conditioned policies
+def conditioned(demo) -> set[str]:
+    """The demo's preference-conditioned policies (p in the prompt), as the code tells them: by their kind."""
+    return {m.name for m in Workspace(demo).compared_methods() if m.kind.preference_in_prompt}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def test_page_cli_and_report_agree(demo, monkeypatch):
         if m["mip"] is not None:
             assert m["mip_ci"][0] <= m["mip"] <= m["mip_ci"][1], name
         assert m["n_prompts"] == len(Workspace(demo).prompts()) >= 40
-        if name in CONDITIONED:  # the sampled evaluation of the conditioned policies gives CRD (issue 28 item 2)
+        if name in conditioned(demo):  # the sampled evaluation of the conditioned policies gives CRD (issue 28 item 2)
             assert m["crd_ci"][0] <= m["crd"] <= m["crd_ci"][1], name
         else:  # greedy candidates only: no CRD, said why
             assert m["crd"] is None and "decoded greedily" in m["crd_why"], name
@@ -82,7 +84,7 @@ def test_page_cli_and_report_agree(demo, monkeypatch):
         assert table.loc[table["method"] == name, "hypervolume 95% CI"].iloc[0] == \
             f"[{m['hv_ci'][0]:.4f}, {m['hv_ci'][1]:.4f}]"
         follows = table.loc[table["method"] == name, "follows p"].iloc[0]  # conditioned policies only (issue 27)
-        if name in CONDITIONED:
+        if name in conditioned(demo):
             assert follows == pytest.approx(m["follows_p"], abs=1e-9) and m["follows_p_ci"][0] <= follows <= \
                 m["follows_p_ci"][1]
         else:
