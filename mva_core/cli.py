@@ -187,6 +187,11 @@ def _grid(text: str) -> tuple[float, float, float]:
         raise CliError(f"--grid {text!r}: START, STOP and STEP must be finite numbers, e.g. 0:1:0.25")
     if not (0 <= lo < hi and step > 0):
         raise CliError(f"--grid {text!r}: need 0 <= START < STOP and STEP > 0, e.g. 0:1:0.25")
+    k = lo / step  # the lattice starts at 0; a START off it would silently start the sweep elsewhere
+    if abs(k - round(k)) > 1e-6:
+        raise CliError(f"--grid {text!r}: START = {lo:g} is not on the lattice 0, {step:g}, {2 * step:g}, … that every "
+                       f"sweep and search of this step shares; use START = {np.floor(k) * step:g} or "
+                       f"{np.ceil(k) * step:g}")
     return lo, hi, step
 
 

@@ -76,6 +76,8 @@ CASES = {  # id -> (argv builder, substring the one-line message must contain)
     "grid start > stop": (lambda r: ["sweep", "--method", "mva-no-hsic", "--grid", "1:0:0.1"], "1:0:0.1"),
     "grid negative step": (lambda r: ["sweep", "--method", "mva-no-hsic", "--grid", "0:1:-0.1"], "0:1:-0.1"),
     "grid not numbers": (lambda r: ["sweep", "--method", "mva-no-hsic", "--grid", "a:b:c"], "START:STOP:STEP"),
+    "grid start off the lattice": (lambda r: ["sweep", "--method", "mva-no-hsic", "--grid", "0.1:1:0.25"],
+                                   "START = 0.1 is not on the lattice 0, 0.25, 0.5"),
     "adapter of another base": (lambda r: compose(r, r / "vec_other"), "fingerprint"),
     "adapter of other shapes": (lambda r: compose(r, r / "vec_wide"), "tensor model.layers.0."),
     "missing adapter dir": (lambda r: compose(r, r / "nope"), "does not exist"),

@@ -45,6 +45,11 @@ def test_init_then_sweep_then_results(parts, tmp_path, capsys):
     manifest = json.loads((ws_dir / "workspace.json").read_text())
     manifest["decoding"]["max_new_tokens"] = 6
     (ws_dir / "workspace.json").write_text(json.dumps(manifest))
+    # a START above 0 sweeps the lattice points from there on (each weight): here 4 of the 9, recorded as the run's
+    # grid, which the comparison's design reads (mva_core.design)
+    assert main(["sweep", "--workspace", str(ws_dir), "--method", "mine", "--grid", "0.5:1:0.5"]) == 0
+    runs = ws.store.runs()
+    assert sorted(map(tuple, json.loads(runs["config"].iloc[-1])["grid"])) == [(.5, .5), (.5, 1), (1, .5), (1, 1)]
     assert main(["sweep", "--workspace", str(ws_dir), "--method", "mine", "--grid", "0:1:0.5"]) == 0
     out = io.StringIO()
     with redirect_stdout(out):
