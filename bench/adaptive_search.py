@@ -59,8 +59,8 @@ from mva_core.acquisition import hv_bootstrap_sd, hv_parametric_sd, hypervolumes
 from mva_core.metrics import prompt_rewards  # noqa: E402
 from mva_core.results import candidate_table  # noqa: E402
 from mva_core.kinds import SearchSpace  # noqa: E402
-from mva_core.search import (ACQUISITION, ACQUISITIONS, hypervolume_history, search_front,  # noqa: E402
-                             search_method)
+from mva_core.search import (ACQUISITION, ACQUISITIONS, NEIGHBOURHOOD, hypervolume_history,  # noqa: E402
+                             search_front, search_method)
 from mva_core.surrogate import fit_surrogate  # noqa: E402
 from mva_core.sweep import evaluate_base, method_groups, sweep_groups  # noqa: E402
 from mva_core.workspace import Workspace  # noqa: E402
@@ -124,13 +124,13 @@ class Outcome:
 
 def search_known(W: np.ndarray, Y: np.ndarray, space: SearchSpace, budget: int, seed: int, batch: int,
                  hv_noise, F: np.ndarray | None = None, ref: np.ndarray | None = None,
-                 acquisition: str = ACQUISITION) -> tuple[Outcome, np.ndarray]:
+                 acquisition: str = ACQUISITION, radius: int = NEIGHBOURHOOD) -> tuple[Outcome, np.ndarray]:
     """The search on a lattice whose z-scores `Y` are known (a stored grid or an emulated problem), the early stop
     recorded, not applied (`search_front(early_stop=False)`: the stopped search is the full one's first points).
     HVs w.r.t. `ref` (default the grid's per-value minimum). Returns the outcome and the grid rows evaluated."""
     key = {tuple(np.round(w, 6)): i for i, w in enumerate(W)}
     result = search_front(lambda X: Y[[key[tuple(np.round(x, 6))] for x in X]], space, budget, seed=seed,
-                          batch=batch, hv_noise=hv_noise, early_stop=False, acquisition=acquisition)
+                          batch=batch, hv_noise=hv_noise, early_stop=False, acquisition=acquisition, radius=radius)
     idx = [key[tuple(np.round(x, 6))] for x in result.weights]
     ref = Y.min(axis=0) if ref is None else ref
     full = pareto.hypervolume(Y[idx], ref)
@@ -148,7 +148,7 @@ def early_stop_summary(outcomes: list[Outcome], budget: int) -> str:
 
 
 def emulated_set(label: str, seeds: range, W: np.ndarray, Z: np.ndarray, Wf: np.ndarray, space: SearchSpace,
-                 fraction: float, batch: int, acquisition: str = ACQUISITION) -> None:
+                 fraction: float, batch: int, acquisition: str = ACQUISITION, radius: int = NEIGHBOURHOOD) -> None:
     """Search the problems of `seeds` drawn around (W, Z) on the lattice Wf and print one line for the set."""
     budget = max(int(round(fraction * len(Wf))), 1)
     outs, ceilings = [], []
@@ -159,7 +159,7 @@ def emulated_set(label: str, seeds: range, W: np.ndarray, Z: np.ndarray, Wf: np.
             return hv_parametric_sd(Zx[pareto.front_indices(Zx)], sd, ref, seed=0)
 
         outs.append(search_known(Wf, Y, space, budget, seed=s, batch=batch, hv_noise=noise, F=F,
-                                 acquisition=acquisition)[0])
+                                 acquisition=acquisition, radius=radius)[0])
         ceilings.append(greedy_ceiling(F, Y, budget))
     fr = np.array([o.fraction for o in outs])
     worst = seeds[int(np.argmin(fr))]
@@ -208,6 +208,9 @@ def main() -> None:
                     help="first held-out problem seed (never used while tuning the search)")
     ap.add_argument("--acquisition", default=ACQUISITION, choices=ACQUISITIONS,
                     help="ehvi (the search's default) or mean (the search before issue 29: the predicted mean's gain)")
+    ap.add_argument("--radius", type=int, default=NEIGHBOURHOOD,
+                    help="picks among the lattice points this many steps from the measured front (0: anywhere, the "
+                         "search before issue 29 item 5)")
     ap.add_argument("--batch", type=int, default=1, help="points per surrogate fit (the grid is generated 8 per call)")
     args = ap.parse_args()
     out = Path(__file__).resolve().parent / "out"
@@ -251,19 +254,20 @@ def main() -> None:
             for seed in range(args.seeds):
                 t0 = time.perf_counter()
                 outcome, idx = search_known(Wg, Zg, space, budget, seed, args.batch, noise, ref=ref,
-                                            acquisition=args.acquisition)
+                                            acquisition=args.acquisition, radius=args.radius)
                 searches.append((Zg[idx], time.perf_counter() - t0, outcome))
         else:
             for seed in range(args.seeds):
                 ws = fresh(Path(args.workspace), Path(tmp) / f"search{seed}")
                 t0 = time.perf_counter()
-                search_method(ws, args.method, budget, step=args.step, seed=seed, batch=args.batch)
+                search_method(ws, args.method, budget, step=args.step, seed=seed, batch=args.batch,
+                              radius=args.radius)
                 searches.append((z_of(ws, args.method)[0], time.perf_counter() - t0, None))
             every = np.concatenate([Zg, Zb, *[z for z, _, _ in searches]])
             ref = pareto.reference_point(every[pareto.finite_rows(every)])
         hv_grid = pareto.hypervolume(Zg, ref)
         print(f"# {args.method} on {args.workspace}: grid step {args.step} = {n_grid} candidates in {grid_s:.0f} s; "
-              f"adaptive budget {budget} (batch {args.batch}, {args.acquisition}); shared ref "
+              f"adaptive budget {budget} (batch {args.batch}, {args.acquisition}, radius {args.radius}); shared ref "
               f"{np.round(ref, 3).tolist()}")
         print(f"{'run':12s} {'HV':>8s} {'HV/grid':>8s} {'evals':>6s} {'seconds':>8s} {'stop at':>8s} {'HV kept':>8s}")
         print(f"{'grid':12s} {hv_grid:8.4f} {1.0:8.3f} {n_grid:6d} {grid_s:8.0f}")
@@ -281,9 +285,9 @@ def main() -> None:
             fine = SearchSpace(n_values=space.n_values, C=space.C, step=step)
             Wf = fine.grid()
             emulated_set("tuned-on", range(args.tune_seed, args.tune_seed + args.emulate), Wg, Zg, Wf, fine,
-                         args.fraction, args.batch, args.acquisition)
+                         args.fraction, args.batch, args.acquisition, args.radius)
             emulated_set("held-out", range(args.problem_seed, args.problem_seed + args.emulate), Wg, Zg, Wf, fine,
-                         args.fraction, args.batch, args.acquisition)
+                         args.fraction, args.batch, args.acquisition, args.radius)
         (out / "adaptive_search.json").write_text(json.dumps({"ref": ref.tolist(), "curves": curves}, indent=1))
         try:
             import plotly.graph_objects as go

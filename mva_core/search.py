@@ -4,8 +4,10 @@ The search picks among the points of the sweep's lattice (weights 0, step, 2·st
 so its weights read like a sweep's and a later sweep at that step answers them from the store. First the extremes of
 the trade-off (the base model, each value's vector alone at C, all of them at C: n + 2 points); then points chosen
 by the surrogate (`mva_core.surrogate`: one Gaussian process per value, its hyperparameters refitted on each
-problem's points before every batch): the lattice point of largest expected hypervolume improvement (EHVI,
-`mva_core.acquisition` Eq. A2, under the predictive distribution of an evaluation: the GP's noise included, so a
+problem's points before every batch), among the lattice points one step (in every weight) from the weights of the
+measured front (`neighbours`; anywhere on the lattice once those are spent): the one of largest expected
+hypervolume improvement (EHVI, `mva_core.acquisition`
+Eq. A2, under the predictive distribution of an evaluation: the GP's noise included, so a
 point near the front counts for the chance that its prompt noise lifts it above), then, in a batch of more than one,
 the next with the first's predicted mean added to the front (a "kriging believer" batch). Every evaluation goes
 through the caller's evaluator (the weight-batched engine, stored as it goes), so a killed search resumes from what
@@ -15,8 +17,14 @@ is stored. The reference point of each batch's hypervolumes is the per-value min
 Chosen on problems drawn with seeds 0-7 around the 3-value demo's grid and around the 2-value demo's (bench/
 adaptive_search.py `--emulate`; README "Benchmarks" gives these and the held-out seeds): EHVI with batches of 1
 beat the posterior mean's hypervolume gain (the search before issue 29) and batches of 2 or 4, and adding a maximin
-space-filling design to the n + 2 extremes did worse. Before that (issue 15): the 2^n corners as seed design and an
-optimistic acquisition (mean + sd) spent evaluations on corners and noise.
+space-filling design to the n + 2 extremes did worse. Picking next to the measured front (item 5): replaying
+the stored grids it lifted demo3 from 0.934 to 0.952 (+0.017 [+0.008, +0.029], 6 seeds) and the 2-value demo's
+step-0.1 grid from 0.892 to 0.962 (within the seeds' noise), and left 48 emulated problems within noise (README
+"Benchmarks"). Why, measured only in part: a grid's front is partly its luckiest points, and where the prompt noise
+of adjacent weights is correlated (warmth residuals +0.44 one step apart on that step-0.1 grid) a lucky point's
+neighbours are lucky too, which the GP's white noise does not model and a local search exploits.
+Before that (issue 15): the 2^n corners as seed design and an optimistic acquisition (mean + sd) spent evaluations
+on corners and noise.
 
 Early stop (`hv_noise`, `search --early-stop`): the search ends when the expected hypervolume gain of the rest of
 its budget is below the sd of the hypervolume of its front under prompt resampling, i.e. when what is left to gain
@@ -50,6 +58,7 @@ ACQUISITIONS = ("ehvi", "mean")
 ACQUISITION = "ehvi"
 N_DRAWS = 32  # Monte-Carlo draws of each point's EHVI (acquisition Eq. A2)
 MAX_POOL = 8192  # lattice points scored per batch; a larger lattice is sampled (half near the front)
+NEIGHBOURHOOD = 1  # each pick among the lattice points this many steps (Chebyshev) from a front point; 0: anywhere
 
 
 class SearchError(MVAError):
@@ -125,6 +134,25 @@ def candidate_pool(space: SearchSpace, W: np.ndarray, front_w: np.ndarray, rng: 
     return pool[~_evaluated(pool, W)]
 
 
+def neighbours(space: SearchSpace, front_w: np.ndarray, W: np.ndarray, radius: int,
+               rng: np.random.Generator) -> np.ndarray:
+    """The lattice points within `radius` steps of a front point's weights in every value (Chebyshev distance on the
+    lattice's ticks) and not evaluated yet: (3^n − 1)·|front| at most for radius 1, MAX_POOL offsets drawn when the
+    whole neighbourhood would be larger. Empty for radius 0."""
+    if radius <= 0 or not len(front_w):
+        return np.zeros((0, space.n_values))
+    ticks, n = space.ticks(), space.n_values
+    side = 2 * radius + 1
+    if side ** n * len(front_w) <= MAX_POOL:
+        offsets = np.stack(np.meshgrid(*([np.arange(-radius, radius + 1)] * n), indexing="ij"), -1).reshape(-1, n)
+    else:
+        offsets = rng.integers(-radius, radius + 1, size=(max(MAX_POOL // len(front_w), 1), n))
+    at = np.rint(front_w / space.step).astype(int)
+    idx = np.clip((at[:, None, :] + offsets[None]).reshape(-1, n), 0, len(ticks) - 1)
+    points = np.unique(ticks[idx], axis=0)
+    return points[~_evaluated(points, W)]
+
+
 def dominance_gap(points: np.ndarray, front: np.ndarray) -> np.ndarray:
     """(P,) how far each point must rise in every value not to be dominated by any front point:
     max over front points f of min_j (f_j − p_j); ≤ 0 for a non-dominated point."""
@@ -145,27 +173,32 @@ def spread_out(pool: np.ndarray, W: np.ndarray, batch: int) -> np.ndarray:
 
 
 def propose(W: np.ndarray, Z: np.ndarray, space: SearchSpace, batch: int, ref: np.ndarray,
-            rng: np.random.Generator, acquisition: str = ACQUISITION) -> np.ndarray:
-    """The next (≤ `batch`) lattice points, greedily by `acquisition` (module docstring), each pick's predicted mean
-    added to the front before the next. Where no point is predicted to add volume, the one closest to the front
-    (smallest `dominance_gap`) is taken. With too few points for a surrogate (one value's seed design has two), the
-    points farthest from everything evaluated. Empty when the lattice is spent."""
-    return _propose(W, Z, space, batch, ref, rng, acquisition)[0]
+            rng: np.random.Generator, acquisition: str = ACQUISITION, radius: int = NEIGHBOURHOOD) -> np.ndarray:
+    """The next (≤ `batch`) lattice points, greedily by `acquisition` (module docstring) among the `neighbours`
+    within `radius` steps of the measured front (anywhere on the lattice once they are spent, or with radius 0),
+    each pick's predicted mean added to the front before the next. Where no point is predicted to add volume, the
+    one closest to the front (smallest `dominance_gap`) is taken. With too few points for a surrogate (one value's
+    seed design has two), the points farthest from everything evaluated. Empty when the lattice is spent."""
+    return _propose(W, Z, space, batch, ref, rng, acquisition, radius=radius)[0]
 
 
 def _propose(W: np.ndarray, Z: np.ndarray, space: SearchSpace, batch: int, ref: np.ndarray,
              rng: np.random.Generator, acquisition: str = ACQUISITION,
-             horizon: int | None = None) -> tuple[np.ndarray, float | None]:
+             horizon: int | None = None, radius: int = NEIGHBOURHOOD) -> tuple[np.ndarray, float | None]:
     """`propose`, and the expected hypervolume gain of evaluating `horizon` more points (default `batch`): the sum
     of the `horizon` largest single-point EHVIs (acquisition Eq. A2) over the current front, under the surrogate's
-    sd of the noise-free value (`Surrogate.latent_sd`: a lucky draw of the prompt noise is no gain). Overlapping
-    gains count twice, so it errs high: an early stop on it stops late rather than early. None without a
-    surrogate."""
+    sd of the noise-free value (`Surrogate.latent_sd`: a lucky draw of the prompt noise is no gain), over the whole
+    lattice (not only the neighbourhood the picks are made in). Overlapping gains count twice, so it errs high: an
+    early stop on it stops late rather than early. None without a surrogate."""
     if acquisition not in ACQUISITIONS:
         raise SearchError(f"acquisition {acquisition!r}: choose one of {ACQUISITIONS}")
-    pool = candidate_pool(space, W, W[pareto.front_indices(Z)], rng)
+    front_w = W[pareto.front_indices(Z)]
+    pool = candidate_pool(space, W, front_w, rng)
     if len(W) < MIN_CANDIDATES:
         return spread_out(pool, W, batch), None
+    near = neighbours(space, front_w, W, radius, rng) if len(pool) else np.zeros((0, space.n_values))
+    pool = np.concatenate([near, pool[~_evaluated(pool, near)]])  # the neighbourhood first
+    local = np.arange(len(pool)) < len(near)
     model = fit_surrogate(W, Z, [f"v{j}" for j in range(Z.shape[1])], seed=int(rng.integers(1 << 31)))
     front = Z[pareto.front_indices(Z)]
     mean, sd = model.predict(pool) if len(pool) else (np.zeros((0, Z.shape[1])), np.zeros((0, Z.shape[1])))
@@ -177,7 +210,10 @@ def _propose(W: np.ndarray, Z: np.ndarray, space: SearchSpace, batch: int, ref: 
         gain = expected_improvement(mean, sd, front, ref, eps) if acquisition == "ehvi" else \
             improvement(mean, front, ref)
         gap = dominance_gap(mean, front)
-        gain[chosen], gap[chosen] = -np.inf, np.inf
+        unpicked = np.ones(len(pool), dtype=bool)
+        unpicked[chosen] = False
+        allowed = unpicked & local if (unpicked & local).any() else unpicked  # the neighbourhood while it lasts
+        gain[~allowed], gap[~allowed] = -np.inf, np.inf
         best = int(np.argmax(gain)) if gain.max() > 0 else int(np.argmin(gap))
         chosen.append(best)
         front = np.vstack([front, mean[best]])  # believe the prediction, so the next pick goes elsewhere
@@ -189,7 +225,8 @@ def search_front(evaluate: Evaluate, space: SearchSpace, budget: int, ref: np.nd
                  seed: int = 0, batch: int = 1, done: tuple[np.ndarray, np.ndarray] | None = None,
                  progress: Callable[[SearchResult], None] | None = None,
                  acquisition: str = ACQUISITION, n_initial: int | None = None,
-                 hv_noise: HVNoise | None = None, early_stop: bool = True) -> SearchResult:
+                 hv_noise: HVNoise | None = None, early_stop: bool = True,
+                 radius: int = NEIGHBOURHOOD) -> SearchResult:
     """Evaluate up to `budget` points of the lattice of `space` ([0, C]^n at `step`), adaptively (module docstring).
 
     `done` = (weights, z) already evaluated by an earlier, interrupted run of this search: counted in the budget and
@@ -203,7 +240,9 @@ def search_front(evaluate: Evaluate, space: SearchSpace, budget: int, ref: np.nd
     without them) turns on the early stop: after the initial design, when the expected hypervolume gain of the
     rest of the budget (`_propose` with `horizon` the evaluations left; one batch of 1 is always within the noise)
     is below that sd, the next batch is not evaluated and the search ends there, `stop_reason` saying so.
-    `early_stop=False` records each batch's gain and sd (`SearchResult.gains`) without stopping.
+    `early_stop=False` records each batch's gain and sd (`SearchResult.gains`) without stopping. `radius`: the
+    neighbourhood of the measured front each pick is made in (`propose`; 0: the whole lattice, the search before
+    issue 29 item 5).
     """
     if budget < 1 or not space.kind.searchable:
         raise SearchError(f"budget={budget}, kind={space.kind.name!r}: need budget >= 1 and the box [0, C]^n "
@@ -229,7 +268,7 @@ def search_front(evaluate: Evaluate, space: SearchSpace, budget: int, ref: np.nd
     while len(W) < budget:
         finite = np.isfinite(Z).all(axis=1)
         part, expected = _propose(W[finite], Z[finite], space, min(batch, budget - len(W)), reference(Z), rng,
-                                  acquisition, horizon=budget - len(W))
+                                  acquisition, horizon=budget - len(W), radius=radius)
         if not len(part):
             stop = f"lattice spent (all {len(W)} points at step {space.step:g} evaluated)"
             break
@@ -284,7 +323,7 @@ def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, se
                   progress: Callable[[str, int, int], None] | None = None,
                   cancel: threading.Event | None = None,
                   executor: Executor | None = None,
-                  early_stop: bool = False) -> tuple[SearchResult, int | None]:
+                  early_stop: bool = False, radius: int = NEIGHBOURHOOD) -> tuple[SearchResult, int | None]:
     """Adaptive search over `method`'s weights: the lattice [0, C]^n at `step` (C from workspace.json), evaluated and
     stored like a sweep. `values` (a subset of the workspace's) searches only those values' weights, the others
     fixed at 0, as a sweep's `values` does; the front is on every value's z-score, as on Explore.
@@ -301,6 +340,8 @@ def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, se
     sd of the hypervolume of the front so far under prompt resampling (`search_front`'s `hv_noise`, from the stored
     per-prompt rewards, `acquisition.hv_bootstrap_sd`). Off by default: the budget is what the user asked for, and
     a stored search's config (which gains `"early_stop": true` only when it is on) keeps matching its rerun.
+    `radius` (`search_front`): the neighbourhood of the measured front the picks are made in; the config gains it
+    only when it is not the default.
     The run's log records `stop_reason` (and `saved`, the evaluations an early stop left unspent)."""
     if batch < 1:
         raise SearchError(f"batch = {batch}: points chosen per surrogate fit must be >= 1, e.g. 4")
@@ -320,6 +361,8 @@ def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, se
         config["values"] = values
     if early_stop:
         config["early_stop"] = True
+    if radius != NEIGHBOURHOOD:
+        config["radius"] = radius
 
     def known_rows() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The method's stored candidates in the searched subspace: weights there, z-scores, candidate ids."""
@@ -379,7 +422,7 @@ def search_method(ws: Workspace, method: str, budget: int, step: float = 0.1, se
 
         result = search_front(evaluate, space, len(W0) + budget - spent, seed=seed, batch=batch,
                               done=(W0, Z0) if len(W0) else None, progress=report,
-                              hv_noise=hv_noise if early_stop else None)
+                              hv_noise=hv_noise if early_stop else None, radius=radius)
         run.log.update(evaluations=len(result.weights) - len(W0) + spent, hv_history=result.hv_history,
                        ref=result.ref.tolist(), stop_reason=result.stop_reason, saved=result.saved,
                        gains=[list(g) for g in result.gains])

@@ -13,8 +13,8 @@ import pytest
 from mva_core import pareto
 from mva_core.cli import main
 from mva_core.kinds import SearchSpace
-from mva_core.search import (MAX_POOL, candidate_pool, dominance_gap, search_front, search_method, seed_design,
-                              spread_out, stored_history)
+from mva_core.search import (MAX_POOL, candidate_pool, dominance_gap, neighbours, propose, search_front,
+                              search_method, seed_design, spread_out, stored_history)
 from mva_core.workspace import Workspace
 from tests.tiny import make_tiny_workspace
 
@@ -68,6 +68,38 @@ def test_candidate_pool_is_the_lattice_left_and_samples_a_large_one():
     pool = candidate_pool(large, done[:0].reshape(0, 4), np.full((1, 4), 0.5), np.random.default_rng(0))
     assert 0 < len(pool) <= MAX_POOL and len(np.unique(pool, axis=0)) == len(pool)
     assert np.allclose(pool / 0.05, np.rint(pool / 0.05)) and pool.min() >= 0 and pool.max() <= 1
+
+
+def test_neighbours_are_the_lattice_points_one_step_from_the_front_by_hand():
+    space = SearchSpace(n_values=2, C=1.0, step=0.5)  # ticks 0, 0.5, 1
+    rng = np.random.default_rng(0)
+    corner = neighbours(space, np.array([[0.0, 1.0]]), np.array([[0.0, 1.0]]), 1, rng)
+    assert sorted(map(tuple, corner.tolist())) == [(0.0, 0.5), (0.5, 0.5), (0.5, 1.0)]  # itself evaluated
+    centre = neighbours(space, np.array([[0.5, 0.5]]), np.array([[0.5, 0.5], [1.0, 1.0]]), 1, rng)
+    assert len(centre) == 9 - 2  # the whole 3 x 3 lattice but the two evaluated
+    assert len(neighbours(space, np.array([[0.5, 0.5]]), np.zeros((0, 2)), 0, rng)) == 0  # radius 0: none
+    wide = SearchSpace(n_values=10, C=1.0, step=0.1)  # 3^10 offsets > MAX_POOL: drawn, still one step at most
+    near = neighbours(wide, np.full((1, 10), 0.5), np.zeros((0, 10)), 1, rng)
+    assert 0 < len(near) <= MAX_POOL and np.abs(near - 0.5).max() <= 0.1 + 1e-9
+    assert np.allclose(near / 0.1, np.rint(near / 0.1))
+
+
+def test_picks_stay_next_to_the_measured_front_until_its_neighbourhood_is_spent():
+    space = SearchSpace(n_values=2, C=1.0, step=0.1)
+    W = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.5, 0.5]])
+    Z = interference(np.pad(W, ((0, 0), (0, 1))))[:, :2]
+    front_w = W[pareto.front_indices(Z)]
+    ref = Z.min(axis=0)
+    nearby = neighbours(space, front_w, W, 1, np.random.default_rng(0))
+
+    def steps(points):  # each point's Chebyshev distance, in steps, to the nearest front weight
+        return np.rint(np.abs(points[:, None] - front_w[None]).max(axis=2).min(axis=1) / 0.1)
+
+    picks = propose(W, Z, space, len(nearby) + 3, ref, np.random.default_rng(0))
+    assert (steps(picks[: len(nearby)]) == 1).all()  # first every neighbour, in the acquisition's order
+    assert (steps(picks[len(nearby):]) > 1).all()  # then anywhere on the lattice
+    anywhere = propose(W, Z, space, 40, ref, np.random.default_rng(0), radius=0)
+    assert (steps(anywhere) > 1).any()
 
 
 def test_spread_out_takes_the_farthest_points_first():
