@@ -26,7 +26,10 @@ better: it keeps the points whose noise turned out lucky and searches around the
 
 `--reuse-grid` reads the grid's candidates from the workspace's store where it already holds them (the 3-value
 demo's build evaluates [0, 1]^3 at step 0.25 once: `--workspace data/demo3 --step 0.25 --reuse-grid`; the 2-value
-demo's store holds `mva` and `mva-no-hsic` at step 0.25), on the same prompts, scorers and decoding; the grid's
+demo's store holds `mva` and `mva-no-hsic` at step 0.25; its step-0.1 grid is generated once on a copy: `cp -r
+data/demo /tmp/demo_fine && python -m mva_core sweep --workspace /tmp/demo_fine --method mva --grid 0:1:0.1`, about
+21 min on 2 idle cores, then `--workspace /tmp/demo_fine --step 0.1 --reuse-grid`), on the same prompts, scorers
+and decoding; the grid's
 recorded sweep time is shown, and the searches answer from that grid (no generation: the decoding is greedy, so
 the stored answer is the one the engine would give) instead of generating on a fresh copy.
 
@@ -34,6 +37,9 @@ Early stop (`search --early-stop`): every search here records, batch by batch, i
 the sd of its front's hypervolume under prompt resampling (the grid's stored per-prompt rewards; for emulated
 problems, Gaussian redraws with the problem's noise sd), and each line reports where the early stop would have
 ended it: evaluations saved and the fraction of the full search's hypervolume kept.
+
+`--radius R`: the picks after the extremes are made among the lattice points within R steps of the measured front
+(the search's default `search.NEIGHBOURHOOD`); `--radius 0` runs the search before issue 29 item 5 (anywhere).
 """
 
 from __future__ import annotations
