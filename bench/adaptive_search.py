@@ -29,9 +29,8 @@ demo's build evaluates [0, 1]^3 at step 0.25 once: `--workspace data/demo3 --ste
 demo's store holds `mva` and `mva-no-hsic` at step 0.25; its step-0.1 grid is generated once on a copy: `cp -r
 data/demo /tmp/demo_fine && python -m mva_core sweep --workspace /tmp/demo_fine --method mva --grid 0:1:0.1`, about
 21 min on 2 idle cores, then `--workspace /tmp/demo_fine --step 0.1 --reuse-grid`), on the same prompts, scorers
-and decoding; the grid's
-recorded sweep time is shown, and the searches answer from that grid (no generation: the decoding is greedy, so
-the stored answer is the one the engine would give) instead of generating on a fresh copy.
+and decoding; the grid's recorded sweep time is shown, and the searches answer from that grid (no generation: the
+decoding is greedy, so the stored answer is the one the engine would give) instead of generating on a fresh copy.
 
 Early stop (`search --early-stop`): every search here records, batch by batch, its expected hypervolume gain and
 the sd of its front's hypervolume under prompt resampling (the grid's stored per-prompt rewards; for emulated

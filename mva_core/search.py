@@ -6,13 +6,13 @@ the trade-off (the base model, each value's vector alone at C, all of them at C:
 by the surrogate (`mva_core.surrogate`: one Gaussian process per value, its hyperparameters refitted on each
 problem's points before every batch), among the lattice points one step (in every weight) from the weights of the
 measured front (`neighbours`; anywhere on the lattice once those are spent): the one of largest expected
-hypervolume improvement (EHVI, `mva_core.acquisition`
-Eq. A2, under the predictive distribution of an evaluation: the GP's noise included, so a
-point near the front counts for the chance that its prompt noise lifts it above), then, in a batch of more than one,
-the next with the first's predicted mean added to the front (a "kriging believer" batch). Every evaluation goes
-through the caller's evaluator (the weight-batched engine, stored as it goes), so a killed search resumes from what
-is stored. The reference point of each batch's hypervolumes is the per-value minimum of the points evaluated so far
-(it widens as the extremes are found); the hypervolume history is computed afterwards with the final one.
+hypervolume improvement (EHVI, `mva_core.acquisition` Eq. A2, under the predictive distribution of an evaluation:
+the GP's noise included, so a point near the front counts for the chance that its prompt noise lifts it above),
+then, in a batch of more than one, the next with the first's predicted mean added to the front (a "kriging
+believer" batch). Every evaluation goes through the caller's evaluator (the weight-batched engine, stored as it
+goes), so a killed search resumes from what is stored. The reference point of each batch's hypervolumes is the
+per-value minimum of the points evaluated so far (it widens as the extremes are found); the hypervolume history is
+computed afterwards with the final one.
 
 Chosen on problems drawn with seeds 0-7 around the 3-value demo's grid and around the 2-value demo's (bench/
 adaptive_search.py `--emulate`; README "Benchmarks" gives these and the held-out seeds): EHVI with batches of 1
@@ -196,9 +196,10 @@ def _propose(W: np.ndarray, Z: np.ndarray, space: SearchSpace, batch: int, ref: 
     pool = candidate_pool(space, W, front_w, rng)
     if len(W) < MIN_CANDIDATES:
         return spread_out(pool, W, batch), None
-    near = neighbours(space, front_w, W, radius, rng) if len(pool) else np.zeros((0, space.n_values))
-    pool = np.concatenate([near, pool[~_evaluated(pool, near)]])  # the neighbourhood first
-    local = np.arange(len(pool)) < len(near)
+    near = neighbours(space, front_w, W, radius, rng)
+    both = np.concatenate([near, pool])  # the neighbourhood first; a lattice point once (its first row)
+    keep = np.sort(np.unique(np.rint(both / space.step).astype(int), axis=0, return_index=True)[1])
+    pool, local = both[keep], keep < len(near)
     model = fit_surrogate(W, Z, [f"v{j}" for j in range(Z.shape[1])], seed=int(rng.integers(1 << 31)))
     front = Z[pareto.front_indices(Z)]
     mean, sd = model.predict(pool) if len(pool) else (np.zeros((0, Z.shape[1])), np.zeros((0, Z.shape[1])))
